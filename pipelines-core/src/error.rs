@@ -1,0 +1,245 @@
+//! Error types: what a pipeline instance ends with, and what the runtime refuses.
+//!
+//! Two families, kept apart on purpose:
+//! - [`Error`] is the error *inside* a pipeline: the one `rescue!` and `finally!` see, the
+//!   one an awaited [`Invocation`](crate::Invocation) yields. It is cheap to clone because
+//!   the same error reaches `rescue!`, `finally!`, the error reporter and the caller.
+//! - [`InvokeError`] and [`StartError`] are returned synchronously by the runtime when it
+//!   refuses a request; no pipeline code ran.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// A boxed error of any type a step can fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a pipeline instance did not produce a value.
+///
+/// Cancellation and dropping are outcomes, not failures: they are never given to the
+/// error reporter, and [`Error::is_cancelled`] / [`Error::is_dropped`] tell them apart.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// let failing = pipeline!(|value: i32, _ctx: &()| {
+///     Err::<i32, _>(format!("{value} is not welcome"));
+/// });
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let error = runtime.invoke_pipeline(&failing, 7).unwrap().try_result().unwrap().unwrap_err();
+/// assert!(error.is_failed());
+/// assert_eq!(error.to_string(), "step failed: 7 is not welcome");
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// A step returned `Err`, or a step's future resolved to `Err`.
+    Failed(Arc<dyn std::error::Error + Send + Sync + 'static>),
+    /// A step panicked; the panic was caught and its message kept.
+    Panicked {
+        /// The panic message (`"<non-string panic payload>"` when it was not a string).
+        message: Arc<str>,
+    },
+    /// The instance was cancelled (by `cancel`, `stop`, its queue, or a `Cancel` step).
+    Cancelled,
+    /// The instance never started: its queue refused it.
+    Dropped,
+    /// A step returned a future that was not ready, but no tokio runtime was available to
+    /// wait for it.
+    NoExecutor,
+    /// The invocation's result was already taken (by `try_result` or an earlier `.await`).
+    ResultTaken,
+}
+
+impl Error {
+    /// Wraps any error a step failed with. An [`Error`] given here is kept as it is, so a
+    /// `rescue!` that re-raises `Err(error.clone())` does not nest errors.
+    ///
+    /// ```
+    /// use pipelines::Error;
+    /// let error = Error::new("disk full");
+    /// assert_eq!(error.to_string(), "step failed: disk full");
+    /// assert_eq!(Error::new(error.clone()).to_string(), "step failed: disk full");
+    /// ```
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        match error.into().downcast::<Error>() {
+            Ok(own) => *own,
+            Err(other) => Error::Failed(Arc::from(other)),
+        }
+    }
+
+    /// Turns a caught panic payload into an error that carries the panic message.
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        let message: Arc<str> = if let Some(text) = payload.downcast_ref::<&'static str>() {
+            Arc::from(*text)
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            Arc::from(text.as_str())
+        } else {
+            Arc::from("<non-string panic payload>")
+        };
+        Error::Panicked { message }
+    }
+
+    /// `true` for an error a step produced (`Err` or a panic), as opposed to cancellation
+    /// or dropping.
+    ///
+    /// ```
+    /// assert!(pipelines::Error::new("boom").is_failed());
+    /// assert!(!pipelines::Error::Cancelled.is_failed());
+    /// ```
+    pub fn is_failed(&self) -> bool {
+        matches!(
+            self,
+            Error::Failed(_) | Error::Panicked { .. } | Error::NoExecutor
+        )
+    }
+
+    /// `true` when the instance was cancelled.
+    ///
+    /// ```
+    /// assert!(pipelines::Error::Cancelled.is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// `true` when the instance was dropped by its queue before it started.
+    ///
+    /// ```
+    /// assert!(pipelines::Error::Dropped.is_dropped());
+    /// ```
+    pub fn is_dropped(&self) -> bool {
+        matches!(self, Error::Dropped)
+    }
+
+    /// `true` when a step panicked.
+    ///
+    /// ```
+    /// assert!(!pipelines::Error::new("no panic").is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Error::Panicked { .. })
+    }
+
+    /// The error a step failed with, if it is of type `E`.
+    ///
+    /// ```
+    /// use std::num::ParseIntError;
+    /// let parse_error = "x".parse::<i32>().unwrap_err();
+    /// let error = pipelines::Error::new(parse_error.clone());
+    /// assert_eq!(error.downcast_ref::<ParseIntError>(), Some(&parse_error));
+    /// ```
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Failed(source) => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed(source) => write!(f, "step failed: {source}"),
+            Error::Panicked { message } => write!(f, "step panicked: {message}"),
+            Error::Cancelled => f.write_str("pipeline instance was cancelled"),
+            Error::Dropped => f.write_str(
+                "pipeline instance was dropped: its queue was full and its behaviour is `dropping`",
+            ),
+            Error::NoExecutor => f.write_str(
+                "a step returned a future that was not ready, but no tokio runtime is available: \
+                 invoke from inside a tokio runtime or start the pipelines runtime inside one",
+            ),
+            Error::ResultTaken => f.write_str(
+                "the invocation's result was already taken: keep the result of the first \
+                 `try_result` or `.await`",
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed(source) => f.debug_tuple("Failed").field(source).finish(),
+            Error::Panicked { message } => f
+                .debug_struct("Panicked")
+                .field("message", message)
+                .finish(),
+            Error::Cancelled => f.write_str("Cancelled"),
+            Error::Dropped => f.write_str("Dropped"),
+            Error::NoExecutor => f.write_str("NoExecutor"),
+            Error::ResultTaken => f.write_str("ResultTaken"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Failed(source) => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+/// Why the runtime refused an invocation. Nothing ran.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{InvokeError, Runtime};
+///
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let error = runtime.invoke::<i32>("missing", 1).unwrap_err();
+/// assert!(matches!(error, InvokeError::UnknownPipeline { .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvokeError {
+    /// No pipeline is registered under this name.
+    #[error("no pipeline is registered under the name `{name}`: register it with `Runtime::builder(..).register(\"{name}\", pipeline)`")]
+    UnknownPipeline {
+        /// The name that was asked for.
+        name: String,
+    },
+    /// The pipeline exists but its value type is not the argument's type.
+    #[error("pipeline `{name}` takes a `{expected}` (with context `{context}`), but was invoked with a `{found}`: pass a `{expected}`")]
+    WrongArgumentType {
+        /// The registered name.
+        name: String,
+        /// The pipeline's value type.
+        expected: &'static str,
+        /// The runtime's context type.
+        context: &'static str,
+        /// The type that was passed.
+        found: &'static str,
+    },
+    /// The runtime was stopped; it accepts no more invocations.
+    #[error("the runtime was stopped and accepts no more invocations: start a new runtime")]
+    Stopped,
+}
+
+/// Why [`RuntimeBuilder::start`](crate::RuntimeBuilder::start) refused to start.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime, StartError};
+///
+/// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+/// let error = Runtime::builder(()).register("inc", p.clone()).register("inc", p).start().unwrap_err();
+/// assert_eq!(error, StartError::DuplicateName { name: "inc".into() });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Two pipelines were registered under the same name.
+    #[error("two pipelines are registered under the name `{name}`: give each a distinct name")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+}

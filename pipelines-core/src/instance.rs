@@ -1,0 +1,356 @@
+//! The interpreter: one run of a pipeline, as an explicit state machine.
+//!
+//! An [`Instance`] knows which section (main, `rescue!`, `finally!`) and which step it is
+//! at, holds the current value, and at most one thing it waits on: a step's future or a
+//! child instance. [`Instance::drive`] runs steps synchronously, inline, until one of them
+//! waits on something that is not ready, or until the instance completes. Nothing is
+//! spawned or boxed for steps that do not wait, which is what makes a synchronous
+//! invocation allocation-free.
+//!
+//! Keeping the state explicit (rather than lowering the body to an `async` block) is what
+//! lets the runtime run the synchronous stretch in the caller's stack, stop between steps
+//! on cancellation, and jump to `rescue!` with the value from before the failing step.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::{Context, Poll};
+
+use crate::error::Error;
+use crate::outcome::{Outcome, StepFuture};
+use crate::pipeline::{Pipeline, StepCall};
+
+/// How an instance ended, as seen by its parent (or, for a root, by the runtime).
+#[derive(Debug)]
+pub(crate) enum Completion<V> {
+    /// The last section ran to its end (or a step broke out) with this value.
+    Finished(V),
+    /// A step returned `BreakAll`: the parent must stop too, with this value.
+    BrokeAll(V),
+    /// An error that no `rescue!` handled.
+    Failed(Error),
+    /// The instance was cancelled; its `finally!` has run.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Main,
+    Rescue,
+    Finally,
+}
+
+/// What the instance will end with once `finally!` is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Normally,
+    WithError,
+    Cancelled,
+}
+
+enum Waiting<V, C> {
+    Nothing,
+    Future(StepFuture<V, C>),
+    Child {
+        child: Box<Instance<V, C>>,
+        muted: bool,
+    },
+}
+
+pub(crate) struct Instance<V, C> {
+    pipeline: Pipeline<V, C>,
+    value: V,
+    section: Section,
+    index: usize,
+    /// The error `rescue!` handles and `finally!` sees.
+    error: Option<Error>,
+    ending: Ending,
+    break_all: bool,
+    cancel_requested: bool,
+    waiting: Waiting<V, C>,
+    completed: bool,
+}
+
+// The interpreter never pins anything inside an instance: futures are boxed and pinned on
+// their own, and children are boxed. Moving an instance between polls is therefore sound,
+// whatever `V` is.
+impl<V, C> Unpin for Instance<V, C> {}
+
+thread_local! {
+    static STEP_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// `true` while the current thread runs a pipeline step (or polls a step's future).
+pub(crate) fn in_step() -> bool {
+    STEP_DEPTH.with(|depth| depth.get() > 0)
+}
+
+/// Runs `f` as step code: counted for [`in_step`], with panics caught.
+fn run_as_step<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            STEP_DEPTH.with(|depth| depth.set(depth.get() - 1));
+        }
+    }
+    STEP_DEPTH.with(|depth| depth.set(depth.get() + 1));
+    let _leave = Leave;
+    catch_unwind(AssertUnwindSafe(f)).map_err(Error::from_panic)
+}
+
+impl<V: Clone, C> Instance<V, C> {
+    pub(crate) fn new(pipeline: Pipeline<V, C>, value: V) -> Self {
+        Instance {
+            pipeline,
+            value,
+            section: Section::Main,
+            index: 0,
+            error: None,
+            ending: Ending::Normally,
+            break_all: false,
+            cancel_requested: false,
+            waiting: Waiting::Nothing,
+            completed: false,
+        }
+    }
+
+    /// Asks the instance to stop: at its next chance it drops what it waits on (children
+    /// are cancelled first), runs `finally!` with [`Error::Cancelled`] and completes as
+    /// cancelled. An instance already in `finally!` finishes it.
+    pub(crate) fn request_cancel(&mut self) {
+        self.cancel_requested = true;
+    }
+
+    /// Replaces what the instance waits on with `error`, as if the awaited future had
+    /// failed. Used when a future cannot be waited for at all (no executor).
+    pub(crate) fn fail_waiting(&mut self, error: Error) {
+        match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
+            Waiting::Nothing => {}
+            Waiting::Future(_) => self.fail(error),
+            Waiting::Child { mut child, muted } => {
+                child.fail_waiting(error);
+                self.waiting = Waiting::Child { child, muted };
+            }
+        }
+    }
+
+    /// Runs steps until the instance completes or waits on something that is not ready.
+    /// `cx` is the waker of whoever will poll again; a synchronous invocation passes a
+    /// no-op waker and moves the instance to a task if it returns `Pending`. Once it
+    /// returns `Ready`, [`Instance::into_completion`] tells how it ended.
+    pub(crate) fn drive(&mut self, ctx: &C, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.completed {
+                return Poll::Ready(());
+            }
+            if self.cancel_requested && self.section != Section::Finally {
+                match &mut self.waiting {
+                    // Children first: the child runs its own `finally!`, then reports
+                    // `Cancelled`, which cancels this instance below.
+                    Waiting::Child { child, .. } => child.request_cancel(),
+                    Waiting::Future(_) | Waiting::Nothing => {
+                        // Dropping the future stops the work behind it.
+                        self.waiting = Waiting::Nothing;
+                        self.cancel_now();
+                        continue;
+                    }
+                }
+            }
+            match &mut self.waiting {
+                Waiting::Future(future) => {
+                    let polled = run_as_step(|| future.as_mut().poll(cx));
+                    match polled {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(outcome)) => {
+                            self.waiting = Waiting::Nothing;
+                            self.apply(outcome, ctx, cx);
+                        }
+                        Err(panic) => {
+                            self.waiting = Waiting::Nothing;
+                            self.fail(panic);
+                        }
+                    }
+                }
+                Waiting::Child { child, .. } => {
+                    if child.drive(ctx, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if let Waiting::Child { child, muted } =
+                        std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                    {
+                        self.apply_child(child.into_completion(), muted);
+                    }
+                }
+                Waiting::Nothing => self.run_next_step(ctx, cx),
+            }
+        }
+    }
+
+    fn run_next_step(&mut self, ctx: &C, cx: &mut Context<'_>) {
+        let layout = self.pipeline.layout();
+        let section_len = match self.section {
+            Section::Main => layout.main,
+            Section::Rescue => layout.rescue.unwrap_or(0),
+            Section::Finally => layout.finally.unwrap_or(0),
+        };
+        if self.index >= section_len {
+            self.end_section();
+            return;
+        }
+        let index = self.index;
+        let value = &self.value;
+        let call = match self.section {
+            Section::Main => StepCall::Main { index, value, ctx },
+            Section::Rescue => match &self.error {
+                Some(error) => StepCall::Rescue {
+                    index,
+                    value,
+                    ctx,
+                    error,
+                },
+                // Unreachable by construction (rescue is entered with an error); failing
+                // is the panic-free answer.
+                None => {
+                    self.fail(Error::new(
+                        "internal error: rescue! entered without an error",
+                    ));
+                    return;
+                }
+            },
+            Section::Finally => StepCall::Finally {
+                index,
+                value,
+                ctx,
+                error: self.error.as_ref(),
+            },
+        };
+        let pipeline = &self.pipeline;
+        match run_as_step(|| pipeline.run_step(call)) {
+            Ok(outcome) => self.apply(outcome, ctx, cx),
+            Err(panic) => self.fail(panic),
+        }
+    }
+
+    fn apply(&mut self, outcome: Outcome<V, C>, ctx: &C, cx: &mut Context<'_>) {
+        match outcome {
+            Outcome::Value(value) => {
+                self.value = value;
+                self.index += 1;
+            }
+            Outcome::Keep => self.index += 1,
+            Outcome::Future(future) => self.waiting = Waiting::Future(future.0),
+            Outcome::Nested { pipeline, muted } => {
+                // The child runs inline; it is boxed only if it has to wait.
+                let mut child = Instance::new(pipeline, self.value.clone());
+                match child.drive(ctx, cx) {
+                    Poll::Ready(()) => self.apply_child(child.into_completion(), muted),
+                    Poll::Pending => {
+                        self.waiting = Waiting::Child {
+                            child: Box::new(child),
+                            muted,
+                        }
+                    }
+                }
+            }
+            Outcome::Error(error) => self.fail(error),
+            Outcome::Break(value) => {
+                if let Some(value) = value {
+                    self.value = value;
+                }
+                self.end_section();
+            }
+            Outcome::BreakAll(value) => {
+                if let Some(value) = value {
+                    self.value = value;
+                }
+                self.break_all = true;
+                self.end_section();
+            }
+            Outcome::Cancel => {
+                self.index += 1;
+                self.request_cancel();
+            }
+        }
+    }
+
+    fn apply_child(&mut self, completion: Completion<V>, muted: bool) {
+        match completion {
+            Completion::Finished(value) => {
+                if !muted {
+                    self.value = value;
+                }
+                self.index += 1;
+            }
+            // `BreakAll` is explicit control flow: its value reaches the root even through
+            // a muted child.
+            Completion::BrokeAll(value) => {
+                self.value = value;
+                self.break_all = true;
+                self.end_section();
+            }
+            Completion::Failed(error) => self.fail(error),
+            // Cancellation climbs: a cancelled child cancels the instance waiting on it.
+            Completion::Cancelled => self.request_cancel(),
+        }
+    }
+
+    /// The error path of SEMANTICS 1.2.
+    fn fail(&mut self, error: Error) {
+        match self.section {
+            Section::Main if self.pipeline.layout().rescue.is_some() => {
+                // `value` is still the value from before the failing step.
+                self.section = Section::Rescue;
+                self.index = 0;
+                self.error = Some(error);
+            }
+            Section::Main | Section::Rescue => self.enter_finally(Some(error), Ending::WithError),
+            Section::Finally => {
+                self.error = Some(error);
+                self.ending = Ending::WithError;
+                self.completed = true;
+            }
+        }
+    }
+
+    fn cancel_now(&mut self) {
+        self.enter_finally(Some(Error::Cancelled), Ending::Cancelled);
+    }
+
+    /// The current section ran out of steps, or a step broke out of it.
+    fn end_section(&mut self) {
+        match self.section {
+            Section::Main => self.enter_finally(None, Ending::Normally),
+            // The error was handled; `finally!` still sees it.
+            Section::Rescue => {
+                let error = self.error.take();
+                self.enter_finally(error, Ending::Normally)
+            }
+            Section::Finally => self.completed = true,
+        }
+    }
+
+    fn enter_finally(&mut self, error: Option<Error>, ending: Ending) {
+        self.error = error;
+        self.ending = ending;
+        if self.pipeline.layout().finally.is_some() {
+            self.section = Section::Finally;
+            self.index = 0;
+        } else {
+            self.completed = true;
+        }
+    }
+
+    /// How the instance ended. Meaningful once [`Instance::drive`] returned `Ready`.
+    pub(crate) fn into_completion(self) -> Completion<V> {
+        match self.ending {
+            Ending::WithError => Completion::Failed(
+                self.error
+                    .unwrap_or_else(|| Error::new("internal error: failed without an error")),
+            ),
+            Ending::Cancelled => Completion::Cancelled,
+            // A cancellation requested while `finally!` ran still ends as cancelled.
+            Ending::Normally if self.cancel_requested => Completion::Cancelled,
+            Ending::Normally if self.break_all => Completion::BrokeAll(self.value),
+            Ending::Normally => Completion::Finished(self.value),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The handle an invocation returns.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::FutureExt;
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::runtime::Ident;
+
+/// The handle of one pipeline instance, returned by
+/// [`Runtime::invoke`](crate::Runtime::invoke).
+///
+/// - When the pipeline ran to its end without waiting, the result is already here:
+///   [`try_result`](Invocation::try_result) returns it without any executor.
+/// - Otherwise the instance runs on a tokio task, and awaiting the handle yields its result.
+///
+/// Like `tokio::spawn`, the work goes on without the handle: dropping it does not cancel
+/// the instance.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let slow_double = pipeline!(|value: u64, _ctx: &()| {
+///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+///     value * 2;
+/// });
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let mut handle = runtime.invoke_pipeline(&slow_double, 21).unwrap();
+/// assert!(handle.try_result().is_none()); // still sleeping
+/// assert_eq!(handle.await.unwrap(), 42);
+/// # }
+/// ```
+#[must_use = "the instance runs anyway; use the handle to get its result"]
+pub struct Invocation<V> {
+    ident: Ident,
+    state: State<V>,
+}
+
+enum State<V> {
+    Ready(Result<V, Error>),
+    Running(JoinHandle<Result<V, Error>>),
+    Taken,
+}
+
+impl<V> Invocation<V> {
+    pub(crate) fn ready(ident: Ident, result: Result<V, Error>) -> Self {
+        Invocation {
+            ident,
+            state: State::Ready(result),
+        }
+    }
+
+    pub(crate) fn running(ident: Ident, task: JoinHandle<Result<V, Error>>) -> Self {
+        Invocation {
+            ident,
+            state: State::Running(task),
+        }
+    }
+
+    /// The instance's identity: pipeline name and instance number.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value; });
+    /// let runtime = Runtime::builder(()).register("same", p).start().unwrap();
+    /// let handle = runtime.invoke("same", 1).unwrap();
+    /// assert_eq!(handle.ident().name(), "same");
+    /// ```
+    pub fn ident(&self) -> &Ident {
+        &self.ident
+    }
+
+    /// `true` once the instance has completed (and its result was not taken yet).
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// # let runtime = Runtime::builder(()).start().unwrap();
+    /// assert!(runtime.invoke_pipeline(&p, 1).unwrap().is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        match &self.state {
+            State::Ready(_) => true,
+            State::Running(task) => task.is_finished(),
+            State::Taken => false,
+        }
+    }
+
+    /// Takes the result if the instance has completed, without waiting and without an
+    /// executor. Returns `None` while it runs, and after the result was taken.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// # let runtime = Runtime::builder(()).start().unwrap();
+    /// let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    /// assert_eq!(handle.try_result().unwrap().unwrap(), 2);
+    /// assert!(handle.try_result().is_none());
+    /// ```
+    pub fn try_result(&mut self) -> Option<Result<V, Error>> {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Ready(result) => Some(result),
+            State::Running(mut task) => match (&mut task).now_or_never() {
+                Some(joined) => Some(joined.unwrap_or_else(|error| Err(join_error(error)))),
+                None => {
+                    self.state = State::Running(task);
+                    None
+                }
+            },
+            State::Taken => None,
+        }
+    }
+}
+
+/// The task driving an instance ended without a result: the tokio runtime was shut down
+/// under it. For the caller, the instance was cancelled.
+fn join_error(error: tokio::task::JoinError) -> Error {
+    if error.is_panic() {
+        Error::from_panic(error.into_panic())
+    } else {
+        Error::Cancelled
+    }
+}
+
+impl<V> Future for Invocation<V> {
+    type Output = Result<V, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            State::Running(task) => match Pin::new(task).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(joined) => {
+                    this.state = State::Taken;
+                    Poll::Ready(joined.unwrap_or_else(|error| Err(join_error(error))))
+                }
+            },
+            State::Ready(_) => match std::mem::replace(&mut this.state, State::Taken) {
+                State::Ready(result) => Poll::Ready(result),
+                _ => Poll::Ready(Err(Error::ResultTaken)),
+            },
+            State::Taken => Poll::Ready(Err(Error::ResultTaken)),
+        }
+    }
+}
+
+// The handle holds no pinned data: the result or a `JoinHandle`, both `Unpin`.
+impl<V> Unpin for Invocation<V> {}
+
+impl<V> fmt::Debug for Invocation<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Ready(Ok(_)) => "finished",
+            State::Ready(Err(_)) => "ended without a value",
+            State::Running(_) => "running",
+            State::Taken => "result taken",
+        };
+        f.debug_struct("Invocation")
+            .field("ident", &self.ident)
+            .field("state", &state)
+            .finish()
+    }
+}

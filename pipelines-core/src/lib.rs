@@ -1,0 +1,117 @@
+//! The runtime of [`pipelines`](https://docs.rs/pipelines): the step interpreter, the
+//! invocation handle and the runtime that `pipeline!` targets.
+//!
+//! Use it through the `pipelines` crate, which re-exports everything here.
+//!
+//! ```
+//! use pipelines::{pipeline, Runtime};
+//!
+//! let inc_3 = pipeline!(|value: i32, _ctx: &()| {
+//!     value + 1;
+//!     value + 1;
+//!     value + 1;
+//! });
+//! let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
+//! // Nothing waited, so the result is there as soon as `invoke` returns.
+//! assert_eq!(runtime.invoke("inc-3", 0).unwrap().try_result().unwrap().unwrap(), 3);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod cancellation;
+pub mod error;
+mod hooks;
+mod instance;
+mod invocation;
+pub mod outcome;
+mod pipeline;
+mod runtime;
+
+pub use error::{BoxError, Error, InvokeError, StartError};
+pub use invocation::Invocation;
+pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
+pub use pipeline::{Muted, Pipeline};
+pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder};
+
+/// Builds a [`Pipeline`] from a block of steps.
+///
+/// ```text
+/// pipeline!(|value: V, ctx: &C| {
+///     step;                                   // each statement is one step
+///     future_step.await;                      // a step ending in `.await` may wait
+///     rescue!(|error| { step; step; });       // optional: handles an error of the steps
+///     finally!(|error| { step; step; });      // optional: runs whatever happened
+/// })
+/// ```
+///
+/// What a step evaluates to decides what happens next: a new value replaces the value;
+/// `()` or `None` keeps it; `Err` goes to `rescue!`; a pipeline runs as a child; the
+/// markers [`Break`], [`BreakAll`] and [`Cancel`] stop the pipeline. Each step sees the
+/// value as the header binds it: `value: V` gives each step its own clone, `value: &V` a
+/// borrow (no clone).
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// let checked_half = pipeline!(|value: i32, _ctx: &()| {
+///     if value % 2 == 0 { Ok(value / 2) } else { Err(format!("{value} is odd")) };
+///     rescue!(|error| {
+///         -1;
+///     });
+/// });
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// assert_eq!(runtime.invoke_pipeline(&checked_half, 8).unwrap().try_result().unwrap().unwrap(), 4);
+/// assert_eq!(runtime.invoke_pipeline(&checked_half, 7).unwrap().try_result().unwrap().unwrap(), -1);
+/// ```
+#[macro_export]
+macro_rules! pipeline {
+    ($($body:tt)*) => {
+        $crate::__private::pipeline_impl! { ($crate) $($body)* }
+    };
+}
+
+/// Handles an error of a pipeline's main steps. Only valid as a section at the end of a
+/// [`pipeline!`] body; anywhere else it is a compile error.
+///
+/// ```compile_fail
+/// let misplaced = pipelines::rescue!(|error| { 1; });
+/// ```
+#[macro_export]
+macro_rules! rescue {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`rescue!` is only valid as a section at the end of a `pipeline!` body: \
+             move it inside `pipeline!(|value, ctx| { ...; rescue!(|error| { ... }); })`"
+        )
+    };
+}
+
+/// Runs at the end of a pipeline whatever happened. Only valid as the last section of a
+/// [`pipeline!`] body; anywhere else it is a compile error.
+///
+/// ```compile_fail
+/// let misplaced = pipelines::finally!(|error| { 1; });
+/// ```
+#[macro_export]
+macro_rules! finally {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`finally!` is only valid as the last section of a `pipeline!` body: \
+             move it inside `pipeline!(|value, ctx| { ...; finally!(|error| { ... }); })`"
+        )
+    };
+}
+
+/// What the code `pipeline!` generates refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::{BoxError, Error};
+    pub use crate::outcome::dispatch::{OptionKind, ResultKind, TraitKind, ValueKind, Wrap};
+    pub use crate::outcome::Outcome;
+    pub use crate::pipeline::{Layout, Pipeline, Site, StepCall};
+    pub use ::core;
+    pub use pipelines_macros::pipeline_impl;
+}

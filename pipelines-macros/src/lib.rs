@@ -1,0 +1,30 @@
+//! The `pipeline!` procedural macro. Use it through the `pipelines` crate, whose
+//! `pipeline!` forwards here with the path of the runtime crate.
+//!
+//! The macro works in phases, each in its own module: [`parse`] reads the tokens into the
+//! [`model`] (header, steps, `rescue!`, `finally!`), reporting every misuse it finds at
+//! once, and [`expand`] generates the code.
+//!
+//! ```
+//! let p = pipelines::pipeline!(|value: i32, _ctx: &()| { value + 1; });
+//! # let _ = p;
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod expand;
+mod model;
+mod parse;
+
+use proc_macro::TokenStream;
+
+/// Implementation of `pipelines::pipeline!`. Not public API: its input starts with the
+/// runtime crate's path in parentheses.
+#[doc(hidden)]
+#[proc_macro]
+pub fn pipeline_impl(input: TokenStream) -> TokenStream {
+    match syn::parse::Parser::parse(parse::parse_pipeline, input) {
+        Ok(model) => expand::expand(&model).into(),
+        Err(errors) => expand::expand_errors(errors).into(),
+    }
+}
