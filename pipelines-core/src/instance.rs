@@ -50,6 +50,9 @@ enum Ending {
 enum Waiting<V, C> {
     Nothing,
     Future(StepFuture<V, C>),
+    /// The future resolved (see [`Instance::poll_waiting`]); its outcome is applied by the
+    /// next [`Instance::drive`].
+    Resolved(Outcome<V, C>),
     Child {
         child: Box<Instance<V, C>>,
         muted: bool,
@@ -125,7 +128,7 @@ impl<V: Clone, C> Instance<V, C> {
     pub(crate) fn fail_waiting(&mut self, error: Error) {
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
             Waiting::Nothing => {}
-            Waiting::Future(_) => self.fail(error),
+            Waiting::Future(_) | Waiting::Resolved(_) => self.fail(error),
             Waiting::Child { mut child, muted } => {
                 child.fail_waiting(error);
                 self.waiting = Waiting::Child { child, muted };
@@ -147,7 +150,7 @@ impl<V: Clone, C> Instance<V, C> {
                     // Children first: the child runs its own `finally!`, then reports
                     // `Cancelled`, which cancels this instance below.
                     Waiting::Child { child, .. } => child.request_cancel(),
-                    Waiting::Future(_) | Waiting::Nothing => {
+                    Waiting::Future(_) | Waiting::Resolved(_) | Waiting::Nothing => {
                         // Dropping the future stops the work behind it.
                         self.waiting = Waiting::Nothing;
                         self.cancel_now();
@@ -156,18 +159,16 @@ impl<V: Clone, C> Instance<V, C> {
                 }
             }
             match &mut self.waiting {
-                Waiting::Future(future) => {
-                    let polled = run_as_step(|| future.as_mut().poll(cx));
-                    match polled {
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(outcome)) => {
-                            self.waiting = Waiting::Nothing;
-                            self.apply(outcome, ctx, cx);
-                        }
-                        Err(panic) => {
-                            self.waiting = Waiting::Nothing;
-                            self.fail(panic);
-                        }
+                Waiting::Future(_) => {
+                    if self.poll_waiting(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Waiting::Resolved(_) => {
+                    if let Waiting::Resolved(outcome) =
+                        std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                    {
+                        self.apply(outcome, ctx, cx);
                     }
                 }
                 Waiting::Child { child, .. } => {
@@ -182,6 +183,30 @@ impl<V: Clone, C> Instance<V, C> {
                 }
                 Waiting::Nothing => self.run_next_step(ctx, cx),
             }
+        }
+    }
+
+    /// Polls only what the instance waits on (the innermost future), running no step.
+    /// `Pending` means a [`drive`](Instance::drive) now would run no step either; the
+    /// runtime uses it to open a transaction only for stretches that run steps.
+    pub(crate) fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.cancel_requested && self.section != Section::Finally {
+            return Poll::Ready(());
+        }
+        match &mut self.waiting {
+            Waiting::Future(future) => match run_as_step(|| future.as_mut().poll(cx)) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(outcome)) => {
+                    self.waiting = Waiting::Resolved(outcome);
+                    Poll::Ready(())
+                }
+                Err(panic) => {
+                    self.waiting = Waiting::Resolved(Outcome::Error(panic));
+                    Poll::Ready(())
+                }
+            },
+            Waiting::Child { child, .. } => child.poll_waiting(cx),
+            Waiting::Nothing | Waiting::Resolved(_) => Poll::Ready(()),
         }
     }
 

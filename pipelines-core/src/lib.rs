@@ -109,7 +109,9 @@ macro_rules! finally {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::{BoxError, Error};
-    pub use crate::outcome::dispatch::{OptionKind, ResultKind, TraitKind, ValueKind, Wrap};
+    pub use crate::outcome::dispatch::{
+        OptionKind, ResultKind, ResultOptionKind, TraitKind, ValueKind, Wrap,
+    };
     pub use crate::outcome::Outcome;
     pub use crate::pipeline::{Layout, Pipeline, Site, StepCall};
     pub use ::core;

@@ -1,18 +1,19 @@
 //! What a step's result does (SEMANTICS 1.1).
 //!
 //! Every step expression is turned into an [`Outcome`] by the code `pipeline!` generates.
-//! The conversion is chosen by the *type* of the expression, at compile time, in three
+//! The conversion is chosen by the *type* of the expression, at compile time, in four
 //! levels (the "autoref specialisation" technique, as `anyhow!` uses it):
 //!
 //! 1. types implementing [`IntoOutcome`]: `()`, the markers [`Break`], [`BreakAll`] and
 //!    [`Cancel`], pipelines, [`Muted`](crate::Muted) pipelines, and `Option`/`Result`
 //!    wrapping any of these;
-//! 2. `Option<V>` (`None` keeps the value, `Some(v)` replaces it) and `Result<V, E>`
+//! 2. `Result<Option<V>, E>`;
+//! 3. `Option<V>` (`None` keeps the value, `Some(v)` replaces it) and `Result<V, E>`
 //!    (`Err` goes to the error path);
-//! 3. anything else is the new value.
+//! 4. anything else is the new value.
 //!
 //! A step written `expr.await` is a future step: its future is polled by the interpreter
-//! and its *output* goes through the same three levels.
+//! and its *output* goes through the same levels.
 
 use std::fmt;
 use std::future::Future;
@@ -324,7 +325,10 @@ pub mod dispatch {
     /// inferred from the step's expected outcome.
     #[derive(Debug)]
     pub struct TraitTag<V, C>(PhantomData<fn() -> (V, C)>);
-    /// Level 2: `Option<V>`.
+    /// Level 2: `Result<Option<V>, E>`.
+    #[derive(Debug)]
+    pub struct ResultOptionTag;
+    /// Level 3: `Option<V>`.
     #[derive(Debug)]
     pub struct OptionTag;
     /// Level 2: `Result<V, E>`.
@@ -340,7 +344,15 @@ pub mod dispatch {
             TraitTag(PhantomData)
         }
     }
-    impl<V, C, T: IntoOutcome<V, C>> TraitKind<V, C> for &&Wrap<T> {}
+    impl<V, C, T: IntoOutcome<V, C>> TraitKind<V, C> for &&&Wrap<T> {}
+
+    pub trait ResultOptionKind {
+        #[inline(always)]
+        fn __pipelines_kind(&self) -> ResultOptionTag {
+            ResultOptionTag
+        }
+    }
+    impl<T, E> ResultOptionKind for &&Wrap<Result<Option<T>, E>> {}
 
     pub trait OptionKind {
         #[inline(always)]
@@ -370,6 +382,19 @@ pub mod dispatch {
         #[inline(always)]
         pub fn into_outcome<T: IntoOutcome<V, C>>(self, result: T) -> Outcome<V, C> {
             result.into_outcome()
+        }
+    }
+    impl ResultOptionTag {
+        #[inline(always)]
+        pub fn into_outcome<V, C, E: Into<BoxError>>(
+            self,
+            result: Result<Option<V>, E>,
+        ) -> Outcome<V, C> {
+            match result {
+                Ok(Some(value)) => Outcome::Value(value),
+                Ok(None) => Outcome::Keep,
+                Err(error) => Outcome::Error(Error::new(error)),
+            }
         }
     }
     impl OptionTag {

@@ -585,6 +585,10 @@ impl<V: Clone, C> Future for Task<V, C> {
         if this.signal.register_and_check(cx.waker()) {
             instance.request_cancel();
         }
+        // A wake-up whose future is still pending runs no step: no transaction for it.
+        if instance.poll_waiting(cx).is_pending() {
+            return Poll::Pending;
+        }
         if this.shared.run_stretch(instance, cx).is_pending() {
             return Poll::Pending;
         }

@@ -9,6 +9,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::Type;
 
 use crate::model::{Binding, Pipeline, Section, Step, StepKind};
@@ -102,7 +103,9 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
             move |__pipelines_call: #private::StepCall<'_, #value_type, #ctx_type>|
                   -> #private::Outcome<#value_type, #ctx_type> {
                 #[allow(unused_imports)]
-                use #private::{OptionKind as _, ResultKind as _, TraitKind as _, ValueKind as _};
+                use #private::{
+                    OptionKind as _, ResultKind as _, ResultOptionKind as _, TraitKind as _, ValueKind as _,
+                };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
                     #(#arms)*
@@ -151,11 +154,13 @@ fn bind_error(section: &Section, default_type: TokenStream) -> TokenStream {
     }
 }
 
-/// Converts `result` (an expression) into an `Outcome` by its type.
-fn dispatch(result: TokenStream, private: &TokenStream) -> TokenStream {
-    quote! {
+/// Converts `result` (an expression) into an `Outcome` by its type. Type errors of the
+/// conversion (a step whose type is not the value's) point at `span`, the user's step.
+fn dispatch(result: TokenStream, span: Span, private: &TokenStream) -> TokenStream {
+    let span = Span::call_site().located_at(span);
+    quote_spanned! {span=>
         match #private::Wrap(#result) {
-            __pipelines_result => (&&&__pipelines_result)
+            __pipelines_result => (&&&&__pipelines_result)
                 .__pipelines_kind()
                 .into_outcome(__pipelines_result.0),
         }
@@ -178,9 +183,9 @@ fn inline_expr(step: &Step, expr: &syn::Expr, private: &TokenStream) -> TokenStr
 
 fn expand_step(step: &Step, private: &TokenStream) -> TokenStream {
     match &step.kind {
-        StepKind::Sync(expr) => dispatch(inline_expr(step, expr, private), private),
-        StepKind::Await { future, await_span } => {
-            let future_expr = inline_expr(step, future, private);
+        StepKind::Sync(expr) => dispatch(inline_expr(step, expr, private), expr.span(), private),
+        StepKind::Await { future: expr, await_span } => {
+            let future_expr = inline_expr(step, expr, private);
             let future = if step.uses_try {
                 quote! {
                     match #future_expr {
@@ -194,7 +199,7 @@ fn expand_step(step: &Step, private: &TokenStream) -> TokenStream {
                 future_expr
             };
             let awaited = await_output(*await_span);
-            let output = dispatch(quote!(__pipelines_output), private);
+            let output = dispatch(quote!(__pipelines_output), expr.span(), private);
             quote! {
                 let __pipelines_future = #future;
                 #private::Outcome::from_future(async move {
@@ -209,5 +214,7 @@ fn expand_step(step: &Step, private: &TokenStream) -> TokenStream {
 /// `__pipelines_future.await`, with the user's `.await` span so that "not a future"
 /// errors point at their code.
 fn await_output(span: Span) -> TokenStream {
-    quote_spanned!(span=> __pipelines_future.await)
+    // Only `.await` takes the user's span: the identifier must keep the macro's hygiene.
+    let dot_await = quote_spanned!(span=> .await);
+    quote!(__pipelines_future #dot_await)
 }

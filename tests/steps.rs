@@ -1,0 +1,262 @@
+//! What each kind of step result does (SEMANTICS 1.1), through the public API.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pipelines::{pipeline, Break, BreakAll, Cancel, Error, Pipeline, Runtime};
+
+fn runtime<C: Send + Sync + 'static>(ctx: C) -> Runtime<C> {
+    Runtime::builder(ctx).start().unwrap()
+}
+
+fn run_sync<V: Clone + Send + 'static, C: Send + Sync + 'static>(
+    runtime: &Runtime<C>,
+    pipeline: &Pipeline<V, C>,
+    value: V,
+) -> Result<V, Error> {
+    runtime
+        .invoke_pipeline(pipeline, value)
+        .unwrap()
+        .try_result()
+        .expect("the pipeline should not have waited")
+}
+
+#[test]
+fn a_new_value_replaces_the_value() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        value * 10;
+    });
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 20);
+}
+
+#[test]
+fn unit_and_empty_optionals_keep_the_value() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        ();
+        None::<i32>;
+        if value > 100 { Some(0) } else { None };
+        Ok::<(), String>(());
+        Ok::<Option<i32>, String>(None);
+    });
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 2);
+}
+
+#[test]
+fn some_and_ok_replace_the_value() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        Some(value + 1);
+        Ok::<i32, String>(value * 3);
+        Ok::<Option<i32>, String>(Some(value + 4));
+    });
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 10);
+}
+
+#[test]
+fn a_pipeline_that_never_waits_has_its_result_when_invoke_returns() {
+    // No tokio runtime exists on this thread: the result cannot come from an executor.
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let p = pipeline!(|value: u64, _ctx: &()| {
+        value + 1;
+        value + 1;
+        value + 1;
+    });
+    let runtime = Runtime::builder(()).register("inc-3", p).start().unwrap();
+    let mut handle = runtime.invoke("inc-3", 0_u64).unwrap();
+    assert!(handle.is_finished());
+    assert_eq!(handle.try_result().unwrap().unwrap(), 3);
+}
+
+#[test]
+fn a_future_ready_on_first_poll_does_not_suspend() {
+    // Still no executor: a ready future must be consumed inline.
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        std::future::ready(value + 1).await;
+        async move { value * 2 }.await;
+        futures::future::ready(()).await;
+    });
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_future_suspends_and_resumes_with_its_output() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            value * 10
+        }
+        .await;
+        value + 1;
+    });
+    let runtime = runtime(());
+    let started = tokio::time::Instant::now();
+    let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    assert!(handle.try_result().is_none());
+    assert_eq!(handle.await.unwrap(), 21);
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_future_output_goes_through_the_same_table() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        async { tokio::time::sleep(Duration::from_millis(5)).await; }.await;
+        async { None::<i32> }.await;
+        async move { Ok::<i32, String>(value + 5) }.await;
+        async move { Some(value * 2) }.await?;
+    });
+    assert_eq!(runtime(()).invoke_pipeline(&p, 1).unwrap().await.unwrap(), 12);
+}
+
+#[test]
+fn a_failed_future_takes_the_error_path() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        async { Err::<i32, _>("async failure") }.await;
+        value + 100;
+    });
+    let error = run_sync(&runtime(()), &p, 1).unwrap_err();
+    assert_eq!(error.to_string(), "step failed: async failure");
+}
+
+#[test]
+fn question_mark_inside_a_step_sends_the_error_to_the_error_path() {
+    let p = pipeline!(|value: String, _ctx: &()| {
+        (value.trim().parse::<i32>()? * 2).to_string();
+        rescue!(|error| {
+            format!("rescued: {error}");
+        });
+    });
+    let runtime = runtime(());
+    assert_eq!(run_sync(&runtime, &p, " 21 ".into()).unwrap(), "42");
+    assert_eq!(
+        run_sync(&runtime, &p, "x".into()).unwrap(),
+        "rescued: step failed: invalid digit found in string"
+    );
+}
+
+#[test]
+fn steps_can_borrow_the_value_instead_of_cloning_it() {
+    let p = pipeline!(|value: &String, _ctx: &()| {
+        value.len().to_string();
+        format!("{value}!");
+    });
+    assert_eq!(run_sync(&runtime(()), &p, "hello".into()).unwrap(), "5!");
+}
+
+#[test]
+fn header_patterns_destructure_value_and_context() {
+    struct Ctx {
+        offset: i32,
+        calls: AtomicUsize,
+    }
+    let p = pipeline!(|(a, b): (i32, i32), Ctx { offset, calls }: &Ctx| {
+        {
+            calls.fetch_add(1, Ordering::SeqCst);
+        };
+        (a + offset, b + offset);
+        (b, a);
+    });
+    let runtime = runtime(Ctx {
+        offset: 10,
+        calls: AtomicUsize::new(0),
+    });
+    assert_eq!(run_sync(&runtime, &p, (1, 2)).unwrap(), (12, 11));
+    assert_eq!(runtime.context().calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn steps_capture_their_environment() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        sink.lock().unwrap().push(value);
+        value + 1;
+        sink.lock().unwrap().push(value);
+    });
+    run_sync(&runtime(()), &p, 5).unwrap();
+    assert_eq!(*log.lock().unwrap(), [5, 6]);
+}
+
+#[test]
+fn break_stops_the_pipeline_with_the_current_or_given_value() {
+    let now = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        Break::now();
+        value + 100;
+    });
+    let with = pipeline!(|value: i32, _ctx: &()| {
+        Break::with(value * 7);
+        value + 100;
+    });
+    let runtime = runtime(());
+    assert_eq!(run_sync(&runtime, &now, 1).unwrap(), 2);
+    assert_eq!(run_sync(&runtime, &with, 1).unwrap(), 7);
+}
+
+#[test]
+fn break_still_runs_finally() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        Break::with(value + 1);
+        value + 100;
+        finally!(|error| {
+            assert!(error.is_none());
+            value * 10;
+        });
+    });
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 20);
+}
+
+#[test]
+fn break_all_at_the_root_is_a_plain_result() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        BreakAll::with(value + 1);
+        value + 100;
+    });
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 2);
+}
+
+#[test]
+fn cancel_marker_cancels_the_instance_and_runs_finally() {
+    let finally_runs = Arc::new(AtomicUsize::new(0));
+    let seen = finally_runs.clone();
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        Cancel;
+        value + 100;
+        rescue!(|error| {
+            value + 1000;
+        });
+        finally!(|error| {
+            assert!(error.unwrap().is_cancelled());
+            {
+                seen.fetch_add(1, Ordering::SeqCst);
+            };
+        });
+    });
+    let error = run_sync(&runtime(()), &p, 1).unwrap_err();
+    assert!(error.is_cancelled());
+    assert_eq!(finally_runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn in_pipeline_is_true_only_inside_steps() {
+    let p = pipeline!(|value: bool, _ctx: &()| {
+        pipelines::in_pipeline();
+    });
+    assert!(!pipelines::in_pipeline());
+    assert!(run_sync(&runtime(()), &p, false).unwrap());
+    assert!(!pipelines::in_pipeline());
+}
+
+#[test]
+fn one_pipeline_expression_has_one_site() {
+    fn make() -> Pipeline<i32, ()> {
+        pipeline!(|value: i32, _ctx: &()| { value; })
+    }
+    let other = pipeline!(|value: i32, _ctx: &()| { value; });
+    assert_eq!(make().site_name(), make().site_name());
+    assert_ne!(make().site_name(), other.site_name());
+    assert!(other.site_name().starts_with("pipeline@tests/steps.rs:"));
+}
