@@ -99,7 +99,9 @@ fn a_handled_error_is_not_reported() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
         Err::<i32, _>("handled");
-        rescue!(|error| { value; });
+        rescue!(|error| {
+            value;
+        });
     });
     assert_eq!(run_sync(&runtime, &p, 3).unwrap(), 3);
     assert!(entries(&log).is_empty());
@@ -135,7 +137,10 @@ fn finally_runs_on_success_without_an_error_and_threads_the_value() {
     let p = pipeline!(|value: i32, log: &Log| {
         value + 1;
         finally!(|error| {
-            push(log, format!("finally error {:?}", error.map(|e| e.to_string())));
+            push(
+                log,
+                format!("finally error {:?}", error.map(|e| e.to_string())),
+            );
             value * 10;
         });
     });
@@ -148,7 +153,9 @@ fn finally_sees_a_handled_error_and_the_pipeline_succeeds() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
         Err::<i32, _>("handled");
-        rescue!(|error| { value + 1; });
+        rescue!(|error| {
+            value + 1;
+        });
         finally!(|error| {
             push(log, format!("finally saw {}", error.unwrap()));
             value + 1;
@@ -195,7 +202,9 @@ fn a_panicking_step_becomes_an_error_with_its_message() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
         value + 1;
-        if value > 0 { panic!("step exploded at {value}") };
+        if value > 0 {
+            panic!("step exploded at {value}")
+        };
         rescue!(|error| {
             assert!(error.is_panic());
             push(log, error.to_string());

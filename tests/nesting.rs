@@ -27,7 +27,11 @@ fn entries(log: &Log) -> Vec<String> {
     log.lock().unwrap().clone()
 }
 
-fn run_sync(runtime: &Runtime<Log>, pipeline: &Pipeline<i32, Log>, value: i32) -> Result<i32, Error> {
+fn run_sync(
+    runtime: &Runtime<Log>,
+    pipeline: &Pipeline<i32, Log>,
+    value: i32,
+) -> Result<i32, Error> {
     runtime
         .invoke_pipeline(pipeline, value)
         .unwrap()
@@ -43,7 +47,9 @@ async fn async_inc(value: i32) -> i32 {
 #[test]
 fn a_child_gets_the_current_value_and_its_result_becomes_the_value() {
     let (runtime, _) = logging_runtime();
-    let double = pipeline!(|value: i32, _log: &Log| { value * 2; });
+    let double = pipeline!(|value: i32, _log: &Log| {
+        value * 2;
+    });
     let p = pipeline!(|value: i32, _log: &Log| {
         value + 1;
         double.clone();
@@ -58,9 +64,13 @@ fn a_child_can_come_from_an_expression_built_at_each_run() {
     let (runtime, _) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
         if value > 0 {
-            pipeline!(|value: i32, _log: &Log| { value * 100; })
+            pipeline!(|value: i32, _log: &Log| {
+                value * 100;
+            })
         } else {
-            pipeline!(|value: i32, _log: &Log| { value - 100; })
+            pipeline!(|value: i32, _log: &Log| {
+                value - 100;
+            })
         };
     });
     assert_eq!(run_sync(&runtime, &p, 2).unwrap(), 200);
@@ -98,7 +108,9 @@ fn a_childs_unhandled_error_reaches_the_parents_rescue_and_is_not_reported() {
     let failing = pipeline!(|value: i32, log: &Log| {
         value + 1;
         Err::<i32, _>("child failed");
-        finally!(|error| { push(log, "child finally"); });
+        finally!(|error| {
+            push(log, "child finally");
+        });
     });
     let p = pipeline!(|value: i32, log: &Log| {
         value + 10;
@@ -111,16 +123,25 @@ fn a_childs_unhandled_error_reaches_the_parents_rescue_and_is_not_reported() {
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 10);
     assert_eq!(
         entries(&log),
-        ["child finally", "parent rescue at 10: step failed: child failed"]
+        [
+            "child finally",
+            "parent rescue at 10: step failed: child failed"
+        ]
     );
 }
 
 #[test]
 fn an_error_no_rescue_handles_is_reported_exactly_once_at_the_root() {
     let (runtime, log) = logging_runtime();
-    let leaf = pipeline!(|value: i32, _log: &Log| { Err::<i32, _>("deep"); });
-    let middle = pipeline!(|value: i32, _log: &Log| { leaf.clone(); });
-    let root = pipeline!(|value: i32, _log: &Log| { middle.clone(); });
+    let leaf = pipeline!(|value: i32, _log: &Log| {
+        Err::<i32, _>("deep");
+    });
+    let middle = pipeline!(|value: i32, _log: &Log| {
+        leaf.clone();
+    });
+    let root = pipeline!(|value: i32, _log: &Log| {
+        middle.clone();
+    });
     let error = run_sync(&runtime, &root, 0).unwrap_err();
     assert_eq!(error.to_string(), "step failed: deep");
     assert_eq!(entries(&log), ["reported: step failed: deep"]);
@@ -146,17 +167,23 @@ fn break_all_ends_the_whole_chain_and_every_finally_runs() {
     let leaf = pipeline!(|value: i32, log: &Log| {
         BreakAll::with(value + 1);
         value + 100;
-        finally!(|error| { push(log, "leaf finally"); });
+        finally!(|error| {
+            push(log, "leaf finally");
+        });
     });
     let middle = pipeline!(|value: i32, log: &Log| {
         leaf.clone();
         value + 100;
-        finally!(|error| { push(log, "middle finally"); });
+        finally!(|error| {
+            push(log, "middle finally");
+        });
     });
     let root = pipeline!(|value: i32, log: &Log| {
         middle.clone();
         value + 100;
-        finally!(|error| { push(log, format!("root finally at {value}")); });
+        finally!(|error| {
+            push(log, format!("root finally at {value}"));
+        });
     });
     assert_eq!(run_sync(&runtime, &root, 1).unwrap(), 2);
     assert_eq!(
@@ -186,13 +213,19 @@ fn a_cancel_marker_in_a_child_cancels_up_to_the_root_children_first() {
     let (runtime, log) = logging_runtime();
     let child = pipeline!(|value: i32, log: &Log| {
         Cancel;
-        finally!(|error| { push(log, format!("child finally: {}", error.unwrap())); });
+        finally!(|error| {
+            push(log, format!("child finally: {}", error.unwrap()));
+        });
     });
     let root = pipeline!(|value: i32, log: &Log| {
         child.clone();
         value + 100;
-        rescue!(|error| { push(log, "root rescue must not run"); });
-        finally!(|error| { push(log, format!("root finally: {}", error.unwrap())); });
+        rescue!(|error| {
+            push(log, "root rescue must not run");
+        });
+        finally!(|error| {
+            push(log, format!("root finally: {}", error.unwrap()));
+        });
     });
     let error = run_sync(&runtime, &root, 0).unwrap_err();
     assert!(error.is_cancelled());
@@ -210,11 +243,15 @@ async fn stop_cancels_a_waiting_child_and_its_parent_children_first() {
     let (runtime, log) = logging_runtime();
     let child = pipeline!(|value: i32, log: &Log| {
         std::future::pending::<()>().await;
-        finally!(|error| { push(log, format!("child finally: {}", error.unwrap())); });
+        finally!(|error| {
+            push(log, format!("child finally: {}", error.unwrap()));
+        });
     });
     let root = pipeline!(|value: i32, log: &Log| {
         child.clone();
-        finally!(|error| { push(log, format!("root finally: {}", error.unwrap())); });
+        finally!(|error| {
+            push(log, format!("root finally: {}", error.unwrap()));
+        });
     });
     let handle = runtime.invoke_pipeline(&root, 0).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use pipelines::{pipeline, Error, Invocation, InvokeError, Pipeline, Runtime, StartError};
 
 fn inc() -> Pipeline<i32, ()> {
-    pipeline!(|value: i32, _ctx: &()| { value + 1; })
+    pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+    })
 }
 
 #[test]
@@ -122,7 +124,12 @@ fn a_transactor_that_forgets_to_call_still_gets_the_steps_run() {
         .start()
         .unwrap();
     assert_eq!(
-        runtime.invoke("inc", 1).unwrap().try_result().unwrap().unwrap(),
+        runtime
+            .invoke("inc", 1)
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap(),
         2
     );
 }
@@ -153,7 +160,11 @@ fn a_waiting_step_without_any_executor_fails_with_a_clear_error() {
             -1;
         });
     });
-    let result = runtime.invoke_pipeline(&p, 0).unwrap().try_result().unwrap();
+    let result = runtime
+        .invoke_pipeline(&p, 0)
+        .unwrap()
+        .try_result()
+        .unwrap();
     assert_eq!(result.unwrap(), -1);
 }
 
@@ -184,7 +195,9 @@ async fn finally_may_wait_after_a_cancellation() {
         std::future::pending::<()>().await;
         finally!(|error| {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            log.lock().unwrap().push(format!("cleaned up after: {}", error.unwrap()));
+            log.lock()
+                .unwrap()
+                .push(format!("cleaned up after: {}", error.unwrap()));
         });
     });
     let handle = runtime.invoke_pipeline(&p, 0).unwrap();
@@ -222,7 +235,11 @@ async fn the_runtime_is_usable_from_many_threads() {
         threads.push(tokio::spawn(async move {
             let mut sum = 0;
             for i in 0..100 {
-                sum += runtime.invoke_pipeline(&p, t * 1000 + i).unwrap().await.unwrap();
+                sum += runtime
+                    .invoke_pipeline(&p, t * 1000 + i)
+                    .unwrap()
+                    .await
+                    .unwrap();
             }
             sum
         }));
@@ -231,6 +248,8 @@ async fn the_runtime_is_usable_from_many_threads() {
     for thread in threads {
         total += thread.await.unwrap();
     }
-    let expected: u64 = (0..4_u64).flat_map(|t| (0..100).map(move |i| 2 * (t * 1000 + i))).sum();
+    let expected: u64 = (0..4_u64)
+        .flat_map(|t| (0..100).map(move |i| 2 * (t * 1000 + i)))
+        .sum();
     assert_eq!(total, expected);
 }

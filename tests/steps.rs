@@ -37,7 +37,11 @@ fn unit_and_empty_optionals_keep_the_value() {
         value + 1;
         ();
         None::<i32>;
-        if value > 100 { Some(0) } else { None };
+        if value > 100 {
+            Some(0)
+        } else {
+            None
+        };
         Ok::<(), String>(());
         Ok::<Option<i32>, String>(None);
     });
@@ -102,12 +106,18 @@ async fn a_pending_future_suspends_and_resumes_with_its_output() {
 #[tokio::test(start_paused = true)]
 async fn a_future_output_goes_through_the_same_table() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        async { tokio::time::sleep(Duration::from_millis(5)).await; }.await;
+        async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        .await;
         async { None::<i32> }.await;
         async move { Ok::<i32, String>(value + 5) }.await;
         async move { Some(value * 2) }.await?;
     });
-    assert_eq!(runtime(()).invoke_pipeline(&p, 1).unwrap().await.unwrap(), 12);
+    assert_eq!(
+        runtime(()).invoke_pipeline(&p, 1).unwrap().await.unwrap(),
+        12
+    );
 }
 
 #[test]
@@ -253,9 +263,13 @@ fn in_pipeline_is_true_only_inside_steps() {
 #[test]
 fn one_pipeline_expression_has_one_site() {
     fn make() -> Pipeline<i32, ()> {
-        pipeline!(|value: i32, _ctx: &()| { value; })
+        pipeline!(|value: i32, _ctx: &()| {
+            value;
+        })
     }
-    let other = pipeline!(|value: i32, _ctx: &()| { value; });
+    let other = pipeline!(|value: i32, _ctx: &()| {
+        value;
+    });
     assert_eq!(make().site_name(), make().site_name());
     assert_ne!(make().site_name(), other.site_name());
     assert!(other.site_name().starts_with("pipeline@tests/steps.rs:"));

@@ -379,3 +379,269 @@ impl<V: Clone, C> Instance<V, C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The state machine driven directly, with hand-written step closures.
+
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use super::{Completion, Instance};
+    use crate::error::Error;
+    use crate::outcome::Outcome;
+    use crate::pipeline::{Layout, Pipeline, Site, StepCall};
+
+    static SITE: Site = Site::new("pipeline@unit");
+
+    /// A pipeline whose steps are given as `(section, index) -> outcome`, section being
+    /// 0 main, 1 rescue, 2 finally. Each call is recorded into the context.
+    fn pipeline(
+        layout: Layout,
+        step: impl Fn(u8, usize, i32, Option<&Error>) -> Outcome<i32, Calls> + Send + Sync + 'static,
+    ) -> Pipeline<i32, Calls> {
+        Pipeline::__from_steps(
+            &SITE,
+            layout,
+            move |call: StepCall<'_, i32, Calls>| match call {
+                StepCall::Main { index, value, ctx } => {
+                    ctx.record(0, index, *value);
+                    step(0, index, *value, None)
+                }
+                StepCall::Rescue {
+                    index,
+                    value,
+                    ctx,
+                    error,
+                } => {
+                    ctx.record(1, index, *value);
+                    step(1, index, *value, Some(error))
+                }
+                StepCall::Finally {
+                    index,
+                    value,
+                    ctx,
+                    error,
+                } => {
+                    ctx.record(2, index, *value);
+                    step(2, index, *value, error)
+                }
+            },
+        )
+    }
+
+    #[derive(Default)]
+    struct Calls(std::sync::Mutex<Vec<(u8, usize, i32)>>);
+
+    impl Calls {
+        fn record(&self, section: u8, index: usize, value: i32) {
+            self.0.lock().unwrap().push((section, index, value));
+        }
+        fn take(&self) -> Vec<(u8, usize, i32)> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    fn layout(main: usize, rescue: Option<usize>, finally: Option<usize>) -> Layout {
+        Layout {
+            main,
+            rescue,
+            finally,
+        }
+    }
+
+    fn run(
+        pipeline: &Pipeline<i32, Calls>,
+        value: i32,
+        calls: &Calls,
+    ) -> (Poll<()>, Instance<i32, Calls>) {
+        let mut instance = Instance::new(pipeline.clone(), value);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        (instance.drive(calls, &mut cx), instance)
+    }
+
+    fn finished(completion: Completion<i32>) -> i32 {
+        match completion {
+            Completion::Finished(value) => value,
+            other => panic!("expected Finished, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn main_steps_thread_the_value_then_finally_runs() {
+        let calls = Calls::default();
+        let p = pipeline(layout(2, None, Some(1)), |section, _, value, error| {
+            assert!(error.is_none());
+            match section {
+                0 => Outcome::Value(value + 1),
+                _ => Outcome::Keep,
+            }
+        });
+        let (poll, instance) = run(&p, 0, &calls);
+        assert!(poll.is_ready());
+        assert_eq!(finished(instance.into_completion()), 2);
+        assert_eq!(calls.take(), [(0, 0, 0), (0, 1, 1), (2, 0, 2)]);
+    }
+
+    #[test]
+    fn an_error_jumps_to_rescue_with_the_previous_value() {
+        let calls = Calls::default();
+        let p = pipeline(
+            layout(3, Some(1), Some(1)),
+            |section, index, value, error| match (section, index) {
+                (0, 1) => Outcome::Error(Error::new("boom")),
+                (1, _) => {
+                    assert_eq!(error.unwrap().to_string(), "step failed: boom");
+                    Outcome::Value(value * 10)
+                }
+                (2, _) => {
+                    assert!(error.is_some(), "finally sees the handled error");
+                    Outcome::Keep
+                }
+                _ => Outcome::Value(value + 1),
+            },
+        );
+        let (_, instance) = run(&p, 1, &calls);
+        assert_eq!(finished(instance.into_completion()), 20);
+        assert_eq!(calls.take(), [(0, 0, 1), (0, 1, 2), (1, 0, 2), (2, 0, 20)]);
+    }
+
+    #[test]
+    fn without_rescue_the_error_survives_finally() {
+        let calls = Calls::default();
+        let p = pipeline(layout(2, None, Some(1)), |section, _, _, _| match section {
+            0 => Outcome::Error(Error::new("kept")),
+            _ => Outcome::Value(99),
+        });
+        let (_, instance) = run(&p, 0, &calls);
+        match instance.into_completion() {
+            Completion::Failed(error) => assert_eq!(error.to_string(), "step failed: kept"),
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        assert_eq!(calls.take(), [(0, 0, 0), (2, 0, 0)]);
+    }
+
+    #[test]
+    fn an_error_in_finally_stops_it() {
+        let calls = Calls::default();
+        let p = pipeline(layout(0, None, Some(2)), |_, _, _, _| {
+            Outcome::Error(Error::new("in finally"))
+        });
+        let (_, instance) = run(&p, 0, &calls);
+        assert!(matches!(instance.into_completion(), Completion::Failed(_)));
+        assert_eq!(calls.take(), [(2, 0, 0)]);
+    }
+
+    /// A future that is pending once, then ready with its outcome.
+    struct PendingOnce(Option<Outcome<i32, Calls>>, bool);
+
+    impl Future for PendingOnce {
+        type Output = Outcome<i32, Calls>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.1 {
+                Poll::Ready(self.0.take().unwrap_or(Outcome::Keep))
+            } else {
+                self.1 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn a_pending_future_suspends_and_resumes_at_the_next_step() {
+        let calls = Calls::default();
+        let p = pipeline(layout(3, None, None), |_, index, value, _| match index {
+            1 => Outcome::from_future(PendingOnce(Some(Outcome::Value(value * 5)), false)),
+            _ => Outcome::Value(value + 1),
+        });
+        let (poll, mut instance) = run(&p, 1, &calls);
+        assert!(poll.is_pending());
+        assert_eq!(calls.take(), [(0, 0, 1), (0, 1, 2)]);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(instance.poll_waiting(&mut cx).is_ready());
+        assert!(instance.drive(&calls, &mut cx).is_ready());
+        assert_eq!(finished(instance.into_completion()), 11);
+        assert_eq!(calls.take(), [(0, 2, 10)]);
+    }
+
+    #[test]
+    fn cancelling_a_waiting_instance_drops_the_future_and_runs_finally_once() {
+        let calls = Calls::default();
+        let dropped = Arc::new(());
+        let witness = Arc::clone(&dropped);
+        let p = pipeline(
+            layout(2, Some(1), Some(1)),
+            move |section, _, _, error| match section {
+                0 => {
+                    let witness = Arc::clone(&witness);
+                    Outcome::from_future(async move {
+                        let _witness = witness;
+                        std::future::pending::<Outcome<i32, Calls>>().await
+                    })
+                }
+                _ => {
+                    assert!(error.unwrap().is_cancelled());
+                    Outcome::Keep
+                }
+            },
+        );
+        let (poll, mut instance) = run(&p, 0, &calls);
+        assert!(poll.is_pending());
+        assert_eq!(
+            Arc::strong_count(&dropped),
+            3,
+            "the pipeline and the future hold it"
+        );
+        instance.request_cancel();
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(instance.drive(&calls, &mut cx).is_ready());
+        assert_eq!(Arc::strong_count(&dropped), 2, "the future was dropped");
+        assert!(matches!(instance.into_completion(), Completion::Cancelled));
+        assert_eq!(
+            calls.take(),
+            [(0, 0, 0), (2, 0, 0)],
+            "no rescue, one finally"
+        );
+    }
+
+    #[test]
+    fn a_nested_child_runs_inline_and_its_cancellation_climbs() {
+        let calls = Calls::default();
+        let child = pipeline(layout(1, None, None), |_, _, _, _| Outcome::Cancel);
+        let parent = pipeline(
+            layout(2, None, Some(1)),
+            move |section, index, _, _| match (section, index) {
+                (0, 0) => Outcome::Nested {
+                    pipeline: child.clone(),
+                    muted: false,
+                },
+                _ => Outcome::Keep,
+            },
+        );
+        let (poll, instance) = run(&parent, 7, &calls);
+        assert!(poll.is_ready());
+        assert!(matches!(instance.into_completion(), Completion::Cancelled));
+        // Parent step 0, child step 0, then the parent's finally; parent step 1 never runs.
+        assert_eq!(calls.take(), [(0, 0, 7), (0, 0, 7), (2, 0, 7)]);
+    }
+
+    #[test]
+    fn a_panicking_step_is_an_error() {
+        let calls = Calls::default();
+        let p = pipeline(
+            layout(1, Some(1), None),
+            |section, _, _, error| match section {
+                0 => panic!("unit panic"),
+                _ => {
+                    assert!(error.unwrap().is_panic());
+                    Outcome::Value(-1)
+                }
+            },
+        );
+        let (_, instance) = run(&p, 0, &calls);
+        assert_eq!(finished(instance.into_completion()), -1);
+    }
+}

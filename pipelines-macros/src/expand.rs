@@ -184,7 +184,10 @@ fn inline_expr(step: &Step, expr: &syn::Expr, private: &TokenStream) -> TokenStr
 fn expand_step(step: &Step, private: &TokenStream) -> TokenStream {
     match &step.kind {
         StepKind::Sync(expr) => dispatch(inline_expr(step, expr, private), expr.span(), private),
-        StepKind::Await { future: expr, await_span } => {
+        StepKind::Await {
+            future: expr,
+            await_span,
+        } => {
             let future_expr = inline_expr(step, expr, private);
             let future = if step.uses_try {
                 quote! {

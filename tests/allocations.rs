@@ -1,0 +1,126 @@
+//! Heap allocations of the synchronous invoke path, counted exactly with a counting global
+//! allocator. A pipeline whose steps never wait must cost no allocation at all.
+// The counting allocator must implement `GlobalAlloc`, an unsafe trait; it only forwards
+// to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use pipelines::{pipeline, Runtime};
+
+struct Counting;
+
+thread_local! {
+    // Per thread, so the test harness's other threads do not disturb the count.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+fn inc(value: u64) -> u64 {
+    value + 1
+}
+
+#[test]
+fn a_synchronous_invoke_by_name_allocates_nothing() {
+    let inc_3 = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+        inc(value);
+        inc(value);
+    });
+    let runtime = Runtime::builder(())
+        .register("inc-3", inc_3)
+        .start()
+        .unwrap();
+    // Warm up thread-locals and lazily initialised state.
+    let _ = runtime.invoke("inc-3", 0_u64).unwrap().try_result();
+    let mut result = 0;
+    let count = allocations_during(|| {
+        for i in 0..1000 {
+            result += runtime
+                .invoke("inc-3", i)
+                .unwrap()
+                .try_result()
+                .unwrap()
+                .unwrap();
+        }
+    });
+    assert_eq!(result, (0..1000).map(|i| i + 3).sum::<u64>());
+    assert_eq!(count, 0, "allocations for 1000 synchronous invocations");
+}
+
+#[test]
+fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_nothing() {
+    let p = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+        if value > u64::MAX - 10 {
+            Some(pipelines::Break::now())
+        } else {
+            None
+        };
+        inc(value);
+        rescue!(|error| {
+            0;
+        });
+        finally!(|error| {
+            ();
+        });
+    });
+    let runtime = Runtime::builder(())
+        .transactor(|stretch| stretch())
+        .error_reporter(|_, _| {})
+        .start()
+        .unwrap();
+    let _ = runtime.invoke_pipeline(&p, 0).unwrap().try_result();
+    let count = allocations_during(|| {
+        for i in 0..1000 {
+            let _ = runtime.invoke_pipeline(&p, i).unwrap().try_result();
+        }
+    });
+    assert_eq!(count, 0);
+}
+
+#[test]
+fn a_synchronous_nested_pipeline_allocates_nothing() {
+    let child = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+    });
+    let p = pipeline!(|value: u64, _ctx: &()| {
+        &child;
+        child.clone().muted();
+        inc(value);
+    });
+    let runtime = Runtime::builder(()).start().unwrap();
+    let _ = runtime.invoke_pipeline(&p, 0).unwrap().try_result();
+    let count = allocations_during(|| {
+        let result = runtime
+            .invoke_pipeline(&p, 1)
+            .unwrap()
+            .try_result()
+            .unwrap();
+        assert_eq!(result.unwrap(), 3);
+    });
+    assert_eq!(count, 0);
+}
