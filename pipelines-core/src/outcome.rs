@@ -5,7 +5,7 @@
 //! levels (the "autoref specialisation" technique, as `anyhow!` uses it):
 //!
 //! 1. types implementing [`IntoOutcome`]: `()`, the markers [`Break`], [`BreakAll`] and
-//!    [`Cancel`], pipelines, [`Muted`](crate::Muted) pipelines, and `Option`/`Result`
+//!    [`Cancel`], pipelines, [`Muted`] pipelines, and `Option`/`Result`
 //!    wrapping any of these;
 //! 2. `Result<Option<V>, E>`;
 //! 3. `Option<V>` (`None` keeps the value, `Some(v)` replaces it) and `Result<V, E>`

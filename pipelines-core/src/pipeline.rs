@@ -117,7 +117,7 @@ struct Definition<V, C> {
 ///     value + 1;
 /// });
 /// let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
-/// let handle = runtime.invoke("inc-3", 0).unwrap();
+/// let mut handle = runtime.invoke("inc-3", 0).unwrap();
 /// assert_eq!(handle.try_result().unwrap().unwrap(), 3);
 /// ```
 pub struct Pipeline<V, C> {

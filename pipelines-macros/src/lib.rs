@@ -1,9 +1,9 @@
 //! The `pipeline!` procedural macro. Use it through the `pipelines` crate, whose
 //! `pipeline!` forwards here with the path of the runtime crate.
 //!
-//! The macro works in phases, each in its own module: [`parse`] reads the tokens into the
-//! [`model`] (header, steps, `rescue!`, `finally!`), reporting every misuse it finds at
-//! once, and [`expand`] generates the code.
+//! The macro works in phases, each in its own module: `parse` reads the tokens into the
+//! `model` (header, steps, `rescue!`, `finally!`), reporting every misuse it finds at
+//! once, and `expand` generates the code.
 //!
 //! ```
 //! let p = pipelines::pipeline!(|value: i32, _ctx: &()| { value + 1; });
