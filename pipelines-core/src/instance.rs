@@ -87,17 +87,20 @@ pub(crate) fn in_step() -> bool {
     STEP_DEPTH.with(|depth| depth.get() > 0)
 }
 
-/// Runs `f` as step code: counted for [`in_step`], with panics caught.
-fn run_as_step<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
-    struct Leave;
-    impl Drop for Leave {
-        fn drop(&mut self) {
-            STEP_DEPTH.with(|depth| depth.set(depth.get() - 1));
-        }
+/// Marks the current thread as running step code for [`in_step`], until dropped.
+struct InStep;
+
+impl InStep {
+    fn enter() -> Self {
+        STEP_DEPTH.with(|depth| depth.set(depth.get() + 1));
+        InStep
     }
-    STEP_DEPTH.with(|depth| depth.set(depth.get() + 1));
-    let _leave = Leave;
-    catch_unwind(AssertUnwindSafe(f)).map_err(Error::from_panic)
+}
+
+impl Drop for InStep {
+    fn drop(&mut self) {
+        STEP_DEPTH.with(|depth| depth.set(depth.get() - 1));
+    }
 }
 
 impl<V: Clone, C> Instance<V, C> {
@@ -140,7 +143,27 @@ impl<V: Clone, C> Instance<V, C> {
     /// `cx` is the waker of whoever will poll again; a synchronous invocation passes a
     /// no-op waker and moves the instance to a task if it returns `Pending`. Once it
     /// returns `Ready`, [`Instance::into_completion`] tells how it ended.
+    ///
+    /// Panics of steps and futures are caught once per stretch, not once per step: the
+    /// state machine is unchanged by a step that panics, so the panic is attributed to
+    /// the step (or future) it was at, and the stretch goes on with the error path.
     pub(crate) fn drive(&mut self, ctx: &C, cx: &mut Context<'_>) -> Poll<()> {
+        let _in_step = InStep::enter();
+        loop {
+            match catch_unwind(AssertUnwindSafe(|| self.run(ctx, cx))) {
+                Ok(poll) => return poll,
+                Err(payload) => {
+                    // A future that panicked is finished for good: drop it.
+                    if matches!(self.waiting, Waiting::Future(_) | Waiting::Resolved(_)) {
+                        self.waiting = Waiting::Nothing;
+                    }
+                    self.fail(Error::from_panic(payload));
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, ctx: &C, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self.completed {
                 return Poll::Ready(());
@@ -159,11 +182,13 @@ impl<V: Clone, C> Instance<V, C> {
                 }
             }
             match &mut self.waiting {
-                Waiting::Future(_) => {
-                    if self.poll_waiting(cx).is_pending() {
-                        return Poll::Pending;
+                Waiting::Future(future) => match future.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(outcome) => {
+                        self.waiting = Waiting::Nothing;
+                        self.apply(outcome, ctx, cx);
                     }
-                }
+                },
                 Waiting::Resolved(_) => {
                     if let Waiting::Resolved(outcome) =
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
@@ -194,7 +219,12 @@ impl<V: Clone, C> Instance<V, C> {
             return Poll::Ready(());
         }
         match &mut self.waiting {
-            Waiting::Future(future) => match run_as_step(|| future.as_mut().poll(cx)) {
+            Waiting::Future(future) => match catch_unwind(AssertUnwindSafe(|| {
+                let _in_step = InStep::enter();
+                future.as_mut().poll(cx)
+            }))
+            .map_err(Error::from_panic)
+            {
                 Ok(Poll::Pending) => Poll::Pending,
                 Ok(Poll::Ready(outcome)) => {
                     self.waiting = Waiting::Resolved(outcome);
@@ -248,11 +278,8 @@ impl<V: Clone, C> Instance<V, C> {
                 error: self.error.as_ref(),
             },
         };
-        let pipeline = &self.pipeline;
-        match run_as_step(|| pipeline.run_step(call)) {
-            Ok(outcome) => self.apply(outcome, ctx, cx),
-            Err(panic) => self.fail(panic),
-        }
+        let outcome = self.pipeline.run_step(call);
+        self.apply(outcome, ctx, cx);
     }
 
     fn apply(&mut self, outcome: Outcome<V, C>, ctx: &C, cx: &mut Context<'_>) {

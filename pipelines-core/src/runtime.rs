@@ -9,6 +9,7 @@ use std::any::{type_name, Any};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -84,6 +85,30 @@ impl fmt::Debug for Ident {
     }
 }
 
+/// FNV-1a, for the registry's names: they are short and chosen by the program (not by an
+/// attacker), so a fast hash beats SipHash's flooding resistance on the invoke path.
+struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Registry = HashMap<Arc<str>, Registered, BuildHasherDefault<NameHasher>>;
+
 /// A registered pipeline, its value type erased so pipelines of any value type can share
 /// one runtime. `invoke` recovers the type with a downcast, which is where a wrong
 /// argument type is caught.
@@ -95,7 +120,7 @@ struct Registered {
 
 struct Shared<C> {
     context: C,
-    pipelines: HashMap<Arc<str>, Registered>,
+    pipelines: Registry,
     hooks: Hooks,
     executor: Option<tokio::runtime::Handle>,
     stopped: AtomicBool,
@@ -252,7 +277,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// assert_eq!(*runtime.context(), "config");
     /// ```
     pub fn start(self) -> Result<Runtime<C>, StartError> {
-        let mut pipelines = HashMap::with_capacity(self.pipelines.len());
+        let mut pipelines = Registry::default();
         for registered in self.pipelines {
             if pipelines.contains_key(&registered.name) {
                 return Err(StartError::DuplicateName {
