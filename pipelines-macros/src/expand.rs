@@ -32,6 +32,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         _ => quote!(_),
     };
 
+    let outcome = quote!(#private::Outcome<#value_type, #ctx_type>);
     let bind_value = bind_value(model);
     let bind_ctx = {
         let Binding { pat, ty } = &model.ctx;
@@ -44,7 +45,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
 
     let mut arms = Vec::new();
     for (index, step) in model.main.iter().enumerate() {
-        let body = expand_step(step, &private);
+        let body = expand_step(step, &private, &outcome);
         arms.push(quote! {
             #private::StepCall::Main { index: #index, value: __pipelines_value, ctx: __pipelines_ctx } => {
                 #bind_value
@@ -55,7 +56,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     }
     if let Some(section) = &model.rescue {
         for (index, step) in section.steps.iter().enumerate() {
-            let body = expand_step(step, &private);
+            let body = expand_step(step, &private, &outcome);
             let bind_error = bind_error(section, quote!(&#private::Error));
             arms.push(quote! {
                 #private::StepCall::Rescue { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error } => {
@@ -69,7 +70,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     }
     if let Some(section) = &model.finally {
         for (index, step) in section.steps.iter().enumerate() {
-            let body = expand_step(step, &private);
+            let body = expand_step(step, &private, &outcome);
             let bind_error = bind_error(section, quote!(::core::option::Option<&#private::Error>));
             arms.push(quote! {
                 #private::StepCall::Finally { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error } => {
@@ -181,7 +182,9 @@ fn inline_expr(step: &Step, expr: &syn::Expr, private: &TokenStream) -> TokenStr
     }
 }
 
-fn expand_step(step: &Step, private: &TokenStream) -> TokenStream {
+/// `outcome` is the step's `Outcome<V, C>` type path: naming it lets a future whose
+/// output has the wrong type be reported at the step.
+fn expand_step(step: &Step, private: &TokenStream, outcome: &TokenStream) -> TokenStream {
     match &step.kind {
         StepKind::Sync(expr) => dispatch(inline_expr(step, expr, private), expr.span(), private),
         StepKind::Await {
@@ -203,11 +206,14 @@ fn expand_step(step: &Step, private: &TokenStream) -> TokenStream {
             };
             let awaited = await_output(*await_span);
             let output = dispatch(quote!(__pipelines_output), expr.span(), private);
-            quote! {
+            // Type errors of the future's output point at the step, not the macro.
+            let span = Span::call_site().located_at(expr.span());
+            quote_spanned! {span=>
                 let __pipelines_future = #future;
                 #private::Outcome::from_future(async move {
                     let __pipelines_output = #awaited;
-                    #output
+                    let __pipelines_outcome: #outcome = #output;
+                    __pipelines_outcome
                 })
             }
         }
