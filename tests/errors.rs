@@ -1,47 +1,11 @@
 //! The error path (SEMANTICS 1.2): `rescue!`, `finally!`, the error reporter, panics.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Ident, Pipeline, Runtime};
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// A runtime whose context is a log, with an error reporter that logs too.
-fn logging_runtime() -> (Runtime<Log>, Log) {
-    let log: Log = Arc::default();
-    let reported = log.clone();
-    let runtime = Runtime::builder(log.clone())
-        .error_reporter(move |ident: &Ident, error: &Error| {
-            reported
-                .lock()
-                .unwrap()
-                .push(format!("reported {} {error}", ident.name()));
-        })
-        .start()
-        .unwrap();
-    (runtime, log)
-}
-
-fn push(log: &Log, entry: impl Into<String>) {
-    log.lock().unwrap().push(entry.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.lock().unwrap().clone()
-}
-
-fn run_sync<V: Clone + Send + 'static>(
-    runtime: &Runtime<Log>,
-    pipeline: &Pipeline<V, Log>,
-    value: V,
-) -> Result<V, Error> {
-    runtime
-        .invoke_pipeline(pipeline, value)
-        .unwrap()
-        .try_result()
-        .expect("the pipeline should not have waited")
-}
+use pipelines::{pipeline, Error};
+use support::{entries, logging_runtime, push, run_sync, Log};
 
 #[test]
 fn rescue_starts_from_the_value_before_the_failing_step() {

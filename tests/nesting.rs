@@ -1,43 +1,11 @@
 //! Pipelines as steps of pipelines (SEMANTICS 2, without queues).
 
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
-use pipelines::{pipeline, Break, BreakAll, Cancel, Error, Pipeline, Runtime};
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn logging_runtime() -> (Runtime<Log>, Log) {
-    let log: Log = Arc::default();
-    let reported = log.clone();
-    let runtime = Runtime::builder(log.clone())
-        .error_reporter(move |_ident, error| {
-            reported.lock().unwrap().push(format!("reported: {error}"));
-        })
-        .start()
-        .unwrap();
-    (runtime, log)
-}
-
-fn push(log: &Log, entry: impl Into<String>) {
-    log.lock().unwrap().push(entry.into());
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.lock().unwrap().clone()
-}
-
-fn run_sync(
-    runtime: &Runtime<Log>,
-    pipeline: &Pipeline<i32, Log>,
-    value: i32,
-) -> Result<i32, Error> {
-    runtime
-        .invoke_pipeline(pipeline, value)
-        .unwrap()
-        .try_result()
-        .expect("the pipeline should not have waited")
-}
+use pipelines::{pipeline, Break, BreakAll, Cancel};
+use support::{entries, logging_runtime, push, run_sync, Log};
 
 async fn async_inc(value: i32) -> i32 {
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -144,7 +112,10 @@ fn an_error_no_rescue_handles_is_reported_exactly_once_at_the_root() {
     });
     let error = run_sync(&runtime, &root, 0).unwrap_err();
     assert_eq!(error.to_string(), "step failed: deep");
-    assert_eq!(entries(&log), ["reported: step failed: deep"]);
+    assert_eq!(
+        entries(&log),
+        [format!("reported {} step failed: deep", root.site_name())]
+    );
 }
 
 #[test]

@@ -4,22 +4,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Break, BreakAll, Cancel, Error, Pipeline, Runtime};
+mod support;
+
+use pipelines::{pipeline, Break, BreakAll, Cancel, Pipeline, Runtime};
+use support::run_sync;
 
 fn runtime<C: Send + Sync + 'static>(ctx: C) -> Runtime<C> {
     Runtime::builder(ctx).start().unwrap()
-}
-
-fn run_sync<V: Clone + Send + 'static, C: Send + Sync + 'static>(
-    runtime: &Runtime<C>,
-    pipeline: &Pipeline<V, C>,
-    value: V,
-) -> Result<V, Error> {
-    runtime
-        .invoke_pipeline(pipeline, value)
-        .unwrap()
-        .try_result()
-        .expect("the pipeline should not have waited")
 }
 
 #[test]
