@@ -44,7 +44,7 @@ fn a_wrong_argument_type_is_a_typed_error_naming_both_types() {
     let error = runtime.invoke("inc", 1_u64).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "pipeline `inc` takes a `i32` (with context `()`), but was invoked with a `u64`: pass a `i32`"
+        "pipeline `inc` takes a value of type `i32` (with context `()`), but was invoked with a value of type `u64`: pass a `i32` (a literal may need a suffix, as in `0_u64`)"
     );
 }
 

@@ -206,7 +206,7 @@ pub enum InvokeError {
         name: String,
     },
     /// The pipeline exists but its value type is not the argument's type.
-    #[error("pipeline `{name}` takes a `{expected}` (with context `{context}`), but was invoked with a `{found}`: pass a `{expected}`")]
+    #[error("pipeline `{name}` takes a value of type `{expected}` (with context `{context}`), but was invoked with a value of type `{found}`: pass a `{expected}` (a literal may need a suffix, as in `0_u64`)")]
     WrongArgumentType {
         /// The registered name.
         name: String,
