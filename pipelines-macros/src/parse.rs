@@ -281,7 +281,7 @@ fn parse_body(statements: Vec<Stmt>, errors: &mut Errors) -> Body {
             first_section.get_or_insert((name, span));
             continue;
         }
-        let step = parse_step(statement, errors, "pipeline");
+        let step = parse_step(statement, errors, "pipeline!");
         if let Some((name, span)) = first_section {
             if !misplaced_reported {
                 errors.push_span(

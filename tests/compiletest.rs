@@ -1,0 +1,9 @@
+//! Compile-fail tests of `pipeline!` misuse: each `tests/ui/*.rs` must fail to compile
+//! with the checked-in `.stderr`. Regenerate with
+//! `TRYBUILD=overwrite cargo test --test compiletest`, then review the diff.
+
+#[test]
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

@@ -1,0 +1,7 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(async |value: i32, _ctx: &()| {
+        value + 1;
+    });
+}

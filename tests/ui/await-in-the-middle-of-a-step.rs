@@ -1,0 +1,11 @@
+use pipelines::pipeline;
+
+async fn fetch(value: i32) -> i32 {
+    value
+}
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        fetch(value).await + 1;
+    });
+}

@@ -1,0 +1,9 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        finally!(|error| { (); });
+        rescue!(|error| { 0; });
+    });
+}

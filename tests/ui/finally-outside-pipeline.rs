@@ -1,0 +1,3 @@
+fn main() {
+    let _x = pipelines::finally!(|error| { 1; });
+}

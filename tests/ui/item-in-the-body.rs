@@ -1,0 +1,10 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        fn helper(value: i32) -> i32 {
+            value
+        }
+        value + 1;
+    });
+}

@@ -1,0 +1,8 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        let doubled = value * 2;
+        doubled + 1;
+    });
+}

@@ -1,0 +1,8 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        rescue!(|error, other| { 0; });
+    });
+}

@@ -1,0 +1,9 @@
+use pipelines::{pipeline, rescue};
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        if value > 0 {
+            rescue!(|error| { 0; })
+        };
+    });
+}

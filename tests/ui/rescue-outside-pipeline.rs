@@ -1,0 +1,3 @@
+fn main() {
+    let _x = pipelines::rescue!(|error| { 1; });
+}

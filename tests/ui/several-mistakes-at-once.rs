@@ -1,0 +1,9 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32| {
+        let x = 1;
+        rescue!(|error| { 0; });
+        value + x;
+    });
+}

@@ -1,0 +1,8 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        finally!(|error| { (); });
+        value + 2;
+    });
+}
