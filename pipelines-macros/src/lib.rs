@@ -5,10 +5,11 @@
 //! `model` (header, steps, `rescue!`, `finally!`), reporting every misuse it finds at
 //! once, and `expand` generates the code.
 //!
-//! ```
+//! ```text
 //! let p = pipelines::pipeline!(|value: i32, _ctx: &()| { value + 1; });
-//! # let _ = p;
 //! ```
+//!
+//! (The runnable examples are in the `pipelines` crate, which this crate cannot depend on.)
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
