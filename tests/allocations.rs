@@ -44,7 +44,7 @@ fn inc(value: u64) -> u64 {
 }
 
 #[test]
-fn a_synchronous_invoke_by_name_allocates_nothing() {
+fn a_synchronous_invoke_by_name_allocates_only_its_control_block() {
     let inc_3 = pipeline!(|value: u64, _ctx: &()| {
         inc(value);
         inc(value);
@@ -68,11 +68,13 @@ fn a_synchronous_invoke_by_name_allocates_nothing() {
         }
     });
     assert_eq!(result, (0..1000).map(|i| i + 3).sum::<u64>());
-    assert_eq!(count, 0, "allocations for 1000 synchronous invocations");
+    // One allocation per instance: its control block (cancel flag, waker, argument), which
+    // the registry, the handle and the instance share. Nothing else: no task, no channel.
+    assert_eq!(count, 1000, "allocations for 1000 synchronous invocations");
 }
 
 #[test]
-fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_nothing() {
+fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_only_its_control_block() {
     let p = pipeline!(|value: u64, _ctx: &()| {
         inc(value);
         if value > u64::MAX - 10 {
@@ -99,11 +101,11 @@ fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_nothing(
             let _ = runtime.invoke_pipeline(&p, i).unwrap().try_result();
         }
     });
-    assert_eq!(count, 0);
+    assert_eq!(count, 1000);
 }
 
 #[test]
-fn a_synchronous_nested_pipeline_allocates_nothing() {
+fn a_synchronous_nested_pipeline_allocates_a_control_block_per_instance() {
     let child = pipeline!(|value: u64, _ctx: &()| {
         inc(value);
     });
@@ -122,5 +124,7 @@ fn a_synchronous_nested_pipeline_allocates_nothing() {
             .unwrap();
         assert_eq!(result.unwrap(), 3);
     });
-    assert_eq!(count, 0);
+    // Three control blocks (the root and its two children) and the root's list of
+    // children in the registry (allocated once, reused by the second child).
+    assert_eq!(count, 4);
 }

@@ -1,32 +1,143 @@
-//! Cancellation that reaches an instance running on another task.
+//! The control block of one instance: how the registry reaches an instance that runs
+//! elsewhere (another task, another thread, or further up the same stack).
 //!
-//! The interpreter itself cancels between steps ([`crate::instance`]); this module is the
-//! bridge from a caller on any thread to the task that drives a suspended instance: a flag
-//! plus the task's waker, so the task wakes, sees the flag and starts its cancellation
-//! (dropping the in-flight future, then running `finally!`).
+//! The registry decides under its lock *what* happens (this instance is cancelled, that one
+//! may start); the control block carries the decision to the code that drives the
+//! instance: a flag plus the waker of whoever polls it, so a suspended instance wakes up,
+//! sees the flag, drops its in-flight future and runs `finally!`. The instance checks its
+//! flags between steps with one atomic load.
+//!
+//! The block also holds the invocation's argument (for introspection and `use_existing`),
+//! the last successful result (for queue statistics), and the callers that share the
+//! instance's result through `use_existing`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::any::{type_name, Any};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Waker;
 
 use futures::task::AtomicWaker;
+use tokio::sync::oneshot;
 
-/// A cancellation request for one suspended instance.
-#[derive(Debug, Default)]
-pub(crate) struct CancelSignal {
-    requested: AtomicBool,
+use crate::error::Error;
+
+const CANCELLED: u8 = 1;
+const ADMITTED: u8 = 2;
+/// Set when the instance waits for its children to end before running `finally!`.
+const CHILDREN_DONE: u8 = 4;
+
+/// A caller sharing the result of a live instance (`use_existing`).
+pub(crate) type Sharer<V> = oneshot::Sender<Result<V, Error>>;
+
+/// The typed control block of one instance.
+pub(crate) struct Control<V> {
+    flags: AtomicU8,
     waker: AtomicWaker,
+    argument: V,
+    result: OnceLock<V>,
+    sharers: Mutex<Vec<Sharer<V>>>,
 }
 
-impl CancelSignal {
-    /// Requests cancellation and wakes the task driving the instance.
-    pub(crate) fn cancel(&self) {
-        self.requested.store(true, Ordering::Release);
-        self.waker.wake();
+impl<V> Control<V> {
+    pub(crate) fn new(argument: V, admitted: bool) -> Self {
+        Control {
+            flags: AtomicU8::new(if admitted { ADMITTED } else { 0 }),
+            waker: AtomicWaker::new(),
+            argument,
+            result: OnceLock::new(),
+            sharers: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Remembers the task to wake, then tells whether cancellation was requested. In this
-    /// order, a request that lands between the two is never lost.
-    pub(crate) fn register_and_check(&self, waker: &std::task::Waker) -> bool {
+    pub(crate) fn argument(&self) -> &V {
+        &self.argument
+    }
+
+    /// Remembers who to wake, then tells whether there is something to react to. In this
+    /// order, a signal that lands between the two is never lost.
+    pub(crate) fn register(&self, waker: &Waker) {
         self.waker.register(waker);
-        self.requested.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & CANCELLED != 0
+    }
+
+    pub(crate) fn is_admitted(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & ADMITTED != 0
+    }
+
+    pub(crate) fn take_children_done(&self) -> bool {
+        self.flags.fetch_and(!CHILDREN_DONE, Ordering::AcqRel) & CHILDREN_DONE != 0
+    }
+
+    /// Keeps the successful result for the queue's statistics.
+    pub(crate) fn set_result(&self, value: V) {
+        let _ = self.result.set(value);
+    }
+
+    pub(crate) fn add_sharer(&self, sharer: Sharer<V>) {
+        self.sharers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sharer);
+    }
+
+    pub(crate) fn take_sharers(&self) -> Vec<Sharer<V>> {
+        std::mem::take(&mut *self.sharers.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn signal(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::AcqRel);
+        self.waker.wake();
+    }
+}
+
+/// The control block without its value type, as the registry holds it.
+pub(crate) trait ErasedControl: Send + Sync + 'static {
+    /// Requests cancellation and wakes the instance's driver.
+    fn cancel(&self);
+    /// Gives the instance its slot and wakes its driver.
+    fn admit(&self);
+    /// Tells an instance waiting for its children that they are done.
+    fn children_done(&self);
+    fn argument_any(&self) -> &dyn Any;
+    fn result_any(&self) -> Option<&dyn Any>;
+    fn value_type(&self) -> &'static str;
+    fn as_any(&self) -> &dyn Any;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
+    fn cancel(&self) {
+        self.signal(CANCELLED);
+    }
+
+    fn admit(&self) {
+        self.signal(ADMITTED);
+    }
+
+    fn children_done(&self) {
+        self.signal(CHILDREN_DONE);
+    }
+
+    fn argument_any(&self) -> &dyn Any {
+        &self.argument
+    }
+
+    fn result_any(&self) -> Option<&dyn Any> {
+        self.result.get().map(|value| value as &dyn Any)
+    }
+
+    fn value_type(&self) -> &'static str {
+        type_name::<V>()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }

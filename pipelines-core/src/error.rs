@@ -11,6 +11,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::behaviour::Concurrency;
+
 /// A boxed error of any type a step can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -220,6 +222,30 @@ pub enum InvokeError {
     /// The runtime was stopped; it accepts no more invocations.
     #[error("the runtime was stopped and accepts no more invocations: start a new runtime")]
     Stopped,
+    /// The pipeline's queue is already used with another concurrency configuration.
+    #[error("queue `{queue}` is configured as {existing} (by `{existing_by}`), but `{requested_by}` asks for {requested}: pipelines sharing a queue must have identical configurations (place them in one `Queue` value, or give them distinct queues)")]
+    QueueMismatch {
+        /// The queue's name.
+        queue: String,
+        /// The configuration the queue has.
+        existing: Concurrency,
+        /// The pipeline that gave the queue its configuration.
+        existing_by: String,
+        /// The configuration that was refused.
+        requested: Concurrency,
+        /// The pipeline that asked for it.
+        requested_by: String,
+    },
+    /// The pipeline's concurrency configuration cannot work.
+    #[error("queue `{queue}` cannot use {concurrency}: {problem}")]
+    InvalidConcurrency {
+        /// The queue's name.
+        queue: String,
+        /// The configuration that was refused.
+        concurrency: Concurrency,
+        /// What is wrong and how to fix it.
+        problem: &'static str,
+    },
 }
 
 /// Why [`RuntimeBuilder::start`](crate::RuntimeBuilder::start) refused to start.
@@ -241,5 +267,34 @@ pub enum StartError {
     DuplicateName {
         /// The repeated name.
         name: String,
+    },
+    /// A registered pipeline's queue configuration conflicts with another one, or cannot
+    /// work (see [`InvokeError::QueueMismatch`] and [`InvokeError::InvalidConcurrency`]).
+    #[error(transparent)]
+    Queue(#[from] InvokeError),
+}
+
+/// Why a cancellation request did nothing.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, CancelError, Runtime};
+///
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let p = pipeline!(|value: i32, _ctx: &()| { value; });
+/// let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+/// let error = runtime.cancel(handle.ident()).unwrap_err();
+/// assert!(matches!(error, CancelError::NotLive { .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    /// No live instance has this ident: it already ended, never started, or belongs to
+    /// another runtime.
+    #[error("no live instance is `{ident}`: it already ended, was dropped, or belongs to another runtime; nothing was cancelled")]
+    NotLive {
+        /// The ident that was asked for.
+        ident: String,
     },
 }

@@ -1,12 +1,17 @@
-//! Hooks: user code the runtime calls at well-defined moments.
+//! Hooks: user code the runtime calls at well-defined moments (SEMANTICS 5).
 //!
-//! Hooks never run while the runtime holds an internal lock, so they may call back into
-//! the runtime (invoke, query, stop).
+//! Hooks never run while the runtime holds its internal lock, so they may call back into
+//! the runtime (invoke, cancel, query, stop). Watcher events are recorded under the lock,
+//! in the order the state changed, and delivered after it is released, one at a time: a
+//! watcher that invokes sees the events its own invocation caused after the event it is
+//! handling, never nested inside it.
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::queue::Name;
 use crate::runtime::Ident;
 
 /// Called exactly once for every error that no `rescue!` handled on the way up to the
@@ -16,11 +21,93 @@ pub(crate) type ErrorReporter = Arc<dyn Fn(&Ident, &Error) + Send + Sync + 'stat
 /// Wraps every synchronous stretch of steps; it must call the function it is given once.
 pub(crate) type Transactor = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync + 'static>;
 
+/// Told of every change of an instance's state.
+pub(crate) type Watcher = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
+
+/// Told which instance was cancelled while it waited on a future (the future is dropped).
+pub(crate) type OnCancel = Arc<dyn Fn(&Ident) + Send + Sync + 'static>;
+
+/// What happened to an instance, as told to the [watcher](crate::RuntimeBuilder::watcher).
+///
+/// An instance that starts at once is told `Admitted` then `Started`; one that must wait
+/// for a slot is told `Admitted`, `Waiting`, and `Started` when a slot frees. Each
+/// instance that was admitted ends with exactly one of `Finished`, `Failed` or
+/// `Cancelled`; an invocation the queue refused is told only `Dropped`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The queue accepted the instance: it is live from now on.
+    Admitted,
+    /// The queue is full: the instance waits for a slot.
+    Waiting,
+    /// The instance took its slot and starts running its steps.
+    Started,
+    /// The instance waits on a future (or a child) that is not ready.
+    Suspended,
+    /// What the instance waited on is ready; its steps go on.
+    Resumed,
+    /// The instance completed with a value.
+    Finished,
+    /// The instance completed with an error no `rescue!` handled.
+    Failed(Error),
+    /// The instance was cancelled (its `finally!` has run if it had started).
+    Cancelled,
+    /// The queue refused the invocation: it never started.
+    Dropped,
+    /// The instance completed, but detached children are still live: it keeps its slot
+    /// until they are done.
+    WaitingForChildren,
+}
+
+/// One change of an instance's state: which instance, in which queue, what happened.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use pipelines::{pipeline, Runtime};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// let runtime = Runtime::builder(())
+///     .register("noop", pipeline!(|value: i32, _ctx: &()| { value; }))
+///     .watcher(move |event| sink.lock().unwrap().push(format!("{:?}", event.kind())))
+///     .start()
+///     .unwrap();
+/// runtime.invoke("noop", 1).unwrap();
+/// assert_eq!(*seen.lock().unwrap(), ["Admitted", "Started", "Finished"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub(crate) ident: Ident,
+    pub(crate) queue: Name,
+    pub(crate) kind: EventKind,
+}
+
+impl Event {
+    /// The instance this event is about.
+    pub fn ident(&self) -> &Ident {
+        &self.ident
+    }
+
+    /// The queue the instance belongs to.
+    pub fn queue(&self) -> &str {
+        self.queue.as_str()
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> &EventKind {
+        &self.kind
+    }
+}
+
 /// The hooks a runtime was started with.
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
     pub(crate) error_reporter: Option<ErrorReporter>,
     pub(crate) transactor: Option<Transactor>,
+    pub(crate) watcher: Option<Watcher>,
+    pub(crate) on_cancel: Option<OnCancel>,
 }
 
 impl fmt::Debug for Hooks {
@@ -28,6 +115,8 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("error_reporter", &self.error_reporter.is_some())
             .field("transactor", &self.transactor.is_some())
+            .field("watcher", &self.watcher.is_some())
+            .field("on_cancel", &self.on_cancel.is_some())
             .finish()
     }
 }
@@ -41,9 +130,23 @@ impl Hooks {
         }
     }
 
+    /// Reports an unhandled error. A panicking reporter must not take the runtime down
+    /// with it: its panic is contained here.
     pub(crate) fn report(&self, ident: &Ident, error: &Error) {
         if let Some(reporter) = &self.error_reporter {
-            reporter(ident, error);
+            let _ = catch_unwind(AssertUnwindSafe(|| reporter(ident, error)));
+        }
+    }
+
+    pub(crate) fn cancelled_while_waiting(&self, ident: &Ident) {
+        if let Some(on_cancel) = &self.on_cancel {
+            let _ = catch_unwind(AssertUnwindSafe(|| on_cancel(ident)));
+        }
+    }
+
+    pub(crate) fn watch(&self, event: &Event) {
+        if let Some(watcher) = &self.watcher {
+            let _ = catch_unwind(AssertUnwindSafe(|| watcher(event)));
         }
     }
 }

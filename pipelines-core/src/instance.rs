@@ -13,11 +13,20 @@
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::Future;
+use tokio::sync::oneshot;
+
+use crate::cancellation::Control;
 use crate::error::Error;
+use crate::introspection::InstanceState;
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, StepCall};
+use crate::registry::Ending as Recorded;
+use crate::runtime::{ChildStart, Core, Ident};
 
 /// How an instance ended, as seen by its parent (or, for a root, by the runtime).
 #[derive(Debug)]
@@ -28,8 +37,10 @@ pub(crate) enum Completion<V> {
     BrokeAll(V),
     /// An error that no `rescue!` handled.
     Failed(Error),
-    /// The instance was cancelled; its `finally!` has run.
+    /// The instance was cancelled; its `finally!` has run if it had started.
     Cancelled,
+    /// A child was dropped by its queue, which ended this instance too.
+    Dropped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +56,10 @@ enum Ending {
     Normally,
     WithError,
     Cancelled,
+    Dropped,
 }
+
+type SharedResult<V> = Result<V, Error>;
 
 enum Waiting<V, C> {
     Nothing,
@@ -57,10 +71,24 @@ enum Waiting<V, C> {
         child: Box<Instance<V, C>>,
         muted: bool,
     },
+    /// A `use_existing` child: the result of an instance that was already live.
+    Shared {
+        receiver: oneshot::Receiver<SharedResult<V>>,
+        muted: bool,
+    },
+    SharedReady {
+        result: SharedResult<V>,
+        muted: bool,
+    },
+    /// Cancelled: its children must end before its `finally!` runs.
+    Children,
 }
 
 pub(crate) struct Instance<V, C> {
     pipeline: Pipeline<V, C>,
+    id: u64,
+    ident: Ident,
+    control: Arc<Control<V>>,
     value: V,
     section: Section,
     index: usize,
@@ -68,9 +96,15 @@ pub(crate) struct Instance<V, C> {
     error: Option<Error>,
     ending: Ending,
     break_all: bool,
-    cancel_requested: bool,
+    /// `Cancelled` or `Dropped` once the instance must stop.
+    cancel: Option<Ending>,
     waiting: Waiting<V, C>,
+    /// Holds a slot in its queue (else it waits for one).
+    admitted: bool,
+    suspended: bool,
     completed: bool,
+    /// The registry was told how it ended.
+    recorded: bool,
 }
 
 // The interpreter never pins anything inside an instance: futures are boxed and pinned on
@@ -103,37 +137,92 @@ impl Drop for InStep {
     }
 }
 
-impl<V: Clone, C> Instance<V, C> {
-    pub(crate) fn new(pipeline: Pipeline<V, C>, value: V) -> Self {
+impl<V, C> Instance<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// An instance the registry has recorded; `admitted` tells whether it holds a slot.
+    pub(crate) fn new(
+        pipeline: Pipeline<V, C>,
+        id: u64,
+        ident: Ident,
+        control: Arc<Control<V>>,
+        value: V,
+        admitted: bool,
+    ) -> Self {
         Instance {
             pipeline,
+            id,
+            ident,
+            control,
             value,
             section: Section::Main,
             index: 0,
             error: None,
             ending: Ending::Normally,
             break_all: false,
-            cancel_requested: false,
+            cancel: None,
             waiting: Waiting::Nothing,
+            admitted,
+            suspended: false,
             completed: false,
+            recorded: false,
         }
+    }
+
+    pub(crate) fn ident(&self) -> &Ident {
+        &self.ident
+    }
+
+    /// `true` once the instance holds a slot in its queue.
+    pub(crate) fn is_admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// The instance will never be driven again (its task was dropped by a shutting-down
+    /// tokio runtime): it ends as cancelled for the registry, children first, and callers
+    /// sharing its result are told it was cancelled.
+    pub(crate) fn abandon(&mut self, core: &Arc<Core<C>>) {
+        if let Waiting::Child { child, .. } = &mut self.waiting {
+            child.abandon(core);
+        }
+        if !self.recorded {
+            self.recorded = true;
+            core.withdraw(self.id);
+            core.finish(self.id, Recorded::Cancelled, None);
+        }
+        drop(self.control.take_sharers());
     }
 
     /// Asks the instance to stop: at its next chance it drops what it waits on (children
     /// are cancelled first), runs `finally!` with [`Error::Cancelled`] and completes as
     /// cancelled. An instance already in `finally!` finishes it.
-    pub(crate) fn request_cancel(&mut self) {
-        self.cancel_requested = true;
+    fn request_cancel(&mut self) {
+        if self.cancel.is_none() {
+            self.cancel = Some(Ending::Cancelled);
+        }
     }
 
     /// Replaces what the instance waits on with `error`, as if the awaited future had
     /// failed. Used when a future cannot be waited for at all (no executor).
-    pub(crate) fn fail_waiting(&mut self, error: Error) {
+    pub(crate) fn fail_waiting(&mut self, error: Error, core: &Arc<Core<C>>) {
+        if !self.admitted {
+            // It cannot wait for a slot either: it leaves its queue without starting.
+            core.withdraw(self.id);
+            self.error = Some(error);
+            self.ending = Ending::WithError;
+            self.completed = true;
+            return;
+        }
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
-            Waiting::Nothing => {}
+            Waiting::Nothing | Waiting::Children => {}
             Waiting::Future(_) | Waiting::Resolved(_) => self.fail(error),
+            Waiting::Shared { muted, .. } | Waiting::SharedReady { muted, .. } => {
+                self.apply_child(Completion::Failed(error), muted, core)
+            }
             Waiting::Child { mut child, muted } => {
-                child.fail_waiting(error);
+                child.fail_waiting(error, core);
                 self.waiting = Waiting::Child { child, muted };
             }
         }
@@ -147,10 +236,10 @@ impl<V: Clone, C> Instance<V, C> {
     /// Panics of steps and futures are caught once per stretch, not once per step: the
     /// state machine is unchanged by a step that panics, so the panic is attributed to
     /// the step (or future) it was at, and the stretch goes on with the error path.
-    pub(crate) fn drive(&mut self, ctx: &C, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn drive(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
         let _in_step = InStep::enter();
         loop {
-            match catch_unwind(AssertUnwindSafe(|| self.run(ctx, cx))) {
+            match catch_unwind(AssertUnwindSafe(|| self.run(core, cx))) {
                 Ok(poll) => return poll,
                 Err(payload) => {
                     // A future that panicked is finished for good: drop it.
@@ -163,51 +252,128 @@ impl<V: Clone, C> Instance<V, C> {
         }
     }
 
-    fn run(&mut self, ctx: &C, cx: &mut Context<'_>) -> Poll<()> {
+    fn run(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self.completed {
+                self.record_end(core);
                 return Poll::Ready(());
             }
-            if self.cancel_requested && self.section != Section::Finally {
+            if !self.admitted {
+                if self.cancel.is_some() || self.control.is_cancelled() {
+                    // Cancelled before it started: no step and no `finally!` runs.
+                    self.ending = self.cancel.unwrap_or(Ending::Cancelled);
+                    self.completed = true;
+                    continue;
+                }
+                if !self.control.is_admitted() {
+                    self.control.register(cx.waker());
+                    if self.control.is_admitted() || self.control.is_cancelled() {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                self.admitted = true;
+            }
+            if self.cancel.is_none() && self.control.is_cancelled() {
+                self.cancel = Some(Ending::Cancelled);
+            }
+            if self.cancel.is_some() && self.section != Section::Finally {
                 match &mut self.waiting {
                     // Children first: the child runs its own `finally!`, then reports
                     // `Cancelled`, which cancels this instance below.
                     Waiting::Child { child, .. } => child.request_cancel(),
-                    Waiting::Future(_) | Waiting::Resolved(_) | Waiting::Nothing => {
+                    Waiting::Children => {}
+                    waiting => {
+                        if matches!(waiting, Waiting::Future(_)) {
+                            core.hooks().cancelled_while_waiting(&self.ident);
+                        }
                         // Dropping the future stops the work behind it.
-                        self.waiting = Waiting::Nothing;
-                        self.cancel_now();
+                        self.waiting = Waiting::Children;
                         continue;
                     }
                 }
             }
             match &mut self.waiting {
                 Waiting::Future(future) => match future.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
                     Poll::Ready(outcome) => {
                         self.waiting = Waiting::Nothing;
-                        self.apply(outcome, ctx, cx);
+                        self.mark_resumed(core);
+                        self.apply(outcome, core, cx);
                     }
                 },
                 Waiting::Resolved(_) => {
                     if let Waiting::Resolved(outcome) =
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
                     {
-                        self.apply(outcome, ctx, cx);
+                        self.mark_resumed(core);
+                        self.apply(outcome, core, cx);
                     }
                 }
                 Waiting::Child { child, .. } => {
-                    if child.drive(ctx, cx).is_pending() {
+                    if child.drive(core, cx).is_pending() {
+                        self.mark_suspended(core);
                         return Poll::Pending;
                     }
                     if let Waiting::Child { child, muted } =
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
                     {
-                        self.apply_child(child.into_completion(), muted);
+                        self.mark_resumed(core);
+                        self.apply_child(child.into_completion(), muted, core);
                     }
                 }
-                Waiting::Nothing => self.run_next_step(ctx, cx),
+                Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
+                    Poll::Pending => {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(result) => {
+                        if let Waiting::Shared { muted, .. } =
+                            std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                        {
+                            self.mark_resumed(core);
+                            self.apply_shared(result.unwrap_or(Err(Error::Cancelled)), muted, core);
+                        }
+                    }
+                },
+                Waiting::SharedReady { .. } => {
+                    if let Waiting::SharedReady { result, muted } =
+                        std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                    {
+                        self.mark_resumed(core);
+                        self.apply_shared(result, muted, core);
+                    }
+                }
+                Waiting::Children => {
+                    if core.await_children(self.id) {
+                        self.control.register(cx.waker());
+                        if !self.control.take_children_done() {
+                            return Poll::Pending;
+                        }
+                    } else {
+                        self.waiting = Waiting::Nothing;
+                        self.cancel_now();
+                    }
+                }
+                Waiting::Nothing => self.run_next_step(core, cx),
             }
+        }
+    }
+
+    fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
+        if !self.suspended {
+            self.suspended = true;
+            core.set_state(self.id, InstanceState::Suspended);
+        }
+    }
+
+    fn mark_resumed(&mut self, core: &Arc<Core<C>>) {
+        if self.suspended {
+            self.suspended = false;
+            core.set_state(self.id, InstanceState::Running);
         }
     }
 
@@ -215,8 +381,21 @@ impl<V: Clone, C> Instance<V, C> {
     /// `Pending` means a [`drive`](Instance::drive) now would run no step either; the
     /// runtime uses it to open a transaction only for stretches that run steps.
     pub(crate) fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.cancel_requested && self.section != Section::Finally {
-            return Poll::Ready(());
+        self.control.register(cx.waker());
+        if !self.admitted {
+            let signalled = self.control.is_admitted() || self.control.is_cancelled();
+            return if signalled || self.cancel.is_some() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
+        let cancelling = self.cancel.is_some() || self.control.is_cancelled();
+        if cancelling && self.section != Section::Finally {
+            return match self.waiting {
+                Waiting::Children if !self.control.take_children_done() => Poll::Pending,
+                _ => Poll::Ready(()),
+            };
         }
         match &mut self.waiting {
             Waiting::Future(future) => match catch_unwind(AssertUnwindSafe(|| {
@@ -236,11 +415,26 @@ impl<V: Clone, C> Instance<V, C> {
                 }
             },
             Waiting::Child { child, .. } => child.poll_waiting(cx),
-            Waiting::Nothing | Waiting::Resolved(_) => Poll::Ready(()),
+            Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(result) => {
+                    if let Waiting::Shared { muted, .. } = self.waiting {
+                        self.waiting = Waiting::SharedReady {
+                            result: result.unwrap_or(Err(Error::Cancelled)),
+                            muted,
+                        };
+                    }
+                    Poll::Ready(())
+                }
+            },
+            Waiting::Children
+            | Waiting::Nothing
+            | Waiting::Resolved(_)
+            | Waiting::SharedReady { .. } => Poll::Ready(()),
         }
     }
 
-    fn run_next_step(&mut self, ctx: &C, cx: &mut Context<'_>) {
+    fn run_next_step(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) {
         let layout = self.pipeline.layout();
         let section_len = match self.section {
             Section::Main => layout.main,
@@ -253,6 +447,7 @@ impl<V: Clone, C> Instance<V, C> {
         }
         let index = self.index;
         let value = &self.value;
+        let ctx = core.context();
         let call = match self.section {
             Section::Main => StepCall::Main { index, value, ctx },
             Section::Rescue => match &self.error {
@@ -279,10 +474,10 @@ impl<V: Clone, C> Instance<V, C> {
             },
         };
         let outcome = self.pipeline.run_step(call);
-        self.apply(outcome, ctx, cx);
+        self.apply(outcome, core, cx);
     }
 
-    fn apply(&mut self, outcome: Outcome<V, C>, ctx: &C, cx: &mut Context<'_>) {
+    fn apply(&mut self, outcome: Outcome<V, C>, core: &Arc<Core<C>>, cx: &mut Context<'_>) {
         match outcome {
             Outcome::Value(value) => {
                 self.value = value;
@@ -291,16 +486,23 @@ impl<V: Clone, C> Instance<V, C> {
             Outcome::Keep => self.index += 1,
             Outcome::Future(future) => self.waiting = Waiting::Future(future.0),
             Outcome::Nested { pipeline, muted } => {
-                // The child runs inline; it is boxed only if it has to wait.
-                let mut child = Instance::new(pipeline, self.value.clone());
-                match child.drive(ctx, cx) {
-                    Poll::Ready(()) => self.apply_child(child.into_completion(), muted),
-                    Poll::Pending => {
-                        self.waiting = Waiting::Child {
-                            child: Box::new(child),
-                            muted,
+                match core.start_child(self.id, pipeline, self.value.clone()) {
+                    // The child runs inline; it is boxed only if it has to wait.
+                    ChildStart::Run(mut child) => match child.drive(core, cx) {
+                        Poll::Ready(()) => self.apply_child(child.into_completion(), muted, core),
+                        Poll::Pending => {
+                            self.waiting = Waiting::Child {
+                                child: Box::new(child),
+                                muted,
+                            }
                         }
+                    },
+                    ChildStart::Detached => self.index += 1,
+                    ChildStart::Shared(receiver) => {
+                        self.waiting = Waiting::Shared { receiver, muted }
                     }
+                    ChildStart::Dropped => self.apply_child(Completion::Dropped, muted, core),
+                    ChildStart::Refused(error) => self.fail(error),
                 }
             }
             Outcome::Error(error) => self.fail(error),
@@ -320,11 +522,24 @@ impl<V: Clone, C> Instance<V, C> {
             Outcome::Cancel => {
                 self.index += 1;
                 self.request_cancel();
+                // Through the registry, so the whole tree (detached children included)
+                // is cancelled, as `cancel(ident)` would.
+                core.cancel_id(self.id);
             }
         }
     }
 
-    fn apply_child(&mut self, completion: Completion<V>, muted: bool) {
+    fn apply_shared(&mut self, result: SharedResult<V>, muted: bool, core: &Arc<Core<C>>) {
+        let completion = match result {
+            Ok(value) => Completion::Finished(value),
+            Err(error) if error.is_cancelled() => Completion::Cancelled,
+            Err(error) if error.is_dropped() => Completion::Dropped,
+            Err(error) => Completion::Failed(error),
+        };
+        self.apply_child(completion, muted, core);
+    }
+
+    fn apply_child(&mut self, completion: Completion<V>, muted: bool, core: &Arc<Core<C>>) {
         match completion {
             Completion::Finished(value) => {
                 if !muted {
@@ -341,7 +556,17 @@ impl<V: Clone, C> Instance<V, C> {
             }
             Completion::Failed(error) => self.fail(error),
             // Cancellation climbs: a cancelled child cancels the instance waiting on it.
-            Completion::Cancelled => self.request_cancel(),
+            Completion::Cancelled => {
+                self.request_cancel();
+                core.cancel_id(self.id);
+            }
+            // So does a child its queue dropped: this instance cannot go on without it.
+            Completion::Dropped => {
+                if self.section != Section::Finally {
+                    self.cancel = Some(Ending::Dropped);
+                }
+                core.cancel_id(self.id);
+            }
         }
     }
 
@@ -364,7 +589,10 @@ impl<V: Clone, C> Instance<V, C> {
     }
 
     fn cancel_now(&mut self) {
-        self.enter_finally(Some(Error::Cancelled), Ending::Cancelled);
+        match self.cancel {
+            Some(Ending::Dropped) => self.enter_finally(Some(Error::Dropped), Ending::Dropped),
+            _ => self.enter_finally(Some(Error::Cancelled), Ending::Cancelled),
+        }
     }
 
     /// The current section ran out of steps, or a step broke out of it.
@@ -391,20 +619,56 @@ impl<V: Clone, C> Instance<V, C> {
         }
     }
 
+    /// The ending as the caller will see it.
+    fn final_ending(&self) -> Ending {
+        match (self.ending, self.cancel) {
+            // A cancellation requested while `finally!` ran still ends as cancelled.
+            (Ending::Normally, Some(cancel)) => cancel,
+            (ending, _) => ending,
+        }
+    }
+
+    /// Tells the registry how the instance ended (once), and hands the result to the
+    /// callers that share it.
+    fn record_end(&mut self, core: &Arc<Core<C>>) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        let (recorded, shared) = match self.final_ending() {
+            Ending::Normally => {
+                self.control.set_result(self.value.clone());
+                (Recorded::Finished, Ok(()))
+            }
+            Ending::WithError => {
+                let error = self.error.clone().unwrap_or_else(missing_error);
+                (Recorded::Failed(error.clone()), Err(error))
+            }
+            Ending::Cancelled => (Recorded::Cancelled, Err(Error::Cancelled)),
+            Ending::Dropped => (Recorded::Cancelled, Err(Error::Dropped)),
+        };
+        let result = matches!(recorded, Recorded::Finished)
+            .then(|| Arc::clone(&self.control) as Arc<dyn crate::cancellation::ErasedControl>);
+        core.finish(self.id, recorded, result);
+        for sharer in self.control.take_sharers() {
+            let _ = sharer.send(shared.clone().map(|()| self.value.clone()));
+        }
+    }
+
     /// How the instance ended. Meaningful once [`Instance::drive`] returned `Ready`.
     pub(crate) fn into_completion(self) -> Completion<V> {
-        match self.ending {
-            Ending::WithError => Completion::Failed(
-                self.error
-                    .unwrap_or_else(|| Error::new("internal error: failed without an error")),
-            ),
+        match self.final_ending() {
+            Ending::WithError => Completion::Failed(self.error.unwrap_or_else(missing_error)),
             Ending::Cancelled => Completion::Cancelled,
-            // A cancellation requested while `finally!` ran still ends as cancelled.
-            Ending::Normally if self.cancel_requested => Completion::Cancelled,
+            Ending::Dropped => Completion::Dropped,
             Ending::Normally if self.break_all => Completion::BrokeAll(self.value),
             Ending::Normally => Completion::Finished(self.value),
         }
     }
+}
+
+fn missing_error() -> Error {
+    Error::new("internal error: failed without an error; please report this bug")
 }
 
 #[cfg(test)]
@@ -416,10 +680,11 @@ mod tests {
     use std::sync::Arc;
     use std::task::{Context, Poll};
 
-    use super::{Completion, Instance};
     use crate::error::Error;
+    use crate::invocation::Invocation;
     use crate::outcome::Outcome;
     use crate::pipeline::{Layout, Pipeline, Site, StepCall};
+    use crate::runtime::Runtime;
 
     static SITE: Site = Site::new("pipeline@unit");
 
@@ -479,26 +744,22 @@ mod tests {
         }
     }
 
-    fn run(
-        pipeline: &Pipeline<i32, Calls>,
-        value: i32,
-        calls: &Calls,
-    ) -> (Poll<()>, Instance<i32, Calls>) {
-        let mut instance = Instance::new(pipeline.clone(), value);
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        (instance.drive(calls, &mut cx), instance)
+    /// Invokes `pipeline` on a fresh runtime whose context records the calls.
+    fn run(pipeline: &Pipeline<i32, Calls>, value: i32) -> (Runtime<Calls>, Invocation<i32>) {
+        let runtime = Runtime::builder(Calls::default()).start().unwrap();
+        let handle = runtime.invoke_pipeline(pipeline, value).unwrap();
+        (runtime, handle)
     }
 
-    fn finished(completion: Completion<i32>) -> i32 {
-        match completion {
-            Completion::Finished(value) => value,
-            other => panic!("expected Finished, got {other:?}"),
+    fn finished(handle: &mut Invocation<i32>) -> i32 {
+        match handle.try_result() {
+            Some(Ok(value)) => value,
+            other => panic!("expected a value, got {other:?}"),
         }
     }
 
     #[test]
     fn main_steps_thread_the_value_then_finally_runs() {
-        let calls = Calls::default();
         let p = pipeline(layout(2, None, Some(1)), |section, _, value, error| {
             assert!(error.is_none());
             match section {
@@ -506,15 +767,13 @@ mod tests {
                 _ => Outcome::Keep,
             }
         });
-        let (poll, instance) = run(&p, 0, &calls);
-        assert!(poll.is_ready());
-        assert_eq!(finished(instance.into_completion()), 2);
-        assert_eq!(calls.take(), [(0, 0, 0), (0, 1, 1), (2, 0, 2)]);
+        let (runtime, mut handle) = run(&p, 0);
+        assert_eq!(finished(&mut handle), 2);
+        assert_eq!(runtime.context().take(), [(0, 0, 0), (0, 1, 1), (2, 0, 2)]);
     }
 
     #[test]
     fn an_error_jumps_to_rescue_with_the_previous_value() {
-        let calls = Calls::default();
         let p = pipeline(
             layout(3, Some(1), Some(1)),
             |section, index, value, error| match (section, index) {
@@ -530,35 +789,34 @@ mod tests {
                 _ => Outcome::Value(value + 1),
             },
         );
-        let (_, instance) = run(&p, 1, &calls);
-        assert_eq!(finished(instance.into_completion()), 20);
-        assert_eq!(calls.take(), [(0, 0, 1), (0, 1, 2), (1, 0, 2), (2, 0, 20)]);
+        let (runtime, mut handle) = run(&p, 1);
+        assert_eq!(finished(&mut handle), 20);
+        assert_eq!(
+            runtime.context().take(),
+            [(0, 0, 1), (0, 1, 2), (1, 0, 2), (2, 0, 20)]
+        );
     }
 
     #[test]
     fn without_rescue_the_error_survives_finally() {
-        let calls = Calls::default();
         let p = pipeline(layout(2, None, Some(1)), |section, _, _, _| match section {
             0 => Outcome::Error(Error::new("kept")),
             _ => Outcome::Value(99),
         });
-        let (_, instance) = run(&p, 0, &calls);
-        match instance.into_completion() {
-            Completion::Failed(error) => assert_eq!(error.to_string(), "step failed: kept"),
-            other => panic!("expected Failed, got {other:?}"),
-        }
-        assert_eq!(calls.take(), [(0, 0, 0), (2, 0, 0)]);
+        let (runtime, mut handle) = run(&p, 0);
+        let error = handle.try_result().unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "step failed: kept");
+        assert_eq!(runtime.context().take(), [(0, 0, 0), (2, 0, 0)]);
     }
 
     #[test]
     fn an_error_in_finally_stops_it() {
-        let calls = Calls::default();
         let p = pipeline(layout(0, None, Some(2)), |_, _, _, _| {
             Outcome::Error(Error::new("in finally"))
         });
-        let (_, instance) = run(&p, 0, &calls);
-        assert!(matches!(instance.into_completion(), Completion::Failed(_)));
-        assert_eq!(calls.take(), [(2, 0, 0)]);
+        let (runtime, mut handle) = run(&p, 0);
+        assert!(handle.try_result().unwrap().unwrap_err().is_failed());
+        assert_eq!(runtime.context().take(), [(2, 0, 0)]);
     }
 
     /// A future that is pending once, then ready with its outcome.
@@ -577,26 +835,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_pending_future_suspends_and_resumes_at_the_next_step() {
-        let calls = Calls::default();
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pending_future_suspends_and_resumes_at_the_next_step() {
         let p = pipeline(layout(3, None, None), |_, index, value, _| match index {
             1 => Outcome::from_future(PendingOnce(Some(Outcome::Value(value * 5)), false)),
             _ => Outcome::Value(value + 1),
         });
-        let (poll, mut instance) = run(&p, 1, &calls);
-        assert!(poll.is_pending());
-        assert_eq!(calls.take(), [(0, 0, 1), (0, 1, 2)]);
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        assert!(instance.poll_waiting(&mut cx).is_ready());
-        assert!(instance.drive(&calls, &mut cx).is_ready());
-        assert_eq!(finished(instance.into_completion()), 11);
-        assert_eq!(calls.take(), [(0, 2, 10)]);
+        let (runtime, mut handle) = run(&p, 1);
+        assert!(handle.try_result().is_none(), "suspended");
+        assert_eq!(runtime.context().take(), [(0, 0, 1), (0, 1, 2)]);
+        assert_eq!(handle.await.unwrap(), 11);
+        assert_eq!(runtime.context().take(), [(0, 2, 10)]);
     }
 
-    #[test]
-    fn cancelling_a_waiting_instance_drops_the_future_and_runs_finally_once() {
-        let calls = Calls::default();
+    #[tokio::test(flavor = "current_thread")]
+    async fn cancelling_a_waiting_instance_drops_the_future_and_runs_finally_once() {
         let dropped = Arc::new(());
         let witness = Arc::clone(&dropped);
         let p = pipeline(
@@ -615,20 +868,17 @@ mod tests {
                 }
             },
         );
-        let (poll, mut instance) = run(&p, 0, &calls);
-        assert!(poll.is_pending());
+        let (runtime, handle) = run(&p, 0);
         assert_eq!(
             Arc::strong_count(&dropped),
             3,
             "the pipeline and the future hold it"
         );
-        instance.request_cancel();
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        assert!(instance.drive(&calls, &mut cx).is_ready());
+        assert!(handle.cancel());
+        assert!(handle.await.unwrap_err().is_cancelled());
         assert_eq!(Arc::strong_count(&dropped), 2, "the future was dropped");
-        assert!(matches!(instance.into_completion(), Completion::Cancelled));
         assert_eq!(
-            calls.take(),
+            runtime.context().take(),
             [(0, 0, 0), (2, 0, 0)],
             "no rescue, one finally"
         );
@@ -636,7 +886,6 @@ mod tests {
 
     #[test]
     fn a_nested_child_runs_inline_and_its_cancellation_climbs() {
-        let calls = Calls::default();
         let child = pipeline(layout(1, None, None), |_, _, _, _| Outcome::Cancel);
         let parent = pipeline(
             layout(2, None, Some(1)),
@@ -648,16 +897,14 @@ mod tests {
                 _ => Outcome::Keep,
             },
         );
-        let (poll, instance) = run(&parent, 7, &calls);
-        assert!(poll.is_ready());
-        assert!(matches!(instance.into_completion(), Completion::Cancelled));
+        let (runtime, mut handle) = run(&parent, 7);
+        assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
         // Parent step 0, child step 0, then the parent's finally; parent step 1 never runs.
-        assert_eq!(calls.take(), [(0, 0, 7), (0, 0, 7), (2, 0, 7)]);
+        assert_eq!(runtime.context().take(), [(0, 0, 7), (0, 0, 7), (2, 0, 7)]);
     }
 
     #[test]
     fn a_panicking_step_is_an_error() {
-        let calls = Calls::default();
         let p = pipeline(
             layout(1, Some(1), None),
             |section, _, _, error| match section {
@@ -668,7 +915,7 @@ mod tests {
                 }
             },
         );
-        let (_, instance) = run(&p, 0, &calls);
-        assert_eq!(finished(instance.into_completion()), -1);
+        let (_runtime, mut handle) = run(&p, 0);
+        assert_eq!(finished(&mut handle), -1);
     }
 }

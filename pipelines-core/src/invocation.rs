@@ -3,13 +3,16 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::cancellation::Control;
 use crate::error::Error;
-use crate::runtime::Ident;
+use crate::runtime::{Canceller, Ident};
 
 /// The handle of one pipeline instance, returned by
 /// [`Runtime::invoke`](crate::Runtime::invoke).
@@ -17,9 +20,11 @@ use crate::runtime::Ident;
 /// - When the pipeline ran to its end without waiting, the result is already here:
 ///   [`try_result`](Invocation::try_result) returns it without any executor.
 /// - Otherwise the instance runs on a tokio task, and awaiting the handle yields its result.
+/// - A `use_existing` invocation that matched a live instance shares that instance's
+///   result (and ident).
 ///
 /// Like `tokio::spawn`, the work goes on without the handle: dropping it does not cancel
-/// the instance.
+/// the instance; [`cancel`](Invocation::cancel) does.
 ///
 /// # Examples
 ///
@@ -38,31 +43,92 @@ use crate::runtime::Ident;
 /// assert_eq!(handle.await.unwrap(), 42);
 /// # }
 /// ```
-#[must_use = "the instance runs anyway; use the handle to get its result"]
 pub struct Invocation<V> {
     ident: Ident,
+    control: Arc<Control<V>>,
+    canceller: Arc<dyn Canceller>,
     state: State<V>,
 }
 
 enum State<V> {
     Ready(Result<V, Error>),
     Running(JoinHandle<Result<V, Error>>),
+    Shared(oneshot::Receiver<Result<V, Error>>),
     Taken,
 }
 
 impl<V> Invocation<V> {
-    pub(crate) fn ready(ident: Ident, result: Result<V, Error>) -> Self {
+    pub(crate) fn ready(
+        ident: Ident,
+        control: Arc<Control<V>>,
+        canceller: Arc<dyn Canceller>,
+        result: Result<V, Error>,
+    ) -> Self {
         Invocation {
             ident,
+            control,
+            canceller,
             state: State::Ready(result),
         }
     }
 
-    pub(crate) fn running(ident: Ident, task: JoinHandle<Result<V, Error>>) -> Self {
+    pub(crate) fn running(
+        ident: Ident,
+        control: Arc<Control<V>>,
+        canceller: Arc<dyn Canceller>,
+        task: JoinHandle<Result<V, Error>>,
+    ) -> Self {
         Invocation {
             ident,
+            control,
+            canceller,
             state: State::Running(task),
         }
+    }
+
+    pub(crate) fn shared(
+        ident: Ident,
+        control: Arc<Control<V>>,
+        canceller: Arc<dyn Canceller>,
+        receiver: oneshot::Receiver<Result<V, Error>>,
+    ) -> Self {
+        Invocation {
+            ident,
+            control,
+            canceller,
+            state: State::Shared(receiver),
+        }
+    }
+
+    /// The argument the instance was invoked with (for a shared `use_existing` result,
+    /// the argument of the instance that runs).
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value * 2; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// assert_eq!(*runtime.invoke_pipeline(&p, 4).unwrap().argument(), 4);
+    /// ```
+    pub fn argument(&self) -> &V {
+        self.control.argument()
+    }
+
+    /// Cancels the instance, as [`Runtime::cancel`](crate::Runtime::cancel) does with its
+    /// ident. Returns `false` if it was not live any more.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// assert!(handle.cancel());
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.canceller.cancel(&self.ident)
     }
 
     /// The instance's identity: pipeline name and instance number.
@@ -90,6 +156,7 @@ impl<V> Invocation<V> {
         match &self.state {
             State::Ready(_) => true,
             State::Running(task) => task.is_finished(),
+            State::Shared(receiver) => !receiver.is_empty() || receiver.is_terminated(),
             State::Taken => false,
         }
     }
@@ -114,6 +181,14 @@ impl<V> Invocation<V> {
                     self.state = State::Running(task);
                     None
                 }
+            },
+            State::Shared(mut receiver) => match receiver.try_recv() {
+                Ok(result) => Some(result),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    self.state = State::Shared(receiver);
+                    None
+                }
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::Cancelled)),
             },
             State::Taken => None,
         }
@@ -143,6 +218,14 @@ impl<V> Future for Invocation<V> {
                     Poll::Ready(joined.unwrap_or_else(|error| Err(join_error(error))))
                 }
             },
+            State::Shared(receiver) => match Pin::new(receiver).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(received) => {
+                    this.state = State::Taken;
+                    // The instance went away without a word: it was cancelled.
+                    Poll::Ready(received.unwrap_or(Err(Error::Cancelled)))
+                }
+            },
             State::Ready(_) => match std::mem::replace(&mut this.state, State::Taken) {
                 State::Ready(result) => Poll::Ready(result),
                 _ => Poll::Ready(Err(Error::ResultTaken)),
@@ -152,7 +235,7 @@ impl<V> Future for Invocation<V> {
     }
 }
 
-// The handle holds no pinned data: the result or a `JoinHandle`, both `Unpin`.
+// The handle holds no pinned data: the result, a `JoinHandle` or a receiver, all `Unpin`.
 impl<V> Unpin for Invocation<V> {}
 
 impl<V> fmt::Debug for Invocation<V> {
@@ -161,6 +244,7 @@ impl<V> fmt::Debug for Invocation<V> {
             State::Ready(Ok(_)) => "finished",
             State::Ready(Err(_)) => "ended without a value",
             State::Running(_) => "running",
+            State::Shared(_) => "sharing a live instance's result",
             State::Taken => "result taken",
         };
         f.debug_struct("Invocation")

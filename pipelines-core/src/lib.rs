@@ -19,20 +19,28 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod behaviour;
 mod cancellation;
 pub mod error;
 mod hooks;
 mod instance;
+mod introspection;
 mod invocation;
 pub mod outcome;
 mod pipeline;
+mod queue;
+mod registry;
 mod runtime;
 
-pub use error::{BoxError, Error, InvokeError, StartError};
+pub use behaviour::{Behaviour, Concurrency};
+pub use error::{BoxError, CancelError, Error, InvokeError, StartError};
+pub use hooks::{Event, EventKind};
+pub use introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::{Muted, Pipeline};
-pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder};
+pub use queue::Queue;
+pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder, WeakRuntime};
 
 /// Builds a [`Pipeline`] from a block of steps.
 ///

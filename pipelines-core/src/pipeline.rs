@@ -6,10 +6,13 @@
 //! step itself is ordinary compiled Rust.
 
 use std::fmt;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use crate::behaviour::{Behaviour, Concurrency};
 use crate::error::Error;
 use crate::outcome::Outcome;
+use crate::queue::{Queue, QueueSpec};
 
 /// Where a `pipeline!` expression stands in the source. Every pipeline one expression
 /// produces shares its site, and the site names the pipeline's implicit queue.
@@ -97,10 +100,47 @@ impl<V, C> StepCall<'_, V, C> {
 
 type StepsFn<V, C> = dyn Fn(StepCall<'_, V, C>) -> Outcome<V, C> + Send + Sync + 'static;
 
+/// How equal arguments are found for `use_existing`: captured where `V: Hash + Eq` is
+/// known, so the runtime needs no such bound.
+pub(crate) struct ArgsIdentity<V> {
+    pub(crate) hash: fn(&V) -> u64,
+    pub(crate) eq: fn(&V, &V) -> bool,
+}
+
+impl<V> Clone for ArgsIdentity<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for ArgsIdentity<V> {}
+
+/// Where and how a pipeline's instances run (SEMANTICS 3).
+pub(crate) struct Config<V> {
+    pub(crate) queue: QueueSpec<V>,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) identity: Option<ArgsIdentity<V>>,
+    pub(crate) cancel_on_shutdown: bool,
+    pub(crate) detached: bool,
+}
+
+impl<V> Clone for Config<V> {
+    fn clone(&self) -> Self {
+        Config {
+            queue: self.queue.clone(),
+            concurrency: self.concurrency,
+            identity: self.identity,
+            cancel_on_shutdown: self.cancel_on_shutdown,
+            detached: self.detached,
+        }
+    }
+}
+
 struct Definition<V, C> {
     site: &'static Site,
     layout: Layout,
-    steps: Box<StepsFn<V, C>>,
+    steps: Arc<StepsFn<V, C>>,
+    config: Config<V>,
 }
 
 /// A pipeline: steps that thread a value of type `V`, reading a context of type `C`.
@@ -134,10 +174,15 @@ impl<V, C> Clone for Pipeline<V, C> {
 
 impl<V, C> fmt::Debug for Pipeline<V, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.definition.config;
         f.debug_struct("Pipeline")
             .field("site", &self.definition.site.name)
             .field("layout", &self.definition.layout)
-            .finish_non_exhaustive()
+            .field("queue", &config.queue)
+            .field("concurrency", &config.concurrency)
+            .field("cancel_on_shutdown", &config.cancel_on_shutdown)
+            .field("detached", &config.detached)
+            .finish()
     }
 }
 
@@ -152,9 +197,326 @@ impl<V, C> Pipeline<V, C> {
             definition: Arc::new(Definition {
                 site,
                 layout,
-                steps: Box::new(steps),
+                steps: Arc::new(steps),
+                config: Config {
+                    queue: QueueSpec::Implicit,
+                    concurrency: Concurrency::default(),
+                    identity: None,
+                    cancel_on_shutdown: true,
+                    detached: false,
+                },
             }),
         }
+    }
+
+    /// A copy of this pipeline (same steps, same implicit queue) with `change` applied to
+    /// its configuration.
+    fn configured(self, change: impl FnOnce(&mut Config<V>)) -> Self {
+        let mut config = self.definition.config.clone();
+        change(&mut config);
+        Pipeline {
+            definition: Arc::new(Definition {
+                site: self.definition.site,
+                layout: self.definition.layout,
+                steps: Arc::clone(&self.definition.steps),
+                config,
+            }),
+        }
+    }
+
+    fn with_behaviour(self, behaviour: Behaviour) -> Self {
+        self.configured(|config| {
+            config.concurrency = Concurrency::new(behaviour)
+                .with_max(config.concurrency.max())
+                .with_use_existing(config.concurrency.use_existing());
+        })
+    }
+
+    /// Restartable: when the queue is full, the oldest live instances are cancelled until
+    /// the new one fits. For "cancel the stale request".
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let search = pipeline!(|query: String, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    ///     format!("results for {query}");
+    /// })
+    /// .restartable();
+    /// let runtime = Runtime::builder(()).register("search", search).start().unwrap();
+    /// let stale = runtime.invoke("search", "ru".to_string()).unwrap();
+    /// let fresh = runtime.invoke("search", "rust".to_string()).unwrap();
+    /// assert!(stale.await.unwrap_err().is_cancelled());
+    /// assert_eq!(fresh.await.unwrap(), "results for rust");
+    /// # }
+    /// ```
+    pub fn restartable(self) -> Self {
+        self.with_behaviour(Behaviour::Restartable)
+    }
+
+    /// Dropping: when the queue is full, the new instance never starts and its caller is
+    /// told it was dropped. For "drop duplicate clicks".
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let submit = pipeline!(|form: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    /// })
+    /// .dropping();
+    /// let runtime = Runtime::builder(()).register("submit", submit).start().unwrap();
+    /// let first = runtime.invoke("submit", 1_u32).unwrap();
+    /// let double_click = runtime.invoke("submit", 1_u32).unwrap();
+    /// assert!(double_click.await.unwrap_err().is_dropped());
+    /// assert_eq!(first.await.unwrap(), 1);
+    /// # }
+    /// ```
+    pub fn dropping(self) -> Self {
+        self.with_behaviour(Behaviour::Dropping)
+    }
+
+    /// Enqueued: when the queue is full, the new instance waits; waiting instances start in
+    /// arrival order. For "run saves one at a time".
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let save = pipeline!(|n: u32, log: &Arc<Mutex<Vec<u32>>>| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    ///     log.lock().unwrap().push(n);
+    /// })
+    /// .enqueued();
+    /// let runtime = Runtime::builder(Arc::default()).register("save", save).start().unwrap();
+    /// let handles: Vec<_> = (1..=3).map(|n| runtime.invoke("save", n as u32).unwrap()).collect();
+    /// for handle in handles {
+    ///     handle.await.unwrap();
+    /// }
+    /// assert_eq!(*runtime.context().lock().unwrap(), [1, 2, 3]);
+    /// # }
+    /// ```
+    pub fn enqueued(self) -> Self {
+        self.with_behaviour(Behaviour::Enqueued)
+    }
+
+    /// Keep-latest: when the queue is full, every waiting instance is cancelled and the
+    /// new one waits in their place. For "refresh, but only with the newest request".
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let refresh = pipeline!(|n: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    /// })
+    /// .keep_latest();
+    /// let runtime = Runtime::builder(()).register("refresh", refresh).start().unwrap();
+    /// let running = runtime.invoke("refresh", 1_u32).unwrap();
+    /// let replaced = runtime.invoke("refresh", 2_u32).unwrap();
+    /// let latest = runtime.invoke("refresh", 3_u32).unwrap();
+    /// assert!(replaced.await.unwrap_err().is_cancelled());
+    /// assert_eq!((running.await.unwrap(), latest.await.unwrap()), (1, 3));
+    /// # }
+    /// ```
+    pub fn keep_latest(self) -> Self {
+        self.with_behaviour(Behaviour::KeepLatest)
+    }
+
+    /// Sets the maximum number of live instances of the queue (default 1). Must be at
+    /// least 1; ignored by the unrestricted default.
+    ///
+    /// ```
+    /// # use pipelines::pipeline;
+    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).restartable().max(3);
+    /// assert_eq!(p.concurrency().max(), 3);
+    /// ```
+    pub fn max(self, max: usize) -> Self {
+        self.configured(|config| config.concurrency = config.concurrency.with_max(max))
+    }
+
+    /// Use-existing: an invocation whose argument equals that of a live, unfinished
+    /// instance of this pipeline in the queue gets that instance's result instead of a new
+    /// run. Combines with every behaviour.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let load = pipeline!(|id: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    ///     id * 10;
+    /// })
+    /// .use_existing();
+    /// let runtime = Runtime::builder(()).register("load", load).start().unwrap();
+    /// let first = runtime.invoke("load", 7_u32).unwrap();
+    /// let same = runtime.invoke("load", 7_u32).unwrap();
+    /// assert_eq!(first.ident(), same.ident());
+    /// assert_eq!((first.await.unwrap(), same.await.unwrap()), (70, 70));
+    /// assert_eq!(runtime.queue("load").unwrap().performed(), 1);
+    /// # }
+    /// ```
+    pub fn use_existing(self) -> Self
+    where
+        V: Hash + Eq,
+    {
+        self.configured(|config| {
+            config.concurrency = config.concurrency.with_use_existing(true);
+            config.identity = Some(ArgsIdentity {
+                hash: |value| std::hash::BuildHasherDefault::<crate::queue::FastHasher>::default().hash_one(value),
+                eq: |a, b| a == b,
+            });
+        })
+    }
+
+    /// Whether `stop` cancels this pipeline's instances (the default) or lets them finish.
+    ///
+    /// ```
+    /// # use pipelines::pipeline;
+    /// let flush = pipeline!(|value: u8, _ctx: &()| { value; }).cancel_on_shutdown(false);
+    /// assert!(!flush.is_cancel_on_shutdown());
+    /// ```
+    pub fn cancel_on_shutdown(self, cancel: bool) -> Self {
+        self.configured(|config| config.cancel_on_shutdown = cancel)
+    }
+
+    /// Detached: as a step of another pipeline, the child starts and the parent carries
+    /// on at once (its value unchanged). Cancelling the parent still cancels the child;
+    /// cancelling the child does not reach the parent. A parent that finishes while
+    /// detached children are live keeps its queue slot until they are done.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let audit = pipeline!(|value: u32, log: &Arc<Mutex<Vec<String>>>| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    ///     log.lock().unwrap().push(format!("audited {value}"));
+    /// })
+    /// .detached();
+    /// let save = pipeline!(|value: u32, log: &Arc<Mutex<Vec<String>>>| {
+    ///     audit.clone();
+    ///     log.lock().unwrap().push(format!("saved {value}"));
+    /// });
+    /// let runtime = Runtime::builder(Arc::default()).start().unwrap();
+    /// let mut handle = runtime.invoke_pipeline(&save, 5).unwrap();
+    /// assert_eq!(handle.try_result().unwrap().unwrap(), 5); // did not wait for the audit
+    /// tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    /// assert_eq!(*runtime.context().lock().unwrap(), ["saved 5", "audited 5"]);
+    /// # }
+    /// ```
+    pub fn detached(self) -> Self {
+        self.configured(|config| config.detached = true)
+    }
+
+    /// Runs the pipeline in the queue named `name`, whatever it is registered as. Every
+    /// pipeline in a queue must have the same concurrency configuration.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("shared");
+    /// let runtime = Runtime::builder(()).register("p", p).start().unwrap();
+    /// runtime.invoke("p", 1_u8).unwrap();
+    /// assert_eq!(runtime.queue("shared").unwrap().performed(), 1);
+    /// ```
+    pub fn set_queue(self, name: impl Into<String>) -> Self {
+        let name: Arc<str> = Arc::from(name.into());
+        self.configured(|config| config.queue = QueueSpec::Explicit(name))
+    }
+
+    /// Runs each instance in the queue named by `key(argument)`: one queue per key (per
+    /// article, per user, ...). Per-key queues are forgotten when they empty.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let upvote = pipeline!(|article: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    /// })
+    /// .dropping()
+    /// .set_queue_by(|article: &u32| format!("upvote-{article}"));
+    /// let runtime = Runtime::builder(()).register("upvote", upvote).start().unwrap();
+    /// let one = runtime.invoke("upvote", 1_u32).unwrap();
+    /// let two = runtime.invoke("upvote", 2_u32).unwrap(); // another queue: not dropped
+    /// assert_eq!((one.await.unwrap(), two.await.unwrap()), (1, 2));
+    /// # }
+    /// ```
+    pub fn set_queue_by(self, key: impl Fn(&V) -> String + Send + Sync + 'static) -> Self {
+        let key: Arc<dyn Fn(&V) -> String + Send + Sync> = Arc::new(key);
+        self.configured(|config| config.queue = QueueSpec::Keyed(key))
+    }
+
+    /// Runs the pipeline in `queue`, with the queue's concurrency configuration.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Behaviour, Queue};
+    /// let saves = Queue::new("saves").enqueued().max(2);
+    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).in_queue(&saves);
+    /// assert_eq!(p.concurrency().behaviour(), Behaviour::Enqueued);
+    /// assert_eq!(p.concurrency().max(), 2);
+    /// ```
+    pub fn in_queue(self, queue: &Queue) -> Self {
+        let (name, concurrency) = (queue.shared_name(), queue.concurrency());
+        self.configured(|config| {
+            config.queue = QueueSpec::Explicit(name);
+            config.concurrency = concurrency;
+        })
+    }
+
+    /// The pipeline's concurrency configuration.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Behaviour};
+    /// let p = pipeline!(|value: u8, _ctx: &()| { value; });
+    /// assert_eq!(p.concurrency().behaviour(), Behaviour::Unrestricted);
+    /// ```
+    pub fn concurrency(&self) -> Concurrency {
+        self.definition.config.concurrency
+    }
+
+    /// Whether `stop` cancels this pipeline's instances.
+    ///
+    /// ```
+    /// # use pipelines::pipeline;
+    /// assert!(pipeline!(|value: u8, _ctx: &()| { value; }).is_cancel_on_shutdown());
+    /// ```
+    pub fn is_cancel_on_shutdown(&self) -> bool {
+        self.definition.config.cancel_on_shutdown
+    }
+
+    /// Whether the pipeline runs detached when nested.
+    ///
+    /// ```
+    /// # use pipelines::pipeline;
+    /// assert!(pipeline!(|value: u8, _ctx: &()| { value; }).detached().is_detached());
+    /// ```
+    pub fn is_detached(&self) -> bool {
+        self.definition.config.detached
+    }
+
+    pub(crate) fn config(&self) -> &Config<V> {
+        &self.definition.config
+    }
+
+    /// The same pipeline registered under `name`: its implicit queue takes the name.
+    pub(crate) fn registered_as(self, name: &Arc<str>) -> Self {
+        match self.definition.config.queue {
+            QueueSpec::Implicit => {
+                let name = Arc::clone(name);
+                self.configured(|config| config.queue = QueueSpec::Registered(name))
+            }
+            _ => self,
+        }
+    }
+
+    /// Identifies the steps: pipelines that share steps are "the same pipeline" for
+    /// `use_existing`.
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(&self.definition.steps).cast::<()>() as usize
     }
 
     /// Wraps the pipeline so that, as a step of another pipeline, it runs as a child but

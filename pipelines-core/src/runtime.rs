@@ -6,37 +6,24 @@
 //! that waits on something is moved into a tokio task, which polls it from then on.
 
 use std::any::{type_name, Any};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
-use crate::cancellation::CancelSignal;
-use crate::error::{Error, InvokeError, StartError};
-use crate::hooks::Hooks;
+use tokio::sync::oneshot;
+
+use crate::cancellation::{Control, ErasedControl};
+use crate::error::{CancelError, Error, InvokeError, StartError};
+use crate::hooks::{Event, Hooks};
 use crate::instance::{in_step, Completion, Instance};
+use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-
-/// The name part of an [`Ident`]: a registration name or a pipeline's site name.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Name {
-    Static(&'static str),
-    Shared(Arc<str>),
-}
-
-impl Name {
-    fn as_str(&self) -> &str {
-        match self {
-            Name::Static(name) => name,
-            Name::Shared(name) => name,
-        }
-    }
-}
+use crate::queue::{FastMap, Name, QueueSpec};
+use crate::registry::{Admission, Effects, Ending, Join, Registry};
 
 /// The identity of one pipeline instance: the pipeline's name and a number unique within
 /// its runtime.
@@ -56,8 +43,8 @@ impl Name {
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Ident {
-    name: Name,
-    id: u64,
+    pub(crate) name: Name,
+    pub(crate) id: u64,
 }
 
 impl Ident {
@@ -85,30 +72,6 @@ impl fmt::Debug for Ident {
     }
 }
 
-/// FNV-1a, for the registry's names: they are short and chosen by the program (not by an
-/// attacker), so a fast hash beats SipHash's flooding resistance on the invoke path.
-struct NameHasher(u64);
-
-impl Default for NameHasher {
-    fn default() -> Self {
-        NameHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Registry = HashMap<Arc<str>, Registered, BuildHasherDefault<NameHasher>>;
-
 /// A registered pipeline, its value type erased so pipelines of any value type can share
 /// one runtime. `invoke` recovers the type with a downcast, which is where a wrong
 /// argument type is caught.
@@ -116,17 +79,8 @@ struct Registered {
     name: Arc<str>,
     pipeline: Box<dyn Any + Send + Sync>,
     value_type: &'static str,
-}
-
-struct Shared<C> {
-    context: C,
-    pipelines: Registry,
-    hooks: Hooks,
-    executor: Option<tokio::runtime::Handle>,
-    stopped: AtomicBool,
-    next_id: AtomicU64,
-    /// Cancellation signals of the instances that run on tasks, for `stop`.
-    suspended: Mutex<HashMap<u64, Arc<CancelSignal>>>,
+    /// The fixed queue it runs in and its configuration, checked at `start`.
+    queue: Option<(Name, crate::behaviour::Concurrency)>,
 }
 
 /// Builds a [`Runtime`]: its context, its named pipelines and its hooks.
@@ -173,7 +127,8 @@ impl<C> fmt::Debug for RuntimeBuilder<C> {
 }
 
 impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
-    /// Registers `pipeline` under `name`, so it can be invoked by name.
+    /// Registers `pipeline` under `name`, so it can be invoked by name. Its implicit queue
+    /// takes the name (an explicit or per-key queue is kept).
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
@@ -185,19 +140,30 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// ```
     pub fn register<V>(mut self, name: impl Into<String>, pipeline: Pipeline<V, C>) -> Self
     where
-        V: Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
     {
+        let name: Arc<str> = Arc::from(name.into());
+        let pipeline = pipeline.registered_as(&name);
+        let config = pipeline.config();
+        let queue = match &config.queue {
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => {
+                Some((Name::Shared(Arc::clone(queue)), config.concurrency))
+            }
+            QueueSpec::Implicit | QueueSpec::Keyed(_) => None,
+        };
         self.pipelines.push(Registered {
-            name: Arc::from(name.into()),
+            name,
             pipeline: Box::new(pipeline),
             value_type: type_name::<V>(),
+            queue,
         });
         self
     }
 
     /// Sets the error reporter: called exactly once for every error that no `rescue!`
-    /// handled on the way up to the root instance, with the root's ident. Cancelled and
-    /// dropped instances are not errors and are not reported.
+    /// handled on the way up to the root instance (or a detached child), with that
+    /// instance's ident. Cancelled and dropped instances are not errors and are not
+    /// reported.
     ///
     /// ```
     /// # use std::sync::atomic::{AtomicUsize, Ordering};
@@ -254,6 +220,56 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         self
     }
 
+    /// Sets the watcher: told of every change of an instance's state (see [`Event`]), in
+    /// the order the changes happened, never while the runtime's lock is held. It may
+    /// call back into the runtime.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use pipelines::{pipeline, EventKind, Runtime};
+    /// let events = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = events.clone();
+    /// let runtime = Runtime::builder(())
+    ///     .watcher(move |event| sink.lock().unwrap().push(event.kind().clone()))
+    ///     .start()
+    ///     .unwrap();
+    /// let failing = pipeline!(|value: i32, _ctx: &()| { Err::<i32, _>("no"); });
+    /// let _ = runtime.invoke_pipeline(&failing, 1).unwrap();
+    /// assert!(matches!(events.lock().unwrap()[2], EventKind::Failed(_)));
+    /// ```
+    pub fn watcher(mut self, watcher: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.hooks.watcher = Some(Arc::new(watcher));
+        self
+    }
+
+    /// Sets the `on_cancel` hook: told which instance was cancelled while it waited on a
+    /// future. The future itself is dropped, which stops the work behind it; use the hook
+    /// for what dropping cannot undo (telling a server, releasing a lock elsewhere).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let cancelled = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = cancelled.clone();
+    /// let runtime = Runtime::builder(())
+    ///     .on_cancel(move |ident| sink.lock().unwrap().push(ident.clone()))
+    ///     .start()
+    ///     .unwrap();
+    /// let slow = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let handle = runtime.invoke_pipeline(&slow, 1).unwrap();
+    /// assert!(handle.cancel());
+    /// let ident = handle.ident().clone();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// assert_eq!(*cancelled.lock().unwrap(), [ident]);
+    /// # }
+    /// ```
+    pub fn on_cancel(mut self, on_cancel: impl Fn(&Ident) + Send + Sync + 'static) -> Self {
+        self.hooks.on_cancel = Some(Arc::new(on_cancel));
+        self
+    }
+
     /// The tokio runtime that drives instances which wait, when `invoke` is called from a
     /// thread outside any tokio runtime. By default it is the runtime `start` was called
     /// in, if any; an invocation from inside a tokio runtime always uses that one.
@@ -269,20 +285,31 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         self
     }
 
-    /// Starts the runtime. Fails if two pipelines share a name.
+    /// Starts the runtime. Fails if two pipelines share a name, or if pipelines that
+    /// share a queue disagree on its configuration.
     ///
     /// ```
-    /// # use pipelines::Runtime;
+    /// # use pipelines::{pipeline, Runtime};
     /// let runtime = Runtime::builder("config").start().unwrap();
     /// assert_eq!(*runtime.context(), "config");
+    ///
+    /// let a = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("q").enqueued();
+    /// let b = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("q").dropping();
+    /// let error = Runtime::builder(()).register("a", a).register("b", b).start().unwrap_err();
+    /// assert!(error.to_string().contains("queue `q` is configured as enqueued(max 1) (by `a`)"));
     /// ```
     pub fn start(self) -> Result<Runtime<C>, StartError> {
-        let mut pipelines = Registry::default();
+        let mut pipelines: FastMap<Arc<str>, Registered> = FastMap::default();
+        let mut registry = Registry::new(self.hooks.watcher.is_some());
         for registered in self.pipelines {
             if pipelines.contains_key(&registered.name) {
                 return Err(StartError::DuplicateName {
                     name: registered.name.to_string(),
                 });
+            }
+            if let Some((queue, concurrency)) = &registered.queue {
+                let by = Name::Shared(Arc::clone(&registered.name));
+                registry.declare(queue.clone(), *concurrency, by)?;
             }
             pipelines.insert(Arc::clone(&registered.name), registered);
         }
@@ -290,14 +317,14 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             .executor
             .or_else(|| tokio::runtime::Handle::try_current().ok());
         Ok(Runtime {
-            shared: Arc::new(Shared {
+            core: Arc::new(Core {
                 context: self.context,
                 pipelines,
                 hooks: self.hooks,
                 executor,
                 stopped: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
-                suspended: Mutex::new(HashMap::new()),
+                registry: Mutex::new(registry),
             }),
         })
     }
@@ -329,25 +356,61 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
 /// # }
 /// ```
 pub struct Runtime<C> {
-    shared: Arc<Shared<C>>,
+    core: Arc<Core<C>>,
 }
 
 impl<C> Clone for Runtime<C> {
     fn clone(&self) -> Self {
         Runtime {
-            shared: Arc::clone(&self.shared),
+            core: Arc::clone(&self.core),
         }
     }
 }
 
 impl<C> fmt::Debug for Runtime<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<&str> = self.shared.pipelines.keys().map(|k| &**k).collect();
+        let mut names: Vec<&str> = self.core.pipelines.keys().map(|k| &**k).collect();
         names.sort_unstable();
         f.debug_struct("Runtime")
             .field("pipelines", &names)
-            .field("stopped", &self.shared.stopped.load(Ordering::Acquire))
+            .field("stopped", &self.core.stopped.load(Ordering::Acquire))
             .finish_non_exhaustive()
+    }
+}
+
+/// A runtime reference that does not keep the runtime alive: put it in the context (or
+/// in a hook) to call back into the runtime without a reference cycle.
+///
+/// ```
+/// # use pipelines::Runtime;
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let weak = runtime.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(runtime);
+/// assert!(weak.upgrade().is_none());
+/// ```
+pub struct WeakRuntime<C> {
+    core: Weak<Core<C>>,
+}
+
+impl<C> WeakRuntime<C> {
+    /// The runtime, if it is still alive.
+    pub fn upgrade(&self) -> Option<Runtime<C>> {
+        self.core.upgrade().map(|core| Runtime { core })
+    }
+}
+
+impl<C> Clone for WeakRuntime<C> {
+    fn clone(&self) -> Self {
+        WeakRuntime {
+            core: Weak::clone(&self.core),
+        }
+    }
+}
+
+impl<C> fmt::Debug for WeakRuntime<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeakRuntime")
     }
 }
 
@@ -388,7 +451,20 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert_eq!(Runtime::builder("ctx").start().unwrap().context().len(), 3);
     /// ```
     pub fn context(&self) -> &C {
-        &self.shared.context
+        &self.core.context
+    }
+
+    /// A reference that does not keep the runtime alive.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// assert!(runtime.downgrade().upgrade().is_some());
+    /// ```
+    pub fn downgrade(&self) -> WeakRuntime<C> {
+        WeakRuntime {
+            core: Arc::downgrade(&self.core),
+        }
     }
 
     /// `true` if a pipeline is registered under `name`.
@@ -398,7 +474,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert!(!Runtime::builder(()).start().unwrap().is_registered("nothing"));
     /// ```
     pub fn is_registered(&self, name: &str) -> bool {
-        self.shared.pipelines.contains_key(name)
+        self.core.pipelines.contains_key(name)
     }
 
     /// `true` once [`stop`](Runtime::stop) was called.
@@ -410,14 +486,15 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert!(runtime.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.load(Ordering::Acquire)
+        self.core.stopped.load(Ordering::Acquire)
     }
 
     /// Invokes the pipeline registered under `name` with `argument`.
     ///
-    /// The instance starts now, in the caller's stack; see [`Invocation`] for how to get
-    /// its result. Fails, without running anything, if no pipeline has this name, if its
-    /// value type is not `V`, or if the runtime was stopped.
+    /// The instance joins its queue now and, if admitted, starts in the caller's stack;
+    /// see [`Invocation`] for how to get its result. Fails, without running anything, if
+    /// no pipeline has this name, if its value type is not `V`, if its queue
+    /// configuration conflicts with the queue's, or if the runtime was stopped.
     ///
     /// ```
     /// use pipelines::{pipeline, InvokeError, Runtime};
@@ -432,9 +509,9 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// ```
     pub fn invoke<V>(&self, name: &str, argument: V) -> Result<Invocation<V>, InvokeError>
     where
-        V: Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
     {
-        let Some(registered) = self.shared.pipelines.get(name) else {
+        let Some(registered) = self.core.pipelines.get(name) else {
             return Err(InvokeError::UnknownPipeline {
                 name: name.to_owned(),
             });
@@ -448,11 +525,12 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             });
         };
         let name = Name::Shared(Arc::clone(&registered.name));
-        self.start_instance(pipeline.clone(), name, argument)
+        self.core.start_root(pipeline.clone(), name, argument)
     }
 
     /// Invokes a pipeline value, registered or not, with `argument`. An unregistered
-    /// pipeline is named after its site (`pipeline@file:line:column`).
+    /// pipeline is named after its site (`pipeline@file:line:column`) and runs in its
+    /// implicit queue.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
@@ -467,14 +545,62 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         argument: V,
     ) -> Result<Invocation<V>, InvokeError>
     where
-        V: Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
     {
         let name = Name::Static(pipeline.site_name());
-        self.start_instance(pipeline.clone(), name, argument)
+        self.core.start_root(pipeline.clone(), name, argument)
     }
 
-    /// Stops the runtime: refuses later invocations and cancels every instance that is
-    /// waiting on a task (each runs its `finally!` with [`Error::Cancelled`]).
+    /// Cancels the instance `ident` as SEMANTICS 4 says: climbs through its non-detached
+    /// parents to the topmost one, and cancels that one and all its descendants,
+    /// children first. Each started instance runs its `finally!` with
+    /// [`Error::Cancelled`]; callers are told "cancelled".
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// runtime.cancel(handle.ident()).unwrap();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub fn cancel(&self, ident: &Ident) -> Result<(), CancelError> {
+        if self.core.cancel_ident(ident) {
+            Ok(())
+        } else {
+            Err(CancelError::NotLive {
+                ident: ident.to_string(),
+            })
+        }
+    }
+
+    /// Cancels every instance in `idents` (see [`cancel`](Runtime::cancel)); returns how
+    /// many of them were live.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handles: Vec<_> = (0..3).map(|n| runtime.invoke_pipeline(&forever, n).unwrap()).collect();
+    /// assert_eq!(runtime.cancel_all(handles.iter().map(|h| h.ident())), 3);
+    /// # }
+    /// ```
+    pub fn cancel_all<'a>(&self, idents: impl IntoIterator<Item = &'a Ident>) -> usize {
+        idents
+            .into_iter()
+            .filter(|ident| self.core.cancel_ident(ident))
+            .count()
+    }
+
+    /// Stops the runtime: refuses later invocations ([`InvokeError::Stopped`]) and cancels
+    /// every live instance whose pipeline is `cancel_on_shutdown` (the default). Instances
+    /// of pipelines marked `cancel_on_shutdown(false)` finish normally, with their
+    /// children.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime, InvokeError};
@@ -489,85 +615,445 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn stop(&self) {
-        self.shared.stopped.store(true, Ordering::Release);
-        // Signals are collected under the lock and fired after it is released: waking a
-        // task must never happen while the runtime's lock is held.
-        let signals: Vec<Arc<CancelSignal>> = self
-            .shared
-            .suspended
+        self.core.stopped.store(true, Ordering::Release);
+        let mut fx = Effects::default();
+        self.core.lock().stop(&mut fx);
+        self.core.after(fx);
+    }
+
+    /// The live instances, grouped by queue (queues sorted by name): each with its ident,
+    /// state, parent and argument.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, InstanceState, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let save = pipeline!(|value: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    /// })
+    /// .enqueued();
+    /// let runtime = Runtime::builder(()).register("save", save).start().unwrap();
+    /// runtime.invoke("save", 1_u32).unwrap();
+    /// runtime.invoke("save", 2_u32).unwrap();
+    /// let active = runtime.active();
+    /// let states: Vec<_> = active[0].instances().iter().map(|i| i.state()).collect();
+    /// assert_eq!(active[0].name(), "save");
+    /// assert_eq!(states, [InstanceState::Suspended, InstanceState::Waiting]);
+    /// assert_eq!(active[0].instances()[1].argument().downcast_ref::<u32>(), Some(&2));
+    /// # }
+    /// ```
+    pub fn active(&self) -> Vec<ActiveQueue> {
+        self.core.lock().active()
+    }
+
+    /// The live instance `ident`, if it is live.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, InstanceState, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// assert_eq!(runtime.instance(handle.ident()).unwrap().state(), InstanceState::Suspended);
+    /// # }
+    /// ```
+    pub fn instance(&self, ident: &Ident) -> Option<InstanceInfo> {
+        self.core
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        for signal in signals {
-            signal.cancel();
+            .instance(ident.id)
+            .filter(|info| info.ident() == ident)
+    }
+
+    /// What the queue `name` holds and has done: running and waiting counts, how many
+    /// instances it performed, its last result, last error and last cancellation. `None`
+    /// for a queue that was never used (or a per-key queue that emptied).
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// let runtime = Runtime::builder(()).register("inc", p).start().unwrap();
+    /// runtime.invoke("inc", 1).unwrap();
+    /// let queue = runtime.queue("inc").unwrap();
+    /// assert_eq!((queue.running(), queue.waiting(), queue.performed()), (0, 0, 1));
+    /// assert_eq!(queue.last_result().unwrap().downcast_ref::<i32>(), Some(&2));
+    /// ```
+    pub fn queue(&self, name: &str) -> Option<QueueInfo> {
+        self.core.lock().queue_info(name)
+    }
+
+    /// How many instances are live (waiting, running, cancelling, or waiting for
+    /// children), and how many queues the runtime keeps.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// assert_eq!(Runtime::builder(()).start().unwrap().live_counts(), (0, 0));
+    /// ```
+    pub fn live_counts(&self) -> (usize, usize) {
+        let registry = self.core.lock();
+        (registry.live_count(), registry.queue_count())
+    }
+}
+
+/// What a nested pipeline step turned into.
+pub(crate) enum ChildStart<V, C> {
+    /// Run it (it may still have to wait for a slot).
+    Run(Instance<V, C>),
+    /// It runs on its own; the parent carries on.
+    Detached,
+    /// `use_existing`: the result of a live instance.
+    Shared(oneshot::Receiver<Result<V, Error>>),
+    /// Its queue refused it.
+    Dropped,
+    /// Its queue configuration is wrong: the step fails with this error.
+    Refused(Error),
+}
+
+/// The outcome of joining a queue.
+enum Joined<V, C> {
+    Run(Instance<V, C>, Arc<Control<V>>),
+    Shared {
+        ident: Ident,
+        control: Arc<Control<V>>,
+        receiver: oneshot::Receiver<Result<V, Error>>,
+    },
+    Dropped(Ident, Arc<Control<V>>),
+}
+
+/// Cancels instances by id without knowing the context type: what an [`Invocation`]
+/// holds to cancel its instance.
+pub(crate) trait Canceller: Send + Sync {
+    fn cancel(&self, ident: &Ident) -> bool;
+}
+
+/// The runtime's shared state. Instances reach it through `&Core`, handles through
+/// `Arc<dyn Canceller>`.
+pub(crate) struct Core<C> {
+    context: C,
+    pipelines: FastMap<Arc<str>, Registered>,
+    hooks: Hooks,
+    executor: Option<tokio::runtime::Handle>,
+    stopped: AtomicBool,
+    next_id: AtomicU64,
+    registry: Mutex<Registry>,
+}
+
+impl<C: Send + Sync + 'static> Canceller for Core<C> {
+    fn cancel(&self, ident: &Ident) -> bool {
+        self.cancel_ident(ident)
+    }
+}
+
+impl<C: Send + Sync + 'static> Core<C> {
+    pub(crate) fn context(&self) -> &C {
+        &self.context
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // The registry is consistent at every unlock (no user code runs under the lock),
+        // so a poisoned lock is still safe to use.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Carries out what the registry decided, after the lock was released: signals, then
+    /// events, then drops the references the registry let go of.
+    fn after(&self, fx: Effects) {
+        fx.apply();
+        self.deliver_events();
+    }
+
+    /// Delivers recorded events in order, one at a time. A call made while another one
+    /// delivers (a watcher that invokes, another thread) leaves its events to it.
+    fn deliver_events(&self) {
+        if self.hooks.watcher.is_none() {
+            return;
+        }
+        let mut first = true;
+        loop {
+            let Some(event) = self.lock().next_event(first) else {
+                return;
+            };
+            first = false;
+            self.hooks.watch(&event);
         }
     }
 
-    fn start_instance<V>(
+    pub(crate) fn set_state(&self, id: u64, state: InstanceState) {
+        self.lock().set_state(id, state);
+        self.deliver_events();
+    }
+
+    pub(crate) fn await_children(&self, id: u64) -> bool {
+        self.lock().await_children(id)
+    }
+
+    pub(crate) fn cancel_id(&self, id: u64) -> bool {
+        let mut fx = Effects::default();
+        let cancelled = self.lock().cancel(id, &mut fx);
+        self.after(fx);
+        cancelled
+    }
+
+    fn cancel_ident(&self, ident: &Ident) -> bool {
+        let mut fx = Effects::default();
+        let cancelled = {
+            let mut registry = self.lock();
+            registry.ident_of(ident.id).as_ref() == Some(ident) && registry.cancel(ident.id, &mut fx)
+        };
+        self.after(fx);
+        cancelled
+    }
+
+    /// Takes `id` out of its queue without cancelling its tree (it could not wait).
+    pub(crate) fn withdraw(&self, id: u64) {
+        let mut fx = Effects::default();
+        self.lock().withdraw(id, &mut fx);
+        self.after(fx);
+    }
+
+    pub(crate) fn finish(&self, id: u64, ending: Ending, result: Option<Arc<dyn ErasedControl>>) {
+        let mut fx = Effects::default();
+        self.lock().finish(id, ending, result, &mut fx);
+        self.after(fx);
+    }
+
+    /// Joins `pipeline`'s queue with `argument` and builds the instance, or says why not.
+    fn join<V>(
         &self,
+        pipeline: Pipeline<V, C>,
+        name: Name,
+        argument: V,
+        parent: Option<u64>,
+        detached: bool,
+    ) -> Result<Joined<V, C>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let config = pipeline.config();
+        let (queue, keyed) = match &config.queue {
+            QueueSpec::Implicit => (Name::Static(pipeline.site_name()), false),
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => {
+                (Name::Shared(Arc::clone(queue)), false)
+            }
+            // User code: called before the lock is taken.
+            QueueSpec::Keyed(key) => (Name::Shared(Arc::from(key(&argument))), true),
+        };
+        let concurrency = config.concurrency;
+        let identity = match (concurrency.use_existing(), config.identity) {
+            (false, _) => None,
+            (true, Some(identity)) => Some(identity),
+            (true, None) => {
+                return Err(InvokeError::InvalidConcurrency {
+                    queue: queue.to_string(),
+                    concurrency,
+                    problem: "use_existing must compare arguments: call `.use_existing()` on the pipeline (its value type must be `Hash + Eq`)",
+                })
+            }
+        };
+        let hash = identity.map(|identity| (identity.hash)(&argument));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ident = Ident { name, id };
+        let control = Arc::new(Control::new(argument.clone(), false));
+        let pipeline_key = pipeline.key();
+        let mut fx = Effects::default();
+        let admission = loop {
+            let mut registry = self.lock();
+            if let (Some(hash), Some(identity)) = (hash, identity) {
+                let (generation, candidates) =
+                    registry.existing_candidates(&queue, hash, pipeline_key);
+                if !candidates.is_empty() {
+                    // Equality is user code: compared without the lock, then validated.
+                    drop(registry);
+                    let found = candidates.iter().find(|candidate| {
+                        candidate
+                            .control
+                            .as_any()
+                            .downcast_ref::<Control<V>>()
+                            .is_some_and(|other| (identity.eq)(other.argument(), &argument))
+                    });
+                    let found = found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
+                    registry = self.lock();
+                    if registry.generation(&queue) != generation {
+                        drop(registry);
+                        drop(found);
+                        drop(candidates);
+                        continue;
+                    }
+                    if let Some((found_ident, found_control)) = found {
+                        if let Ok(shared) = found_control.into_any().downcast::<Control<V>>() {
+                            let (sender, receiver) = oneshot::channel();
+                            shared.add_sharer(sender);
+                            drop(registry);
+                            drop(candidates);
+                            return Ok(Joined::Shared {
+                                ident: found_ident,
+                                control: shared,
+                                receiver,
+                            });
+                        }
+                    }
+                }
+            }
+            let join = Join {
+                id,
+                ident: ident.clone(),
+                queue: queue.clone(),
+                keyed,
+                concurrency,
+                control: Arc::clone(&control) as Arc<dyn ErasedControl>,
+                parent,
+                detached,
+                cancel_on_shutdown: config.cancel_on_shutdown,
+                existing: hash,
+                pipeline_key,
+            };
+            match registry.join(join, &mut fx) {
+                Ok(admission) => break admission,
+                Err(error) => return Err(error),
+            }
+        };
+        self.after(fx);
+        Ok(match admission {
+            Admission::Drop => Joined::Dropped(ident, control),
+            Admission::Start | Admission::Wait => Joined::Run(
+                Instance::new(
+                    pipeline,
+                    id,
+                    ident,
+                    Arc::clone(&control),
+                    argument,
+                    admission == Admission::Start,
+                ),
+                control,
+            ),
+        })
+    }
+
+    /// A root invocation: joins the queue, runs the first stretch inline if admitted, and
+    /// moves the instance to a task if it has to wait.
+    fn start_root<V>(
+        self: &Arc<Self>,
         pipeline: Pipeline<V, C>,
         name: Name,
         argument: V,
     ) -> Result<Invocation<V>, InvokeError>
     where
-        V: Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
     {
-        if self.is_stopped() {
+        if self.stopped.load(Ordering::Acquire) {
             return Err(InvokeError::Stopped);
         }
-        let ident = Ident {
-            name,
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-        };
-        let mut instance = Instance::new(pipeline, argument);
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        if self.shared.run_stretch(&mut instance, &mut cx).is_ready() {
-            let result = self.shared.finish_root(&ident, instance.into_completion());
-            return Ok(Invocation::ready(ident, result));
-        }
-        let executor = tokio::runtime::Handle::try_current()
-            .ok()
-            .or_else(|| self.shared.executor.clone());
-        let Some(executor) = executor else {
-            // Nothing can wait for the future: fail it, and let the error path run
-            // synchronously (a `rescue!` or `finally!` that waits fails the same way).
-            while self.shared.run_stretch(&mut instance, &mut cx).is_pending() {
-                instance.fail_waiting(Error::NoExecutor);
+        let canceller = Arc::clone(self) as Arc<dyn Canceller>;
+        let (mut instance, control) = match self.join(pipeline, name, argument, None, false)? {
+            Joined::Run(instance, control) => (instance, control),
+            Joined::Shared {
+                ident,
+                control,
+                receiver,
+            } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
+            Joined::Dropped(ident, control) => {
+                return Ok(Invocation::ready(ident, control, canceller, Err(Error::Dropped)))
             }
-            let result = self.shared.finish_root(&ident, instance.into_completion());
-            return Ok(Invocation::ready(ident, result));
         };
-        let signal = Arc::new(CancelSignal::default());
-        self.shared
-            .suspended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(ident.id, Arc::clone(&signal));
-        let task = Task {
+        let ident = instance.ident().clone();
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if instance.is_admitted() && self.run_stretch(&mut instance, &mut cx).is_ready() {
+            let result = self.finish_root(&ident, instance.into_completion());
+            return Ok(Invocation::ready(ident, control, canceller, result));
+        }
+        let Some(executor) = self.executor() else {
+            // Nothing can wait: fail what it waits on, and let the error path run
+            // synchronously (a `rescue!` or `finally!` that waits fails the same way).
+            while self.run_stretch(&mut instance, &mut cx).is_pending() {
+                instance.fail_waiting(Error::NoExecutor, self);
+            }
+            let result = self.finish_root(&ident, instance.into_completion());
+            return Ok(Invocation::ready(ident, control, canceller, result));
+        };
+        let task = executor.spawn(Task {
             instance: Some(instance),
-            shared: Arc::clone(&self.shared),
-            ident: ident.clone(),
-            signal,
-        };
-        Ok(Invocation::running(ident, executor.spawn(task)))
+            core: Arc::clone(self),
+        });
+        Ok(Invocation::running(ident, control, canceller, task))
     }
-}
 
-impl<C> Shared<C> {
+    /// A nested pipeline step (SEMANTICS 2).
+    pub(crate) fn start_child<V>(
+        self: &Arc<Self>,
+        parent: u64,
+        pipeline: Pipeline<V, C>,
+        value: V,
+    ) -> ChildStart<V, C>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let detached = pipeline.is_detached();
+        let name = Name::Static(pipeline.site_name());
+        match self.join(pipeline, name, value, Some(parent), detached) {
+            Err(error) => ChildStart::Refused(Error::new(error)),
+            Ok(Joined::Dropped(..)) if detached => ChildStart::Detached,
+            Ok(Joined::Dropped(..)) => ChildStart::Dropped,
+            Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
+            Ok(Joined::Shared { receiver, .. }) => ChildStart::Shared(receiver),
+            Ok(Joined::Run(mut instance, _)) if detached => {
+                // Runs inline within the parent's stretch, then on a task of its own.
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                if !instance.is_admitted() || instance.drive(self, &mut cx).is_pending() {
+                    self.wait_on_task(instance);
+                } else {
+                    let ident = instance.ident().clone();
+                    let _ = self.finish_root(&ident, instance.into_completion());
+                }
+                ChildStart::Detached
+            }
+            Ok(Joined::Run(instance, _)) => ChildStart::Run(instance),
+        }
+    }
+
+    /// Moves a waiting detached instance to a task; without any executor, it fails.
+    fn wait_on_task<V>(self: &Arc<Self>, mut instance: Instance<V, C>)
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        match self.executor() {
+            Some(executor) => {
+                drop(executor.spawn(Task {
+                    instance: Some(instance),
+                    core: Arc::clone(self),
+                }));
+            }
+            None => {
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                while instance.drive(self, &mut cx).is_pending() {
+                    instance.fail_waiting(Error::NoExecutor, self);
+                }
+                let ident = instance.ident().clone();
+                let _ = self.finish_root(&ident, instance.into_completion());
+            }
+        }
+    }
+
+    fn executor(&self) -> Option<tokio::runtime::Handle> {
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.executor.clone())
+    }
+
     /// Drives `instance` for one synchronous stretch, inside the transactor.
-    fn run_stretch<V: Clone>(
-        &self,
-        instance: &mut Instance<V, C>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
+    fn run_stretch<V>(self: &Arc<Self>, instance: &mut Instance<V, C>, cx: &mut Context<'_>) -> Poll<()>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
         let mut polled = None;
         self.hooks
-            .in_transaction(&mut || polled = Some(instance.drive(&self.context, cx)));
+            .in_transaction(&mut || polled = Some(instance.drive(self, cx)));
         match polled {
             Some(polled) => polled,
-            None => instance.drive(&self.context, cx),
+            None => instance.drive(self, cx),
         }
     }
 
@@ -580,26 +1066,27 @@ impl<C> Shared<C> {
                 Err(error)
             }
             Completion::Cancelled => Err(Error::Cancelled),
+            Completion::Dropped => Err(Error::Dropped),
         }
     }
-
-    fn forget_suspended(&self, id: u64) {
-        self.suspended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-    }
 }
 
-/// The tokio task that drives an instance after its first wait.
-struct Task<V, C> {
+/// The tokio task that drives an instance after its first wait (or while it waits for a
+/// slot).
+struct Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
     instance: Option<Instance<V, C>>,
-    shared: Arc<Shared<C>>,
-    ident: Ident,
-    signal: Arc<CancelSignal>,
+    core: Arc<Core<C>>,
 }
 
-impl<V: Clone, C> Future for Task<V, C> {
+impl<V, C> Future for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
     type Output = Result<V, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -607,35 +1094,41 @@ impl<V: Clone, C> Future for Task<V, C> {
         let Some(instance) = this.instance.as_mut() else {
             return Poll::Ready(Err(Error::ResultTaken));
         };
-        if this.signal.register_and_check(cx.waker()) {
-            instance.request_cancel();
-        }
         // A wake-up whose future is still pending runs no step: no transaction for it.
         if instance.poll_waiting(cx).is_pending() {
             return Poll::Pending;
         }
-        if this.shared.run_stretch(instance, cx).is_pending() {
+        if this.core.run_stretch(instance, cx).is_pending() {
             return Poll::Pending;
         }
-        this.shared.forget_suspended(this.ident.id);
         match this.instance.take() {
-            Some(instance) => Poll::Ready(
-                this.shared
-                    .finish_root(&this.ident, instance.into_completion()),
-            ),
+            Some(instance) => {
+                let ident = instance.ident().clone();
+                Poll::Ready(this.core.finish_root(&ident, instance.into_completion()))
+            }
             None => Poll::Ready(Err(Error::ResultTaken)),
         }
     }
 }
 
-impl<V, C> Drop for Task<V, C> {
+impl<V, C> Drop for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
     fn drop(&mut self) {
-        if self.instance.is_some() {
-            // The tokio runtime dropped the task before it completed.
-            self.shared.forget_suspended(self.ident.id);
+        if let Some(instance) = self.instance.as_mut() {
+            // The tokio runtime dropped the task before it completed: the instance ends
+            // as cancelled, so the registry frees its slot.
+            instance.abandon(&self.core);
         }
     }
 }
 
 // The task holds no pinned data (see `Instance`'s `Unpin`).
-impl<V, C> Unpin for Task<V, C> {}
+impl<V, C> Unpin for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+}

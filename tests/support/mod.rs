@@ -40,7 +40,7 @@ pub(crate) fn run_sync<V, C>(
     value: V,
 ) -> Result<V, Error>
 where
-    V: Clone + Send + 'static,
+    V: Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
     runtime

@@ -1,0 +1,210 @@
+//! Introspection (SEMANTICS 5): snapshots of the live instances and of each queue.
+//!
+//! Snapshots are taken under the runtime's lock and handed out as plain values, so
+//! looking at them never blocks the runtime.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::behaviour::Concurrency;
+use crate::cancellation::ErasedControl;
+use crate::error::Error;
+use crate::runtime::Ident;
+
+/// Where a live instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InstanceState {
+    /// Admitted, waiting for a slot in its queue.
+    Waiting,
+    /// Running its steps.
+    Running,
+    /// Waiting on a future or a child that is not ready.
+    Suspended,
+    /// Cancelled: dropping its work and running `finally!`. Holds no slot.
+    Cancelling,
+    /// Done with its own steps; detached children are still live. Holds its slot.
+    WaitingForChildren,
+}
+
+/// A value kept by the runtime without its type: an instance's argument or a queue's
+/// last result. Recover it with [`downcast_ref`](Value::downcast_ref).
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// let runtime = Runtime::builder(())
+///     .register("double", pipeline!(|value: u32, _ctx: &()| { value * 2; }))
+///     .start()
+///     .unwrap();
+/// runtime.invoke("double", 21_u32).unwrap();
+/// let last = runtime.queue("double").unwrap().last_result().cloned().unwrap();
+/// assert_eq!(last.downcast_ref::<u32>(), Some(&42));
+/// assert_eq!(last.downcast_ref::<i64>(), None);
+/// ```
+#[derive(Clone)]
+pub struct Value {
+    control: Arc<dyn ErasedControl>,
+    is_result: bool,
+}
+
+impl Value {
+    pub(crate) fn argument(control: Arc<dyn ErasedControl>) -> Self {
+        Value {
+            control,
+            is_result: false,
+        }
+    }
+
+    pub(crate) fn result(control: Arc<dyn ErasedControl>) -> Self {
+        Value {
+            control,
+            is_result: true,
+        }
+    }
+
+    fn any(&self) -> Option<&dyn Any> {
+        if self.is_result {
+            self.control.result_any()
+        } else {
+            Some(self.control.argument_any())
+        }
+    }
+
+    /// The value, if it is a `V`.
+    pub fn downcast_ref<V: 'static>(&self) -> Option<&V> {
+        self.any()?.downcast_ref()
+    }
+
+    /// The name of the value's type.
+    pub fn type_name(&self) -> &'static str {
+        self.control.value_type()
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Value<{}>", self.type_name())
+    }
+}
+
+/// One live instance, as seen by [`Runtime::active`](crate::Runtime::active).
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    pub(crate) ident: Ident,
+    pub(crate) queue: String,
+    pub(crate) state: InstanceState,
+    pub(crate) parent: Option<Ident>,
+    pub(crate) detached: bool,
+    pub(crate) argument: Value,
+}
+
+impl InstanceInfo {
+    /// The instance's identity.
+    pub fn ident(&self) -> &Ident {
+        &self.ident
+    }
+
+    /// The queue it is in.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> InstanceState {
+        self.state
+    }
+
+    /// The instance it runs as a child of, if any.
+    pub fn parent(&self) -> Option<&Ident> {
+        self.parent.as_ref()
+    }
+
+    /// `true` if it runs detached from its parent.
+    pub fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// The argument it was invoked with.
+    pub fn argument(&self) -> &Value {
+        &self.argument
+    }
+}
+
+/// The live instances of one queue.
+#[derive(Debug, Clone)]
+pub struct ActiveQueue {
+    pub(crate) name: String,
+    pub(crate) instances: Vec<InstanceInfo>,
+}
+
+impl ActiveQueue {
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its live instances: slot holders in arrival order, then waiting ones, then those
+    /// being cancelled.
+    pub fn instances(&self) -> &[InstanceInfo] {
+        &self.instances
+    }
+}
+
+/// What a queue holds and has done, as seen by [`Runtime::queue`](crate::Runtime::queue).
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub(crate) name: String,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) running: usize,
+    pub(crate) waiting: usize,
+    pub(crate) performed: u64,
+    pub(crate) last_result: Option<Value>,
+    pub(crate) last_error: Option<Error>,
+    pub(crate) last_cancelled: Option<Ident>,
+}
+
+impl QueueInfo {
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its concurrency configuration.
+    pub fn concurrency(&self) -> Concurrency {
+        self.concurrency
+    }
+
+    /// Instances holding a slot: running, suspended, or waiting for their children.
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    /// Instances waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// How many started instances have completed (any way) in this queue.
+    pub fn performed(&self) -> u64 {
+        self.performed
+    }
+
+    /// The value of the last instance that finished with one.
+    pub fn last_result(&self) -> Option<&Value> {
+        self.last_result.as_ref()
+    }
+
+    /// The error of the last instance that failed.
+    pub fn last_error(&self) -> Option<&Error> {
+        self.last_error.as_ref()
+    }
+
+    /// The last instance that was cancelled.
+    pub fn last_cancelled(&self) -> Option<&Ident> {
+        self.last_cancelled.as_ref()
+    }
+}

@@ -1,0 +1,321 @@
+//! Queues (SEMANTICS 3.1): which queue an instance joins, the queue as a value, and the
+//! per-queue bookkeeping the registry keeps (live lists, statistics).
+//!
+//! A queue's live instances and its waiting instances are intrusive doubly linked lists
+//! threaded through the registry's entries (`prev`/`next` ids), so joining, leaving and
+//! taking the oldest are O(1) whatever the number of live instances.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
+
+use crate::behaviour::{Behaviour, Concurrency};
+use crate::error::Error;
+use crate::runtime::Ident;
+
+/// A name that is either static (a pipeline's site) or shared (registration names, explicit
+/// and per-key queue names). Equality and hashing look at the text only.
+#[derive(Clone)]
+pub(crate) enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Name {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// FNV-1a, for the registry's maps: keys are short names chosen by the program and
+/// instance numbers, not attacker input, so a fast hash beats SipHash's flooding
+/// resistance on the invoke path.
+pub(crate) struct FastHasher(u64);
+
+impl Default for FastHasher {
+    fn default() -> Self {
+        FastHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        // Instance numbers: one multiply-xorshift instead of eight FNV rounds.
+        let mixed = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A named queue that carries its own concurrency configuration. Pipelines placed in it
+/// with [`Pipeline::in_queue`](crate::Pipeline::in_queue) take both its name and its
+/// configuration, so they cannot disagree about how the queue behaves.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Queue, Runtime};
+///
+/// let saves = Queue::new("saves").enqueued();
+/// let save_title = pipeline!(|value: String, _ctx: &()| { value; }).in_queue(&saves);
+/// let save_body = pipeline!(|value: String, _ctx: &()| { value; }).in_queue(&saves);
+/// let runtime = Runtime::builder(())
+///     .register("save-title", save_title)
+///     .register("save-body", save_body)
+///     .start()
+///     .unwrap();
+/// runtime.invoke("save-title", "t".to_string()).unwrap();
+/// assert_eq!(runtime.queue("saves").unwrap().performed(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    name: Arc<str>,
+    concurrency: Concurrency,
+}
+
+impl Queue {
+    /// An unrestricted queue named `name`.
+    ///
+    /// ```
+    /// # use pipelines::Queue;
+    /// assert_eq!(Queue::new("uploads").name(), "uploads");
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        Queue {
+            name: Arc::from(name.into()),
+            concurrency: Concurrency::default(),
+        }
+    }
+
+    /// The queue's name.
+    ///
+    /// ```
+    /// # use pipelines::Queue;
+    /// assert_eq!(Queue::new("q").name(), "q");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queue's concurrency configuration.
+    ///
+    /// ```
+    /// # use pipelines::{Behaviour, Queue};
+    /// assert_eq!(Queue::new("q").dropping().concurrency().behaviour(), Behaviour::Dropping);
+    /// ```
+    pub fn concurrency(&self) -> Concurrency {
+        self.concurrency
+    }
+
+    /// Makes the queue restartable (see [`Behaviour::Restartable`]).
+    ///
+    /// ```
+    /// # use pipelines::{Behaviour, Queue};
+    /// assert_eq!(Queue::new("q").restartable().concurrency().behaviour(), Behaviour::Restartable);
+    /// ```
+    pub fn restartable(self) -> Self {
+        self.behaviour(Behaviour::Restartable)
+    }
+
+    /// Makes the queue dropping (see [`Behaviour::Dropping`]).
+    ///
+    /// ```
+    /// # use pipelines::{Behaviour, Queue};
+    /// assert_eq!(Queue::new("q").dropping().concurrency().behaviour(), Behaviour::Dropping);
+    /// ```
+    pub fn dropping(self) -> Self {
+        self.behaviour(Behaviour::Dropping)
+    }
+
+    /// Makes the queue enqueued (see [`Behaviour::Enqueued`]).
+    ///
+    /// ```
+    /// # use pipelines::{Behaviour, Queue};
+    /// assert_eq!(Queue::new("q").enqueued().concurrency().behaviour(), Behaviour::Enqueued);
+    /// ```
+    pub fn enqueued(self) -> Self {
+        self.behaviour(Behaviour::Enqueued)
+    }
+
+    /// Makes the queue keep-latest (see [`Behaviour::KeepLatest`]).
+    ///
+    /// ```
+    /// # use pipelines::{Behaviour, Queue};
+    /// assert_eq!(Queue::new("q").keep_latest().concurrency().behaviour(), Behaviour::KeepLatest);
+    /// ```
+    pub fn keep_latest(self) -> Self {
+        self.behaviour(Behaviour::KeepLatest)
+    }
+
+    /// Sets the maximum number of live instances (default 1).
+    ///
+    /// ```
+    /// # use pipelines::Queue;
+    /// assert_eq!(Queue::new("q").enqueued().max(3).concurrency().max(), 3);
+    /// ```
+    pub fn max(mut self, max: usize) -> Self {
+        self.concurrency = self.concurrency.with_max(max);
+        self
+    }
+
+    /// Makes equal invocations of the same pipeline share one live instance. Pipelines
+    /// placed in such a queue must also call
+    /// [`Pipeline::use_existing`](crate::Pipeline::use_existing), which is where their
+    /// value type is required to be `Hash + Eq`.
+    ///
+    /// ```
+    /// # use pipelines::Queue;
+    /// assert!(Queue::new("q").use_existing().concurrency().use_existing());
+    /// ```
+    pub fn use_existing(mut self) -> Self {
+        self.concurrency = self.concurrency.with_use_existing(true);
+        self
+    }
+
+    fn behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.concurrency = Concurrency::new(behaviour)
+            .with_max(self.concurrency.max())
+            .with_use_existing(self.concurrency.use_existing());
+        self
+    }
+
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
+}
+
+/// How a pipeline's queue name is found (SEMANTICS 3.1).
+pub(crate) enum QueueSpec<V> {
+    /// The implicit queue of the `pipeline!` site.
+    Implicit,
+    /// Renamed by registration (replaces `Implicit` only).
+    Registered(Arc<str>),
+    /// Set explicitly: kept in every case.
+    Explicit(Arc<str>),
+    /// Computed from the invocation's argument: one queue per key.
+    Keyed(Arc<dyn Fn(&V) -> String + Send + Sync>),
+}
+
+impl<V> Clone for QueueSpec<V> {
+    fn clone(&self) -> Self {
+        match self {
+            QueueSpec::Implicit => QueueSpec::Implicit,
+            QueueSpec::Registered(name) => QueueSpec::Registered(Arc::clone(name)),
+            QueueSpec::Explicit(name) => QueueSpec::Explicit(Arc::clone(name)),
+            QueueSpec::Keyed(key) => QueueSpec::Keyed(Arc::clone(key)),
+        }
+    }
+}
+
+impl<V> fmt::Debug for QueueSpec<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueSpec::Implicit => f.write_str("implicit"),
+            QueueSpec::Registered(name) => write!(f, "registered {name:?}"),
+            QueueSpec::Explicit(name) => write!(f, "explicit {name:?}"),
+            QueueSpec::Keyed(_) => f.write_str("per key"),
+        }
+    }
+}
+
+/// One end-to-end list of instance ids, linked through the registry's entries.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct List {
+    pub(crate) head: Option<u64>,
+    pub(crate) tail: Option<u64>,
+    pub(crate) len: usize,
+}
+
+/// Per-queue statistics for introspection.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) performed: u64,
+    pub(crate) last_result: Option<Arc<dyn crate::cancellation::ErasedControl>>,
+    pub(crate) last_error: Option<Error>,
+    pub(crate) last_cancelled: Option<Ident>,
+}
+
+/// A queue as the registry keeps it.
+pub(crate) struct QueueState {
+    pub(crate) concurrency: Concurrency,
+    /// Who set the configuration, for mismatch messages.
+    pub(crate) configured_by: Name,
+    /// Per-key queues are forgotten when they empty (there may be millions of keys);
+    /// the others keep their configuration and statistics for the runtime's life.
+    pub(crate) keyed: bool,
+    /// Started instances that hold a slot (running, or finished and waiting for children).
+    pub(crate) live: List,
+    /// Admitted instances waiting for a slot, in arrival order.
+    pub(crate) waiting: List,
+    /// `use_existing` index: argument hash -> ids of live, unfinished instances.
+    pub(crate) existing: FastMap<u64, Vec<u64>>,
+    /// Bumped whenever `existing` changes, so a lookup made outside the lock can be
+    /// validated.
+    pub(crate) generation: u64,
+    pub(crate) stats: Stats,
+}
+
+impl QueueState {
+    pub(crate) fn new(concurrency: Concurrency, configured_by: Name, keyed: bool) -> Self {
+        QueueState {
+            concurrency,
+            configured_by,
+            keyed,
+            live: List::default(),
+            waiting: List::default(),
+            existing: FastMap::default(),
+            generation: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// `true` when a new instance may take a slot now.
+    pub(crate) fn has_free_slot(&self) -> bool {
+        self.live.len < self.concurrency.limit()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live.len == 0 && self.waiting.len == 0
+    }
+}

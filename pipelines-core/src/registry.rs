@@ -1,0 +1,712 @@
+//! The live-instance registry: every live instance, grouped by queue, with the tree of
+//! parents and children. It decides admission (SEMANTICS 3.2), which instances a
+//! cancellation reaches (SEMANTICS 4), and frees slots when instances end.
+//!
+//! Everything here runs under the runtime's lock and never calls user code: decisions are
+//! returned as [`Effects`] (control blocks to signal) and events, which the runtime
+//! carries out after releasing the lock. Every operation is O(1) in the number of live
+//! instances (hash maps and intrusive lists), except those that must visit a tree or a
+//! whole queue (a cancellation, a snapshot).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::behaviour::{Behaviour, Concurrency};
+use crate::cancellation::ErasedControl;
+use crate::error::{Error, InvokeError};
+use crate::hooks::{Event, EventKind};
+use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
+use crate::queue::{FastMap, List, Name, QueueState};
+use crate::runtime::Ident;
+
+/// Which list of its queue an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    None,
+    Live,
+    Waiting,
+}
+
+struct Entry {
+    ident: Ident,
+    queue: Name,
+    control: Arc<dyn ErasedControl>,
+    parent: Option<u64>,
+    detached: bool,
+    children: Vec<u64>,
+    state: InstanceState,
+    place: Place,
+    prev: Option<u64>,
+    next: Option<u64>,
+    /// Its own steps are over (it may still wait for children).
+    done: bool,
+    started: bool,
+    cancel_on_shutdown: bool,
+    /// Argument hash, while the entry is in its queue's `use_existing` index.
+    existing: Option<u64>,
+    pipeline_key: usize,
+    /// A cancelled instance waits for its children before its `finally!`.
+    wake_when_childless: bool,
+}
+
+/// What the registry decided that must be carried out after the lock is released.
+/// The vectors stay unallocated on the common paths.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub(crate) cancel: Vec<Arc<dyn ErasedControl>>,
+    pub(crate) admit: Vec<Arc<dyn ErasedControl>>,
+    pub(crate) children_done: Vec<Arc<dyn ErasedControl>>,
+    /// References to drop outside the lock (the last one may drop a user value). One
+    /// slot inline, so the common case (one replaced last result) does not allocate.
+    garbage_one: Option<Arc<dyn ErasedControl>>,
+    garbage: Vec<Arc<dyn ErasedControl>>,
+}
+
+impl Effects {
+    /// Keeps `control` to be dropped after the lock is released, if this is (as far as
+    /// can be told) its last reference; otherwise dropping it now only decrements a count.
+    fn discard(&mut self, control: Arc<dyn ErasedControl>) {
+        if Arc::strong_count(&control) > 1 {
+            return;
+        }
+        match self.garbage_one {
+            None => self.garbage_one = Some(control),
+            Some(_) => self.garbage.push(control),
+        }
+    }
+
+    /// Signals what was decided. Called without the lock.
+    pub(crate) fn apply(self) {
+        for control in &self.cancel {
+            control.cancel();
+        }
+        for control in &self.admit {
+            control.admit();
+        }
+        for control in &self.children_done {
+            control.children_done();
+        }
+    }
+}
+
+/// A request to join a queue.
+pub(crate) struct Join {
+    pub(crate) id: u64,
+    pub(crate) ident: Ident,
+    pub(crate) queue: Name,
+    pub(crate) keyed: bool,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) control: Arc<dyn ErasedControl>,
+    pub(crate) parent: Option<u64>,
+    pub(crate) detached: bool,
+    pub(crate) cancel_on_shutdown: bool,
+    pub(crate) existing: Option<u64>,
+    pub(crate) pipeline_key: usize,
+}
+
+/// The queue's answer to a [`Join`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Start,
+    Wait,
+    Drop,
+}
+
+/// How an instance ended, for statistics and events.
+pub(crate) enum Ending {
+    Finished,
+    Failed(Error),
+    Cancelled,
+}
+
+/// A live instance found by a `use_existing` lookup, to be compared outside the lock.
+pub(crate) struct Candidate {
+    pub(crate) ident: Ident,
+    pub(crate) control: Arc<dyn ErasedControl>,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: FastMap<u64, Entry>,
+    queues: FastMap<Name, QueueState>,
+    events: VecDeque<Event>,
+    delivering: bool,
+    /// Events are recorded only when a watcher will read them.
+    watching: bool,
+}
+
+impl Registry {
+    pub(crate) fn new(watching: bool) -> Self {
+        Registry {
+            watching,
+            ..Registry::default()
+        }
+    }
+
+    /// Declares a queue with a fixed name (registration); fails if it exists with another
+    /// configuration.
+    pub(crate) fn declare(
+        &mut self,
+        queue: Name,
+        concurrency: Concurrency,
+        by: Name,
+    ) -> Result<(), InvokeError> {
+        self.queue_for(&queue, false, concurrency, &by).map(|_| ())
+    }
+
+    fn queue_for(
+        &mut self,
+        queue: &Name,
+        keyed: bool,
+        concurrency: Concurrency,
+        by: &Name,
+    ) -> Result<&mut QueueState, InvokeError> {
+        if let Some(problem) = concurrency.problem() {
+            return Err(InvokeError::InvalidConcurrency {
+                queue: queue.to_string(),
+                concurrency,
+                problem,
+            });
+        }
+        let state = self
+            .queues
+            .entry(queue.clone())
+            .or_insert_with(|| QueueState::new(concurrency, by.clone(), keyed));
+        if state.concurrency != concurrency {
+            return Err(InvokeError::QueueMismatch {
+                queue: queue.to_string(),
+                existing: state.concurrency,
+                existing_by: state.configured_by.to_string(),
+                requested: concurrency,
+                requested_by: by.to_string(),
+            });
+        }
+        Ok(state)
+    }
+
+    /// The live, unfinished instances of `pipeline_key` in `queue` whose argument hashes
+    /// to `hash`, and the queue's generation to validate the comparison with.
+    pub(crate) fn existing_candidates(
+        &self,
+        queue: &Name,
+        hash: u64,
+        pipeline_key: usize,
+    ) -> (u64, Vec<Candidate>) {
+        let Some(state) = self.queues.get(queue) else {
+            return (0, Vec::new());
+        };
+        let candidates = state
+            .existing
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.entries.get(id))
+            .filter(|entry| entry.pipeline_key == pipeline_key)
+            .map(|entry| Candidate {
+                ident: entry.ident.clone(),
+                control: Arc::clone(&entry.control),
+            })
+            .collect();
+        (state.generation, candidates)
+    }
+
+    pub(crate) fn generation(&self, queue: &Name) -> u64 {
+        self.queues.get(queue).map_or(0, |state| state.generation)
+    }
+
+    /// Decides what happens to a new instance and records it.
+    pub(crate) fn join(&mut self, join: Join, fx: &mut Effects) -> Result<Admission, InvokeError> {
+        let by = join.ident.name.clone();
+        let state = self.queue_for(&join.queue, join.keyed, join.concurrency, &by)?;
+        let admission = if state.has_free_slot() {
+            Admission::Start
+        } else {
+            match join.concurrency.behaviour() {
+                Behaviour::Unrestricted | Behaviour::Restartable => Admission::Start,
+                Behaviour::Dropping => Admission::Drop,
+                Behaviour::Enqueued | Behaviour::KeepLatest => Admission::Wait,
+            }
+        };
+        if admission == Admission::Drop {
+            self.emit(&join.ident, &join.queue, EventKind::Dropped);
+            self.forget_queue_if_empty(&join.queue);
+            return Ok(admission);
+        }
+        match join.concurrency.behaviour() {
+            Behaviour::Restartable => {
+                // The oldest live instances are cancelled until the new one fits.
+                while let Some(oldest) = self.queues.get(&join.queue).and_then(|state| {
+                    (!state.has_free_slot()).then_some(state.live.head).flatten()
+                }) {
+                    self.cancel_tree(oldest, fx);
+                }
+            }
+            Behaviour::KeepLatest if admission == Admission::Wait => {
+                while let Some(waiting) = self
+                    .queues
+                    .get(&join.queue)
+                    .and_then(|state| state.waiting.head)
+                {
+                    self.cancel_tree(waiting, fx);
+                }
+            }
+            _ => {}
+        }
+        let id = join.id;
+        self.entries.insert(
+            id,
+            Entry {
+                ident: join.ident.clone(),
+                queue: join.queue.clone(),
+                control: join.control,
+                parent: join.parent,
+                detached: join.detached,
+                children: Vec::new(),
+                state: InstanceState::Waiting,
+                place: Place::None,
+                prev: None,
+                next: None,
+                done: false,
+                started: false,
+                cancel_on_shutdown: join.cancel_on_shutdown,
+                existing: None,
+                pipeline_key: join.pipeline_key,
+                wake_when_childless: false,
+            },
+        );
+        if let Some(parent) = join.parent.and_then(|parent| self.entries.get_mut(&parent)) {
+            parent.children.push(id);
+        }
+        if let (Some(hash), Some(state)) = (join.existing, self.queues.get_mut(&join.queue)) {
+            state.existing.entry(hash).or_default().push(id);
+            state.generation += 1;
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.existing = Some(hash);
+            }
+        }
+        self.emit(&join.ident, &join.queue, EventKind::Admitted);
+        match admission {
+            Admission::Start => self.start(id),
+            _ => {
+                self.link(id, Place::Waiting);
+                self.emit(&join.ident, &join.queue, EventKind::Waiting);
+            }
+        }
+        Ok(admission)
+    }
+
+    /// Takes a slot for `id` and marks it started.
+    fn start(&mut self, id: u64) {
+        self.link(id, Place::Live);
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.started = true;
+            entry.state = InstanceState::Running;
+            let (ident, queue) = (entry.ident.clone(), entry.queue.clone());
+            self.emit(&ident, &queue, EventKind::Started);
+        }
+    }
+
+    /// Starts waiting instances of `queue` while it has free slots.
+    fn fill_slots(&mut self, queue: &Name, fx: &mut Effects) {
+        while let Some(next) = self
+            .queues
+            .get(queue)
+            .and_then(|state| state.has_free_slot().then_some(state.waiting.head).flatten())
+        {
+            self.unlink(next);
+            self.start(next);
+            if let Some(entry) = self.entries.get(&next) {
+                fx.admit.push(Arc::clone(&entry.control));
+            }
+        }
+    }
+
+    /// Cancels the tree `id` belongs to: climbs through non-detached parents to the top,
+    /// then marks the top and all its descendants, children first. Returns `false` if `id`
+    /// is not live.
+    pub(crate) fn cancel(&mut self, id: u64, fx: &mut Effects) -> bool {
+        if !self.entries.contains_key(&id) {
+            return false;
+        }
+        self.cancel_tree(id, fx);
+        true
+    }
+
+    fn cancel_tree(&mut self, id: u64, fx: &mut Effects) {
+        let mut top = id;
+        while let Some(entry) = self.entries.get(&top) {
+            match entry.parent {
+                Some(parent) if !entry.detached && self.entries.contains_key(&parent) => {
+                    top = parent
+                }
+                _ => break,
+            }
+        }
+        self.cancel_descendants_and(top, fx);
+    }
+
+    /// Marks `top` and its descendants cancelled, children first.
+    fn cancel_descendants_and(&mut self, top: u64, fx: &mut Effects) {
+        // Post-order walk with an explicit stack: (id, children visited).
+        let mut order = Vec::new();
+        let mut stack = vec![(top, false)];
+        while let Some((id, visited)) = stack.pop() {
+            if visited {
+                order.push(id);
+                continue;
+            }
+            stack.push((id, true));
+            if let Some(entry) = self.entries.get(&id) {
+                stack.extend(entry.children.iter().rev().map(|child| (*child, false)));
+            }
+        }
+        for id in order {
+            self.mark_cancelled(id, fx);
+        }
+    }
+
+    /// Takes `id` out of its queue as if cancelled, without touching its tree.
+    pub(crate) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
+        self.mark_cancelled(id, fx);
+    }
+
+    fn mark_cancelled(&mut self, id: u64, fx: &mut Effects) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.done || entry.state == InstanceState::Cancelling {
+            return;
+        }
+        entry.state = InstanceState::Cancelling;
+        fx.cancel.push(Arc::clone(&entry.control));
+        let (place, queue) = (entry.place, entry.queue.clone());
+        self.leave_existing(id);
+        // Cancelling frees the slot at once.
+        self.unlink(id);
+        if place == Place::Live {
+            self.fill_slots(&queue, fx);
+        }
+    }
+
+    fn leave_existing(&mut self, id: u64) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let Some(hash) = entry.existing.take() else {
+            return;
+        };
+        if let Some(state) = self.queues.get_mut(&entry.queue) {
+            if let Some(ids) = state.existing.get_mut(&hash) {
+                ids.retain(|other| *other != id);
+                if ids.is_empty() {
+                    state.existing.remove(&hash);
+                }
+            }
+            state.generation += 1;
+        }
+    }
+
+    /// Records a state change the instance's driver observed (suspended, resumed).
+    pub(crate) fn set_state(&mut self, id: u64, state: InstanceState) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.state == InstanceState::Cancelling {
+            return;
+        }
+        entry.state = state;
+        let kind = match state {
+            InstanceState::Suspended => EventKind::Suspended,
+            _ => EventKind::Resumed,
+        };
+        let (ident, queue) = (entry.ident.clone(), entry.queue.clone());
+        self.emit(&ident, &queue, kind);
+    }
+
+    /// `true` if `id` has live children; if so, its control is told when they are done.
+    pub(crate) fn await_children(&mut self, id: u64) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(entry) if !entry.children.is_empty() => {
+                entry.wake_when_childless = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records the end of an instance's own steps. `result` is its control block when it
+    /// finished with a value (it holds the value for the queue's statistics).
+    pub(crate) fn finish(
+        &mut self,
+        id: u64,
+        ending: Ending,
+        result: Option<Arc<dyn ErasedControl>>,
+        fx: &mut Effects,
+    ) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        entry.done = true;
+        let started = entry.started;
+        let (ident, queue) = (entry.ident.clone(), entry.queue.clone());
+        let waits_for_children = !entry.children.is_empty();
+        self.leave_existing(id);
+        if let Some(state) = self.queues.get_mut(&queue) {
+            if started {
+                state.stats.performed += 1;
+            }
+            match &ending {
+                Ending::Finished => {
+                    if let Some(old) = std::mem::replace(&mut state.stats.last_result, result) {
+                        fx.discard(old);
+                    }
+                }
+                Ending::Failed(error) => state.stats.last_error = Some(error.clone()),
+                Ending::Cancelled => state.stats.last_cancelled = Some(ident.clone()),
+            }
+        }
+        let kind = match ending {
+            Ending::Finished => EventKind::Finished,
+            Ending::Failed(error) => EventKind::Failed(error),
+            Ending::Cancelled => EventKind::Cancelled,
+        };
+        self.emit(&ident, &queue, kind);
+        if waits_for_children {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                if entry.state != InstanceState::Cancelling {
+                    entry.state = InstanceState::WaitingForChildren;
+                    self.emit(&ident, &queue, EventKind::WaitingForChildren);
+                }
+            }
+        } else {
+            self.remove(id, fx);
+        }
+    }
+
+    /// Removes a finished, childless entry: frees its slot, detaches it from its parent
+    /// (which may in turn be removable), forgets an empty per-key queue.
+    fn remove(&mut self, id: u64, fx: &mut Effects) {
+        let place = self.entries.get(&id).map(|entry| entry.place);
+        self.unlink(id);
+        let Some(entry) = self.entries.remove(&id) else {
+            return;
+        };
+        if place == Some(Place::Live) {
+            self.fill_slots(&entry.queue, fx);
+        }
+        self.forget_queue_if_empty(&entry.queue);
+        fx.discard(entry.control);
+        let Some(parent_id) = entry.parent else {
+            return;
+        };
+        let Some(parent) = self.entries.get_mut(&parent_id) else {
+            return;
+        };
+        parent.children.retain(|child| *child != id);
+        if parent.children.is_empty() {
+            if parent.done {
+                self.remove(parent_id, fx);
+            } else if parent.wake_when_childless {
+                parent.wake_when_childless = false;
+                fx.children_done.push(Arc::clone(&parent.control));
+            }
+        }
+    }
+
+    fn forget_queue_if_empty(&mut self, queue: &Name) {
+        if self
+            .queues
+            .get(queue)
+            .is_some_and(|state| state.keyed && state.is_empty())
+        {
+            self.queues.remove(queue);
+        }
+    }
+
+    /// Cancels every tree whose top is `cancel_on_shutdown`.
+    pub(crate) fn stop(&mut self, fx: &mut Effects) {
+        let tops: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| {
+                entry.cancel_on_shutdown
+                    && match entry.parent {
+                        None => true,
+                        Some(parent) => entry.detached || !self.entries.contains_key(&parent),
+                    }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for top in tops {
+            self.cancel_descendants_and(top, fx);
+        }
+    }
+
+    pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {
+        self.entries.get(&id).map(|entry| entry.ident.clone())
+    }
+
+    pub(crate) fn live_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    // ---- introspection -------------------------------------------------------------
+
+    fn info(&self, entry: &Entry) -> InstanceInfo {
+        InstanceInfo {
+            ident: entry.ident.clone(),
+            queue: entry.queue.to_string(),
+            state: entry.state,
+            parent: entry
+                .parent
+                .and_then(|parent| self.entries.get(&parent))
+                .map(|parent| parent.ident.clone()),
+            detached: entry.detached,
+            argument: Value::argument(Arc::clone(&entry.control)),
+        }
+    }
+
+    /// Live instances grouped by queue (queues by name; in each, slot holders in arrival
+    /// order, then waiting ones in arrival order, then those being cancelled).
+    pub(crate) fn active(&self) -> Vec<ActiveQueue> {
+        let mut by_queue: FastMap<&Name, Vec<&Entry>> = FastMap::default();
+        for entry in self.entries.values() {
+            by_queue.entry(&entry.queue).or_default().push(entry);
+        }
+        let mut active: Vec<ActiveQueue> = by_queue
+            .into_iter()
+            .map(|(name, mut entries)| {
+                entries.sort_by_key(|entry| {
+                    let rank = match entry.place {
+                        Place::Live => 0,
+                        Place::Waiting => 1,
+                        Place::None => 2,
+                    };
+                    (rank, entry.ident.id())
+                });
+                ActiveQueue {
+                    name: name.to_string(),
+                    instances: entries.into_iter().map(|entry| self.info(entry)).collect(),
+                }
+            })
+            .collect();
+        active.sort_by(|a, b| a.name.cmp(&b.name));
+        active
+    }
+
+    pub(crate) fn instance(&self, id: u64) -> Option<InstanceInfo> {
+        self.entries.get(&id).map(|entry| self.info(entry))
+    }
+
+    pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
+        let key = Name::Shared(Arc::from(name));
+        let state = self.queues.get(&key)?;
+        Some(QueueInfo {
+            name: name.to_owned(),
+            concurrency: state.concurrency,
+            running: state.live.len,
+            waiting: state.waiting.len,
+            performed: state.stats.performed,
+            last_result: state.stats.last_result.clone().map(Value::result),
+            last_error: state.stats.last_error.clone(),
+            last_cancelled: state.stats.last_cancelled.clone(),
+        })
+    }
+
+    // ---- events ----------------------------------------------------------------------
+
+    fn emit(&mut self, ident: &Ident, queue: &Name, kind: EventKind) {
+        if self.watching {
+            self.events.push_back(Event {
+                ident: ident.clone(),
+                queue: queue.clone(),
+                kind,
+            });
+        }
+    }
+
+    /// Takes the next event to deliver, unless another caller is delivering (it will
+    /// deliver this one too, in order). `first` is `true` for the call that starts a
+    /// delivery round.
+    pub(crate) fn next_event(&mut self, first: bool) -> Option<Event> {
+        if first && self.delivering {
+            return None;
+        }
+        match self.events.pop_front() {
+            Some(event) => {
+                self.delivering = true;
+                Some(event)
+            }
+            None => {
+                self.delivering = false;
+                None
+            }
+        }
+    }
+
+    // ---- intrusive lists -------------------------------------------------------------
+
+    fn link(&mut self, id: u64, place: Place) {
+        let Some(queue) = self.entries.get(&id).map(|entry| entry.queue.clone()) else {
+            return;
+        };
+        let Some(state) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        let list = match place {
+            Place::Live => &mut state.live,
+            Place::Waiting => &mut state.waiting,
+            Place::None => return,
+        };
+        let old_tail = list.tail;
+        list.tail = Some(id);
+        if list.head.is_none() {
+            list.head = Some(id);
+        }
+        list.len += 1;
+        if let Some(tail) = old_tail.and_then(|tail| self.entries.get_mut(&tail)) {
+            tail.next = Some(id);
+        }
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.place = place;
+            entry.prev = old_tail;
+            entry.next = None;
+        }
+    }
+
+    fn unlink(&mut self, id: u64) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let (place, prev, next) = (entry.place, entry.prev, entry.next);
+        entry.place = Place::None;
+        entry.prev = None;
+        entry.next = None;
+        let queue = entry.queue.clone();
+        let Some(state) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        let list: &mut List = match place {
+            Place::Live => &mut state.live,
+            Place::Waiting => &mut state.waiting,
+            Place::None => return,
+        };
+        list.len -= 1;
+        if list.head == Some(id) {
+            list.head = next;
+        }
+        if list.tail == Some(id) {
+            list.tail = prev;
+        }
+        if let Some(prev) = prev.and_then(|prev| self.entries.get_mut(&prev)) {
+            prev.next = next;
+        }
+        if let Some(next) = next.and_then(|next| self.entries.get_mut(&next)) {
+            next.prev = prev;
+        }
+    }
+}
