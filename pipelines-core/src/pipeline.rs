@@ -365,7 +365,10 @@ impl<V, C> Pipeline<V, C> {
         self.configured(|config| {
             config.concurrency = config.concurrency.with_use_existing(true);
             config.identity = Some(ArgsIdentity {
-                hash: |value| std::hash::BuildHasherDefault::<crate::queue::FastHasher>::default().hash_one(value),
+                hash: |value| {
+                    std::hash::BuildHasherDefault::<crate::queue::FastHasher>::default()
+                        .hash_one(value)
+                },
                 eq: |a, b| a == b,
             });
         })

@@ -236,7 +236,9 @@ impl Registry {
             Behaviour::Restartable => {
                 // The oldest live instances are cancelled until the new one fits.
                 while let Some(oldest) = self.queues.get(&join.queue).and_then(|state| {
-                    (!state.has_free_slot()).then_some(state.live.head).flatten()
+                    (!state.has_free_slot())
+                        .then_some(state.live.head)
+                        .flatten()
                 }) {
                     self.cancel_tree(oldest, fx);
                 }
@@ -308,11 +310,12 @@ impl Registry {
 
     /// Starts waiting instances of `queue` while it has free slots.
     fn fill_slots(&mut self, queue: &Name, fx: &mut Effects) {
-        while let Some(next) = self
-            .queues
-            .get(queue)
-            .and_then(|state| state.has_free_slot().then_some(state.waiting.head).flatten())
-        {
+        while let Some(next) = self.queues.get(queue).and_then(|state| {
+            state
+                .has_free_slot()
+                .then_some(state.waiting.head)
+                .flatten()
+        }) {
             self.unlink(next);
             self.start(next);
             if let Some(entry) = self.entries.get(&next) {

@@ -802,7 +802,8 @@ impl<C: Send + Sync + 'static> Core<C> {
         let mut fx = Effects::default();
         let cancelled = {
             let mut registry = self.lock();
-            registry.ident_of(ident.id).as_ref() == Some(ident) && registry.cancel(ident.id, &mut fx)
+            registry.ident_of(ident.id).as_ref() == Some(ident)
+                && registry.cancel(ident.id, &mut fx)
         };
         self.after(fx);
         cancelled
@@ -875,7 +876,8 @@ impl<C: Send + Sync + 'static> Core<C> {
                             .downcast_ref::<Control<V>>()
                             .is_some_and(|other| (identity.eq)(other.argument(), &argument))
                     });
-                    let found = found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
+                    let found =
+                        found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
                     registry = self.lock();
                     if registry.generation(&queue) != generation {
                         drop(registry);
@@ -956,7 +958,12 @@ impl<C: Send + Sync + 'static> Core<C> {
                 receiver,
             } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
             Joined::Dropped(ident, control) => {
-                return Ok(Invocation::ready(ident, control, canceller, Err(Error::Dropped)))
+                return Ok(Invocation::ready(
+                    ident,
+                    control,
+                    canceller,
+                    Err(Error::Dropped),
+                ))
             }
         };
         let ident = instance.ident().clone();
@@ -1044,7 +1051,11 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 
     /// Drives `instance` for one synchronous stretch, inside the transactor.
-    fn run_stretch<V>(self: &Arc<Self>, instance: &mut Instance<V, C>, cx: &mut Context<'_>) -> Poll<()>
+    fn run_stretch<V>(
+        self: &Arc<Self>,
+        instance: &mut Instance<V, C>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()>
     where
         V: Clone + Send + Sync + 'static,
     {
