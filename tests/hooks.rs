@@ -205,8 +205,8 @@ fn queues_keep_their_last_result_error_and_cancellation() {
         };
     });
     let runtime = Runtime::builder(()).register("p", p).start().unwrap();
-    let _ = runtime.invoke("p", 4_u32).unwrap();
-    let _ = runtime.invoke("p", 0_u32).unwrap();
+    runtime.invoke("p", 4_u32).unwrap();
+    runtime.invoke("p", 0_u32).unwrap();
     let cancelled = runtime.invoke("p", 9_u32).unwrap();
     let queue = runtime.queue("p").unwrap();
     assert_eq!(queue.performed(), 3);
@@ -325,7 +325,7 @@ async fn a_watcher_can_invoke_and_hooks_can_query_without_deadlock() {
             if event.ident().name() == "main" && matches!(event.kind(), EventKind::Finished) {
                 let runtime = from_watcher.get().and_then(WeakRuntime::upgrade).unwrap();
                 // Invoking from the watcher: its own events are delivered after this one.
-                let _ = runtime.invoke("follow-up", 100_u32).unwrap();
+                runtime.invoke("follow-up", 100_u32).unwrap();
                 assert!(runtime.active().iter().all(|queue| queue.name() != "main"));
             }
         })

@@ -44,13 +44,13 @@ fn registration_renames_the_implicit_queue_and_two_names_make_two_queues() {
         .register("b", p.clone())
         .start()
         .unwrap();
-    let _ = runtime.invoke("a", 1_u32).unwrap();
-    let _ = runtime.invoke("a", 2_u32).unwrap();
-    let _ = runtime.invoke("b", 3_u32).unwrap();
+    runtime.invoke("a", 1_u32).unwrap();
+    runtime.invoke("a", 2_u32).unwrap();
+    runtime.invoke("b", 3_u32).unwrap();
     assert_eq!(runtime.queue("a").unwrap().performed(), 2);
     assert_eq!(runtime.queue("b").unwrap().performed(), 1);
     // The value itself keeps its implicit queue.
-    let _ = runtime.invoke_pipeline(&p, 4).unwrap();
+    runtime.invoke_pipeline(&p, 4).unwrap();
     assert_eq!(runtime.queue(p.site_name()).unwrap().performed(), 1);
 }
 
