@@ -150,3 +150,56 @@ impl Hooks {
         }
     }
 }
+
+/// The `tracing` span of one instance (feature `tracing`): created when the instance
+/// joins its queue (as a child of the span current then, so nesting shows), entered while
+/// its steps run, with an event for each change of its state. Without the feature it is
+/// empty and every method compiles to nothing.
+#[derive(Clone)]
+pub(crate) struct InstanceSpan {
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
+
+impl InstanceSpan {
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn new(ident: &Ident, queue: &Name) -> Self {
+        InstanceSpan {
+            #[cfg(feature = "tracing")]
+            span: tracing::info_span!(
+                "pipeline",
+                name = ident.name(),
+                id = ident.id(),
+                queue = queue.as_str()
+            ),
+        }
+    }
+
+    /// Enters the span until the guard is dropped.
+    pub(crate) fn enter(&self) -> impl Drop + '_ {
+        #[cfg(feature = "tracing")]
+        {
+            self.span.enter()
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            NotTracing
+        }
+    }
+
+    /// Records a change of the instance's state.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn state(&self, state: &'static str) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(parent: &self.span, state, "pipeline instance {state}");
+    }
+}
+
+/// The guard of [`InstanceSpan::enter`] without the `tracing` feature.
+#[cfg(not(feature = "tracing"))]
+struct NotTracing;
+
+#[cfg(not(feature = "tracing"))]
+impl Drop for NotTracing {
+    fn drop(&mut self) {}
+}

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::cancellation::Control;
 use crate::error::Error;
+use crate::hooks::InstanceSpan;
 use crate::introspection::InstanceState;
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, StepCall};
@@ -105,6 +106,7 @@ pub(crate) struct Instance<V, C> {
     completed: bool,
     /// The registry was told how it ended.
     recorded: bool,
+    span: InstanceSpan,
 }
 
 // The interpreter never pins anything inside an instance: futures are boxed and pinned on
@@ -150,6 +152,7 @@ where
         control: Arc<Control<V>>,
         value: V,
         admitted: bool,
+        span: InstanceSpan,
     ) -> Self {
         Instance {
             pipeline,
@@ -168,6 +171,7 @@ where
             suspended: false,
             completed: false,
             recorded: false,
+            span,
         }
     }
 
@@ -238,6 +242,8 @@ where
     /// the step (or future) it was at, and the stretch goes on with the error path.
     pub(crate) fn drive(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
         let _in_step = InStep::enter();
+        let span = self.span.clone();
+        let _entered = span.enter();
         loop {
             match catch_unwind(AssertUnwindSafe(|| self.run(core, cx))) {
                 Ok(poll) => return poll,
@@ -273,6 +279,7 @@ where
                     return Poll::Pending;
                 }
                 self.admitted = true;
+                self.span.state("started");
             }
             if self.cancel.is_none() && self.control.is_cancelled() {
                 self.cancel = Some(Ending::Cancelled);
@@ -366,6 +373,7 @@ where
     fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
         if !self.suspended {
             self.suspended = true;
+            self.span.state("suspended");
             core.set_state(self.id, InstanceState::Suspended);
         }
     }
@@ -373,6 +381,7 @@ where
     fn mark_resumed(&mut self, core: &Arc<Core<C>>) {
         if self.suspended {
             self.suspended = false;
+            self.span.state("resumed");
             core.set_state(self.id, InstanceState::Running);
         }
     }
@@ -647,6 +656,11 @@ where
             Ending::Cancelled => (Recorded::Cancelled, Err(Error::Cancelled)),
             Ending::Dropped => (Recorded::Cancelled, Err(Error::Dropped)),
         };
+        self.span.state(match recorded {
+            Recorded::Finished => "finished",
+            Recorded::Failed(_) => "failed",
+            Recorded::Cancelled => "cancelled",
+        });
         let result = matches!(recorded, Recorded::Finished)
             .then(|| Arc::clone(&self.control) as Arc<dyn crate::cancellation::ErasedControl>);
         core.finish(self.id, recorded, result);

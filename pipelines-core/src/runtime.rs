@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{CancelError, Error, InvokeError, StartError};
-use crate::hooks::{Event, Hooks};
+use crate::hooks::{Event, Hooks, InstanceSpan};
 use crate::instance::{in_step, Completion, Instance};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
 use crate::invocation::Invocation;
@@ -921,17 +921,24 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.after(fx);
         Ok(match admission {
             Admission::Drop => Joined::Dropped(ident, control),
-            Admission::Start | Admission::Wait => Joined::Run(
-                Instance::new(
+            Admission::Start | Admission::Wait => {
+                let span = InstanceSpan::new(&ident, &queue);
+                if admission == Admission::Start {
+                    span.state("started");
+                } else {
+                    span.state("waiting");
+                }
+                let instance = Instance::new(
                     pipeline,
                     id,
                     ident,
                     Arc::clone(&control),
                     argument,
                     admission == Admission::Start,
-                ),
-                control,
-            ),
+                    span,
+                );
+                Joined::Run(instance, control)
+            }
         })
     }
 
