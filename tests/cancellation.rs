@@ -414,3 +414,42 @@ async fn restartable_cancellation_runs_each_finally_exactly_once_and_reports_not
     assert!(log.iter().all(|e| !e.starts_with("reported")));
     assert_eq!(log.iter().filter(|e| e.starts_with("on_cancel")).count(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn restarting_a_queue_whose_oldest_waits_for_children_cancels_them_and_starts() {
+    let log = Log::default();
+    let audit = audit();
+    let save = pipeline!(|value: u32, log: &Log| {
+        &audit;
+        push(log, format!("saved {value}"));
+    })
+    .restartable();
+    let runtime = Runtime::builder(log.clone())
+        .register("save", save)
+        .start()
+        .unwrap();
+    let mut first = runtime.invoke("save", 1_u32).unwrap();
+    assert_eq!(first.try_result().unwrap().unwrap(), 1);
+    assert_eq!(
+        runtime.instance(first.ident()).unwrap().state(),
+        InstanceState::WaitingForChildren
+    );
+    let mut second = runtime.invoke("save", 2_u32).unwrap();
+    assert_eq!(second.try_result().unwrap().unwrap(), 2);
+    sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        entries(&log),
+        [
+            "saved 1",
+            "saved 2",
+            "finally audit pipeline instance was cancelled",
+            "audited 2",
+            "finally audit none"
+        ]
+    );
+    assert_eq!(
+        runtime.live_counts(),
+        (0, 2),
+        "nothing live; the two queues remain"
+    );
+}

@@ -241,6 +241,14 @@ impl Registry {
                         .flatten()
                 }) {
                     self.cancel_tree(oldest, fx);
+                    let still_live = self
+                        .entries
+                        .get(&oldest)
+                        .is_some_and(|entry| entry.place == Place::Live);
+                    if still_live {
+                        // Cannot happen (cancelling always unlinks); never loop on it.
+                        break;
+                    }
                 }
             }
             Behaviour::KeepLatest if admission == Admission::Wait => {
