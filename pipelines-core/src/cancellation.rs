@@ -25,6 +25,9 @@ const CANCELLED: u8 = 1;
 const ADMITTED: u8 = 2;
 /// Set when the instance waits for its children to end before running `finally!`.
 const CHILDREN_DONE: u8 = 4;
+/// Set once a `use_existing` caller shares the result, so the common case skips the
+/// sharers' lock.
+const SHARED: u8 = 8;
 
 /// A caller sharing the result of a live instance (`use_existing`).
 pub(crate) type Sharer<V> = oneshot::Sender<Result<V, Error>>;
@@ -81,9 +84,13 @@ impl<V> Control<V> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(sharer);
+        self.flags.fetch_or(SHARED, Ordering::AcqRel);
     }
 
     pub(crate) fn take_sharers(&self) -> Vec<Sharer<V>> {
+        if self.flags.load(Ordering::Acquire) & SHARED == 0 {
+            return Vec::new();
+        }
         std::mem::take(&mut *self.sharers.lock().unwrap_or_else(PoisonError::into_inner))
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::error::Error;
 use crate::outcome::Outcome;
-use crate::queue::{Queue, QueueSpec};
+use crate::queue::{Name, Queue, QueueSpec};
 
 /// Where a `pipeline!` expression stands in the source. Every pipeline one expression
 /// produces shares its site, and the site names the pipeline's implicit queue.
@@ -427,7 +427,7 @@ impl<V, C> Pipeline<V, C> {
     /// ```
     pub fn set_queue(self, name: impl Into<String>) -> Self {
         let name: Arc<str> = Arc::from(name.into());
-        self.configured(|config| config.queue = QueueSpec::Explicit(name))
+        self.configured(|config| config.queue = QueueSpec::Explicit(Name::Shared(name)))
     }
 
     /// Runs each instance in the queue named by `key(argument)`: one queue per key (per
@@ -465,7 +465,7 @@ impl<V, C> Pipeline<V, C> {
     pub fn in_queue(self, queue: &Queue) -> Self {
         let (name, concurrency) = (queue.shared_name(), queue.concurrency());
         self.configured(|config| {
-            config.queue = QueueSpec::Explicit(name);
+            config.queue = QueueSpec::Explicit(Name::Shared(name));
             config.concurrency = concurrency;
         })
     }
@@ -510,7 +510,7 @@ impl<V, C> Pipeline<V, C> {
         match self.definition.config.queue {
             QueueSpec::Implicit => {
                 let name = Arc::clone(name);
-                self.configured(|config| config.queue = QueueSpec::Registered(name))
+                self.configured(|config| config.queue = QueueSpec::Registered(Name::Shared(name)))
             }
             _ => self,
         }

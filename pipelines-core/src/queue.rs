@@ -230,9 +230,9 @@ pub(crate) enum QueueSpec<V> {
     /// The implicit queue of the `pipeline!` site.
     Implicit,
     /// Renamed by registration (replaces `Implicit` only).
-    Registered(Arc<str>),
+    Registered(Name),
     /// Set explicitly: kept in every case.
-    Explicit(Arc<str>),
+    Explicit(Name),
     /// Computed from the invocation's argument: one queue per key.
     Keyed(Arc<dyn Fn(&V) -> String + Send + Sync>),
 }
@@ -241,8 +241,8 @@ impl<V> Clone for QueueSpec<V> {
     fn clone(&self) -> Self {
         match self {
             QueueSpec::Implicit => QueueSpec::Implicit,
-            QueueSpec::Registered(name) => QueueSpec::Registered(Arc::clone(name)),
-            QueueSpec::Explicit(name) => QueueSpec::Explicit(Arc::clone(name)),
+            QueueSpec::Registered(name) => QueueSpec::Registered(name.clone()),
+            QueueSpec::Explicit(name) => QueueSpec::Explicit(name.clone()),
             QueueSpec::Keyed(key) => QueueSpec::Keyed(Arc::clone(key)),
         }
     }
@@ -278,12 +278,16 @@ pub(crate) struct Stats {
 
 /// A queue as the registry keeps it.
 pub(crate) struct QueueState {
+    pub(crate) name: Name,
     pub(crate) concurrency: Concurrency,
     /// Who set the configuration, for mismatch messages.
     pub(crate) configured_by: Name,
     /// Per-key queues are forgotten when they empty (there may be millions of keys);
     /// the others keep their configuration and statistics for the runtime's life.
     pub(crate) keyed: bool,
+    /// Entries that belong to the queue (in a list or not, e.g. being cancelled); a
+    /// per-key queue is forgotten when none is left.
+    pub(crate) members: usize,
     /// Started instances that hold a slot (running, or finished and waiting for children).
     pub(crate) live: List,
     /// Admitted instances waiting for a slot, in arrival order.
@@ -297,8 +301,15 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
-    pub(crate) fn new(concurrency: Concurrency, configured_by: Name, keyed: bool) -> Self {
+    pub(crate) fn new(
+        name: Name,
+        concurrency: Concurrency,
+        configured_by: Name,
+        keyed: bool,
+    ) -> Self {
         QueueState {
+            name,
+            members: 0,
             concurrency,
             configured_by,
             keyed,
@@ -313,9 +324,5 @@ impl QueueState {
     /// `true` when a new instance may take a slot now.
     pub(crate) fn has_free_slot(&self) -> bool {
         self.live.len < self.concurrency.limit()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.live.len == 0 && self.waiting.len == 0
     }
 }

@@ -27,9 +27,12 @@ enum Place {
     Waiting,
 }
 
+/// Index of a queue in the registry's slab.
+type QueueId = usize;
+
 struct Entry {
     ident: Ident,
-    queue: Name,
+    queue: QueueId,
     control: Arc<dyn ErasedControl>,
     parent: Option<u64>,
     detached: bool,
@@ -90,10 +93,10 @@ impl Effects {
 }
 
 /// A request to join a queue.
-pub(crate) struct Join {
+pub(crate) struct Join<'a> {
     pub(crate) id: u64,
-    pub(crate) ident: Ident,
-    pub(crate) queue: Name,
+    pub(crate) ident: &'a Ident,
+    pub(crate) queue: &'a Name,
     pub(crate) keyed: bool,
     pub(crate) concurrency: Concurrency,
     pub(crate) control: Arc<dyn ErasedControl>,
@@ -128,7 +131,11 @@ pub(crate) struct Candidate {
 #[derive(Default)]
 pub(crate) struct Registry {
     entries: FastMap<u64, Entry>,
-    queues: FastMap<Name, QueueState>,
+    /// Queues live in a slab and entries refer to them by index, so the hot paths never
+    /// hash or compare a queue name (only joining looks the name up, once).
+    queues: Vec<Option<QueueState>>,
+    queue_ids: FastMap<Name, QueueId>,
+    free_queue_slots: Vec<QueueId>,
     events: VecDeque<Event>,
     delivering: bool,
     /// Events are recorded only when a watcher will read them.
@@ -154,13 +161,25 @@ impl Registry {
         self.queue_for(&queue, false, concurrency, &by).map(|_| ())
     }
 
+    fn queue(&self, queue: QueueId) -> Option<&QueueState> {
+        self.queues.get(queue).and_then(Option::as_ref)
+    }
+
+    fn queue_mut(&mut self, queue: QueueId) -> Option<&mut QueueState> {
+        self.queues.get_mut(queue).and_then(Option::as_mut)
+    }
+
+    fn queue_named(&self, name: &Name) -> Option<&QueueState> {
+        self.queue(*self.queue_ids.get(name)?)
+    }
+
     fn queue_for(
         &mut self,
         queue: &Name,
         keyed: bool,
         concurrency: Concurrency,
         by: &Name,
-    ) -> Result<&mut QueueState, InvokeError> {
+    ) -> Result<QueueId, InvokeError> {
         if let Some(problem) = concurrency.problem() {
             return Err(InvokeError::InvalidConcurrency {
                 queue: queue.to_string(),
@@ -168,10 +187,29 @@ impl Registry {
                 problem,
             });
         }
-        let state = self
-            .queues
-            .entry(queue.clone())
-            .or_insert_with(|| QueueState::new(concurrency, by.clone(), keyed));
+        let id = match self.queue_ids.get(queue) {
+            Some(id) => *id,
+            None => {
+                let state = QueueState::new(queue.clone(), concurrency, by.clone(), keyed);
+                let id = match self.free_queue_slots.pop() {
+                    Some(id) => {
+                        self.queues[id] = Some(state);
+                        id
+                    }
+                    None => {
+                        self.queues.push(Some(state));
+                        self.queues.len() - 1
+                    }
+                };
+                self.queue_ids.insert(queue.clone(), id);
+                id
+            }
+        };
+        let Some(state) = self.queue(id) else {
+            // Unreachable: `queue_ids` only names occupied slots. Refusing is the
+            // panic-free answer.
+            return Err(InvokeError::Stopped);
+        };
         if state.concurrency != concurrency {
             return Err(InvokeError::QueueMismatch {
                 queue: queue.to_string(),
@@ -181,7 +219,7 @@ impl Registry {
                 requested_by: by.to_string(),
             });
         }
-        Ok(state)
+        Ok(id)
     }
 
     /// The live, unfinished instances of `pipeline_key` in `queue` whose argument hashes
@@ -192,7 +230,7 @@ impl Registry {
         hash: u64,
         pipeline_key: usize,
     ) -> (u64, Vec<Candidate>) {
-        let Some(state) = self.queues.get(queue) else {
+        let Some(state) = self.queue_named(queue) else {
             return (0, Vec::new());
         };
         let candidates = state
@@ -211,14 +249,18 @@ impl Registry {
     }
 
     pub(crate) fn generation(&self, queue: &Name) -> u64 {
-        self.queues.get(queue).map_or(0, |state| state.generation)
+        self.queue_named(queue).map_or(0, |state| state.generation)
     }
 
     /// Decides what happens to a new instance and records it.
-    pub(crate) fn join(&mut self, join: Join, fx: &mut Effects) -> Result<Admission, InvokeError> {
-        let by = join.ident.name.clone();
-        let state = self.queue_for(&join.queue, join.keyed, join.concurrency, &by)?;
-        let admission = if state.has_free_slot() {
+    pub(crate) fn join(
+        &mut self,
+        join: Join<'_>,
+        fx: &mut Effects,
+    ) -> Result<Admission, InvokeError> {
+        let queue = self.queue_for(join.queue, join.keyed, join.concurrency, &join.ident.name)?;
+        let free = self.queue(queue).is_some_and(QueueState::has_free_slot);
+        let admission = if free {
             Admission::Start
         } else {
             match join.concurrency.behaviour() {
@@ -228,14 +270,14 @@ impl Registry {
             }
         };
         if admission == Admission::Drop {
-            self.emit(&join.ident, &join.queue, EventKind::Dropped);
-            self.forget_queue_if_empty(&join.queue);
+            self.emit(join.ident, queue, EventKind::Dropped);
+            self.forget_queue_if_empty(queue, fx);
             return Ok(admission);
         }
         match join.concurrency.behaviour() {
             Behaviour::Restartable => {
                 // The oldest live instances are cancelled until the new one fits.
-                while let Some(oldest) = self.queues.get(&join.queue).and_then(|state| {
+                while let Some(oldest) = self.queue(queue).and_then(|state| {
                     (!state.has_free_slot())
                         .then_some(state.live.head)
                         .flatten()
@@ -252,11 +294,7 @@ impl Registry {
                 }
             }
             Behaviour::KeepLatest if admission == Admission::Wait => {
-                while let Some(waiting) = self
-                    .queues
-                    .get(&join.queue)
-                    .and_then(|state| state.waiting.head)
-                {
+                while let Some(waiting) = self.queue(queue).and_then(|state| state.waiting.head) {
                     self.cancel_tree(waiting, fx);
                 }
             }
@@ -267,7 +305,7 @@ impl Registry {
             id,
             Entry {
                 ident: join.ident.clone(),
-                queue: join.queue.clone(),
+                queue,
                 control: join.control,
                 parent: join.parent,
                 detached: join.detached,
@@ -287,19 +325,22 @@ impl Registry {
         if let Some(parent) = join.parent.and_then(|parent| self.entries.get_mut(&parent)) {
             parent.children.push(id);
         }
-        if let (Some(hash), Some(state)) = (join.existing, self.queues.get_mut(&join.queue)) {
+        if let Some(state) = self.queue_mut(queue) {
+            state.members += 1;
+        }
+        if let (Some(hash), Some(state)) = (join.existing, self.queue_mut(queue)) {
             state.existing.entry(hash).or_default().push(id);
             state.generation += 1;
             if let Some(entry) = self.entries.get_mut(&id) {
                 entry.existing = Some(hash);
             }
         }
-        self.emit(&join.ident, &join.queue, EventKind::Admitted);
+        self.emit(join.ident, queue, EventKind::Admitted);
         match admission {
             Admission::Start => self.start(id),
             _ => {
                 self.link(id, Place::Waiting);
-                self.emit(&join.ident, &join.queue, EventKind::Waiting);
+                self.emit(join.ident, queue, EventKind::Waiting);
             }
         }
         Ok(admission)
@@ -311,14 +352,16 @@ impl Registry {
         if let Some(entry) = self.entries.get_mut(&id) {
             entry.started = true;
             entry.state = InstanceState::Running;
-            let (ident, queue) = (entry.ident.clone(), entry.queue.clone());
-            self.emit(&ident, &queue, EventKind::Started);
+            if self.watching {
+                let (ident, queue) = (entry.ident.clone(), entry.queue);
+                self.emit(&ident, queue, EventKind::Started);
+            }
         }
     }
 
     /// Starts waiting instances of `queue` while it has free slots.
-    fn fill_slots(&mut self, queue: &Name, fx: &mut Effects) {
-        while let Some(next) = self.queues.get(queue).and_then(|state| {
+    fn fill_slots(&mut self, queue: QueueId, fx: &mut Effects) {
+        while let Some(next) = self.queue(queue).and_then(|state| {
             state
                 .has_free_slot()
                 .then_some(state.waiting.head)
@@ -385,17 +428,21 @@ impl Registry {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
-        if entry.done || entry.state == InstanceState::Cancelling {
+        if entry.state == InstanceState::Cancelling {
             return;
         }
         entry.state = InstanceState::Cancelling;
-        fx.cancel.push(Arc::clone(&entry.control));
-        let (place, queue) = (entry.place, entry.queue.clone());
+        // An instance whose own steps are over (waiting for its children) has nothing
+        // left to stop; it still gives up its slot at once.
+        if !entry.done {
+            fx.cancel.push(Arc::clone(&entry.control));
+        }
+        let (place, queue) = (entry.place, entry.queue);
         self.leave_existing(id);
         // Cancelling frees the slot at once.
         self.unlink(id);
         if place == Place::Live {
-            self.fill_slots(&queue, fx);
+            self.fill_slots(queue, fx);
         }
     }
 
@@ -406,7 +453,8 @@ impl Registry {
         let Some(hash) = entry.existing.take() else {
             return;
         };
-        if let Some(state) = self.queues.get_mut(&entry.queue) {
+        let queue = entry.queue;
+        if let Some(state) = self.queue_mut(queue) {
             if let Some(ids) = state.existing.get_mut(&hash) {
                 ids.retain(|other| *other != id);
                 if ids.is_empty() {
@@ -430,8 +478,10 @@ impl Registry {
             InstanceState::Suspended => EventKind::Suspended,
             _ => EventKind::Resumed,
         };
-        let (ident, queue) = (entry.ident.clone(), entry.queue.clone());
-        self.emit(&ident, &queue, kind);
+        if self.watching {
+            let (ident, queue) = (entry.ident.clone(), entry.queue);
+            self.emit(&ident, queue, kind);
+        }
     }
 
     /// `true` if `id` has live children; if so, its control is told when they are done.
@@ -459,10 +509,12 @@ impl Registry {
         };
         entry.done = true;
         let started = entry.started;
-        let (ident, queue) = (entry.ident.clone(), entry.queue.clone());
+        let queue = entry.queue;
+        let ident =
+            (self.watching || matches!(ending, Ending::Cancelled)).then(|| entry.ident.clone());
         let waits_for_children = !entry.children.is_empty();
         self.leave_existing(id);
-        if let Some(state) = self.queues.get_mut(&queue) {
+        if let Some(state) = self.queue_mut(queue) {
             if started {
                 state.stats.performed += 1;
             }
@@ -473,7 +525,7 @@ impl Registry {
                     }
                 }
                 Ending::Failed(error) => state.stats.last_error = Some(error.clone()),
-                Ending::Cancelled => state.stats.last_cancelled = Some(ident.clone()),
+                Ending::Cancelled => state.stats.last_cancelled.clone_from(&ident),
             }
         }
         let kind = match ending {
@@ -481,12 +533,16 @@ impl Registry {
             Ending::Failed(error) => EventKind::Failed(error),
             Ending::Cancelled => EventKind::Cancelled,
         };
-        self.emit(&ident, &queue, kind);
+        if let Some(ident) = &ident {
+            self.emit(ident, queue, kind);
+        }
         if waits_for_children {
             if let Some(entry) = self.entries.get_mut(&id) {
                 if entry.state != InstanceState::Cancelling {
                     entry.state = InstanceState::WaitingForChildren;
-                    self.emit(&ident, &queue, EventKind::WaitingForChildren);
+                    if let Some(ident) = &ident {
+                        self.emit(ident, queue, EventKind::WaitingForChildren);
+                    }
                 }
             }
         } else {
@@ -502,10 +558,13 @@ impl Registry {
         let Some(entry) = self.entries.remove(&id) else {
             return;
         };
-        if place == Some(Place::Live) {
-            self.fill_slots(&entry.queue, fx);
+        if let Some(state) = self.queue_mut(entry.queue) {
+            state.members -= 1;
         }
-        self.forget_queue_if_empty(&entry.queue);
+        if place == Some(Place::Live) {
+            self.fill_slots(entry.queue, fx);
+        }
+        self.forget_queue_if_empty(entry.queue, fx);
         fx.discard(entry.control);
         let Some(parent_id) = entry.parent else {
             return;
@@ -524,13 +583,19 @@ impl Registry {
         }
     }
 
-    fn forget_queue_if_empty(&mut self, queue: &Name) {
+    /// Forgets a per-key queue no entry refers to any more (its slot is reused).
+    fn forget_queue_if_empty(&mut self, queue: QueueId, fx: &mut Effects) {
         if self
-            .queues
-            .get(queue)
-            .is_some_and(|state| state.keyed && state.is_empty())
+            .queue(queue)
+            .is_some_and(|state| state.keyed && state.members == 0)
         {
-            self.queues.remove(queue);
+            if let Some(state) = self.queues[queue].take() {
+                self.queue_ids.remove(&state.name);
+                self.free_queue_slots.push(queue);
+                if let Some(last) = state.stats.last_result {
+                    fx.discard(last);
+                }
+            }
         }
     }
 
@@ -562,7 +627,7 @@ impl Registry {
     }
 
     pub(crate) fn queue_count(&self) -> usize {
-        self.queues.len()
+        self.queue_ids.len()
     }
 
     // ---- introspection -------------------------------------------------------------
@@ -570,7 +635,7 @@ impl Registry {
     fn info(&self, entry: &Entry) -> InstanceInfo {
         InstanceInfo {
             ident: entry.ident.clone(),
-            queue: entry.queue.to_string(),
+            queue: self.queue_name(entry.queue),
             state: entry.state,
             parent: entry
                 .parent
@@ -581,16 +646,22 @@ impl Registry {
         }
     }
 
+    fn queue_name(&self, queue: QueueId) -> String {
+        self.queue(queue)
+            .map(|state| state.name.to_string())
+            .unwrap_or_default()
+    }
+
     /// Live instances grouped by queue (queues by name; in each, slot holders in arrival
     /// order, then waiting ones in arrival order, then those being cancelled).
     pub(crate) fn active(&self) -> Vec<ActiveQueue> {
-        let mut by_queue: FastMap<&Name, Vec<&Entry>> = FastMap::default();
+        let mut by_queue: FastMap<QueueId, Vec<&Entry>> = FastMap::default();
         for entry in self.entries.values() {
-            by_queue.entry(&entry.queue).or_default().push(entry);
+            by_queue.entry(entry.queue).or_default().push(entry);
         }
         let mut active: Vec<ActiveQueue> = by_queue
             .into_iter()
-            .map(|(name, mut entries)| {
+            .map(|(queue, mut entries)| {
                 entries.sort_by_key(|entry| {
                     let rank = match entry.place {
                         Place::Live => 0,
@@ -600,7 +671,7 @@ impl Registry {
                     (rank, entry.ident.id())
                 });
                 ActiveQueue {
-                    name: name.to_string(),
+                    name: self.queue_name(queue),
                     instances: entries.into_iter().map(|entry| self.info(entry)).collect(),
                 }
             })
@@ -614,8 +685,7 @@ impl Registry {
     }
 
     pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
-        let key = Name::Shared(Arc::from(name));
-        let state = self.queues.get(&key)?;
+        let state = self.queue_named(&Name::Shared(Arc::from(name)))?;
         Some(QueueInfo {
             name: name.to_owned(),
             concurrency: state.concurrency,
@@ -630,14 +700,18 @@ impl Registry {
 
     // ---- events ----------------------------------------------------------------------
 
-    fn emit(&mut self, ident: &Ident, queue: &Name, kind: EventKind) {
-        if self.watching {
-            self.events.push_back(Event {
-                ident: ident.clone(),
-                queue: queue.clone(),
-                kind,
-            });
+    fn emit(&mut self, ident: &Ident, queue: QueueId, kind: EventKind) {
+        if !self.watching {
+            return;
         }
+        let Some(name) = self.queue(queue).map(|state| state.name.clone()) else {
+            return;
+        };
+        self.events.push_back(Event {
+            ident: ident.clone(),
+            queue: name,
+            kind,
+        });
     }
 
     /// Takes the next event to deliver, unless another caller is delivering (it will
@@ -662,10 +736,10 @@ impl Registry {
     // ---- intrusive lists -------------------------------------------------------------
 
     fn link(&mut self, id: u64, place: Place) {
-        let Some(queue) = self.entries.get(&id).map(|entry| entry.queue.clone()) else {
+        let Some(queue) = self.entries.get(&id).map(|entry| entry.queue) else {
             return;
         };
-        let Some(state) = self.queues.get_mut(&queue) else {
+        let Some(state) = self.queue_mut(queue) else {
             return;
         };
         let list = match place {
@@ -697,8 +771,8 @@ impl Registry {
         entry.place = Place::None;
         entry.prev = None;
         entry.next = None;
-        let queue = entry.queue.clone();
-        let Some(state) = self.queues.get_mut(&queue) else {
+        let queue = entry.queue;
+        let Some(state) = self.queue_mut(queue) else {
             return;
         };
         let list: &mut List = match place {

@@ -147,7 +147,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         let config = pipeline.config();
         let queue = match &config.queue {
             QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => {
-                Some((Name::Shared(Arc::clone(queue)), config.concurrency))
+                Some((queue.clone(), config.concurrency))
             }
             QueueSpec::Implicit | QueueSpec::Keyed(_) => None,
         };
@@ -835,13 +835,19 @@ impl<C: Send + Sync + 'static> Core<C> {
         V: Clone + Send + Sync + 'static,
     {
         let config = pipeline.config();
+        // Borrowed from the configuration where possible: no reference count to touch.
+        let computed;
         let (queue, keyed) = match &config.queue {
-            QueueSpec::Implicit => (Name::Static(pipeline.site_name()), false),
-            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => {
-                (Name::Shared(Arc::clone(queue)), false)
+            QueueSpec::Implicit => {
+                computed = Name::Static(pipeline.site_name());
+                (&computed, false)
             }
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => (queue, false),
             // User code: called before the lock is taken.
-            QueueSpec::Keyed(key) => (Name::Shared(Arc::from(key(&argument))), true),
+            QueueSpec::Keyed(key) => {
+                computed = Name::Shared(Arc::from(key(&argument)));
+                (&computed, true)
+            }
         };
         let concurrency = config.concurrency;
         let identity = match (concurrency.use_existing(), config.identity) {
@@ -865,7 +871,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             let mut registry = self.lock();
             if let (Some(hash), Some(identity)) = (hash, identity) {
                 let (generation, candidates) =
-                    registry.existing_candidates(&queue, hash, pipeline_key);
+                    registry.existing_candidates(queue, hash, pipeline_key);
                 if !candidates.is_empty() {
                     // Equality is user code: compared without the lock, then validated.
                     drop(registry);
@@ -879,7 +885,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                     let found =
                         found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
                     registry = self.lock();
-                    if registry.generation(&queue) != generation {
+                    if registry.generation(queue) != generation {
                         drop(registry);
                         drop(found);
                         drop(candidates);
@@ -902,8 +908,8 @@ impl<C: Send + Sync + 'static> Core<C> {
             }
             let join = Join {
                 id,
-                ident: ident.clone(),
-                queue: queue.clone(),
+                ident: &ident,
+                queue,
                 keyed,
                 concurrency,
                 control: Arc::clone(&control) as Arc<dyn ErasedControl>,
@@ -922,7 +928,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         Ok(match admission {
             Admission::Drop => Joined::Dropped(ident, control),
             Admission::Start | Admission::Wait => {
-                let span = InstanceSpan::new(&ident, &queue);
+                let span = InstanceSpan::new(&ident, queue);
                 if admission == Admission::Start {
                     span.state("started");
                 } else {
