@@ -83,6 +83,18 @@ impl Concurrency {
         }
     }
 
+    /// The same configuration with another behaviour (`max` and `use_existing` kept).
+    ///
+    /// ```
+    /// # use pipelines::{Behaviour, Concurrency};
+    /// let queue = Concurrency::new(Behaviour::Enqueued).with_max(3);
+    /// assert_eq!(queue.with_behaviour(Behaviour::Dropping).to_string(), "dropping(max 3)");
+    /// ```
+    pub const fn with_behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.behaviour = behaviour;
+        self
+    }
+
     /// The same configuration with at most `max` live instances. `max` must be at least 1
     /// (0 is refused when a pipeline joins its queue, with [`InvalidConcurrency`]); it is
     /// ignored by [`Behaviour::Unrestricted`].

@@ -225,11 +225,7 @@ impl<V, C> Pipeline<V, C> {
     }
 
     fn with_behaviour(self, behaviour: Behaviour) -> Self {
-        self.configured(|config| {
-            config.concurrency = Concurrency::new(behaviour)
-                .with_max(config.concurrency.max())
-                .with_use_existing(config.concurrency.use_existing());
-        })
+        self.configured(|config| config.concurrency = config.concurrency.with_behaviour(behaviour))
     }
 
     /// Restartable: when the queue is full, the oldest live instances are cancelled until

@@ -214,9 +214,7 @@ impl Queue {
     }
 
     fn behaviour(mut self, behaviour: Behaviour) -> Self {
-        self.concurrency = Concurrency::new(behaviour)
-            .with_max(self.concurrency.max())
-            .with_use_existing(self.concurrency.use_existing());
+        self.concurrency = self.concurrency.with_behaviour(behaviour);
         self
     }
 
