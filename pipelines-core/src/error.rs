@@ -51,6 +51,12 @@ pub enum Error {
     /// A step returned a future that was not ready, but no tokio runtime was available to
     /// wait for it.
     NoExecutor,
+    /// The instance ran longer than its [`timeout`](crate::Pipeline::timeout): what it
+    /// waited on was dropped, and the error path runs (`rescue!` may handle it).
+    TimedOut {
+        /// The limit it exceeded.
+        limit: std::time::Duration,
+    },
     /// The invocation's result was already taken (by `try_result` or an earlier `.await`).
     ResultTaken,
 }
@@ -94,8 +100,18 @@ impl Error {
     pub fn is_failed(&self) -> bool {
         matches!(
             self,
-            Error::Failed(_) | Error::Panicked { .. } | Error::NoExecutor
+            Error::Failed(_) | Error::Panicked { .. } | Error::NoExecutor | Error::TimedOut { .. }
         )
+    }
+
+    /// `true` when the instance exceeded its timeout.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert!(pipelines::Error::TimedOut { limit: Duration::from_secs(1) }.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::TimedOut { .. })
     }
 
     /// `true` when the instance was cancelled.
@@ -154,6 +170,10 @@ impl fmt::Display for Error {
                 "a step returned a future that was not ready, but no tokio runtime is available: \
                  invoke from inside a tokio runtime or start the pipelines runtime inside one",
             ),
+            Error::TimedOut { limit } => write!(
+                f,
+                "pipeline instance timed out after {limit:?}: its work was dropped; handle it in `rescue!` or give the pipeline a longer `timeout`"
+            ),
             Error::ResultTaken => f.write_str(
                 "the invocation's result was already taken: keep the result of the first \
                  `try_result` or `.await`",
@@ -173,6 +193,7 @@ impl fmt::Debug for Error {
             Error::Cancelled => f.write_str("Cancelled"),
             Error::Dropped => f.write_str("Dropped"),
             Error::NoExecutor => f.write_str("NoExecutor"),
+            Error::TimedOut { limit } => f.debug_struct("TimedOut").field("limit", limit).finish(),
             Error::ResultTaken => f.write_str("ResultTaken"),
         }
     }

@@ -28,6 +28,7 @@ use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, StepCall};
 use crate::registry::Ending as Recorded;
 use crate::runtime::{ChildStart, Core, Ident};
+use crate::supervision::Intensity;
 
 /// How an instance ended, as seen by its parent (or, for a root, by the runtime).
 #[derive(Debug)]
@@ -83,6 +84,8 @@ enum Waiting<V, C> {
     },
     /// Cancelled: its children must end before its `finally!` runs.
     Children,
+    /// A step failed and will be retried (same index, same value) after this delay.
+    Backoff(Pin<Box<tokio::time::Sleep>>),
 }
 
 pub(crate) struct Instance<V, C> {
@@ -107,6 +110,13 @@ pub(crate) struct Instance<V, C> {
     /// The registry was told how it ended.
     recorded: bool,
     span: InstanceSpan,
+    /// Retries made so far (`retry` modifier), created at the first failure.
+    retries: Option<Intensity>,
+    /// When the main steps must be done (`timeout` modifier), armed when it starts.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline_armed: bool,
+    /// The timeout fired: a cancelled child means "timed out", not "cancelled".
+    timed_out: bool,
 }
 
 // The interpreter never pins anything inside an instance: futures are boxed and pinned on
@@ -172,6 +182,10 @@ where
             completed: false,
             recorded: false,
             span,
+            retries: None,
+            deadline: None,
+            deadline_armed: false,
+            timed_out: false,
         }
     }
 
@@ -220,7 +234,7 @@ where
             return;
         }
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
-            Waiting::Nothing | Waiting::Children => {}
+            Waiting::Nothing | Waiting::Children | Waiting::Backoff(_) => {}
             Waiting::Future(_) | Waiting::Resolved(_) => self.fail(error),
             Waiting::Shared { muted, .. } | Waiting::SharedReady { muted, .. } => {
                 self.apply_child(Completion::Failed(error), muted, core)
@@ -283,6 +297,19 @@ where
             }
             if self.cancel.is_none() && self.control.is_cancelled() {
                 self.cancel = Some(Ending::Cancelled);
+            }
+            if !self.deadline_armed {
+                self.arm_deadline();
+            }
+            // The deadline is looked at only while the instance waits on something: a
+            // synchronous stretch is never interrupted, and costs one branch.
+            if self.section == Section::Main
+                && self.cancel.is_none()
+                && !matches!(self.waiting, Waiting::Nothing | Waiting::Resolved(_))
+                && self.deadline_passed(cx)
+            {
+                self.time_out();
+                continue;
             }
             if self.cancel.is_some() && self.section != Section::Finally {
                 match &mut self.waiting {
@@ -354,6 +381,17 @@ where
                         self.apply_shared(result, muted, core);
                     }
                 }
+                Waiting::Backoff(delay) => match delay.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
+                    // Retry: the same step, with the same value.
+                    Poll::Ready(()) => {
+                        self.waiting = Waiting::Nothing;
+                        self.mark_resumed(core);
+                    }
+                },
                 Waiting::Children => {
                     if core.await_children(self.id) {
                         self.control.register(cx.waker());
@@ -391,6 +429,9 @@ where
     /// runtime uses it to open a transaction only for stretches that run steps.
     pub(crate) fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.control.register(cx.waker());
+        if self.section == Section::Main && self.deadline_passed(cx) {
+            return Poll::Ready(());
+        }
         if !self.admitted {
             let signalled = self.control.is_admitted() || self.control.is_cancelled();
             return if signalled || self.cancel.is_some() {
@@ -424,6 +465,7 @@ where
                 }
             },
             Waiting::Child { child, .. } => child.poll_waiting(cx),
+            Waiting::Backoff(delay) => delay.as_mut().poll(cx),
             Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(result) => {
@@ -564,6 +606,10 @@ where
                 self.end_section();
             }
             Completion::Failed(error) => self.fail(error),
+            // The child was cancelled because this instance timed out.
+            Completion::Cancelled if self.timed_out && self.section == Section::Main => {
+                self.fail(self.timeout_error())
+            }
             // Cancellation climbs: a cancelled child cancels the instance waiting on it.
             Completion::Cancelled => {
                 self.request_cancel();
@@ -579,8 +625,75 @@ where
         }
     }
 
+    /// Starts the clock of the `timeout` modifier, once the instance runs.
+    fn arm_deadline(&mut self) {
+        self.deadline_armed = true;
+        if let (Some(limit), Ok(_)) = (
+            self.pipeline.config().timeout,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            self.deadline = Some(Box::pin(tokio::time::sleep(limit)));
+        }
+    }
+
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.deadline {
+            Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::TimedOut {
+            limit: self.pipeline.config().timeout.unwrap_or_default(),
+        }
+    }
+
+    /// The deadline passed while the instance waited: a waiting child is cancelled first
+    /// (its completion then fails this instance), anything else is dropped and the error
+    /// path runs with `Error::TimedOut`.
+    fn time_out(&mut self) {
+        self.timed_out = true;
+        self.deadline = None;
+        match &mut self.waiting {
+            Waiting::Child { child, .. } => child.request_cancel(),
+            _ => {
+                self.waiting = Waiting::Nothing;
+                self.fail(self.timeout_error());
+            }
+        }
+    }
+
+    /// The `retry` modifier: a failed main step is run again (same index, same value)
+    /// after the policy's backoff, unless the policy gives up or a timeout fired.
+    fn retry(&mut self) -> bool {
+        let Some(policy) = self.pipeline.config().retry else {
+            return false;
+        };
+        if self.timed_out || self.cancel.is_some() {
+            return false;
+        }
+        let id = self.id;
+        let retries = self
+            .retries
+            .get_or_insert_with(|| Intensity::new(policy, id));
+        let Some(delay) = retries.restart(tokio::time::Instant::now()) else {
+            return false;
+        };
+        if !delay.is_zero() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return false;
+            }
+            self.waiting = Waiting::Backoff(Box::pin(tokio::time::sleep(delay)));
+        }
+        true
+    }
+
     /// The error path of SEMANTICS 1.2.
     fn fail(&mut self, error: Error) {
+        if self.section == Section::Main && self.retry() {
+            return;
+        }
         match self.section {
             Section::Main if self.pipeline.layout().rescue.is_some() => {
                 // `value` is still the value from before the failing step.

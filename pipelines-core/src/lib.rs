@@ -31,6 +31,7 @@ mod pipeline;
 mod queue;
 mod registry;
 mod runtime;
+mod supervision;
 
 pub use behaviour::{Behaviour, Concurrency};
 pub use error::{BoxError, CancelError, Error, InvokeError, StartError};
@@ -41,6 +42,7 @@ pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::{Muted, Pipeline};
 pub use queue::Queue;
 pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder, WeakRuntime};
+pub use supervision::{Backoff, RestartPolicy};
 
 /// Builds a [`Pipeline`] from a block of steps.
 ///

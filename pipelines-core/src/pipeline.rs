@@ -9,10 +9,13 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::error::Error;
 use crate::outcome::Outcome;
 use crate::queue::{Name, Queue, QueueSpec};
+use crate::supervision::RestartPolicy;
 
 /// Where a `pipeline!` expression stands in the source. Every pipeline one expression
 /// produces shares its site, and the site names the pipeline's implicit queue.
@@ -122,6 +125,8 @@ pub(crate) struct Config<V> {
     pub(crate) identity: Option<ArgsIdentity<V>>,
     pub(crate) cancel_on_shutdown: bool,
     pub(crate) detached: bool,
+    pub(crate) retry: Option<RestartPolicy>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl<V> Clone for Config<V> {
@@ -132,6 +137,8 @@ impl<V> Clone for Config<V> {
             identity: self.identity,
             cancel_on_shutdown: self.cancel_on_shutdown,
             detached: self.detached,
+            retry: self.retry,
+            timeout: self.timeout,
         }
     }
 }
@@ -204,6 +211,8 @@ impl<V, C> Pipeline<V, C> {
                     identity: None,
                     cancel_on_shutdown: true,
                     detached: false,
+                    retry: None,
+                    timeout: None,
                 },
             }),
         }
@@ -409,6 +418,58 @@ impl<V, C> Pipeline<V, C> {
     /// ```
     pub fn detached(self) -> Self {
         self.configured(|config| config.detached = true)
+    }
+
+    /// Retries a failed main step: the instance resumes **at the failed step**, with the
+    /// value it had before that step (the steps before it do not run again), after the
+    /// policy's backoff, until the policy gives up; only then does `rescue!` run. A nested
+    /// pipeline that fails counts as its step failing. Waiting between retries needs a
+    /// tokio runtime; without one, a retry that must wait is not made.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use pipelines::{pipeline, Backoff, RestartPolicy, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let flaky = pipeline!(|value: u32, attempts: &AtomicU32| {
+    ///     value + 1;
+    ///     if attempts.fetch_add(1, Ordering::SeqCst) < 2 { Err("flaky") } else { Ok(value * 10) };
+    /// })
+    /// .retry(RestartPolicy::new(3, Duration::from_secs(60)).with_backoff(Backoff::Fixed(Duration::from_millis(100))));
+    /// let runtime = Runtime::builder(AtomicU32::new(0)).start().unwrap();
+    /// assert_eq!(runtime.invoke_pipeline(&flaky, 1).unwrap().await.unwrap(), 20);
+    /// assert_eq!(runtime.context().load(Ordering::SeqCst), 3);
+    /// # }
+    /// ```
+    pub fn retry(self, policy: RestartPolicy) -> Self {
+        self.configured(|config| config.retry = Some(policy))
+    }
+
+    /// Limits how long an instance's main steps may take: past `limit`, what it waits on
+    /// is dropped (a waiting child is cancelled first) and the error path runs with
+    /// [`Error::TimedOut`], which `rescue!` can handle; `finally!` still runs. The limit is
+    /// checked whenever the instance waits (a synchronous stretch is never interrupted)
+    /// and needs a tokio runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let slow = pipeline!(|value: u32, _ctx: &()| {
+    ///     tokio::time::sleep(Duration::from_secs(10)).await;
+    ///     rescue!(|error| {
+    ///         if error.is_timeout() { Ok(0) } else { Err(error.clone()) };
+    ///     });
+    /// })
+    /// .timeout(Duration::from_secs(1));
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// assert_eq!(runtime.invoke_pipeline(&slow, 5).unwrap().await.unwrap(), 0);
+    /// # }
+    /// ```
+    pub fn timeout(self, limit: Duration) -> Self {
+        self.configured(|config| config.timeout = Some(limit))
     }
 
     /// Runs the pipeline in the queue named `name`, whatever it is registered as. Every

@@ -1,0 +1,263 @@
+//! The `retry` and `timeout` modifiers (issue 4): a retried instance resumes at the failed
+//! step with the value from before it; a timed-out instance takes the error path with
+//! `Error::TimedOut`, and `finally!` still runs. Exact timings under the paused clock.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pipelines::{pipeline, Backoff, RestartPolicy, Runtime};
+use tokio::time::{sleep, Instant};
+
+#[derive(Default)]
+struct Ctx {
+    log: Mutex<Vec<String>>,
+    failures_left: AtomicU32,
+}
+
+impl Ctx {
+    fn failing(failures: u32) -> Ctx {
+        Ctx {
+            log: Mutex::default(),
+            failures_left: AtomicU32::new(failures),
+        }
+    }
+
+    fn push(&self, entry: String) {
+        self.log.lock().unwrap().push(entry);
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Fails while failures are left.
+    fn flaky(&self, value: u32) -> Result<u32, String> {
+        let left = self.failures_left.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures_left.store(left - 1, Ordering::SeqCst);
+            Err(format!("flaky at {value}"))
+        } else {
+            Ok(value * 10)
+        }
+    }
+}
+
+fn millis_since(start: Instant) -> u128 {
+    start.elapsed().as_millis()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_instance_resumes_at_the_failed_step_with_the_value_before_it() {
+    let start = Instant::now();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            ctx.push(format!("first step with {value}"));
+            value + 1
+        };
+        {
+            ctx.push(format!(
+                "flaky step with {value} at {}",
+                millis_since(start)
+            ));
+            ctx.flaky(value)
+        };
+        rescue!(|error| {
+            ctx.push("rescue".into());
+        });
+    })
+    .retry(
+        RestartPolicy::new(3, Duration::from_secs(60))
+            .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
+    );
+    let runtime = Runtime::builder(Ctx::failing(2)).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 20);
+    assert_eq!(
+        runtime.context().log(),
+        [
+            "first step with 1",
+            "flaky step with 2 at 0",
+            "flaky step with 2 at 100",
+            "flaky step with 2 at 200",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_policy_gives_up_rescue_runs_with_the_last_error_then_finally() {
+    let start = Instant::now();
+    let p =
+        pipeline!(|value: u32, ctx: &Ctx| {
+            {
+                ctx.push(format!("try at {}", millis_since(start)));
+                ctx.flaky(value)
+            };
+            rescue!(|error| {
+                ctx.push(format!("rescue: {error}"));
+                0;
+            });
+            finally!(|error| {
+                ctx.push("finally".into());
+            });
+        })
+        .retry(RestartPolicy::new(3, Duration::from_secs(60)).with_backoff(
+            Backoff::exponential(Duration::from_millis(10), Duration::from_millis(25)),
+        ));
+    let runtime = Runtime::builder(Ctx::failing(100)).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 7).unwrap().await.unwrap(), 0);
+    // Tries at 0, then after 10, 20 and 25 (capped) ms; then the policy gives up.
+    assert_eq!(
+        runtime.context().log(),
+        [
+            "try at 0",
+            "try at 10",
+            "try at 30",
+            "try at 55",
+            "rescue: step failed: flaky at 7",
+            "finally",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_future_and_a_failed_child_are_retried_at_their_step() {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let child = pipeline!(|value: u32, ctx: &Ctx| {
+        sleep(Duration::from_millis(5)).await;
+        ctx.flaky(value);
+    });
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<u32, String>(value + 1) }
+        }
+        .await;
+        &child;
+    })
+    .retry(RestartPolicy::new(5, Duration::from_secs(1)));
+    let runtime = Runtime::builder(Ctx::failing(3)).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 20);
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "the step before was not re-run"
+    );
+}
+
+/// Counts how many times it was dropped: proves the in-flight work stopped.
+struct DropWitness(Arc<AtomicU32>);
+
+impl Drop for DropWitness {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_drops_the_work_and_rescue_and_finally_run() {
+    let drops = Arc::new(AtomicU32::new(0));
+    let witness = drops.clone();
+    let start = Instant::now();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        value + 1;
+        {
+            let witness = DropWitness(witness.clone());
+            async move {
+                sleep(Duration::from_secs(10)).await;
+                drop(witness);
+                value
+            }
+        }
+        .await;
+        rescue!(|error| {
+            ctx.push(format!(
+                "rescue at {} with {value}: {}",
+                millis_since(start),
+                error.is_timeout()
+            ));
+        });
+        finally!(|error| {
+            ctx.push(format!(
+                "finally: {}",
+                error.map_or("none".into(), |e| e.to_string())
+            ));
+        });
+    })
+    .timeout(Duration::from_millis(300));
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 2);
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the future was dropped");
+    assert_eq!(
+        runtime.context().log(),
+        [
+            "rescue at 300 with 2: true".to_owned(),
+            "finally: pipeline instance timed out after 300ms: its work was dropped; handle it \
+             in `rescue!` or give the pipeline a longer `timeout`"
+                .into(),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_without_rescue_fails_the_instance_and_is_reported() {
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let sink = reported.clone();
+    let p = pipeline!(|value: u32, _ctx: &Ctx| {
+        sleep(Duration::from_secs(10)).await;
+    })
+    .timeout(Duration::from_secs(1));
+    let runtime = Runtime::builder(Ctx::default())
+        .error_reporter(move |_, error| sink.lock().unwrap().push(error.is_timeout()))
+        .start()
+        .unwrap();
+    let error = runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap_err();
+    assert!(error.is_timeout() && error.is_failed());
+    assert_eq!(*reported.lock().unwrap(), [true]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_cancels_a_waiting_child_first() {
+    let child = pipeline!(|value: u32, ctx: &Ctx| {
+        sleep(Duration::from_secs(10)).await;
+        finally!(|error| {
+            ctx.push(format!("child finally: {}", error.unwrap()));
+        });
+    });
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        &child;
+        rescue!(|error| {
+            ctx.push(format!("parent rescue: timed out {}", error.is_timeout()));
+        });
+    })
+    .timeout(Duration::from_millis(50));
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 3).unwrap().await.unwrap(), 3);
+    assert_eq!(
+        runtime.context().log(),
+        [
+            "child finally: pipeline instance was cancelled",
+            "parent rescue: timed out true"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_the_timeout() {
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        ctx.flaky(value);
+        rescue!(|error| {
+            ctx.push(format!("rescue: timed out {}", error.is_timeout()));
+        });
+    })
+    .retry(
+        RestartPolicy::new(1000, Duration::from_secs(60))
+            .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
+    )
+    .timeout(Duration::from_millis(250));
+    let runtime = Runtime::builder(Ctx::failing(1000)).start().unwrap();
+    let start = Instant::now();
+    runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap();
+    assert_eq!(millis_since(start), 250);
+    assert_eq!(runtime.context().log(), ["rescue: timed out true"]);
+}
