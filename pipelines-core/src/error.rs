@@ -243,6 +243,10 @@ pub enum InvokeError {
     /// The runtime was stopped; it accepts no more invocations.
     #[error("the runtime was stopped and accepts no more invocations: start a new runtime")]
     Stopped,
+    /// Waiting work needs a tokio runtime and none is available (neither the current one
+    /// nor the runtime's executor).
+    #[error("no tokio runtime is available to run this: call it from inside a tokio runtime, or give the runtime an executor with `RuntimeBuilder::executor`")]
+    NoExecutor,
     /// The pipeline's queue is already used with another concurrency configuration.
     #[error("queue `{queue}` is configured as {existing} (by `{existing_by}`), but `{requested_by}` asks for {requested}: pipelines sharing a queue must have identical configurations (place them in one `Queue` value, or give them distinct queues)")]
     QueueMismatch {

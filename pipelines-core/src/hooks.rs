@@ -57,6 +57,19 @@ pub enum EventKind {
     /// The instance completed, but detached children are still live: it keeps its slot
     /// until they are done.
     WaitingForChildren,
+    /// A supervised child started (the event's queue is its supervisor's name).
+    ChildStarted,
+    /// A supervised child stopped without failing.
+    ChildExited,
+    /// A supervised child failed; the error wraps a [`Failure`](crate::Failure).
+    ChildFailed(Error),
+    /// A supervised child is started again, after this many restarts of its supervisor.
+    ChildRestarted {
+        /// Restarts of the supervisor so far, this one included.
+        restart: u32,
+    },
+    /// A supervisor exceeded its restart intensity: it stopped its children and gave up.
+    SupervisorGaveUp(Error),
 }
 
 /// One change of an instance's state: which instance, in which queue, what happened.

@@ -28,6 +28,7 @@ mod introspection;
 mod invocation;
 pub mod outcome;
 mod pipeline;
+mod producer;
 mod queue;
 mod registry;
 mod runtime;
@@ -40,9 +41,13 @@ pub use introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Val
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::{Muted, Pipeline};
+pub use producer::{source_fn, Producer, Source};
 pub use queue::Queue;
 pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder, WeakRuntime};
-pub use supervision::{Backoff, RestartPolicy};
+pub use supervision::{
+    Backoff, Child, ChildSpec, Failure, Restart, RestartPolicy, Strategy, Supervisor,
+    SupervisorError, SupervisorHandle,
+};
 
 /// Builds a [`Pipeline`] from a block of steps.
 ///

@@ -700,6 +700,17 @@ impl Registry {
 
     // ---- events ----------------------------------------------------------------------
 
+    /// Records an event about something outside the queues (a supervised child).
+    pub(crate) fn emit_named(&mut self, ident: &Ident, queue: &Name, kind: EventKind) {
+        if self.watching {
+            self.events.push_back(Event {
+                ident: ident.clone(),
+                queue: queue.clone(),
+                kind,
+            });
+        }
+    }
+
     fn emit(&mut self, ident: &Ident, queue: QueueId, kind: EventKind) {
         if !self.watching {
             return;

@@ -48,6 +48,10 @@ pub struct Ident {
 }
 
 impl Ident {
+    pub(crate) fn name_ref(&self) -> &Name {
+        &self.name
+    }
+
     /// The name the pipeline was invoked by: its registration name, or for an unregistered
     /// pipeline its site name (`pipeline@file:line:column`).
     pub fn name(&self) -> &str {
@@ -454,6 +458,10 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         &self.core.context
     }
 
+    pub(crate) fn core(&self) -> &Arc<Core<C>> {
+        &self.core
+    }
+
     /// A reference that does not keep the runtime alive.
     ///
     /// ```
@@ -782,6 +790,20 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
+    /// Tells the watcher about something outside the queues (supervision).
+    pub(crate) fn emit(&self, ident: &Ident, queue: &Name, kind: crate::hooks::EventKind) {
+        self.lock().emit_named(ident, queue, kind);
+        self.deliver_events();
+    }
+
+    /// A fresh ident for something the runtime does not run as an instance.
+    pub(crate) fn ident(&self, name: &Name) -> Ident {
+        Ident {
+            name: name.clone(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
     pub(crate) fn set_state(&self, id: u64, state: InstanceState) {
         self.lock().set_state(id, state);
         self.deliver_events();
@@ -1057,7 +1079,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
-    fn executor(&self) -> Option<tokio::runtime::Handle> {
+    pub(crate) fn executor(&self) -> Option<tokio::runtime::Handle> {
         tokio::runtime::Handle::try_current()
             .ok()
             .or_else(|| self.executor.clone())
