@@ -651,8 +651,9 @@ async fn run_supervisor<C: Send + Sync + 'static>(
     core: Arc<Core<C>>,
     ident: Ident,
     supervisor: Supervisor,
-    mut stopped: oneshot::Receiver<()>,
+    stopped: oneshot::Receiver<()>,
 ) -> Result<(), SupervisorError> {
+    let mut stopped = Some(stopped);
     let (exits, inbox) = mpsc::unbounded_channel();
     let slots = supervisor
         .children
@@ -690,7 +691,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
                     // Unreachable: the supervision holds a sender.
                     None => return Ok(()),
                 },
-                _ = &mut stopped => {
+                () = stop_requested(&mut stopped) => {
                     run.stop_all().await;
                     return Ok(());
                 }
@@ -760,7 +761,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
         if !delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = &mut stopped => {
+                () = stop_requested(&mut stopped) => {
                     run.stop_all().await;
                     return Ok(());
                 }
@@ -780,6 +781,18 @@ async fn run_supervisor<C: Send + Sync + 'static>(
             run.start(member, Some(restarts));
         }
     }
+}
+
+/// Resolves when the handle asked to stop. A dropped handle is not a request: like a
+/// pipeline invocation, a supervisor goes on without its handle.
+async fn stop_requested(stopped: &mut Option<oneshot::Receiver<()>>) {
+    if let Some(receiver) = stopped {
+        if receiver.await.is_ok() {
+            return;
+        }
+        *stopped = None;
+    }
+    std::future::pending::<()>().await
 }
 
 impl<C: Send + Sync + 'static> Supervision<C> {
