@@ -2,161 +2,38 @@
 //! intensity and give-up, strategies, restart types, backoff timings and stopping. All
 //! under tokio's paused clock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipelines::{
-    source_fn, Backoff, BoxError, ChildSpec, EventKind, Failure, Producer, Restart, RestartPolicy,
-    Runtime, Source, Strategy, Supervisor, SupervisorError,
+    source_fn, Backoff, ChildSpec, EventKind, Failure, Producer, Restart, RestartPolicy, Runtime,
+    Strategy, Supervisor, SupervisorError,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
-/// A seeded xorshift64*: deterministic "random" numbers for the simulated log.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    AddToCart,
-    Shipping,
-    Payment,
-}
-
-#[derive(Debug, Clone)]
-struct Click {
-    sequence: u64,
-    user: u64,
-    kind: Kind,
-}
-
-#[derive(Debug)]
-enum LogError {
-    SessionTimeout { offset: u64 },
-    InvalidOffset { offset: u64 },
-}
-
-impl std::fmt::Display for LogError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LogError::SessionTimeout { offset } => write!(f, "session timeout at {offset}"),
-            LogError::InvalidOffset { offset } => write!(f, "invalid offset {offset}"),
-        }
-    }
-}
-
-impl std::error::Error for LogError {}
-
-/// The seed's append-only log client: `take(offset)`, a simulated session timeout on
-/// about 1 read in 1,000, an invalid-offset error past the end.
-struct ClickLog {
-    clicks: Vec<Click>,
-    random: Random,
-    injected: Arc<AtomicU32>,
-}
-
-impl ClickLog {
-    fn new(count: u64, seed: u64, injected: Arc<AtomicU32>) -> Self {
-        let mut random = Random(seed);
-        let kinds = [Kind::AddToCart, Kind::Shipping, Kind::Payment];
-        let clicks = (0..count)
-            .map(|sequence| Click {
-                sequence,
-                user: random.next() % 500,
-                kind: kinds[(random.next() % 3) as usize],
-            })
-            .collect();
-        ClickLog {
-            clicks,
-            random,
-            injected,
-        }
-    }
-
-    fn take(&mut self, offset: u64) -> Result<Click, LogError> {
-        if self.random.next() % 1000 == 0 {
-            self.injected.fetch_add(1, Ordering::SeqCst);
-            return Err(LogError::SessionTimeout { offset });
-        }
-        self.clicks
-            .get(offset as usize)
-            .cloned()
-            .ok_or(LogError::InvalidOffset { offset })
-    }
-}
-
-impl Source for ClickLog {
-    type Item = Click;
-
-    async fn read(&mut self, offset: u64) -> Result<Option<Click>, BoxError> {
-        match self.take(offset) {
-            Ok(click) => Ok(Some(click)),
-            // Past the end of the log: all was read.
-            Err(LogError::InvalidOffset { .. }) => Ok(None),
-            Err(error) => Err(error.into()),
-        }
-    }
-}
+#[path = "../examples/click_producer.rs"]
+mod click_producer;
 
 #[tokio::test(start_paused = true)]
 async fn every_click_reaches_the_consumer_exactly_once_in_order_despite_failures() {
-    let injected = Arc::new(AtomicU32::new(0));
-    let reported = Arc::new(Mutex::new(Vec::new()));
-    let sink = reported.clone();
-    let runtime = Runtime::builder(())
-        .error_reporter(move |ident, error| {
-            let failure = error.downcast_ref::<Failure>().expect("a tagged failure");
-            sink.lock()
-                .unwrap()
-                .push(format!("{} {failure}", ident.name()));
-        })
-        .start()
-        .unwrap();
-    let (sender, mut receiver) = mpsc::channel(64);
-    let producer = Producer::new(ClickLog::new(10_000, 7, injected.clone()), sender);
-    let supervisor =
-        Supervisor::new("clicks")
-            .policy(RestartPolicy::new(50, Duration::from_secs(1)).with_backoff(
-                Backoff::exponential(Duration::from_millis(1), Duration::from_millis(50)),
-            ))
-            .child(ChildSpec::new("click-producer", producer).restart(Restart::Transient));
-    let handle = runtime.supervise(supervisor).unwrap();
-    let mut next = 0;
-    let mut per_kind: HashMap<Kind, u64> = HashMap::new();
-    while let Some(click) = receiver.recv().await {
-        assert_eq!(click.sequence, next, "in order, none twice, none missing");
-        assert!(click.user < 500);
-        next += 1;
-        *per_kind.entry(click.kind).or_default() += 1;
-    }
-    handle.await.unwrap();
-    assert_eq!(next, 10_000);
-    assert_eq!(per_kind.values().sum::<u64>(), 10_000);
-    let injected = injected.load(Ordering::SeqCst);
-    assert!(
-        (5..=20).contains(&injected),
-        "about 10 failures: {injected}"
-    );
-    let reported = reported.lock().unwrap();
+    let report = click_producer::run(10_000, 7).await;
+    assert_eq!(report.received, 10_000);
+    assert!(report.in_order, "in order, none twice, none missing");
+    assert_eq!(report.per_kind.values().sum::<u64>(), 10_000);
+    assert_eq!(report.failures_injected, 10, "about 1 read in 1,000 fails");
     assert_eq!(
-        reported.len(),
-        injected as usize,
+        report.failures_reported.len(),
+        10,
         "each failure reported once"
     );
-    assert!(reported[0].starts_with("click-producer read failed at offset "));
-    assert!(reported[0].contains("session timeout at"));
+    assert_eq!(report.restarts, 10);
+    assert_eq!(report.users, 500, "every simulated user clicked");
+    assert_eq!(
+        report.failures_reported[0],
+        "click-producer: read failed at offset 1010: session timeout at 1010"
+    );
 }
 
 #[tokio::test(start_paused = true)]
