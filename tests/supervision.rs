@@ -354,3 +354,38 @@ async fn a_consumer_that_closes_the_channel_is_a_publish_failure() {
     assert!(result.is_err());
     assert_eq!(*reported.lock().unwrap(), ["publish"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_panics_is_restarted_per_policy() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let counter = runs.clone();
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let sink = reported.clone();
+    let runtime = Runtime::builder(())
+        .error_reporter(move |_, error| sink.lock().unwrap().push(error.to_string()))
+        .start()
+        .unwrap();
+    runtime
+        .supervise(
+            Supervisor::new("panicky").child(
+                ChildSpec::from_fn("panicky", move || {
+                    let run = counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if run == 0 {
+                            panic!("first run panics");
+                        }
+                        Ok(())
+                    }
+                })
+                .restart(Restart::Transient),
+            ),
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        *reported.lock().unwrap(),
+        ["step failed: run failed: step panicked: first run panics"]
+    );
+}

@@ -36,6 +36,8 @@ mod supervision;
 
 pub use behaviour::{Behaviour, Concurrency};
 pub use error::{BoxError, CancelError, Error, InvokeError, StartError};
+/// The boxed future [`Child::run`] returns (re-exported from `futures`).
+pub use futures::future::BoxFuture;
 pub use hooks::{Event, EventKind};
 pub use introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 pub use invocation::Invocation;

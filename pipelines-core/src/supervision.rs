@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -330,8 +331,7 @@ impl std::error::Error for Failure {
 /// # Examples
 ///
 /// ```
-/// use futures::future::BoxFuture;
-/// use pipelines::{Child, Failure};
+/// use pipelines::{BoxFuture, Child, Failure};
 ///
 /// /// Counts up to 3, failing once at 2; resumes where it failed.
 /// struct Counter { next: u32, failed: bool }
@@ -811,10 +811,18 @@ impl<C: Send + Sync + 'static> Supervision<C> {
         slot.stop = Some(stop);
         let exits = self.exits.clone();
         tokio::spawn(async move {
+            // A panic is a failure like any other: the child is given back and the
+            // policy decides.
+            let run = std::panic::AssertUnwindSafe(child.run()).catch_unwind();
             let exit = tokio::select! {
-                result = child.run() => match result {
-                    Ok(()) => Exit::Normal,
-                    Err(failure) => Exit::Failed(failure),
+                result = run => match result {
+                    Ok(Ok(())) => Exit::Normal,
+                    Ok(Err(failure)) => Exit::Failed(failure),
+                    Err(panic) => Exit::Failed(Failure {
+                        operation: Arc::from("run"),
+                        offset: None,
+                        error: Error::from_panic(panic),
+                    }),
                 },
                 _ = &mut stopped => Exit::Stopped,
             };
