@@ -1,28 +1,49 @@
 //! Each concurrency behaviour against what a Rust programmer would write by hand with
-//! tokio, in the same run, with the same work: a job is one `yield_now` (a future that
-//! is not ready on its first poll), so what is measured is the coordination, not timers.
+//! tokio, in the same run, with the same work per iteration. A job is one
+//! `tokio::task::yield_now()` (a future that is not ready on its first poll) followed by
+//! `value + 1`, so what is measured is the coordination, not timers. Every group uses one
+//! current-thread tokio runtime, built once; an iteration is one `block_on` of a burst of
+//! `BURST` (8) arrivals. Long-lived parts (the pipelines `Runtime`, the hand-written
+//! worker tasks, semaphore and map) are set up once per group, outside the measurement.
 //!
-//! - restartable: 8 jobs, each cancelling the one in flight; await the last.
-//!   By hand: keep the previous `AbortHandle`, abort it, spawn the next.
-//! - enqueued: 8 jobs run one at a time, in order; await all.
-//!   By hand: an mpsc channel and one worker task, replies through oneshot channels.
-//! - dropping: 8 arrivals while the first runs; 7 are refused at once.
-//!   By hand: `Semaphore::try_acquire_owned`, the permit travels with the spawned job.
-//! - keep_latest: 8 arrivals while the first runs; the first and the last run.
-//!   By hand: a `watch` channel and a worker that runs the latest value after each job.
-//! - use_existing: 8 callers with the same argument share one run.
-//!   By hand: a `HashMap` of `futures::future::Shared` behind a mutex.
-//! - admission_scaling: one synchronous invoke with 10 vs 100,000 live instances in the
-//!   runtime (admission is O(1): the two should be equal).
+//! - `restartable`: 8 jobs start one after another, each cancelling the one in flight;
+//!   await the last. By hand: keep the previous job's `AbortHandle`, abort it before
+//!   spawning the next, await the last `JoinHandle`.
+//! - `enqueued`: 8 jobs run one at a time, in arrival order; await all 8 results. By hand:
+//!   an `mpsc` channel into one long-lived worker task that runs the jobs sequentially and
+//!   replies through a `oneshot` per job.
+//! - `dropping`: 8 arrivals while the first is in flight; the first runs, the other 7 are
+//!   refused at once. By hand: a one-permit `Semaphore`; `try_acquire_owned` either gives
+//!   the permit, which travels with the spawned job, or counts a drop.
+//! - `keep_latest`: 8 arrivals while the first runs; only the first and the last run. By
+//!   hand: a `watch` channel into one long-lived worker task that, after each job, runs
+//!   the latest value (`changed` then `borrow_and_update`); a second `watch` tells the
+//!   caller which value the worker finished last. The caller yields once after the first
+//!   arrival so the worker starts it, as the pipeline starts its first instance at once.
+//! - `use_existing`: 8 callers with the same argument share one run. By hand: a `HashMap`
+//!   of `futures::future::Shared` spawned jobs behind a mutex; the job removes its entry
+//!   when done.
+//! - `admission_scaling`: one synchronous invoke (`try_result`, no executor involved) with
+//!   10 vs 100,000 live instances of another pipeline in the runtime. Admission is O(1) in
+//!   the number of live instances, so `live/10` and `live/100000` should be close.
+//!
+//! The pipeline side checks its results (`is_cancelled`, `is_dropped`, the values) once
+//! before each group is measured, and cheaply on every iteration; the hand-written side
+//! checks its values too.
+//!
+//! Run with `cargo bench --bench behaviours`.
 
 use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::future::{BoxFuture, FutureExt, Shared};
-use pipelines::{pipeline, Pipeline, Runtime};
+use pipelines::{pipeline, Invocation, Pipeline, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+/// Arrivals per iteration.
 const BURST: u64 = 8;
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
@@ -32,17 +53,21 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The hand-written job: the same work as a pipeline instance of [`work`].
 async fn job(value: u64) -> u64 {
     tokio::task::yield_now().await;
     value + 1
 }
 
+/// The pipeline job: a waiting step, then a synchronous one.
 fn work() -> Pipeline<u64, ()> {
     pipeline!(|value: u64, _ctx: &()| {
-        job(value).await;
+        tokio::task::yield_now().await;
+        value + 1;
     })
 }
 
+/// A runtime with `pipeline` registered as `"work"`.
 fn runtime_with(pipeline: Pipeline<u64, ()>) -> Runtime<()> {
     Runtime::builder(())
         .register("work", pipeline)
@@ -50,8 +75,29 @@ fn runtime_with(pipeline: Pipeline<u64, ()>) -> Runtime<()> {
         .unwrap()
 }
 
+/// A burst of `BURST` invocations of `"work"` with the values `0..BURST`.
+fn burst(runtime: &Runtime<()>) -> Vec<Invocation<u64>> {
+    (0..BURST)
+        .map(|value| runtime.invoke("work", black_box(value)).unwrap())
+        .collect()
+}
+
 fn restartable(c: &mut Criterion) {
     let rt = tokio_runtime();
+    let runtime = runtime_with(work().restartable());
+    // Once, unmeasured: every instance but the last is cancelled, the last completes.
+    rt.block_on(async {
+        let handles = burst(&runtime);
+        for (value, handle) in (0..BURST).zip(handles) {
+            let result = handle.await;
+            if value + 1 < BURST {
+                assert!(result.unwrap_err().is_cancelled());
+            } else {
+                assert_eq!(result.unwrap(), BURST);
+            }
+        }
+    });
+
     let mut group = c.benchmark_group("restartable");
     group.bench_function("hand_written", |b| {
         b.iter(|| {
@@ -59,26 +105,26 @@ fn restartable(c: &mut Criterion) {
                 let mut previous: Option<tokio::task::AbortHandle> = None;
                 let mut last = None;
                 for value in 0..BURST {
-                    if let Some(handle) = previous.take() {
-                        handle.abort();
+                    if let Some(previous) = previous.take() {
+                        previous.abort();
                     }
-                    let task = tokio::spawn(job(value));
+                    let task = tokio::spawn(job(black_box(value)));
                     previous = Some(task.abort_handle());
                     last = Some(task);
                 }
-                last.unwrap().await.unwrap()
+                let result = last.unwrap().await.unwrap();
+                assert_eq!(result, BURST);
+                result
             })
         })
     });
-    let runtime = runtime_with(work().restartable());
     group.bench_function("pipeline", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut last = None;
-                for value in 0..BURST {
-                    last = Some(runtime.invoke("work", value).unwrap());
-                }
-                last.unwrap().await.unwrap()
+                let last = burst(&runtime).pop().unwrap();
+                let result = last.await.unwrap();
+                assert_eq!(result, BURST);
+                result
             })
         })
     });
@@ -87,43 +133,50 @@ fn restartable(c: &mut Criterion) {
 
 fn enqueued(c: &mut Criterion) {
     let rt = tokio_runtime();
+    let runtime = runtime_with(work().enqueued());
+    // Once, unmeasured: all run, in order.
+    rt.block_on(async {
+        for (value, handle) in (0..BURST).zip(burst(&runtime)) {
+            assert_eq!(handle.await.unwrap(), value + 1);
+        }
+    });
+
+    // The hand-written worker lives as long as the pipeline runtime's queue does.
+    let (jobs, mut inbox) = mpsc::unbounded_channel::<(u64, oneshot::Sender<u64>)>();
+    rt.spawn(async move {
+        while let Some((value, reply)) = inbox.recv().await {
+            let _ = reply.send(job(value).await);
+        }
+    });
+
     let mut group = c.benchmark_group("enqueued");
     group.bench_function("hand_written", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let (jobs, mut inbox) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(16);
-                let worker = tokio::spawn(async move {
-                    while let Some((value, reply)) = inbox.recv().await {
-                        let _ = reply.send(job(value).await);
-                    }
-                });
-                let mut replies = Vec::new();
-                for value in 0..BURST {
-                    let (reply, result) = oneshot::channel();
-                    jobs.send((value, reply)).await.unwrap();
-                    replies.push(result);
-                }
+                let replies: Vec<_> = (0..BURST)
+                    .map(|value| {
+                        let (reply, result) = oneshot::channel();
+                        jobs.send((black_box(value), reply)).unwrap();
+                        result
+                    })
+                    .collect();
                 let mut sum = 0;
                 for reply in replies {
                     sum += reply.await.unwrap();
                 }
-                drop(jobs);
-                worker.await.unwrap();
+                assert_eq!(sum, BURST * (BURST + 1) / 2);
                 sum
             })
         })
     });
-    let runtime = runtime_with(work().enqueued());
     group.bench_function("pipeline", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let handles: Vec<_> = (0..BURST)
-                    .map(|value| runtime.invoke("work", value).unwrap())
-                    .collect();
                 let mut sum = 0;
-                for handle in handles {
+                for handle in burst(&runtime) {
                     sum += handle.await.unwrap();
                 }
+                assert_eq!(sum, BURST * (BURST + 1) / 2);
                 sum
             })
         })
@@ -133,8 +186,21 @@ fn enqueued(c: &mut Criterion) {
 
 fn dropping(c: &mut Criterion) {
     let rt = tokio_runtime();
-    let mut group = c.benchmark_group("dropping");
+    let runtime = runtime_with(work().dropping());
+    // Once, unmeasured: the first runs, the others are dropped.
+    rt.block_on(async {
+        for (value, handle) in (0..BURST).zip(burst(&runtime)) {
+            let result = handle.await;
+            if value == 0 {
+                assert_eq!(result.unwrap(), 1);
+            } else {
+                assert!(result.unwrap_err().is_dropped());
+            }
+        }
+    });
+
     let permits = Arc::new(Semaphore::new(1));
+    let mut group = c.benchmark_group("dropping");
     group.bench_function("hand_written", |b| {
         b.iter(|| {
             rt.block_on(async {
@@ -144,33 +210,35 @@ fn dropping(c: &mut Criterion) {
                     match Arc::clone(&permits).try_acquire_owned() {
                         Ok(permit) => {
                             running = Some(tokio::spawn(async move {
-                                let result = job(value).await;
+                                let result = job(black_box(value)).await;
                                 drop(permit);
                                 result
-                            }))
+                            }));
                         }
                         Err(_) => dropped += 1,
                     }
                 }
-                (running.unwrap().await.unwrap(), dropped)
+                let result = running.unwrap().await.unwrap();
+                assert_eq!((result, dropped), (1, BURST - 1));
+                (result, dropped)
             })
         })
     });
-    let runtime = runtime_with(work().dropping());
     group.bench_function("pipeline", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let handles: Vec<_> = (0..BURST)
-                    .map(|value| runtime.invoke("work", value).unwrap())
-                    .collect();
-                let mut dropped = 0;
                 let mut result = 0;
-                for handle in handles {
+                let mut dropped = 0;
+                for handle in burst(&runtime) {
                     match handle.await {
                         Ok(value) => result = value,
-                        Err(_) => dropped += 1,
+                        Err(error) => {
+                            assert!(error.is_dropped());
+                            dropped += 1;
+                        }
                     }
                 }
+                assert_eq!((result, dropped), (1, BURST - 1));
                 (result, dropped)
             })
         })
@@ -180,105 +248,140 @@ fn dropping(c: &mut Criterion) {
 
 fn keep_latest(c: &mut Criterion) {
     let rt = tokio_runtime();
+    let runtime = runtime_with(work().keep_latest());
+    // Once, unmeasured: the first and the last run, the ones in between are cancelled.
+    rt.block_on(async {
+        for (value, handle) in (0..BURST).zip(burst(&runtime)) {
+            let result = handle.await;
+            if value == 0 || value + 1 == BURST {
+                assert_eq!(result.unwrap(), value + 1);
+            } else {
+                assert!(result.unwrap_err().is_cancelled());
+            }
+        }
+    });
+
+    // The hand-written worker: after each job, the latest value sent (if any) runs next;
+    // `finished` holds the last value it ran. Values grow across iterations (`base`), so
+    // the caller can tell this iteration's last job from an earlier one.
+    // `runs` counts the jobs the worker ran, to check afterwards that it ran two per
+    // iteration (the first and the last), as the pipeline does.
+    let (latest, mut changes) = watch::channel(0_u64);
+    let (finished_tx, mut finished) = watch::channel(0_u64);
+    let runs = Arc::new(AtomicU64::new(0));
+    let worker_runs = Arc::clone(&runs);
+    rt.spawn(async move {
+        while changes.changed().await.is_ok() {
+            let value = *changes.borrow_and_update();
+            job(value).await;
+            worker_runs.fetch_add(1, Ordering::Relaxed);
+            finished_tx.send_replace(value);
+        }
+    });
+    let mut base = 0_u64;
+    let mut iterations = 0_u64;
+
     let mut group = c.benchmark_group("keep_latest");
     group.bench_function("hand_written", |b| {
         b.iter(|| {
-            rt.block_on(async {
-                // The worker runs the latest value after each job; `done` reports each
-                // finished job so the caller knows when the last one ran.
-                let (latest, mut changes) = watch::channel(None::<u64>);
-                let (done, mut finished) = mpsc::unbounded_channel();
-                let worker = tokio::spawn(async move {
-                    while changes.changed().await.is_ok() {
-                        let value = *changes.borrow_and_update();
-                        if let Some(value) = value {
-                            let _ = done.send(job(value).await);
-                        }
-                    }
-                });
-                for value in 0..BURST {
-                    latest.send_replace(Some(value));
-                    if value == 0 {
-                        // The first one starts at once, as with the pipeline.
-                        tokio::task::yield_now().await;
-                    }
+            base += BURST;
+            iterations += 1;
+            let (latest, finished) = (&latest, &mut finished);
+            rt.block_on(async move {
+                let first = base;
+                let last = base + BURST - 1;
+                latest.send_replace(black_box(first));
+                // The worker starts the first job before the others arrive.
+                tokio::task::yield_now().await;
+                for value in first + 1..=last {
+                    latest.send_replace(black_box(value));
                 }
-                let mut last = 0;
-                while last != BURST {
-                    last = finished.recv().await.unwrap();
-                }
-                drop(latest);
-                worker.await.unwrap();
-                last
+                let done = *finished.wait_for(|&done| done == last).await.unwrap();
+                assert_eq!(done, last);
+                done
             })
         })
     });
-    let runtime = runtime_with(work().keep_latest());
     group.bench_function("pipeline", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let handles: Vec<_> = (0..BURST)
-                    .map(|value| runtime.invoke("work", value).unwrap())
-                    .collect();
+                let mut ran = 0;
                 let mut last = 0;
-                for handle in handles {
+                for handle in burst(&runtime) {
                     if let Ok(value) = handle.await {
+                        ran += 1;
                         last = value;
                     }
                 }
+                assert_eq!((ran, last), (2, BURST));
                 last
             })
         })
     });
     group.finish();
+    assert_eq!(runs.load(Ordering::Relaxed), 2 * iterations);
 }
 
 type SharedJob = Shared<BoxFuture<'static, u64>>;
 
 fn use_existing(c: &mut Criterion) {
     let rt = tokio_runtime();
-    let mut group = c.benchmark_group("use_existing");
+    let runtime = runtime_with(work().use_existing());
+    // Once, unmeasured: all 8 get the one run's result, and only one instance was live.
+    rt.block_on(async {
+        let handles: Vec<_> = (0..BURST)
+            .map(|_| runtime.invoke("work", 7_u64).unwrap())
+            .collect();
+        assert_eq!(runtime.live_counts().0, 1);
+        for handle in handles {
+            assert_eq!(handle.await.unwrap(), 8);
+        }
+    });
+
     let in_flight: Arc<Mutex<HashMap<u64, SharedJob>>> = Arc::default();
+    let mut group = c.benchmark_group("use_existing");
     group.bench_function("hand_written", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut callers = Vec::new();
-                for _ in 0..BURST {
-                    let shared = in_flight
-                        .lock()
-                        .unwrap()
-                        .entry(7)
-                        .or_insert_with(|| {
-                            let registry = Arc::clone(&in_flight);
-                            let task = tokio::spawn(async move {
-                                let result = job(7).await;
-                                registry.lock().unwrap().remove(&7);
-                                result
-                            });
-                            async move { task.await.unwrap() }.boxed().shared()
-                        })
-                        .clone();
-                    callers.push(shared);
-                }
+                let callers: Vec<SharedJob> = (0..BURST)
+                    .map(|_| {
+                        let key = black_box(7_u64);
+                        in_flight
+                            .lock()
+                            .unwrap()
+                            .entry(key)
+                            .or_insert_with(|| {
+                                let in_flight = Arc::clone(&in_flight);
+                                let task = tokio::spawn(async move {
+                                    let result = job(key).await;
+                                    in_flight.lock().unwrap().remove(&key);
+                                    result
+                                });
+                                async move { task.await.unwrap() }.boxed().shared()
+                            })
+                            .clone()
+                    })
+                    .collect();
                 let mut sum = 0;
                 for caller in callers {
                     sum += caller.await;
                 }
+                assert_eq!(sum, 8 * BURST);
                 sum
             })
         })
     });
-    let runtime = runtime_with(work().use_existing());
     group.bench_function("pipeline", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let handles: Vec<_> = (0..BURST)
-                    .map(|_| runtime.invoke("work", 7_u64).unwrap())
+                    .map(|_| runtime.invoke("work", black_box(7_u64)).unwrap())
                     .collect();
                 let mut sum = 0;
                 for handle in handles {
                     sum += handle.await.unwrap();
                 }
+                assert_eq!(sum, 8 * BURST);
                 sum
             })
         })
@@ -302,15 +405,31 @@ fn admission_scaling(c: &mut Criterion) {
             .start()
             .unwrap();
         {
+            // Instances that wait are spawned on the current tokio runtime.
             let _guard = rt.enter();
             for value in 0..live {
-                runtime.invoke("forever", value).unwrap();
+                drop(runtime.invoke("forever", value).unwrap());
             }
         }
         assert_eq!(runtime.live_counts().0 as u64, live);
+        assert_eq!(
+            runtime
+                .invoke("quick", 1_u64)
+                .unwrap()
+                .try_result()
+                .unwrap()
+                .unwrap(),
+            2
+        );
         group.bench_with_input(BenchmarkId::new("live", live), &live, |b, _| {
-            b.iter(|| runtime.invoke("quick", 1_u64).unwrap().try_result())
+            b.iter(|| {
+                runtime
+                    .invoke("quick", black_box(1_u64))
+                    .unwrap()
+                    .try_result()
+            })
         });
+        assert_eq!(runtime.live_counts().0 as u64, live);
     }
     group.finish();
 }

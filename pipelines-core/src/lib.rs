@@ -33,6 +33,7 @@ mod queue;
 mod registry;
 mod runtime;
 mod supervision;
+mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
 pub use error::{BoxError, CancelError, Error, InvokeError, StartError};
@@ -50,6 +51,7 @@ pub use supervision::{
     Backoff, Child, ChildSpec, Failure, Restart, RestartPolicy, Strategy, Supervisor,
     SupervisorError, SupervisorHandle,
 };
+pub use timeline::Timeline;
 
 /// Builds a [`Pipeline`] from a block of steps.
 ///
