@@ -133,6 +133,11 @@ pub(crate) fn chart(scenario: &Scenario, timeline: &Timeline) -> String {
     )
 }
 
+/// The title of a scenario's picture.
+pub(crate) fn title(scenario: &Scenario) -> String {
+    format!("{}: {}", scenario.name, scenario.description)
+}
+
 #[allow(dead_code)] // `tests/tour.rs` includes this file for the functions above.
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> std::io::Result<()> {
@@ -145,8 +150,7 @@ async fn main() -> std::io::Result<()> {
         let timeline = run(&scenario).await;
         println!("{}", chart(&scenario, &timeline));
         let path = directory.join(format!("{}.svg", scenario.name));
-        let title = format!("{}: {}", scenario.name, scenario.description);
-        std::fs::write(&path, timeline.svg(&title))?;
+        std::fs::write(&path, timeline.svg(&title(&scenario)))?;
         written.push(path);
     }
     println!("Wrote:");

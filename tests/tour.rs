@@ -1,7 +1,8 @@
 //! The tour's timelines (issue 5): each scenario's ASCII chart is compared with the
-//! checked-in one in `tests/golden/tour/` (run with `UPDATE_GOLDEN=1` to rewrite them
-//! after an intended change), and each SVG is parsed as XML and checked for one lane per
-//! instance, with the marks its chart shows.
+//! checked-in one in `tests/golden/tour/`, and its SVG with the picture the README shows
+//! (`docs/tour/`); run with `UPDATE_GOLDEN=1` to rewrite both after an intended change.
+//! Each SVG is parsed as XML and checked for one lane per instance, with the marks its
+//! chart shows.
 
 #[path = "../examples/tour.rs"]
 mod tour;
@@ -32,7 +33,16 @@ async fn every_scenario_matches_its_golden_chart_and_its_svg_has_a_lane_per_inst
             scenario.name
         );
 
-        let svg = timeline.svg(scenario.name);
+        let svg = timeline.svg(&tour::title(&scenario));
+        let picture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/tour")
+            .join(format!("{}.svg", scenario.name));
+        if update {
+            std::fs::write(&picture, &svg).unwrap();
+        }
+        let shown = std::fs::read_to_string(&picture)
+            .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_GOLDEN=1", picture.display()));
+        assert_eq!(svg, shown, "{}: the README's picture is stale", scenario.name);
         let document = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
         let lanes: Vec<_> = document
             .descendants()
