@@ -24,6 +24,38 @@
 //! # }
 //! ```
 //!
+//! Where to look:
+//! - steps, errors, nesting: [`pipeline!`], [`Outcome`], [`Error`];
+//! - queues and behaviours: [`Pipeline::restartable`], [`Pipeline::dropping`],
+//!   [`Pipeline::enqueued`], [`Pipeline::keep_latest`], [`Pipeline::use_existing`],
+//!   [`Pipeline::set_queue`], [`Queue`];
+//! - the runtime, cancellation, hooks and introspection: [`Runtime`], [`RuntimeBuilder`],
+//!   [`Invocation`], [`Event`], [`Runtime::active`];
+//! - retries, timeouts, supervision and producers: [`Pipeline::retry`],
+//!   [`Pipeline::timeout`], [`Supervisor`], [`Producer`];
+//! - pictures of what happened: [`Timeline`].
+//!
+//! A restartable search, as a taste:
+//!
+//! ```
+//! use std::time::Duration;
+//! use pipelines::{pipeline, Runtime};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let search = pipeline!(|query: String, _ctx: &()| {
+//!     tokio::time::sleep(Duration::from_millis(100)).await; // the request
+//!     format!("results for {query}");
+//! })
+//! .restartable();
+//! let runtime = Runtime::builder(()).register("search", search).start().unwrap();
+//! let stale = runtime.invoke("search", "pipe".to_string()).unwrap();
+//! let fresh = runtime.invoke("search", "pipelines".to_string()).unwrap();
+//! assert!(stale.await.unwrap_err().is_cancelled());
+//! assert_eq!(fresh.await.unwrap(), "results for pipelines");
+//! # }
+//! ```
+//!
 //! This crate re-exports [`pipelines_core`]; see the repository's `README.md` and
 //! `DESIGN.md` for the concepts and the design.
 #![forbid(unsafe_code)]
