@@ -42,7 +42,11 @@ async fn every_scenario_matches_its_golden_chart_and_its_svg_has_a_lane_per_inst
         }
         let shown = std::fs::read_to_string(&picture)
             .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_GOLDEN=1", picture.display()));
-        assert_eq!(svg, shown, "{}: the README's picture is stale", scenario.name);
+        assert_eq!(
+            svg, shown,
+            "{}: the README's picture is stale",
+            scenario.name
+        );
         let document = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
         let lanes: Vec<_> = document
             .descendants()
