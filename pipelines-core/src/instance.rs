@@ -279,21 +279,24 @@ where
                 return Poll::Ready(());
             }
             if !self.admitted {
+                // A slot given counts as started (the registry said so), even if a
+                // cancellation arrived before this driver ran: it then runs `finally!`.
+                if self.control.is_admitted() {
+                    self.admitted = true;
+                    self.span.state("started");
+                    continue;
+                }
                 if self.cancel.is_some() || self.control.is_cancelled() {
-                    // Cancelled before it started: no step and no `finally!` runs.
+                    // Cancelled while it waited for a slot: no step and no `finally!`.
                     self.ending = self.cancel.unwrap_or(Ending::Cancelled);
                     self.completed = true;
                     continue;
                 }
-                if !self.control.is_admitted() {
-                    self.control.register(cx.waker());
-                    if self.control.is_admitted() || self.control.is_cancelled() {
-                        continue;
-                    }
-                    return Poll::Pending;
+                self.control.register(cx.waker());
+                if self.control.is_admitted() || self.control.is_cancelled() {
+                    continue;
                 }
-                self.admitted = true;
-                self.span.state("started");
+                return Poll::Pending;
             }
             if self.cancel.is_none() && self.control.is_cancelled() {
                 self.cancel = Some(Ending::Cancelled);

@@ -401,7 +401,31 @@ impl Registry {
 
     /// Marks `top` and its descendants cancelled, children first.
     fn cancel_descendants_and(&mut self, top: u64, fx: &mut Effects) {
-        // Post-order walk with an explicit stack: (id, children visited).
+        self.cancel_trees(&[top], fx);
+    }
+
+    /// Marks every tree of `tops` cancelled (each children first), then starts waiting
+    /// instances in the slots that freed. Filling only after the whole batch is marked
+    /// means no instance the batch cancels is started on the way.
+    fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
+        let mut freed = Vec::new();
+        for &top in tops {
+            for id in self.post_order(top) {
+                if let Some(queue) = self.mark_cancelled(id, fx) {
+                    if !freed.contains(&queue) {
+                        freed.push(queue);
+                    }
+                }
+            }
+        }
+        for queue in freed {
+            self.fill_slots(queue, fx);
+        }
+    }
+
+    /// `top` and its descendants, children before their parents.
+    fn post_order(&self, top: u64) -> Vec<u64> {
+        // An explicit stack of (id, children visited).
         let mut order = Vec::new();
         let mut stack = vec![(top, false)];
         while let Some((id, visited)) = stack.pop() {
@@ -414,22 +438,22 @@ impl Registry {
                 stack.extend(entry.children.iter().rev().map(|child| (*child, false)));
             }
         }
-        for id in order {
-            self.mark_cancelled(id, fx);
-        }
+        order
     }
 
     /// Takes `id` out of its queue as if cancelled, without touching its tree.
     pub(crate) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
-        self.mark_cancelled(id, fx);
+        if let Some(queue) = self.mark_cancelled(id, fx) {
+            self.fill_slots(queue, fx);
+        }
     }
 
-    fn mark_cancelled(&mut self, id: u64, fx: &mut Effects) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
+    /// Marks one instance cancelled and takes it out of its queue; returns the queue if
+    /// that freed a slot (the caller starts waiting instances once its batch is done).
+    fn mark_cancelled(&mut self, id: u64, fx: &mut Effects) -> Option<QueueId> {
+        let entry = self.entries.get_mut(&id)?;
         if entry.state == InstanceState::Cancelling {
-            return;
+            return None;
         }
         entry.state = InstanceState::Cancelling;
         // An instance whose own steps are over (waiting for its children) has nothing
@@ -441,9 +465,7 @@ impl Registry {
         self.leave_existing(id);
         // Cancelling frees the slot at once.
         self.unlink(id);
-        if place == Place::Live {
-            self.fill_slots(queue, fx);
-        }
+        (place == Place::Live).then_some(queue)
     }
 
     fn leave_existing(&mut self, id: u64) {
@@ -613,9 +635,7 @@ impl Registry {
             })
             .map(|(id, _)| *id)
             .collect();
-        for top in tops {
-            self.cancel_descendants_and(top, fx);
-        }
+        self.cancel_trees(&tops, fx);
     }
 
     pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {
