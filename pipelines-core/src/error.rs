@@ -90,6 +90,16 @@ impl Error {
         Error::Panicked { message }
     }
 
+    /// A panic of one of the runtime's hooks, named in the message.
+    pub(crate) fn from_hook_panic(hook: &str, payload: Box<dyn Any + Send>) -> Self {
+        match Error::from_panic(payload) {
+            Error::Panicked { message } => Error::Panicked {
+                message: Arc::from(format!("the {hook} panicked: {message}")),
+            },
+            other => other,
+        }
+    }
+
     /// `true` for an error a step produced (`Err` or a panic), as opposed to cancellation
     /// or dropping.
     ///

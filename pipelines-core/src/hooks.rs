@@ -135,31 +135,48 @@ impl fmt::Debug for Hooks {
 }
 
 impl Hooks {
-    /// Runs `stretch` inside the transactor, if there is one.
-    pub(crate) fn in_transaction(&self, stretch: &mut dyn FnMut()) {
+    /// Runs `stretch` inside the transactor, if there is one. A panicking transactor is
+    /// an error for the instance whose stretch it wrapped (the caller fails it).
+    pub(crate) fn in_transaction(&self, stretch: &mut dyn FnMut()) -> Result<(), Error> {
         match &self.transactor {
-            Some(transactor) => transactor(stretch),
-            None => stretch(),
+            Some(transactor) => catch_unwind(AssertUnwindSafe(|| transactor(stretch)))
+                .map_err(|panic| Error::from_hook_panic("transactor", panic)),
+            None => {
+                stretch();
+                Ok(())
+            }
         }
     }
 
-    /// Reports an unhandled error. A panicking reporter must not take the runtime down
-    /// with it: its panic is contained here.
+    /// Reports an error. No hook may take the runtime down with it: a panicking reporter
+    /// is contained here, and, having nobody else to tell, its panic is written to
+    /// standard error.
     pub(crate) fn report(&self, ident: &Ident, error: &Error) {
         if let Some(reporter) = &self.error_reporter {
-            let _ = catch_unwind(AssertUnwindSafe(|| reporter(ident, error)));
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| reporter(ident, error))) {
+                eprintln!(
+                    "pipelines: {} (while reporting `{error}` for {ident})",
+                    Error::from_hook_panic("error reporter", panic)
+                );
+            }
         }
     }
 
+    /// Tells `on_cancel`; its panic is reported for the instance.
     pub(crate) fn cancelled_while_waiting(&self, ident: &Ident) {
         if let Some(on_cancel) = &self.on_cancel {
-            let _ = catch_unwind(AssertUnwindSafe(|| on_cancel(ident)));
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| on_cancel(ident))) {
+                self.report(ident, &Error::from_hook_panic("on_cancel hook", panic));
+            }
         }
     }
 
+    /// Tells the watcher; its panic is reported for the event's instance.
     pub(crate) fn watch(&self, event: &Event) {
         if let Some(watcher) = &self.watcher {
-            let _ = catch_unwind(AssertUnwindSafe(|| watcher(event)));
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| watcher(event))) {
+                self.report(&event.ident, &Error::from_hook_panic("watcher", panic));
+            }
         }
     }
 }

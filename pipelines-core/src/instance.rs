@@ -222,6 +222,29 @@ where
         }
     }
 
+    /// Fails the instance with an error from outside its steps (a panicking transactor):
+    /// what it waits on is dropped (a waiting child is abandoned), and its error path runs
+    /// at the next drive. `false` if it had already completed.
+    pub(crate) fn fail_from_outside(&mut self, error: Error, core: &Arc<Core<C>>) -> bool {
+        if self.completed {
+            return false;
+        }
+        if let Waiting::Child { child, .. } = &mut self.waiting {
+            child.abandon(core);
+        }
+        self.waiting = Waiting::Nothing;
+        if !self.admitted {
+            // It never started: it leaves its queue, failed.
+            core.withdraw(self.id);
+            self.error = Some(error);
+            self.ending = Ending::WithError;
+            self.completed = true;
+        } else {
+            self.fail(error);
+        }
+        true
+    }
+
     /// Replaces what the instance waits on with `error`, as if the awaited future had
     /// failed. Used when a future cannot be waited for at all (no executor).
     pub(crate) fn fail_waiting(&mut self, error: Error, core: &Arc<Core<C>>) {

@@ -1095,8 +1095,18 @@ impl<C: Send + Sync + 'static> Core<C> {
         V: Clone + Send + Sync + 'static,
     {
         let mut polled = None;
-        self.hooks
+        let transaction = self
+            .hooks
             .in_transaction(&mut || polled = Some(instance.drive(self, cx)));
+        if let Err(panic) = transaction {
+            // The transactor panicked, before or after the stretch: the instance fails
+            // (its error path runs outside any transaction), or, if it had already
+            // completed, the panic is reported for it.
+            if !instance.fail_from_outside(panic.clone(), self) {
+                self.hooks.report(instance.ident(), &panic);
+            }
+            return instance.drive(self, cx);
+        }
         match polled {
             Some(polled) => polled,
             None => instance.drive(self, cx),
