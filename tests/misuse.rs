@@ -1,0 +1,230 @@
+//! Every way to misuse the public API at run time (issue 6), each with its typed error and
+//! the message that says what went wrong and how to fix it.
+
+use std::time::Duration;
+
+use pipelines::{
+    pipeline, CancelError, ChildSpec, Error, InvokeError, Queue, Runtime, StartError, Supervisor,
+};
+
+fn inc() -> pipelines::Pipeline<u32, ()> {
+    pipeline!(|value: u32, _ctx: &()| {
+        value + 1;
+    })
+}
+
+#[test]
+fn invoking_an_unknown_name() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let error = runtime.invoke("missing", 1_u32).unwrap_err();
+    assert_eq!(
+        error,
+        InvokeError::UnknownPipeline {
+            name: "missing".into()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "no pipeline is registered under the name `missing`: register it with \
+         `Runtime::builder(..).register(\"missing\", pipeline)`"
+    );
+}
+
+#[test]
+fn invoking_with_the_wrong_argument_type() {
+    let runtime = Runtime::builder(()).register("inc", inc()).start().unwrap();
+    let error = runtime.invoke("inc", 1_i64).unwrap_err();
+    assert!(matches!(
+        error,
+        InvokeError::WrongArgumentType {
+            expected: "u32",
+            found: "i64",
+            ..
+        }
+    ));
+    assert_eq!(
+        error.to_string(),
+        "pipeline `inc` takes a value of type `u32` (with context `()`), but was invoked with \
+         a value of type `i64`: pass a `u32` (a literal may need a suffix, as in `0_u64`)"
+    );
+}
+
+#[test]
+fn invoking_or_supervising_after_stop() {
+    let runtime = Runtime::builder(()).register("inc", inc()).start().unwrap();
+    runtime.stop();
+    let error = runtime.invoke("inc", 1_u32).unwrap_err();
+    assert_eq!(error, InvokeError::Stopped);
+    assert_eq!(
+        error.to_string(),
+        "the runtime was stopped and accepts no more invocations: start a new runtime"
+    );
+    assert_eq!(
+        runtime.invoke_pipeline(&inc(), 1).unwrap_err(),
+        InvokeError::Stopped
+    );
+    let supervisor = Supervisor::new("late").child(ChildSpec::from_fn("x", || async { Ok(()) }));
+    assert_eq!(
+        runtime.supervise(supervisor).unwrap_err(),
+        InvokeError::Stopped
+    );
+}
+
+#[test]
+fn supervising_without_any_tokio_runtime() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let supervisor = Supervisor::new("s").child(ChildSpec::from_fn("x", || async { Ok(()) }));
+    let error = runtime.supervise(supervisor).unwrap_err();
+    assert_eq!(error, InvokeError::NoExecutor);
+    assert_eq!(
+        error.to_string(),
+        "no tokio runtime is available to run this: call it from inside a tokio runtime, or \
+         give the runtime an executor with `RuntimeBuilder::executor`"
+    );
+}
+
+#[test]
+fn registering_two_pipelines_under_one_name() {
+    let error = Runtime::builder(())
+        .register("inc", inc())
+        .register("inc", inc())
+        .start()
+        .unwrap_err();
+    assert_eq!(error, StartError::DuplicateName { name: "inc".into() });
+    assert_eq!(
+        error.to_string(),
+        "two pipelines are registered under the name `inc`: give each a distinct name"
+    );
+}
+
+#[test]
+fn sharing_a_queue_with_another_configuration() {
+    let error = Runtime::builder(())
+        .register("a", inc().set_queue("q").dropping())
+        .register("b", inc().set_queue("q"))
+        .start()
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        StartError::Queue(InvokeError::QueueMismatch { .. })
+    ));
+    assert_eq!(
+        error.to_string(),
+        "queue `q` is configured as dropping(max 1) (by `a`), but `b` asks for unrestricted: \
+         pipelines sharing a queue must have identical configurations (place them in one \
+         `Queue` value, or give them distinct queues)"
+    );
+    // Only knowable at invoke: two unregistered pipelines.
+    let runtime = Runtime::builder(()).start().unwrap();
+    runtime
+        .invoke_pipeline(&inc().set_queue("late").enqueued(), 1)
+        .unwrap();
+    let error = runtime
+        .invoke_pipeline(&inc().set_queue("late").restartable(), 1)
+        .unwrap_err();
+    assert!(matches!(error, InvokeError::QueueMismatch { .. }));
+}
+
+#[test]
+fn a_queue_that_could_never_run_anything() {
+    let error = Runtime::builder(())
+        .register("never", inc().restartable().max(0))
+        .start()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "queue `never` cannot use restartable(max 0): max is 0, so no instance could ever \
+         run: use a max of at least 1"
+    );
+}
+
+#[test]
+fn a_use_existing_queue_for_a_pipeline_that_cannot_compare_arguments() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let error = runtime
+        .invoke_pipeline(&inc().in_queue(&Queue::new("shared").use_existing()), 1)
+        .unwrap_err();
+    assert!(matches!(error, InvokeError::InvalidConcurrency { .. }));
+    assert_eq!(
+        error.to_string(),
+        "queue `shared` cannot use unrestricted + use_existing: use_existing must compare \
+         arguments: call `.use_existing()` on the pipeline (its value type must be `Hash + Eq`)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_an_unknown_finished_or_foreign_ident() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let done = runtime.invoke_pipeline(&inc(), 1).unwrap();
+    let error = runtime.cancel(done.ident()).unwrap_err();
+    assert_eq!(
+        error,
+        CancelError::NotLive {
+            ident: done.ident().to_string()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "no live instance is `{}`: it already ended, was dropped, or belongs to another \
+             runtime; nothing was cancelled",
+            done.ident()
+        )
+    );
+    assert!(!done.cancel());
+    let other = Runtime::builder(()).start().unwrap();
+    let forever = pipeline!(|value: u32, _ctx: &()| {
+        std::future::pending::<()>().await;
+    });
+    let foreign = other.invoke_pipeline(&forever, 1).unwrap();
+    assert!(runtime.cancel(foreign.ident()).is_err());
+    assert_eq!(runtime.cancel_all([foreign.ident(), done.ident()]), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn taking_a_result_twice() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let slow = pipeline!(|value: u32, _ctx: &()| {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    });
+    let mut handle = runtime.invoke_pipeline(&slow, 1).unwrap();
+    assert_eq!((&mut handle).await.unwrap(), 1);
+    let error = (&mut handle).await.unwrap_err();
+    assert!(matches!(error, Error::ResultTaken));
+    assert_eq!(
+        error.to_string(),
+        "the invocation's result was already taken: keep the result of the first \
+         `try_result` or `.await`"
+    );
+    assert!(handle.try_result().is_none());
+}
+
+#[test]
+fn waiting_without_any_tokio_runtime() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let waits = pipeline!(|value: u32, _ctx: &()| {
+        std::future::pending::<()>().await;
+    });
+    let error = runtime
+        .invoke_pipeline(&waits, 1)
+        .unwrap()
+        .try_result()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(error, Error::NoExecutor));
+    assert_eq!(
+        error.to_string(),
+        "a step returned a future that was not ready, but no tokio runtime is available: \
+         invoke from inside a tokio runtime or start the pipelines runtime inside one"
+    );
+    // An instance that would have to wait for a slot fails the same way.
+    let queue = pipeline!(|value: u32, _ctx: &()| {
+        tokio::task::yield_now().await;
+    })
+    .enqueued();
+    let first = runtime.invoke_pipeline(&queue, 1).unwrap().try_result();
+    assert!(
+        first.is_some(),
+        "without an executor nothing is left running"
+    );
+}
