@@ -104,8 +104,12 @@ impl<V> Control<V> {
 pub(crate) trait ErasedControl: Send + Sync + 'static {
     /// Requests cancellation and wakes the instance's driver.
     fn cancel(&self);
-    /// Gives the instance its slot and wakes its driver.
-    fn admit(&self);
+    /// Gives the instance its slot, without waking its driver. Called under the
+    /// registry's lock, so that any later cancellation's flag is seen with it: an
+    /// instance that sees "cancelled" also sees "admitted" if it was started.
+    fn set_admitted(&self);
+    /// Wakes the instance's driver (after `set_admitted`, outside the lock).
+    fn wake(&self);
     /// Tells an instance waiting for its children that they are done.
     fn children_done(&self);
     fn argument_any(&self) -> &dyn Any;
@@ -120,8 +124,12 @@ impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
         self.signal(CANCELLED);
     }
 
-    fn admit(&self) {
-        self.signal(ADMITTED);
+    fn set_admitted(&self) {
+        self.flags.fetch_or(ADMITTED, Ordering::AcqRel);
+    }
+
+    fn wake(&self) {
+        self.waker.wake();
     }
 
     fn children_done(&self) {

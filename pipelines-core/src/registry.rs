@@ -84,7 +84,7 @@ impl Effects {
             control.cancel();
         }
         for control in &self.admit {
-            control.admit();
+            control.wake();
         }
         for control in &self.children_done {
             control.children_done();
@@ -370,6 +370,7 @@ impl Registry {
             self.unlink(next);
             self.start(next);
             if let Some(entry) = self.entries.get(&next) {
+                entry.control.set_admitted();
                 fx.admit.push(Arc::clone(&entry.control));
             }
         }
@@ -588,6 +589,9 @@ impl Registry {
         }
         self.forget_queue_if_empty(entry.queue, fx);
         fx.discard(entry.control);
+        if self.entries.is_empty() {
+            self.release_capacity();
+        }
         let Some(parent_id) = entry.parent else {
             return;
         };
@@ -601,6 +605,21 @@ impl Registry {
             } else if parent.wake_when_childless {
                 parent.wake_when_childless = false;
                 fx.children_done.push(Arc::clone(&parent.control));
+            }
+        }
+    }
+
+    /// Gives back what a burst made the tables grow to, once nothing is live: a runtime
+    /// that was busy for a moment does not keep its peak memory forever. Small tables
+    /// are kept, so a steady trickle of invocations does not reallocate.
+    fn release_capacity(&mut self) {
+        const KEPT: usize = 256;
+        if self.entries.capacity() > KEPT {
+            self.entries = FastMap::default();
+        }
+        for state in self.queues.iter_mut().flatten() {
+            if state.existing.capacity() > KEPT {
+                state.existing = FastMap::default();
             }
         }
     }
@@ -759,6 +778,10 @@ impl Registry {
             }
             None => {
                 self.delivering = false;
+                // A backlog of events is not kept as capacity.
+                if self.events.capacity() > 256 {
+                    self.events = VecDeque::new();
+                }
                 None
             }
         }
