@@ -81,8 +81,10 @@ fn work() -> Pipeline<u64, Arc<Ctx>> {
     })
 }
 
-/// (registration name, pipeline, max live if restricted)
-fn pipelines() -> Vec<(&'static str, Pipeline<u64, Arc<Ctx>>, Option<usize>)> {
+/// A registration name, its pipeline, and its max live if it is restricted.
+type Entry = (&'static str, Pipeline<u64, Arc<Ctx>>, Option<usize>);
+
+fn pipelines() -> Vec<Entry> {
     vec![
         ("unrestricted", work(), None),
         ("restartable", work().restartable().max(2), Some(2)),
