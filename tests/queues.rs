@@ -255,3 +255,18 @@ async fn many_distinct_keys_leave_nothing_behind() {
     }
     assert_eq!(runtime.live_counts(), (0, 0));
 }
+
+#[test]
+fn a_million_distinct_per_key_queues_leave_nothing_behind() {
+    let per_key = pipeline!(|value: u32, _log: &Log| {
+        value + 1;
+    })
+    .enqueued()
+    .set_queue_by(|key: &u32| format!("key-{key}"));
+    let runtime = Runtime::builder(Log::default()).start().unwrap();
+    for key in 0..1_000_000 {
+        let mut handle = runtime.invoke_pipeline(&per_key, key).unwrap();
+        assert_eq!(handle.try_result().unwrap().unwrap(), key + 1);
+    }
+    assert_eq!(runtime.live_counts(), (0, 0), "no instance, no queue");
+}
