@@ -389,3 +389,20 @@ async fn a_child_that_panics_is_restarted_per_policy() {
         ["step failed: run failed: step panicked: first run panics"]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn stopping_the_runtime_stops_its_supervisors() {
+    let endless = source_fn(|offset: u64| async move { Ok::<_, std::io::Error>(Some(offset)) });
+    let (sender, mut receiver) = mpsc::channel(4);
+    let runtime = Runtime::builder(()).start().unwrap();
+    let handle = runtime
+        .supervise(
+            Supervisor::new("endless")
+                .child(ChildSpec::new("numbers", Producer::new(endless, sender))),
+        )
+        .unwrap();
+    assert_eq!(receiver.recv().await, Some(0));
+    runtime.stop();
+    handle.await.unwrap();
+    while receiver.recv().await.is_some() {}
+}

@@ -327,6 +327,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 hooks: self.hooks,
                 executor,
                 stopped: AtomicBool::new(false),
+                shutdown: tokio::sync::watch::channel(false).0,
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(registry),
             }),
@@ -605,10 +606,10 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             .count()
     }
 
-    /// Stops the runtime: refuses later invocations ([`InvokeError::Stopped`]) and cancels
-    /// every live instance whose pipeline is `cancel_on_shutdown` (the default). Instances
-    /// of pipelines marked `cancel_on_shutdown(false)` finish normally, with their
-    /// children.
+    /// Stops the runtime: refuses later invocations ([`InvokeError::Stopped`]), cancels
+    /// every live instance whose pipeline is `cancel_on_shutdown` (the default), and stops
+    /// its supervisors (their children's channels close). Instances of pipelines marked
+    /// `cancel_on_shutdown(false)` finish normally, with their children.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime, InvokeError};
@@ -624,6 +625,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// ```
     pub fn stop(&self) {
         self.core.stopped.store(true, Ordering::Release);
+        self.core.shutdown.send_replace(true);
         let mut fx = Effects::default();
         self.core.lock().stop(&mut fx);
         self.core.after(fx);
@@ -742,6 +744,8 @@ pub(crate) struct Core<C> {
     hooks: Hooks,
     executor: Option<tokio::runtime::Handle>,
     stopped: AtomicBool,
+    /// Tells supervisors the runtime stopped.
+    shutdown: tokio::sync::watch::Sender<bool>,
     next_id: AtomicU64,
     registry: Mutex<Registry>,
 }
@@ -1077,6 +1081,11 @@ impl<C: Send + Sync + 'static> Core<C> {
                 let _ = self.finish_root(&ident, instance.into_completion());
             }
         }
+    }
+
+    /// Resolves once the runtime was stopped.
+    pub(crate) fn shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     pub(crate) fn executor(&self) -> Option<tokio::runtime::Handle> {

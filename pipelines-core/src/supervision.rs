@@ -654,6 +654,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
     stopped: oneshot::Receiver<()>,
 ) -> Result<(), SupervisorError> {
     let mut stopped = Some(stopped);
+    let mut shutdown = core.shutdown();
     let (exits, inbox) = mpsc::unbounded_channel();
     let slots = supervisor
         .children
@@ -691,7 +692,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
                     // Unreachable: the supervision holds a sender.
                     None => return Ok(()),
                 },
-                () = stop_requested(&mut stopped) => {
+                () = stop_requested(&mut stopped, &mut shutdown) => {
                     run.stop_all().await;
                     return Ok(());
                 }
@@ -761,7 +762,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
         if !delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                () = stop_requested(&mut stopped) => {
+                () = stop_requested(&mut stopped, &mut shutdown) => {
                     run.stop_all().await;
                     return Ok(());
                 }
@@ -783,16 +784,31 @@ async fn run_supervisor<C: Send + Sync + 'static>(
     }
 }
 
-/// Resolves when the handle asked to stop. A dropped handle is not a request: like a
-/// pipeline invocation, a supervisor goes on without its handle.
-async fn stop_requested(stopped: &mut Option<oneshot::Receiver<()>>) {
-    if let Some(receiver) = stopped {
-        if receiver.await.is_ok() {
-            return;
+/// Resolves when the handle asked to stop, or the runtime was stopped. A dropped handle is
+/// not a request: like a pipeline invocation, a supervisor goes on without its handle.
+async fn stop_requested(
+    stopped: &mut Option<oneshot::Receiver<()>>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let handle = async {
+        if let Some(receiver) = stopped {
+            if receiver.await.is_ok() {
+                return;
+            }
+            *stopped = None;
         }
-        *stopped = None;
+        std::future::pending::<()>().await
+    };
+    let runtime = async {
+        if shutdown.wait_for(|stopped| *stopped).await.is_err() {
+            // The runtime is gone without stopping: nothing will come from it.
+            std::future::pending::<()>().await
+        }
+    };
+    tokio::select! {
+        () = handle => {}
+        () = runtime => {}
     }
-    std::future::pending::<()>().await
 }
 
 impl<C: Send + Sync + 'static> Supervision<C> {
