@@ -351,18 +351,22 @@ proptest! {
     }
 }
 
-/// Found by the model: an instance given a slot and cancelled before its task ran was
-/// reported started but skipped its `finally!`.
-#[test]
-fn regression_admitted_then_cancelled_before_running_still_runs_finally() {
-    let config = Config {
+/// The configuration both regressions were found with.
+fn enqueued_one_at_a_time() -> Config {
+    Config {
         behaviour: Behaviour::Enqueued,
         max: 1,
         use_existing: false,
         nested: false,
         keyed: false,
-    };
-    let at_once = |op| Event { gap: 0, op };
+    }
+}
+
+/// Found by the model: an instance given a slot and cancelled before its task ran was
+/// reported started but skipped its `finally!`.
+#[test]
+fn regression_admitted_then_cancelled_before_running_still_runs_finally() {
+    let (config, at_once) = (enqueued_one_at_a_time(), |op| Event { gap: 0, op });
     let events = [
         at_once(Op::Invoke(2)),
         at_once(Op::Invoke(0)),
@@ -376,14 +380,7 @@ fn regression_admitted_then_cancelled_before_running_still_runs_finally() {
 /// before cancelling that instance too.
 #[test]
 fn regression_stop_starts_no_waiting_instance() {
-    let config = Config {
-        behaviour: Behaviour::Enqueued,
-        max: 1,
-        use_existing: false,
-        nested: false,
-        keyed: false,
-    };
-    let at_once = |op| Event { gap: 0, op };
+    let (config, at_once) = (enqueued_one_at_a_time(), |op| Event { gap: 0, op });
     let events = [
         at_once(Op::Invoke(0)),
         at_once(Op::Invoke(0)),

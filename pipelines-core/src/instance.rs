@@ -233,27 +233,29 @@ where
             child.abandon(core);
         }
         self.waiting = Waiting::Nothing;
-        if !self.admitted {
-            // It never started: it leaves its queue, failed.
-            core.withdraw(self.id);
-            self.error = Some(error);
-            self.ending = Ending::WithError;
-            self.completed = true;
-        } else {
+        if self.admitted {
             self.fail(error);
+        } else {
+            self.fail_unstarted(error, core);
         }
         true
+    }
+
+    /// An instance still waiting for a slot fails: it leaves its queue without starting
+    /// (no step, no `finally!`).
+    fn fail_unstarted(&mut self, error: Error, core: &Arc<Core<C>>) {
+        core.withdraw(self.id);
+        self.error = Some(error);
+        self.ending = Ending::WithError;
+        self.completed = true;
     }
 
     /// Replaces what the instance waits on with `error`, as if the awaited future had
     /// failed. Used when a future cannot be waited for at all (no executor).
     pub(crate) fn fail_waiting(&mut self, error: Error, core: &Arc<Core<C>>) {
         if !self.admitted {
-            // It cannot wait for a slot either: it leaves its queue without starting.
-            core.withdraw(self.id);
-            self.error = Some(error);
-            self.ending = Ending::WithError;
-            self.completed = true;
+            // It cannot wait for a slot either.
+            self.fail_unstarted(error, core);
             return;
         }
         match std::mem::replace(&mut self.waiting, Waiting::Nothing) {

@@ -397,11 +397,6 @@ impl Registry {
                 _ => break,
             }
         }
-        self.cancel_descendants_and(top, fx);
-    }
-
-    /// Marks `top` and its descendants cancelled, children first.
-    fn cancel_descendants_and(&mut self, top: u64, fx: &mut Effects) {
         self.cancel_trees(&[top], fx);
     }
 
@@ -754,14 +749,9 @@ impl Registry {
         if !self.watching {
             return;
         }
-        let Some(name) = self.queue(queue).map(|state| state.name.clone()) else {
-            return;
-        };
-        self.events.push_back(Event {
-            ident: ident.clone(),
-            queue: name,
-            kind,
-        });
+        if let Some(name) = self.queue(queue).map(|state| state.name.clone()) {
+            self.emit_named(ident, &name, kind);
+        }
     }
 
     /// Takes the next event to deliver, unless another caller is delivering (it will
