@@ -134,5 +134,6 @@ pub mod __private {
     pub use crate::outcome::Outcome;
     pub use crate::pipeline::{Layout, Pipeline, Site, StepCall};
     pub use ::core;
+    pub use ::std::sync::Arc;
     pub use pipelines_macros::pipeline_impl;
 }

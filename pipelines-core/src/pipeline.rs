@@ -59,8 +59,8 @@ pub enum StepCall<'a, V, C> {
         index: usize,
         /// The current value.
         value: &'a V,
-        /// The runtime's context.
-        ctx: &'a C,
+        /// The runtime's context (an `Arc`, so a waiting step's future can own a share).
+        ctx: &'a Arc<C>,
     },
     /// Step `index` of `rescue!`, handling `error`.
     Rescue {
@@ -68,8 +68,8 @@ pub enum StepCall<'a, V, C> {
         index: usize,
         /// The current value.
         value: &'a V,
-        /// The runtime's context.
-        ctx: &'a C,
+        /// The runtime's context (an `Arc`, so a waiting step's future can own a share).
+        ctx: &'a Arc<C>,
         /// The error being handled.
         error: &'a Error,
     },
@@ -79,8 +79,8 @@ pub enum StepCall<'a, V, C> {
         index: usize,
         /// The current value.
         value: &'a V,
-        /// The runtime's context.
-        ctx: &'a C,
+        /// The runtime's context (an `Arc`, so a waiting step's future can own a share).
+        ctx: &'a Arc<C>,
         /// The error, if the pipeline failed or was cancelled.
         error: Option<&'a Error>,
     },

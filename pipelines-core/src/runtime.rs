@@ -322,7 +322,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             .or_else(|| tokio::runtime::Handle::try_current().ok());
         Ok(Runtime {
             core: Arc::new(Core {
-                context: self.context,
+                context: Arc::new(self.context),
                 pipelines,
                 hooks: self.hooks,
                 executor,
@@ -739,7 +739,8 @@ pub(crate) trait Canceller: Send + Sync {
 /// The runtime's shared state. Instances reach it through `&Core`, handles through
 /// `Arc<dyn Canceller>`.
 pub(crate) struct Core<C> {
-    context: C,
+    /// In an `Arc` so that a waiting step's future can own a share of it.
+    context: Arc<C>,
     pipelines: FastMap<Arc<str>, Registered>,
     hooks: Hooks,
     executor: Option<tokio::runtime::Handle>,
@@ -757,7 +758,7 @@ impl<C: Send + Sync + 'static> Canceller for Core<C> {
 }
 
 impl<C: Send + Sync + 'static> Core<C> {
-    pub(crate) fn context(&self) -> &C {
+    pub(crate) fn context(&self) -> &Arc<C> {
         &self.context
     }
 

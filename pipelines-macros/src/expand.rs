@@ -31,52 +31,47 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         }
         _ => quote!(_),
     };
-
     let outcome = quote!(#private::Outcome<#value_type, #ctx_type>);
-    let bind_value = bind_value(model);
-    let bind_ctx = {
-        let Binding { pat, ty } = &model.ctx;
-        let ty = ty.iter();
-        quote! {
-            #[allow(unused_variables, unused_mut)]
-            let #pat #(: #ty)* = __pipelines_ctx;
-        }
+    let steps = Steps {
+        model,
+        private: &private,
+        outcome: &outcome,
     };
 
     let mut arms = Vec::new();
     for (index, step) in model.main.iter().enumerate() {
-        let body = expand_step(step, &private, &outcome);
+        let body = steps.expand(step, None);
         arms.push(quote! {
             #private::StepCall::Main { index: #index, value: __pipelines_value, ctx: __pipelines_ctx } => {
-                #bind_value
-                #bind_ctx
                 #body
             }
         });
     }
     if let Some(section) = &model.rescue {
+        let error = SectionError {
+            binding: &section.error,
+            borrowed: quote!(&#private::Error),
+            kind: ErrorKind::Rescue,
+        };
         for (index, step) in section.steps.iter().enumerate() {
-            let body = expand_step(step, &private, &outcome);
-            let bind_error = bind_error(section, quote!(&#private::Error));
+            let body = steps.expand(step, Some(&error));
             arms.push(quote! {
                 #private::StepCall::Rescue { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error } => {
-                    #bind_value
-                    #bind_ctx
-                    #bind_error
                     #body
                 }
             });
         }
     }
     if let Some(section) = &model.finally {
+        let error = SectionError {
+            binding: &section.error,
+            borrowed: quote!(::core::option::Option<&#private::Error>),
+            kind: ErrorKind::Finally,
+        };
         for (index, step) in section.steps.iter().enumerate() {
-            let body = expand_step(step, &private, &outcome);
-            let bind_error = bind_error(section, quote!(::core::option::Option<&#private::Error>));
+            let body = steps.expand(step, Some(&error));
             arms.push(quote! {
                 #private::StepCall::Finally { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error } => {
-                    #bind_value
-                    #bind_ctx
-                    #bind_error
                     #body
                 }
             });
@@ -129,32 +124,6 @@ fn value_type(model: &Pipeline) -> TokenStream {
     }
 }
 
-fn bind_value(model: &Pipeline) -> TokenStream {
-    let Binding { pat, ty } = &model.value.binding;
-    let ty = ty.iter();
-    let source = if model.value.by_ref {
-        quote!(__pipelines_value)
-    } else {
-        quote!(::core::clone::Clone::clone(__pipelines_value))
-    };
-    quote! {
-        #[allow(unused_variables, unused_mut)]
-        let #pat #(: #ty)* = #source;
-    }
-}
-
-fn bind_error(section: &Section, default_type: TokenStream) -> TokenStream {
-    let Binding { pat, ty } = &section.error;
-    let ty = match ty {
-        Some(ty) => quote!(#ty),
-        None => default_type,
-    };
-    quote! {
-        #[allow(unused_variables, unused_mut)]
-        let #pat: #ty = __pipelines_error;
-    }
-}
-
 /// Converts `result` (an expression) into an `Outcome` by its type. Type errors of the
 /// conversion (a step whose type is not the value's) point at `span`, the user's step.
 fn dispatch(result: TokenStream, span: Span, private: &TokenStream) -> TokenStream {
@@ -182,40 +151,201 @@ fn inline_expr(step: &Step, expr: &syn::Expr, private: &TokenStream) -> TokenStr
     }
 }
 
-/// `outcome` is the step's `Outcome<V, C>` type path: naming it lets a future whose
-/// output has the wrong type be reported at the step.
-fn expand_step(step: &Step, private: &TokenStream, outcome: &TokenStream) -> TokenStream {
-    match &step.kind {
-        StepKind::Sync(expr) => dispatch(inline_expr(step, expr, private), expr.span(), private),
-        StepKind::Await {
-            future: expr,
-            await_span,
-        } => {
-            let future_expr = inline_expr(step, expr, private);
-            let future = if step.uses_try {
-                quote! {
-                    match #future_expr {
-                        ::core::result::Result::Ok(__pipelines_future) => __pipelines_future,
-                        ::core::result::Result::Err(__pipelines_error) => {
-                            return #private::Outcome::Error(#private::Error::new(__pipelines_error));
-                        }
+/// The error binding of a `rescue!` or `finally!` section.
+struct SectionError<'a> {
+    binding: &'a Binding,
+    /// The binding's type when the user gave none: what the step call lends.
+    borrowed: TokenStream,
+    kind: ErrorKind,
+}
+
+#[derive(Clone, Copy)]
+enum ErrorKind {
+    /// `&Error`.
+    Rescue,
+    /// `Option<&Error>`.
+    Finally,
+}
+
+/// Expands steps of one pipeline.
+struct Steps<'a> {
+    model: &'a Pipeline,
+    private: &'a TokenStream,
+    /// The step's `Outcome<V, C>` type path: naming it lets a future whose output has the
+    /// wrong type be reported at the step.
+    outcome: &'a TokenStream,
+}
+
+impl Steps<'_> {
+    /// The body of one step's match arm. `__pipelines_value: &V`, `__pipelines_ctx:
+    /// &Arc<C>` and (in sections) `__pipelines_error` are in scope.
+    fn expand(&self, step: &Step, error: Option<&SectionError<'_>>) -> TokenStream {
+        let private = self.private;
+        match &step.kind {
+            StepKind::Sync(expr) => {
+                let binds = self.bind_borrowed(error);
+                let body = dispatch(inline_expr(step, expr, private), expr.span(), private);
+                quote! { #binds #body }
+            }
+            StepKind::Await { future, await_span } if !step.mentions.any() => {
+                // Names no header binding: evaluated inline, as written, so it may use
+                // what the pipeline captures; the future must own what it borrows.
+                let binds = self.bind_borrowed(error);
+                let future_expr = self.future_expr(step, future);
+                let wait = self.wait(future, *await_span);
+                let span = Span::call_site().located_at(future.span());
+                quote_spanned! {span=>
+                    #binds
+                    let __pipelines_future = #future_expr;
+                    #private::Outcome::from_future(async move { #wait })
+                }
+            }
+            StepKind::Await { future, await_span } => {
+                // Names the value, the context or the error: evaluated inside the future,
+                // which owns a clone of each binding it names (the context as an `Arc`),
+                // so the future may borrow them.
+                let mentions = step.mentions;
+                let mut owned = TokenStream::new();
+                for capture in &step.captures {
+                    owned.extend(quote! {
+                        #[allow(unused_variables, clippy::redundant_clone)]
+                        let #capture = ::core::clone::Clone::clone(&#capture);
+                    });
+                }
+                let mut binds = TokenStream::new();
+                if mentions.ctx {
+                    owned.extend(quote! {
+                        let __pipelines_ctx_owned = #private::Arc::clone(__pipelines_ctx);
+                    });
+                    let Binding { pat, ty } = &self.model.ctx;
+                    let ty = ty.iter();
+                    binds.extend(quote! {
+                        #[allow(unused_variables, unused_mut)]
+                        let #pat #(: #ty)* = &*__pipelines_ctx_owned;
+                    });
+                }
+                if mentions.value {
+                    owned.extend(quote! {
+                        let __pipelines_value_owned = ::core::clone::Clone::clone(__pipelines_value);
+                    });
+                    let Binding { pat, ty } = &self.model.value.binding;
+                    let ty = ty.iter();
+                    let source = if self.model.value.by_ref {
+                        quote!(&__pipelines_value_owned)
+                    } else {
+                        quote!(__pipelines_value_owned)
+                    };
+                    binds.extend(quote! {
+                        #[allow(unused_variables, unused_mut)]
+                        let #pat #(: #ty)* = #source;
+                    });
+                }
+                if let (true, Some(error)) = (mentions.error, error) {
+                    let (own, lend) = match error.kind {
+                        ErrorKind::Rescue => (
+                            quote!(::core::clone::Clone::clone(__pipelines_error)),
+                            quote!(&__pipelines_error_owned),
+                        ),
+                        ErrorKind::Finally => (
+                            quote!(::core::option::Option::cloned(__pipelines_error)),
+                            quote!(::core::option::Option::as_ref(&__pipelines_error_owned)),
+                        ),
+                    };
+                    owned.extend(quote! { let __pipelines_error_owned = #own; });
+                    let pat = &error.binding.pat;
+                    let ty = match &error.binding.ty {
+                        Some(ty) => quote!(#ty),
+                        None => error.borrowed.clone(),
+                    };
+                    binds.extend(quote! {
+                        #[allow(unused_variables, unused_mut)]
+                        let #pat: #ty = #lend;
+                    });
+                }
+                let future_expr = self.future_expr(step, future);
+                let wait = self.wait(future, *await_span);
+                let span = Span::call_site().located_at(future.span());
+                quote_spanned! {span=>
+                    #owned
+                    #private::Outcome::from_future(async move {
+                        #binds
+                        let __pipelines_future = #future_expr;
+                        #wait
+                    })
+                }
+            }
+        }
+    }
+
+    /// The header's bindings as the step call lends them: the value (a clone, or a borrow
+    /// for `&V`), the context, the section's error.
+    fn bind_borrowed(&self, error: Option<&SectionError<'_>>) -> TokenStream {
+        let value = {
+            let Binding { pat, ty } = &self.model.value.binding;
+            let ty = ty.iter();
+            let source = if self.model.value.by_ref {
+                quote!(__pipelines_value)
+            } else {
+                quote!(::core::clone::Clone::clone(__pipelines_value))
+            };
+            quote! {
+                #[allow(unused_variables, unused_mut)]
+                let #pat #(: #ty)* = #source;
+            }
+        };
+        let ctx = {
+            let Binding { pat, ty } = &self.model.ctx;
+            let ty = ty.iter();
+            quote! {
+                #[allow(unused_variables, unused_mut)]
+                let #pat #(: #ty)* = &**__pipelines_ctx;
+            }
+        };
+        let error = error.map(|error| {
+            let pat = &error.binding.pat;
+            let ty = match &error.binding.ty {
+                Some(ty) => quote!(#ty),
+                None => error.borrowed.clone(),
+            };
+            quote! {
+                #[allow(unused_variables, unused_mut)]
+                let #pat: #ty = __pipelines_error;
+            }
+        });
+        quote! { #value #ctx #error }
+    }
+
+    /// The future expression; with `?` inside, an `Err` returns the step's error outcome
+    /// (from the step call, or from the future it is evaluated in).
+    fn future_expr(&self, step: &Step, future: &syn::Expr) -> TokenStream {
+        let private = self.private;
+        let future_expr = inline_expr(step, future, private);
+        if step.uses_try {
+            quote! {
+                match #future_expr {
+                    ::core::result::Result::Ok(__pipelines_future) => __pipelines_future,
+                    ::core::result::Result::Err(__pipelines_error) => {
+                        return #private::Outcome::Error(#private::Error::new(__pipelines_error));
                     }
                 }
-            } else {
-                future_expr
-            };
-            let awaited = await_output(*await_span);
-            let output = dispatch(quote!(__pipelines_output), expr.span(), private);
-            // Type errors of the future's output point at the step, not the macro.
-            let span = Span::call_site().located_at(expr.span());
-            quote_spanned! {span=>
-                let __pipelines_future = #future;
-                #private::Outcome::from_future(async move {
-                    let __pipelines_output = #awaited;
-                    let __pipelines_outcome: #outcome = #output;
-                    __pipelines_outcome
-                })
             }
+        } else {
+            future_expr
+        }
+    }
+
+    /// Awaits `__pipelines_future` and converts its output into the step's outcome.
+    fn wait(&self, future: &syn::Expr, await_span: Span) -> TokenStream {
+        let private = self.private;
+        let outcome = self.outcome;
+        let awaited = await_output(await_span);
+        let output = dispatch(quote!(__pipelines_output), future.span(), private);
+        // Type errors of the future's output point at the step, not the macro.
+        let span = Span::call_site().located_at(future.span());
+        quote_spanned! {span=>
+            let __pipelines_output = #awaited;
+            let __pipelines_outcome: #outcome = #output;
+            __pipelines_outcome
         }
     }
 }

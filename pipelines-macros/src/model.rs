@@ -38,9 +38,30 @@ pub(crate) struct Section {
 /// One step.
 pub(crate) struct Step {
     pub(crate) kind: StepKind,
-    /// The step uses `?` outside nested closures and async blocks, so its synchronous part
-    /// is evaluated in a closure that returns a `Result`.
+    /// The step uses `?` outside nested closures and async blocks (macro calls included),
+    /// so its synchronous part is evaluated in a closure that returns a `Result`.
     pub(crate) uses_try: bool,
+    /// Which header bindings the step's tokens name. A waiting step that names one is
+    /// evaluated inside its future, which owns what the binding borrows.
+    pub(crate) mentions: Mentions,
+    /// Variables from the environment the step names (single identifiers that the step
+    /// does not bind itself). A waiting step evaluated inside its future clones them in.
+    pub(crate) captures: Vec<syn::Ident>,
+}
+
+/// Header bindings a step names (by identifier, anywhere in its tokens).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Mentions {
+    pub(crate) value: bool,
+    pub(crate) ctx: bool,
+    /// The section's error (`rescue!`/`finally!` only).
+    pub(crate) error: bool,
+}
+
+impl Mentions {
+    pub(crate) fn any(self) -> bool {
+        self.value || self.ctx || self.error
+    }
 }
 
 pub(crate) enum StepKind {

@@ -10,7 +10,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, ExprClosure, Macro, Pat, Stmt, Type};
 
-use crate::model::{Binding, Pipeline, Section, Step, StepKind, ValueBinding};
+use crate::model::{Binding, Mentions, Pipeline, Section, Step, StepKind, ValueBinding};
 
 /// Collects errors; `finish` merges them into one `syn::Error`.
 #[derive(Default)]
@@ -87,6 +87,15 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
             ),
         );
     }
+    if let Some(value) = &value {
+        if matches!(value.ty, None | Some(Type::Infer(_))) {
+            errors.push(
+                &value.pat,
+                "the value needs a type: write `|value: V, ctx: &C|` \
+                 (what a step does depends on its type, which cannot be inferred from the steps)",
+            );
+        }
+    }
     if let Some(Binding { ty: Some(ty), .. }) = &ctx {
         if !matches!(ty, Type::Reference(_) | Type::Infer(_)) {
             errors.push(
@@ -106,7 +115,18 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
             Vec::new()
         }
     };
-    let (main, rescue, finally) = parse_body(statements, &mut errors);
+    let names = HeaderNames {
+        value: value
+            .as_ref()
+            .map(|b| bound_names(&b.pat))
+            .unwrap_or_default(),
+        ctx: ctx
+            .as_ref()
+            .map(|b| bound_names(&b.pat))
+            .unwrap_or_default(),
+        error: Vec::new(),
+    };
+    let (main, rescue, finally) = parse_body(statements, &names, &mut errors);
 
     let (Some(value), Some(ctx)) = (value, ctx) else {
         return errors
@@ -237,7 +257,7 @@ fn statement_macro(statement: &Stmt) -> Option<&Macro> {
 type Body = (Vec<Step>, Option<Section>, Option<Section>);
 
 /// Splits a pipeline body into main steps and sections, checking their order.
-fn parse_body(statements: Vec<Stmt>, errors: &mut Errors) -> Body {
+fn parse_body(statements: Vec<Stmt>, names: &HeaderNames, errors: &mut Errors) -> Body {
     let mut main = Vec::new();
     let mut rescue: Option<Section> = None;
     let mut finally: Option<Section> = None;
@@ -250,7 +270,7 @@ fn parse_body(statements: Vec<Stmt>, errors: &mut Errors) -> Body {
             let mac = statement_macro(&statement).cloned();
             let Some(mac) = mac else { continue };
             let span = mac.path.span();
-            let section = parse_section(&mac, name, errors);
+            let section = parse_section(&mac, name, names, errors);
             match name {
                 SectionName::Rescue => {
                     if rescue.is_some() {
@@ -281,7 +301,7 @@ fn parse_body(statements: Vec<Stmt>, errors: &mut Errors) -> Body {
             first_section.get_or_insert((name, span));
             continue;
         }
-        let step = parse_step(statement, errors, "pipeline!");
+        let step = parse_step(statement, names, errors, "pipeline!");
         if let Some((name, span)) = first_section {
             if !misplaced_reported {
                 errors.push_span(
@@ -303,7 +323,12 @@ fn parse_body(statements: Vec<Stmt>, errors: &mut Errors) -> Body {
 }
 
 /// Parses `rescue!(|error| { steps })` or `finally!(|error| { steps })`.
-fn parse_section(mac: &Macro, name: SectionName, errors: &mut Errors) -> Option<Section> {
+fn parse_section(
+    mac: &Macro,
+    name: SectionName,
+    names: &HeaderNames,
+    errors: &mut Errors,
+) -> Option<Section> {
     let macro_name = name.macro_name();
     let closure: ExprClosure = match mac.parse_body() {
         Ok(closure) => closure,
@@ -335,6 +360,14 @@ fn parse_section(mac: &Macro, name: SectionName, errors: &mut Errors) -> Option<
             Vec::new()
         }
     };
+    let names = HeaderNames {
+        error: closure
+            .inputs
+            .first()
+            .map(|pat| bound_names(&split_binding(pat).pat))
+            .unwrap_or_default(),
+        ..names.clone()
+    };
     let mut steps = Vec::new();
     for statement in statements {
         if let Some(inner) = statement_macro(&statement).and_then(SectionName::of) {
@@ -348,7 +381,7 @@ fn parse_section(mac: &Macro, name: SectionName, errors: &mut Errors) -> Option<
             );
             continue;
         }
-        if let Some(step) = parse_step(statement, errors, macro_name) {
+        if let Some(step) = parse_step(statement, &names, errors, macro_name) {
             steps.push(step);
         }
     }
@@ -357,7 +390,12 @@ fn parse_section(mac: &Macro, name: SectionName, errors: &mut Errors) -> Option<
 }
 
 /// Parses one statement as a step.
-fn parse_step(statement: Stmt, errors: &mut Errors, section: &str) -> Option<Step> {
+fn parse_step(
+    statement: Stmt,
+    names: &HeaderNames,
+    errors: &mut Errors,
+    section: &str,
+) -> Option<Step> {
     let expr = match statement {
         Stmt::Expr(expr, _) => expr,
         Stmt::Macro(stmt) => Expr::Macro(syn::ExprMacro {
@@ -411,21 +449,213 @@ fn parse_step(statement: Stmt, errors: &mut Errors, section: &str) -> Option<Ste
              make this a step of its own, or wrap the expression in `async { ... }.await`",
         );
     }
+    for return_span in scan.returns {
+        errors.push_span(
+            return_span,
+            "a step cannot `return`: a step's value is its expression; \
+             to end the pipeline early, make the step `Break::with(value)` or `Break::now()`",
+        );
+    }
+    let tokens = inline.to_token_stream();
+    let mentions = Mentions {
+        value: mentions_any(tokens.clone(), &names.value),
+        ctx: mentions_any(tokens.clone(), &names.ctx),
+        error: mentions_any(tokens, &names.error),
+    };
+    let captures = if matches!(kind, StepKind::Await { .. }) && mentions.any() {
+        captured_names(inline, names)
+    } else {
+        Vec::new()
+    };
     Some(Step {
         kind,
         uses_try: scan.uses_try,
+        mentions,
+        captures,
     })
 }
 
-/// Finds `.await` and `?` in the part of a step that runs inline (not inside nested
-/// closures, async blocks or items, which have their own rules).
+/// Single-identifier paths an expression names that neither it nor the header binds:
+/// the variables it captures from around the `pipeline!` (and, harmlessly, functions).
+/// Names starting with an uppercase letter are taken for constants, statics and types.
+fn captured_names(expr: &Expr, names: &HeaderNames) -> Vec<syn::Ident> {
+    /// Walks the expression with the names in scope at each point (blocks, closures,
+    /// match arms, `for` loops; an `if let`'s names count until the end of its block).
+    #[derive(Default)]
+    struct Scan {
+        used: Vec<syn::Ident>,
+        scopes: Vec<Vec<syn::Ident>>,
+    }
+    impl Scan {
+        fn in_scope(&self, ident: &syn::Ident) -> bool {
+            self.scopes.iter().flatten().any(|bound| bound == ident)
+        }
+        fn bind(&mut self, pat: &Pat) {
+            let names = bound_names(pat);
+            match self.scopes.last_mut() {
+                Some(scope) => scope.extend(names),
+                None => self.scopes.push(names),
+            }
+        }
+        fn scoped(&mut self, pats: &[&Pat], visit: impl FnOnce(&mut Self)) {
+            self.scopes.push(Vec::new());
+            for pat in pats {
+                self.bind(pat);
+            }
+            visit(self);
+            self.scopes.pop();
+        }
+    }
+    impl<'ast> Visit<'ast> for Scan {
+        fn visit_expr_path(&mut self, node: &'ast syn::ExprPath) {
+            if node.qself.is_none() {
+                if let Some(ident) = node.path.get_ident() {
+                    let text = ident.to_string();
+                    let lowercase = text.starts_with(|c: char| c.is_lowercase() || c == '_');
+                    if lowercase
+                        && text != "self"
+                        && !self.in_scope(ident)
+                        && !self.used.contains(ident)
+                    {
+                        self.used.push(ident.clone());
+                    }
+                }
+            }
+            syn::visit::visit_expr_path(self, node);
+        }
+        fn visit_block(&mut self, node: &'ast syn::Block) {
+            self.scoped(&[], |scan| syn::visit::visit_block(scan, node));
+        }
+        fn visit_local(&mut self, node: &'ast syn::Local) {
+            if let Some(init) = &node.init {
+                self.visit_expr(&init.expr);
+                if let Some((_, diverge)) = &init.diverge {
+                    self.visit_expr(diverge);
+                }
+            }
+            self.bind(&node.pat);
+        }
+        fn visit_expr_let(&mut self, node: &'ast syn::ExprLet) {
+            self.visit_expr(&node.expr);
+            self.bind(&node.pat);
+        }
+        fn visit_expr_closure(&mut self, node: &'ast ExprClosure) {
+            let params: Vec<&Pat> = node.inputs.iter().collect();
+            self.scoped(&params, |scan| scan.visit_expr(&node.body));
+        }
+        fn visit_arm(&mut self, node: &'ast syn::Arm) {
+            self.scoped(&[&node.pat], |scan| {
+                if let Some((_, guard)) = &node.guard {
+                    scan.visit_expr(guard);
+                }
+                scan.visit_expr(&node.body);
+            });
+        }
+        fn visit_expr_for_loop(&mut self, node: &'ast syn::ExprForLoop) {
+            self.visit_expr(&node.expr);
+            self.scoped(&[&node.pat], |scan| scan.visit_block(&node.body));
+        }
+        fn visit_macro(&mut self, node: &'ast Macro) {
+            for expr in macro_exprs(node) {
+                self.visit_expr(&expr);
+            }
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut scan = Scan::default();
+    scan.visit_expr(expr);
+    let header: Vec<&syn::Ident> = names
+        .value
+        .iter()
+        .chain(&names.ctx)
+        .chain(&names.error)
+        .collect();
+    scan.used
+        .into_iter()
+        .filter(|ident| !header.contains(&ident))
+        .collect()
+}
+
+/// The expressions of a macro call that takes expressions (`vec![a, b]`, `vec![a; n]`,
+/// `format!(..)`, `assert!(..)`); nothing for other token shapes.
+fn macro_exprs(mac: &Macro) -> Vec<Expr> {
+    use syn::parse::Parser;
+    use syn::punctuated::Punctuated;
+    let list = Punctuated::<Expr, syn::Token![,]>::parse_terminated.parse2(mac.tokens.clone());
+    if let Ok(list) = list {
+        return list.into_iter().collect();
+    }
+    let repeat = |input: ParseStream<'_>| -> syn::Result<Vec<Expr>> {
+        let item: Expr = input.parse()?;
+        input.parse::<syn::Token![;]>()?;
+        Ok(vec![item, input.parse()?])
+    };
+    repeat.parse2(mac.tokens.clone()).unwrap_or_default()
+}
+
+/// The identifiers the header (and the section's error binding) bind.
+#[derive(Clone, Default)]
+struct HeaderNames {
+    value: Vec<syn::Ident>,
+    ctx: Vec<syn::Ident>,
+    error: Vec<syn::Ident>,
+}
+
+/// Every identifier a pattern binds.
+fn bound_names(pat: &Pat) -> Vec<syn::Ident> {
+    #[derive(Default)]
+    struct Collect(Vec<syn::Ident>);
+    impl<'ast> Visit<'ast> for Collect {
+        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
+            self.0.push(node.ident.clone());
+            syn::visit::visit_pat_ident(self, node);
+        }
+    }
+    let mut collect = Collect::default();
+    collect.visit_pat(pat);
+    collect.0
+}
+
+/// Whether `tokens` contain one of `names` as an identifier (inside macro calls too). A
+/// field or method of the same name counts as well: it only means the step is evaluated
+/// inside its future, which works for it just as well.
+fn mentions_any(tokens: TokenStream, names: &[syn::Ident]) -> bool {
+    if names.is_empty() {
+        return false;
+    }
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => names.iter().any(|name| *name == ident),
+        proc_macro2::TokenTree::Group(group) => mentions_any(group.stream(), names),
+        _ => false,
+    })
+}
+
+/// Finds `.await`, `?` and `return` in the part of a step that runs inline (not inside
+/// nested closures, async blocks or items, which have their own rules), also in the
+/// arguments of macro calls.
 #[derive(Default)]
 struct InlineScan {
     awaits: Vec<Span>,
+    returns: Vec<Span>,
     uses_try: bool,
 }
 
 impl<'ast> Visit<'ast> for InlineScan {
+    fn visit_expr_return(&mut self, node: &'ast syn::ExprReturn) {
+        self.returns.push(node.return_token.span);
+        syn::visit::visit_expr_return(self, node);
+    }
+    fn visit_macro(&mut self, node: &'ast Macro) {
+        // Most macros take expressions (`vec![..]`, `format!(..)`, `assert!(..)`); read
+        // them as such. Other token shapes are scanned for a bare `?`.
+        let exprs = macro_exprs(node);
+        if exprs.is_empty() {
+            self.uses_try |= contains_question_mark(node.tokens.clone());
+        }
+        for expr in &exprs {
+            self.visit_expr(expr);
+        }
+    }
     fn visit_expr_await(&mut self, node: &'ast syn::ExprAwait) {
         self.awaits.push(node.await_token.span);
         syn::visit::visit_expr_await(self, node);
@@ -438,4 +668,12 @@ impl<'ast> Visit<'ast> for InlineScan {
     fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
     fn visit_expr_try_block(&mut self, _: &'ast syn::ExprTryBlock) {}
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+fn contains_question_mark(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Punct(punct) => punct.as_char() == '?',
+        proc_macro2::TokenTree::Group(group) => contains_question_mark(group.stream()),
+        _ => false,
+    })
 }
