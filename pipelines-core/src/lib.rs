@@ -68,7 +68,36 @@ pub use timeline::Timeline;
 /// `()` or `None` keeps it; `Err` goes to `rescue!`; a pipeline runs as a child; the
 /// markers [`Break`], [`BreakAll`] and [`Cancel`] stop the pipeline. Each step sees the
 /// value as the header binds it: `value: V` gives each step its own clone, `value: &V` a
-/// borrow (no clone).
+/// borrow (no clone). The value needs a type in the header; `return` is not a step (use
+/// [`Break`]); `?` anywhere in a step, macro arguments included, takes the error path.
+///
+/// # What a waiting step may borrow
+///
+/// A step ending in `.await` that names the value, the context or its section's error is
+/// evaluated *inside* the future it waits on, and that future owns what they borrow: a
+/// share of the context (the runtime keeps it in an `Arc`), its own clone of the value
+/// (and of the error), and a clone of every variable it captures from around the
+/// `pipeline!`. So `api.search(&query).await` borrows `api: &Api` and `query` freely, and
+/// dropping the future (a cancellation) is safe. Such a step's captured variables must be
+/// `Clone` (share what cannot be cloned through an `Arc`, or the context). A waiting step
+/// that names none of them is evaluated inline as written, so its future must own what it
+/// uses. Either way the future is polled at once: a ready future does not suspend.
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// struct Api { base: String }
+/// impl Api {
+///     async fn get(&self, path: &str) -> String { format!("{}/{path}", self.base) }
+/// }
+///
+/// let fetch = pipeline!(|path: String, api: &Api| {
+///     api.get(&path).await;
+/// });
+/// let runtime = Runtime::builder(Api { base: "https://example.com".into() }).start().unwrap();
+/// let url = runtime.invoke_pipeline(&fetch, "a".into()).unwrap().try_result().unwrap();
+/// assert_eq!(url.unwrap(), "https://example.com/a");
+/// ```
 ///
 /// # Examples
 ///

@@ -207,7 +207,9 @@ impl Steps<'_> {
                 let mentions = step.mentions;
                 let mut owned = TokenStream::new();
                 for capture in &step.captures {
-                    owned.extend(quote! {
+                    // At the capture's span: "not `Clone`" points at the variable.
+                    let span = Span::call_site().located_at(capture.span());
+                    owned.extend(quote_spanned! {span=>
                         #[allow(unused_variables, clippy::redundant_clone)]
                         let #capture = ::core::clone::Clone::clone(&#capture);
                     });
@@ -247,7 +249,7 @@ impl Steps<'_> {
                             quote!(&__pipelines_error_owned),
                         ),
                         ErrorKind::Finally => (
-                            quote!(::core::option::Option::cloned(__pipelines_error)),
+                            quote!(<::core::option::Option<&#private::Error>>::cloned(__pipelines_error)),
                             quote!(::core::option::Option::as_ref(&__pipelines_error_owned)),
                         ),
                     };

@@ -559,6 +559,14 @@ fn captured_names(expr: &Expr, names: &HeaderNames) -> Vec<syn::Ident> {
             for expr in macro_exprs(node) {
                 self.visit_expr(&expr);
             }
+            for ident in format_arg_idents(node.tokens.clone()) {
+                let lowercase = ident
+                    .to_string()
+                    .starts_with(|c: char| c.is_lowercase() || c == '_');
+                if lowercase && !self.in_scope(&ident) && !self.used.contains(&ident) {
+                    self.used.push(ident);
+                }
+            }
         }
         fn visit_item(&mut self, _: &'ast syn::Item) {}
     }
@@ -624,10 +632,61 @@ fn mentions_any(tokens: TokenStream, names: &[syn::Ident]) -> bool {
         return false;
     }
     tokens.into_iter().any(|token| match token {
-        proc_macro2::TokenTree::Ident(ident) => names.iter().any(|name| *name == ident),
+        proc_macro2::TokenTree::Ident(ident) => names.contains(&ident),
         proc_macro2::TokenTree::Group(group) => mentions_any(group.stream(), names),
+        proc_macro2::TokenTree::Literal(literal) => format_args_of(&literal)
+            .iter()
+            .any(|arg| names.iter().any(|name| name == arg)),
         _ => false,
     })
+}
+
+/// The identifiers a string literal names as inline format arguments (`"{name}"`,
+/// `"{name:?}"`): a format macro reads them as variables.
+fn format_args_of(literal: &proc_macro2::Literal) -> Vec<String> {
+    let Ok(syn::Lit::Str(text)) = syn::parse2::<syn::Lit>(literal.to_token_stream()) else {
+        return Vec::new();
+    };
+    let text = text.value();
+    let mut names = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(escaped) = rest.strip_prefix('{') {
+            rest = escaped;
+            continue;
+        }
+        let end = rest.find(['}', ':']).unwrap_or(rest.len());
+        let name = rest[..end].trim();
+        let is_ident = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if is_ident {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// Inline format arguments of every string literal in `tokens`, as identifiers.
+fn format_arg_idents(tokens: TokenStream) -> Vec<syn::Ident> {
+    let mut idents = Vec::new();
+    for token in tokens {
+        match token {
+            proc_macro2::TokenTree::Literal(literal) => {
+                for name in format_args_of(&literal) {
+                    // The literal's span: a format macro resolves the name there.
+                    if syn::parse_str::<syn::Ident>(&name).is_ok() {
+                        idents.push(syn::Ident::new(&name, literal.span()));
+                    }
+                }
+            }
+            proc_macro2::TokenTree::Group(group) => {
+                idents.extend(format_arg_idents(group.stream()))
+            }
+            _ => {}
+        }
+    }
+    idents
 }
 
 /// Finds `.await`, `?` and `return` in the part of a step that runs inline (not inside

@@ -1,0 +1,7 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value, _ctx: &()| {
+        value + 1_i32;
+    });
+}
