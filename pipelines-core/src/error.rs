@@ -59,6 +59,16 @@ pub enum Error {
     },
     /// The invocation's result was already taken (by `try_result` or an earlier `.await`).
     ResultTaken,
+    /// A step nested a pipeline deeper than [`NESTING_LIMIT`](crate::NESTING_LIMIT) levels
+    /// on one stack: the step that would nest fails with this error (`rescue!` may handle
+    /// it), so deep recursion never overflows the thread's stack. A detached child past
+    /// the limit starts on a task of its own instead (a fresh stack), when a tokio
+    /// runtime is available. To repeat work many times, loop inside one step, or
+    /// start each repetition as a detached child.
+    NestingTooDeep {
+        /// The limit it reached.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -110,7 +120,11 @@ impl Error {
     pub fn is_failed(&self) -> bool {
         matches!(
             self,
-            Error::Failed(_) | Error::Panicked { .. } | Error::NoExecutor | Error::TimedOut { .. }
+            Error::Failed(_)
+                | Error::Panicked { .. }
+                | Error::NoExecutor
+                | Error::TimedOut { .. }
+                | Error::NestingTooDeep { .. }
         )
     }
 
@@ -188,6 +202,9 @@ impl fmt::Display for Error {
                 "the invocation's result was already taken: keep the result of the first \
                  `try_result` or `.await`",
             ),
+            Error::NestingTooDeep { limit } => {
+                write!(f, "pipelines nested more than {limit} levels deep")
+            }
         }
     }
 }
@@ -205,6 +222,10 @@ impl fmt::Debug for Error {
             Error::NoExecutor => f.write_str("NoExecutor"),
             Error::TimedOut { limit } => f.debug_struct("TimedOut").field("limit", limit).finish(),
             Error::ResultTaken => f.write_str("ResultTaken"),
+            Error::NestingTooDeep { limit } => f
+                .debug_struct("NestingTooDeep")
+                .field("limit", limit)
+                .finish(),
         }
     }
 }

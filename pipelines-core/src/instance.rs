@@ -103,6 +103,8 @@ pub(crate) struct Instance<V, C> {
     /// `Cancelled` or `Dropped` once the instance must stop.
     cancel: Option<Ending>,
     waiting: Waiting<V, C>,
+    /// `waiting` is a future not polled yet (the deadline waits for its first poll).
+    unpolled_future: bool,
     /// Holds a slot in its queue (else it waits for one).
     admitted: bool,
     suspended: bool,
@@ -131,6 +133,12 @@ thread_local! {
 /// `true` while the current thread runs a pipeline step (or polls a step's future).
 pub(crate) fn in_step() -> bool {
     STEP_DEPTH.with(|depth| depth.get() > 0)
+}
+
+/// How many instances the current thread is driving, one inside the other: the depth of
+/// the interpreter's recursion on this stack.
+pub(crate) fn driving_depth() -> usize {
+    STEP_DEPTH.with(Cell::get)
 }
 
 /// Marks the current thread as running step code for [`in_step`], until dropped.
@@ -177,6 +185,7 @@ where
             break_all: false,
             cancel: None,
             waiting: Waiting::Nothing,
+            unpolled_future: false,
             admitted,
             suspended: false,
             completed: false,
@@ -334,6 +343,7 @@ where
             if self.section == Section::Main
                 && self.cancel.is_none()
                 && !matches!(self.waiting, Waiting::Nothing | Waiting::Resolved(_))
+                && !self.unpolled_future
                 && self.deadline_passed(cx)
             {
                 self.time_out();
@@ -355,6 +365,9 @@ where
                     }
                 }
             }
+            // A future gets its first poll before the deadline is looked at: one that is
+            // ready at once never suspends, so no deadline can interrupt it.
+            self.unpolled_future = false;
             match &mut self.waiting {
                 Waiting::Future(future) => match future.as_mut().poll(cx) {
                     Poll::Pending => {
@@ -563,7 +576,10 @@ where
                 self.index += 1;
             }
             Outcome::Keep => self.index += 1,
-            Outcome::Future(future) => self.waiting = Waiting::Future(future.0),
+            Outcome::Future(future) => {
+                self.waiting = Waiting::Future(future.0);
+                self.unpolled_future = true;
+            }
             Outcome::Nested { pipeline, muted } => {
                 match core.start_child(self.id, pipeline, self.value.clone()) {
                     // The child runs inline; it is boxed only if it has to wait.

@@ -53,6 +53,29 @@ pub use supervision::{
 };
 pub use timeline::Timeline;
 
+/// How many pipelines may run one inside the other on one thread's stack: a step that
+/// would nest deeper fails with [`Error::NestingTooDeep`] (a detached child starts on a
+/// task of its own instead). The interpreter drives a child inside its parent's stack
+/// frame, about 5 KiB per level in a debug build; 128 levels stay well inside the 2 MiB
+/// stack of a tokio worker thread.
+///
+/// ```
+/// use pipelines::{pipeline, Pipeline, Runtime, NESTING_LIMIT};
+///
+/// // Each level nests the next one until the value reaches zero.
+/// fn countdown() -> Pipeline<usize, ()> {
+///     pipeline!(|value: usize, _ctx: &()| {
+///         value.saturating_sub(1);
+///         if value > 0 { Some(countdown()) } else { None };
+///     })
+/// }
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let deep = runtime.invoke_pipeline(&countdown(), NESTING_LIMIT + 10).unwrap();
+/// let error = deep.try_result().unwrap().unwrap_err();
+/// assert!(matches!(error, pipelines::Error::NestingTooDeep { limit: NESTING_LIMIT }));
+/// ```
+pub const NESTING_LIMIT: usize = 128;
+
 /// Builds a [`Pipeline`] from a block of steps.
 ///
 /// ```text

@@ -404,11 +404,13 @@ impl Registry {
     /// instances in the slots that freed. Filling only after the whole batch is marked
     /// means no instance the batch cancels is started on the way.
     fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
-        let mut freed = Vec::new();
+        // A set, not a `Vec::contains`: `stop` may free thousands of per-key queues.
+        let mut freed: Vec<QueueId> = Vec::new();
+        let mut seen: FastMap<QueueId, ()> = FastMap::default();
         for &top in tops {
             for id in self.post_order(top) {
                 if let Some(queue) = self.mark_cancelled(id, fx) {
-                    if !freed.contains(&queue) {
+                    if seen.insert(queue, ()).is_none() {
                         freed.push(queue);
                     }
                 }
@@ -569,37 +571,41 @@ impl Registry {
     }
 
     /// Removes a finished, childless entry: frees its slot, detaches it from its parent
-    /// (which may in turn be removable), forgets an empty per-key queue.
+    /// (which may in turn be removable, and so on up: a loop, not a recursion, so a long
+    /// chain of finished parents cannot overflow the stack), forgets an empty per-key queue.
     fn remove(&mut self, id: u64, fx: &mut Effects) {
-        let place = self.entries.get(&id).map(|entry| entry.place);
-        self.unlink(id);
-        let Some(entry) = self.entries.remove(&id) else {
-            return;
-        };
-        if let Some(state) = self.queue_mut(entry.queue) {
-            state.members -= 1;
-        }
-        if place == Some(Place::Live) {
-            self.fill_slots(entry.queue, fx);
-        }
-        self.forget_queue_if_empty(entry.queue, fx);
-        fx.discard(entry.control);
-        if self.entries.is_empty() {
-            self.release_capacity();
-        }
-        let Some(parent_id) = entry.parent else {
-            return;
-        };
-        let Some(parent) = self.entries.get_mut(&parent_id) else {
-            return;
-        };
-        parent.children.retain(|child| *child != id);
-        if parent.children.is_empty() {
-            if parent.done {
-                self.remove(parent_id, fx);
-            } else if parent.wake_when_childless {
-                parent.wake_when_childless = false;
-                fx.children_done.push(Arc::clone(&parent.control));
+        let mut next = Some(id);
+        while let Some(id) = next.take() {
+            let place = self.entries.get(&id).map(|entry| entry.place);
+            self.unlink(id);
+            let Some(entry) = self.entries.remove(&id) else {
+                return;
+            };
+            if let Some(state) = self.queue_mut(entry.queue) {
+                state.members -= 1;
+            }
+            if place == Some(Place::Live) {
+                self.fill_slots(entry.queue, fx);
+            }
+            self.forget_queue_if_empty(entry.queue, fx);
+            fx.discard(entry.control);
+            if self.entries.is_empty() {
+                self.release_capacity();
+            }
+            let Some(parent_id) = entry.parent else {
+                return;
+            };
+            let Some(parent) = self.entries.get_mut(&parent_id) else {
+                return;
+            };
+            parent.children.retain(|child| *child != id);
+            if parent.children.is_empty() {
+                if parent.done {
+                    next = Some(parent_id);
+                } else if parent.wake_when_childless {
+                    parent.wake_when_childless = false;
+                    fx.children_done.push(Arc::clone(&parent.control));
+                }
             }
         }
     }
@@ -635,20 +641,32 @@ impl Registry {
         }
     }
 
-    /// Cancels every tree whose top is `cancel_on_shutdown`.
+    /// Cancels every tree whose top is `cancel_on_shutdown`. A tree's top is a root or a
+    /// detached child (cancellation does not climb past it). One walk down from the roots:
+    /// a cancelled top takes its whole subtree with it, so its descendants are not visited
+    /// again as tops of their own (a chain of detached children stays linear).
     pub(crate) fn stop(&mut self, fx: &mut Effects) {
-        let tops: Vec<u64> = self
+        let mut tops = Vec::new();
+        let mut stack: Vec<u64> = self
             .entries
             .iter()
             .filter(|(_, entry)| {
-                entry.cancel_on_shutdown
-                    && match entry.parent {
-                        None => true,
-                        Some(parent) => entry.detached || !self.entries.contains_key(&parent),
-                    }
+                !matches!(entry.parent, Some(parent) if self.entries.contains_key(&parent))
             })
             .map(|(id, _)| *id)
             .collect();
+        while let Some(id) = stack.pop() {
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            let is_top = entry.detached
+                || !matches!(entry.parent, Some(parent) if self.entries.contains_key(&parent));
+            if is_top && entry.cancel_on_shutdown {
+                tops.push(id);
+            } else {
+                stack.extend(entry.children.iter().copied());
+            }
+        }
         self.cancel_trees(&tops, fx);
     }
 

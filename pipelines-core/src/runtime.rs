@@ -1039,6 +1039,15 @@ impl<C: Send + Sync + 'static> Core<C> {
         V: Clone + Send + Sync + 'static,
     {
         let detached = pipeline.is_detached();
+        // The child would be driven one level deeper on this stack: past the limit, a
+        // detached child goes to a task of its own (a fresh stack), anything else fails.
+        let too_deep = crate::instance::driving_depth() >= crate::NESTING_LIMIT;
+        let on_a_task = too_deep && detached && self.executor().is_some();
+        if too_deep && !on_a_task {
+            return ChildStart::Refused(Error::NestingTooDeep {
+                limit: crate::NESTING_LIMIT,
+            });
+        }
         let name = Name::Static(pipeline.site_name());
         match self.join(pipeline, name, value, Some(parent), detached) {
             Err(error) => ChildStart::Refused(Error::new(error)),
@@ -1049,7 +1058,10 @@ impl<C: Send + Sync + 'static> Core<C> {
             Ok(Joined::Run(mut instance, _)) if detached => {
                 // Runs inline within the parent's stretch, then on a task of its own.
                 let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-                if !instance.is_admitted() || instance.drive(self, &mut cx).is_pending() {
+                if on_a_task
+                    || !instance.is_admitted()
+                    || instance.drive(self, &mut cx).is_pending()
+                {
                     self.wait_on_task(instance);
                 } else {
                     let ident = instance.ident().clone();

@@ -1,0 +1,247 @@
+//! Promises attacked in issue 11: nesting never overflows the stack, `stop` handles many
+//! queues and long detached chains, a zero timeout does not fail a ready future.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipelines::{pipeline, Error, Pipeline, Runtime, NESTING_LIMIT};
+
+/// The stack of a tokio worker thread: what deep nesting must not overflow.
+const WORKER_STACK: usize = 2 << 20;
+
+fn on_worker_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(work)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Nests the next level until the value reaches zero.
+fn countdown() -> Pipeline<usize, ()> {
+    pipeline!(|value: usize, _ctx: &()| {
+        value.saturating_sub(1);
+        if value > 0 {
+            Some(countdown())
+        } else {
+            None
+        };
+    })
+}
+
+/// Like `countdown`, but each level waits before it nests.
+fn waiting_countdown() -> Pipeline<usize, ()> {
+    pipeline!(|value: usize, _ctx: &()| {
+        tokio::task::yield_now().await;
+        value.saturating_sub(1);
+        if value > 0 {
+            Some(waiting_countdown())
+        } else {
+            None
+        };
+    })
+}
+
+#[test]
+fn synchronous_nesting_up_to_the_limit_runs_and_past_it_is_a_typed_error() {
+    let (within, past) = on_worker_stack(|| {
+        let runtime = Runtime::builder(()).start().unwrap();
+        let run = |levels: usize| {
+            runtime
+                .invoke_pipeline(&countdown(), levels)
+                .unwrap()
+                .try_result()
+                .expect("nothing waits")
+        };
+        // A value of n makes n instances, one inside the other.
+        (run(NESTING_LIMIT), run(NESTING_LIMIT + 1))
+    });
+    assert_eq!(within.unwrap(), 0);
+    let error = past.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::NestingTooDeep {
+                limit: NESTING_LIMIT
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("pipelines nested more than {NESTING_LIMIT} levels deep")
+    );
+}
+
+#[test]
+fn nesting_too_deep_takes_the_error_path_and_leaves_nothing_behind() {
+    on_worker_stack(|| {
+        let runtime = Runtime::builder(()).start().unwrap();
+        let guarded = pipeline!(|value: usize, _ctx: &()| {
+            countdown();
+            rescue!(|error| {
+                if matches!(error, Error::NestingTooDeep { .. }) {
+                    usize::MAX
+                } else {
+                    0
+                };
+            });
+        });
+        let result = runtime
+            .invoke_pipeline(&guarded, NESTING_LIMIT * 8)
+            .unwrap()
+            .try_result();
+        assert_eq!(result.unwrap().unwrap(), usize::MAX);
+        assert!(runtime.active().is_empty(), "{:?}", runtime.active());
+    });
+}
+
+#[test]
+fn nesting_levels_that_wait_first_stop_at_the_limit_too() {
+    let (within, past) = on_worker_stack(|| {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tokio.block_on(async {
+            let runtime = Runtime::builder(()).start().unwrap();
+            let within = runtime
+                .invoke_pipeline(&waiting_countdown(), NESTING_LIMIT)
+                .unwrap()
+                .await;
+            let past = runtime
+                .invoke_pipeline(&waiting_countdown(), NESTING_LIMIT + 1)
+                .unwrap()
+                .await;
+            (within, past)
+        })
+    });
+    assert_eq!(within.unwrap(), 0);
+    assert!(
+        matches!(past, Err(Error::NestingTooDeep { .. })),
+        "{past:?}"
+    );
+}
+
+/// Each level starts the next as a detached child and counts itself.
+fn detached_chain() -> Pipeline<usize, Arc<AtomicUsize>> {
+    pipeline!(|value: usize, done: &Arc<AtomicUsize>| {
+        {
+            done.fetch_add(1, Ordering::SeqCst);
+        };
+        value.saturating_sub(1);
+        if value > 0 {
+            Some(detached_chain().detached())
+        } else {
+            None
+        };
+    })
+}
+
+#[test]
+fn a_long_chain_of_detached_children_runs_to_the_end_on_fresh_stacks() {
+    const LEVELS: usize = 5_000;
+    let done = on_worker_stack(|| {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tokio.block_on(async {
+            let done = Arc::new(AtomicUsize::new(0));
+            let runtime = Runtime::builder(done.clone()).start().unwrap();
+            runtime
+                .invoke_pipeline(&detached_chain(), LEVELS)
+                .unwrap()
+                .await
+                .unwrap();
+            // Past the limit, each detached child continues on a task of its own.
+            while !runtime.active().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            done.load(Ordering::SeqCst)
+        })
+    });
+    assert_eq!(done, LEVELS);
+}
+
+/// A detached child that waits for ever, whose parent is over: the chain stays live.
+fn parked_chain() -> Pipeline<usize, ()> {
+    pipeline!(|value: usize, _ctx: &()| {
+        value.saturating_sub(1);
+        if value > 0 {
+            Some(parked_chain().detached())
+        } else {
+            None
+        };
+        std::future::pending::<()>().await;
+    })
+}
+
+#[test]
+fn stop_cancels_a_long_detached_chain_and_many_per_key_queues() {
+    // The sizes at which `stop` took seconds when it was quadratic (its cost now is in
+    // `benches/`-style measurements of the closing note, not asserted here).
+    let levels: usize = 5_000;
+    let keys: usize = 10_000;
+    on_worker_stack(move || {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tokio.block_on(async {
+            let runtime = Runtime::builder(()).start().unwrap();
+            let chain = runtime.invoke_pipeline(&parked_chain(), levels).unwrap();
+            let per_key = pipeline!(|key: usize, _ctx: &()| {
+                std::future::pending::<()>().await;
+            })
+            .set_queue_by(|key: &usize| format!("key-{key}"))
+            .enqueued();
+            let keyed: Vec<_> = (0..keys)
+                .map(|key| runtime.invoke_pipeline(&per_key, key).unwrap())
+                .collect();
+            // Let the detached levels past the nesting limit start on their tasks.
+            while runtime
+                .active()
+                .iter()
+                .map(|queue| queue.instances().len())
+                .sum::<usize>()
+                < levels + keys
+            {
+                tokio::task::yield_now().await;
+            }
+            runtime.stop();
+            assert!(chain.await.unwrap_err().is_cancelled());
+            for handle in keyed {
+                assert!(handle.await.unwrap_err().is_cancelled());
+            }
+            while !runtime.active().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        });
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_timeout_does_not_fail_a_future_that_is_ready_at_once() {
+    let p = pipeline!(|value: u32, _ctx: &()| {
+        async { value + 1 }.await;
+        std::future::ready(value * 10).await;
+    })
+    .timeout(Duration::ZERO);
+    let runtime = Runtime::builder(()).start().unwrap();
+    let result = runtime.invoke_pipeline(&p, 1).unwrap().try_result();
+    assert_eq!(result.unwrap().unwrap(), 20);
+
+    let waits = pipeline!(|value: u32, _ctx: &()| {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    })
+    .timeout(Duration::ZERO);
+    let error = runtime
+        .invoke_pipeline(&waits, 1)
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        error.is_timeout(),
+        "a future that waits is timed out: {error:?}"
+    );
+}
