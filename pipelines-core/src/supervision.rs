@@ -326,7 +326,9 @@ impl std::error::Error for Failure {
 
 /// Something a supervisor runs and restarts. `run` is called again on the same value after
 /// a failure, so the child resumes from the state it kept (a producer, its offset).
-/// `Ok(())` is a normal exit; `Err` a failure.
+/// `Ok(())` is a normal exit; `Err` a failure. A panic is a failure too (tagged `run`),
+/// wherever it happens: in `run` itself, before it returns its future, or while the future
+/// runs.
 ///
 /// # Examples
 ///
@@ -428,7 +430,16 @@ impl ChildSpec {
         }
     }
 
-    /// A child whose work is `start()`: called at each (re)start.
+    /// A child whose work is `start()`: called at each (re)start. A panic of `start`
+    /// itself, before it returns its future, is a failure of the child like a panic of
+    /// the future.
+    ///
+    /// ```
+    /// use pipelines::{ChildSpec, Failure};
+    ///
+    /// let spec = ChildSpec::from_fn("ping", || async { Err(Failure::new("ping", "no answer")) });
+    /// assert_eq!(spec.name(), "ping");
+    /// ```
     pub fn from_fn<F, Fut>(name: impl Into<String>, start: F) -> Self
     where
         F: FnMut() -> Fut + Send + 'static,
@@ -784,6 +795,20 @@ async fn run_supervisor<C: Send + Sync + 'static>(
     }
 }
 
+/// Runs `child` until it ends or `stopped` fires. [`Child::run`] is called inside this
+/// future's first poll, so whoever polls it under `catch_unwind` also catches a panic
+/// raised before the child's own future exists.
+async fn run_until_stopped(child: &mut dyn Child, stopped: &mut oneshot::Receiver<()>) -> Exit {
+    let run = child.run();
+    tokio::select! {
+        result = run => match result {
+            Ok(()) => Exit::Normal,
+            Err(failure) => Exit::Failed(failure),
+        },
+        _ = stopped => Exit::Stopped,
+    }
+}
+
 /// Resolves when the handle asked to stop, or the runtime was stopped. A dropped handle is
 /// not a request: like a pipeline invocation, a supervisor goes on without its handle.
 async fn stop_requested(
@@ -828,20 +853,20 @@ impl<C: Send + Sync + 'static> Supervision<C> {
         let exits = self.exits.clone();
         tokio::spawn(async move {
             // A panic is a failure like any other: the child is given back and the
-            // policy decides.
-            let run = std::panic::AssertUnwindSafe(child.run()).catch_unwind();
-            let exit = tokio::select! {
-                result = run => match result {
-                    Ok(Ok(())) => Exit::Normal,
-                    Ok(Err(failure)) => Exit::Failed(failure),
-                    Err(panic) => Exit::Failed(Failure {
+            // policy decides. The `catch_unwind` wraps the call of `run` too, not only
+            // the future it returns: a panic before the future exists (in `run` itself,
+            // or in a `ChildSpec::from_fn` closure) would otherwise end this task without
+            // an exit, and the supervisor would wait for it forever.
+            let exit = std::panic::AssertUnwindSafe(run_until_stopped(&mut *child, &mut stopped))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Exit::Failed(Failure {
                         operation: Arc::from("run"),
                         offset: None,
                         error: Error::from_panic(panic),
-                    }),
-                },
-                _ = &mut stopped => Exit::Stopped,
-            };
+                    })
+                });
             let _ = exits.send((index, child, exit));
         });
         self.emit(index, EventKind::ChildStarted);
