@@ -167,7 +167,7 @@ async fn restart_types_decide_which_exits_restart() {
     let mut handle = runtime
         .supervise(
             Supervisor::new("types")
-                .policy(RestartPolicy::new(10, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(10, Duration::from_secs(1)).unwrap())
                 .child(permanent_child)
                 .child(
                     counted("transient-ok", transient_ok.clone(), 0, Then::Exit)
@@ -206,12 +206,15 @@ async fn restarts_wait_their_backoff() {
         .supervise(
             Supervisor::new("backoff")
                 .policy(
-                    RestartPolicy::new(10, Duration::from_secs(10)).with_backoff(
-                        Backoff::exponential(
-                            Duration::from_millis(100),
-                            Duration::from_millis(300),
+                    RestartPolicy::new(10, Duration::from_secs(10))
+                        .unwrap()
+                        .with_backoff(
+                            Backoff::exponential(
+                                Duration::from_millis(100),
+                                Duration::from_millis(300),
+                            )
+                            .unwrap(),
                         ),
-                    ),
                 )
                 .child(counted("flaky", times.clone(), 4, Then::Exit).restart(Restart::Transient)),
         )
@@ -258,7 +261,7 @@ async fn exceeding_the_intensity_gives_up_reports_it_and_closes_the_channels() {
     let handle = runtime
         .supervise(
             Supervisor::new("fragile")
-                .policy(RestartPolicy::new(2, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(2, Duration::from_secs(1)).unwrap())
                 .child(ChildSpec::new("reader", Producer::new(broken, sender))),
         )
         .unwrap();
@@ -347,7 +350,7 @@ async fn a_consumer_that_closes_the_channel_is_a_publish_failure() {
     let result = runtime
         .supervise(
             Supervisor::new("orphan")
-                .policy(RestartPolicy::new(0, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(0, Duration::from_secs(1)).unwrap())
                 .child(ChildSpec::new("numbers", Producer::new(numbers, sender))),
         )
         .unwrap()
@@ -505,7 +508,7 @@ async fn a_from_fn_child_that_panics_before_building_its_future_counts_against_t
     let handle = runtime
         .supervise(
             Supervisor::new("doomed")
-                .policy(RestartPolicy::new(2, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(2, Duration::from_secs(1)).unwrap())
                 .child(doomed),
         )
         .unwrap();
@@ -568,4 +571,28 @@ async fn stopping_the_runtime_ends_a_supervisor_whose_child_panicked_before_retu
     sleep(Duration::from_millis(10)).await;
     runtime.stop();
     ended(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_with_a_one_nanosecond_period_gives_up_after_its_max_restarts() {
+    let times = starts();
+    let runtime = Runtime::builder(()).start().unwrap();
+    let handle = runtime
+        .supervise(
+            Supervisor::new("hasty")
+                .policy(RestartPolicy::new(3, Duration::from_nanos(1)).unwrap())
+                .child(counted("failing", times.clone(), u32::MAX, Then::Exit)),
+        )
+        .unwrap();
+    // The child fails at once and the paused clock does not move between restarts: all
+    // of them are within the period.
+    let error = ended(handle).await.unwrap_err();
+    assert!(matches!(
+        error,
+        SupervisorError::GaveUp {
+            max_restarts: 3,
+            ..
+        }
+    ));
+    assert_eq!(count(&times), 4, "the first start and 3 restarts");
 }
