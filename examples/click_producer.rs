@@ -156,9 +156,15 @@ pub(crate) async fn run(count: u64, seed: u64) -> Report {
     let (clicks, mut consumer) = mpsc::channel(64);
     let producer = Producer::new(ClickLog::new(count, seed, injected.clone()), clicks);
     let supervisor = Supervisor::new("clicks")
-        .policy(RestartPolicy::new(50, Duration::from_secs(1)).with_backoff(
-            Backoff::exponential(Duration::from_millis(1), Duration::from_millis(50)).with_jitter(),
-        ))
+        .policy(
+            RestartPolicy::new(50, Duration::from_secs(1))
+                .expect("a positive period")
+                .with_backoff(
+                    Backoff::exponential(Duration::from_millis(1), Duration::from_millis(50))
+                        .expect("a positive start, a cap above it")
+                        .with_jitter(),
+                ),
+        )
         .child(ChildSpec::new("click-producer", producer).restart(Restart::Transient));
     let supervisor = runtime
         .supervise(supervisor)

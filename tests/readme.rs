@@ -448,18 +448,19 @@ mod retries_and_timeouts {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn runs() {
+    async fn runs() -> super::Outcome {
         // README begin
         let fetch = pipeline!(|id: u64, api: &Api| {
             api.fetch(id).await;            // fails now and then
             rescue!(|error| { cached(id); });
         })
-        .retry(RestartPolicy::new(3, Duration::from_secs(10))
-            .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2))))
+        .retry(RestartPolicy::new(3, Duration::from_secs(10))?
+            .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2))?))
         .timeout(Duration::from_secs(5));
         // README end
         let runtime = Runtime::builder(Api::default()).start().unwrap();
         assert_eq!(runtime.invoke_pipeline(&fetch, 4).unwrap().await.unwrap(), 40, "the third try");
+        Ok(())
     }
 }
 
@@ -500,8 +501,8 @@ mod supervision {
         let producer = Producer::new(click_log, clicks);
         let supervisor = Supervisor::new("clicks")
             .strategy(Strategy::OneForOne)
-            .policy(RestartPolicy::new(5, Duration::from_secs(10))
-                .with_backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1)).with_jitter()))
+            .policy(RestartPolicy::new(5, Duration::from_secs(10))?
+                .with_backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1))?.with_jitter()))
             .child(ChildSpec::new("click-producer", producer).restart(Restart::Transient));
         let handle = runtime.supervise(supervisor)?;
         while let Some(click) = consumer.recv().await { seen.push(click); }   // every click, once, in order

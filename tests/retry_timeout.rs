@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Backoff, RestartPolicy, Runtime};
+use pipelines::{pipeline, Backoff, InvalidPolicy, RestartPolicy, Runtime};
 use tokio::time::{sleep, Instant};
 
 #[derive(Default)]
@@ -68,6 +68,7 @@ async fn a_retried_instance_resumes_at_the_failed_step_with_the_value_before_it(
     })
     .retry(
         RestartPolicy::new(3, Duration::from_secs(60))
+            .unwrap()
             .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
     );
     let runtime = Runtime::builder(Ctx::failing(2)).start().unwrap();
@@ -86,23 +87,26 @@ async fn a_retried_instance_resumes_at_the_failed_step_with_the_value_before_it(
 #[tokio::test(start_paused = true)]
 async fn when_the_policy_gives_up_rescue_runs_with_the_last_error_then_finally() {
     let start = Instant::now();
-    let p =
-        pipeline!(|value: u32, ctx: &Ctx| {
-            {
-                ctx.push(format!("try at {}", millis_since(start)));
-                ctx.flaky(value)
-            };
-            rescue!(|error| {
-                ctx.push(format!("rescue: {error}"));
-                0;
-            });
-            finally!(|error| {
-                ctx.push("finally".into());
-            });
-        })
-        .retry(RestartPolicy::new(3, Duration::from_secs(60)).with_backoff(
-            Backoff::exponential(Duration::from_millis(10), Duration::from_millis(25)),
-        ));
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            ctx.push(format!("try at {}", millis_since(start)));
+            ctx.flaky(value)
+        };
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error}"));
+            0;
+        });
+        finally!(|error| {
+            ctx.push("finally".into());
+        });
+    })
+    .retry(
+        RestartPolicy::new(3, Duration::from_secs(60))
+            .unwrap()
+            .with_backoff(
+                Backoff::exponential(Duration::from_millis(10), Duration::from_millis(25)).unwrap(),
+            ),
+    );
     let runtime = Runtime::builder(Ctx::failing(100)).start().unwrap();
     assert_eq!(runtime.invoke_pipeline(&p, 7).unwrap().await.unwrap(), 0);
     // Tries at 0, then after 10, 20 and 25 (capped) ms; then the policy gives up.
@@ -135,7 +139,7 @@ async fn a_failed_future_and_a_failed_child_are_retried_at_their_step() {
         .await;
         &child;
     })
-    .retry(RestartPolicy::new(5, Duration::from_secs(1)));
+    .retry(RestartPolicy::new(5, Duration::from_secs(1)).unwrap());
     let runtime = Runtime::builder(Ctx::failing(3)).start().unwrap();
     assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 20);
     assert_eq!(
@@ -252,6 +256,7 @@ async fn retries_stop_at_the_timeout() {
     })
     .retry(
         RestartPolicy::new(1000, Duration::from_secs(60))
+            .unwrap()
             .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
     )
     .timeout(Duration::from_millis(250));
@@ -260,4 +265,78 @@ async fn retries_stop_at_the_timeout() {
     runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap();
     assert_eq!(millis_since(start), 250);
     assert_eq!(runtime.context().log(), ["rescue: timed out true"]);
+}
+
+#[test]
+fn a_policy_cannot_express_unbounded_restarts_in_zero_time() {
+    // No restart is within a zero period of another: such a policy would never give up.
+    for max_restarts in [0, 3, u32::MAX] {
+        assert_eq!(
+            RestartPolicy::new(max_restarts, Duration::ZERO),
+            Err(InvalidPolicy::ZeroPeriod)
+        );
+    }
+    assert_eq!(
+        InvalidPolicy::ZeroPeriod.to_string(),
+        "restart period is zero"
+    );
+    let shortest = RestartPolicy::new(3, Duration::from_nanos(1)).unwrap();
+    assert_eq!(shortest.within(), Duration::from_nanos(1));
+}
+
+#[test]
+fn an_exponential_backoff_must_start_above_zero_and_be_capped_no_lower_than_its_start() {
+    assert_eq!(
+        Backoff::exponential(Duration::ZERO, Duration::from_secs(1)),
+        Err(InvalidPolicy::ZeroInitialDelay)
+    );
+    let error =
+        Backoff::exponential(Duration::from_secs(1), Duration::from_millis(10)).unwrap_err();
+    assert_eq!(
+        error,
+        InvalidPolicy::CapBelowInitialDelay {
+            initial: Duration::from_secs(1),
+            max: Duration::from_millis(10),
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "backoff cap 10ms is below its initial delay 1s"
+    );
+    assert_eq!(
+        InvalidPolicy::ZeroInitialDelay.to_string(),
+        "initial backoff delay is zero"
+    );
+    // A cap equal to the start is a fixed delay, spelled the long way: allowed.
+    let flat = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+    assert_eq!(flat.delay(5, 0), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_retried_with_a_one_nanosecond_period_and_no_backoff_gives_up_after_its_max_restarts(
+) {
+    let tries = Arc::new(AtomicU32::new(0));
+    let counter = tries.clone();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            counter.fetch_add(1, Ordering::SeqCst);
+            ctx.flaky(value)
+        };
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error}"));
+        });
+    })
+    .retry(RestartPolicy::new(3, Duration::from_nanos(1)).unwrap());
+    let runtime = Runtime::builder(Ctx::failing(u32::MAX)).start().unwrap();
+    // The tries fail at once and the paused clock does not move between them: all of them
+    // are within the period, so the policy gives up and the invoke returns in the caller's
+    // thread.
+    let result = runtime.invoke_pipeline(&p, 1).unwrap().try_result();
+    assert_eq!(result.map(Result::unwrap), Some(1));
+    assert_eq!(
+        tries.load(Ordering::SeqCst),
+        4,
+        "the first try and 3 retries"
+    );
+    assert_eq!(runtime.context().log(), ["rescue: step failed: flaky at 1"]);
 }

@@ -2,13 +2,14 @@
 //! intensity and give-up, strategies, restart types, backoff timings and stopping. All
 //! under tokio's paused clock.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pipelines::{
-    source_fn, Backoff, ChildSpec, EventKind, Failure, Producer, Restart, RestartPolicy, Runtime,
-    Strategy, Supervisor, SupervisorError,
+    source_fn, Backoff, BoxFuture, Child, ChildSpec, EventKind, Failure, Producer, Restart,
+    RestartPolicy, Runtime, Strategy, Supervisor, SupervisorError,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
@@ -166,7 +167,7 @@ async fn restart_types_decide_which_exits_restart() {
     let mut handle = runtime
         .supervise(
             Supervisor::new("types")
-                .policy(RestartPolicy::new(10, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(10, Duration::from_secs(1)).unwrap())
                 .child(permanent_child)
                 .child(
                     counted("transient-ok", transient_ok.clone(), 0, Then::Exit)
@@ -205,12 +206,15 @@ async fn restarts_wait_their_backoff() {
         .supervise(
             Supervisor::new("backoff")
                 .policy(
-                    RestartPolicy::new(10, Duration::from_secs(10)).with_backoff(
-                        Backoff::exponential(
-                            Duration::from_millis(100),
-                            Duration::from_millis(300),
+                    RestartPolicy::new(10, Duration::from_secs(10))
+                        .unwrap()
+                        .with_backoff(
+                            Backoff::exponential(
+                                Duration::from_millis(100),
+                                Duration::from_millis(300),
+                            )
+                            .unwrap(),
                         ),
-                    ),
                 )
                 .child(counted("flaky", times.clone(), 4, Then::Exit).restart(Restart::Transient)),
         )
@@ -257,7 +261,7 @@ async fn exceeding_the_intensity_gives_up_reports_it_and_closes_the_channels() {
     let handle = runtime
         .supervise(
             Supervisor::new("fragile")
-                .policy(RestartPolicy::new(2, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(2, Duration::from_secs(1)).unwrap())
                 .child(ChildSpec::new("reader", Producer::new(broken, sender))),
         )
         .unwrap();
@@ -346,7 +350,7 @@ async fn a_consumer_that_closes_the_channel_is_a_publish_failure() {
     let result = runtime
         .supervise(
             Supervisor::new("orphan")
-                .policy(RestartPolicy::new(0, Duration::from_secs(1)))
+                .policy(RestartPolicy::new(0, Duration::from_secs(1)).unwrap())
                 .child(ChildSpec::new("numbers", Producer::new(numbers, sender))),
         )
         .unwrap()
@@ -405,4 +409,190 @@ async fn stopping_the_runtime_stops_its_supervisors() {
     runtime.stop();
     handle.await.unwrap();
     while receiver.recv().await.is_some() {}
+}
+
+/// Awaits `future`, failing the test if it has not ended after an hour of (paused, so
+/// virtual) time: a supervisor that hangs fails the test instead of hanging it.
+async fn ended<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(3600), future)
+        .await
+        .expect("it never ended")
+}
+
+/// A runtime whose error reporter writes to `reports` and whose watcher writes the
+/// supervision events to `events`, one line each.
+fn recording(reports: &Arc<Mutex<Vec<String>>>, events: &Arc<Mutex<Vec<String>>>) -> Runtime<()> {
+    let (reports, events) = (reports.clone(), events.clone());
+    Runtime::builder(())
+        .error_reporter(move |ident, error| {
+            reports
+                .lock()
+                .unwrap()
+                .push(format!("{}: {error}", ident.name()));
+        })
+        .watcher(move |event| {
+            let kind = match event.kind() {
+                EventKind::ChildStarted => "started".to_owned(),
+                EventKind::ChildFailed(error) => format!("failed: {error}"),
+                EventKind::ChildRestarted { restart } => format!("restarted {restart}"),
+                EventKind::ChildExited => "exited".to_owned(),
+                EventKind::SupervisorGaveUp(_) => "gave up".to_owned(),
+                _ => return,
+            };
+            events
+                .lock()
+                .unwrap()
+                .push(format!("{} {kind}", event.ident().name()));
+        })
+        .start()
+        .unwrap()
+}
+
+/// A child whose `run` panics in its synchronous part, before it returns its future, the
+/// first time; later runs wait until stopped.
+struct PanicsBeforeItsFuture {
+    runs: Arc<AtomicU32>,
+}
+
+impl Child for PanicsBeforeItsFuture {
+    fn run(&mut self) -> BoxFuture<'_, Result<(), Failure>> {
+        if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("run panics before its future");
+        }
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_whose_run_panics_before_returning_its_future_is_a_reported_failure_and_is_restarted(
+) {
+    let (reports, events) = (Arc::default(), Arc::default());
+    let runtime = recording(&reports, &events);
+    let runs = Arc::new(AtomicU32::new(0));
+    let child = PanicsBeforeItsFuture { runs: runs.clone() };
+    let mut handle = runtime
+        .supervise(Supervisor::new("eager").child(ChildSpec::new("eager", child)))
+        .unwrap();
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "restarted once, then waits");
+    assert_eq!(
+        *reports.lock().unwrap(),
+        ["eager: step failed: run failed: step panicked: run panics before its future"]
+    );
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            "eager started",
+            "eager failed: step failed: run failed: step panicked: run panics before its future",
+            "eager started",
+            "eager restarted 1",
+        ]
+    );
+    handle.stop();
+    ended(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_from_fn_child_that_panics_before_building_its_future_counts_against_the_policy() {
+    let (reports, events) = (Arc::default(), Arc::default());
+    let runtime = recording(&reports, &events);
+    let starts = Arc::new(AtomicU32::new(0));
+    let counter = starts.clone();
+    let doomed = ChildSpec::from_fn("doomed", move || {
+        let start = counter.fetch_add(1, Ordering::SeqCst);
+        if start < 100 {
+            panic!("start {start} panics");
+        }
+        std::future::ready(Ok(()))
+    });
+    let handle = runtime
+        .supervise(
+            Supervisor::new("doomed")
+                .policy(RestartPolicy::new(2, Duration::from_secs(1)).unwrap())
+                .child(doomed),
+        )
+        .unwrap();
+    let error = ended(handle).await.unwrap_err();
+    assert_eq!(
+        error,
+        SupervisorError::GaveUp {
+            supervisor: "doomed".into(),
+            max_restarts: 2,
+            within: Duration::from_secs(1),
+            last_failure: "run failed: step panicked: start 2 panics".into(),
+        }
+    );
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        3,
+        "the first start and 2 restarts"
+    );
+    assert_eq!(
+        reports.lock().unwrap().len(),
+        4,
+        "3 failures and the give-up"
+    );
+    assert_eq!(
+        events.lock().unwrap().last().map(String::as_str),
+        Some("doomed gave up")
+    );
+}
+
+/// A supervisor with a temporary child that panics before building its future (so it is
+/// not restarted) and a child that waits until stopped.
+fn supervisor_with_a_child_that_panicked_before_its_future() -> Supervisor {
+    Supervisor::new("half-broken")
+        .child(
+            ChildSpec::from_fn("broken", || -> std::future::Ready<Result<(), Failure>> {
+                panic!("panics before its future")
+            })
+            .restart(Restart::Temporary),
+        )
+        .child(ChildSpec::from_fn("waiting", std::future::pending))
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_a_supervisor_whose_child_panicked_before_returning_its_future_returns() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let mut handle = runtime
+        .supervise(supervisor_with_a_child_that_panicked_before_its_future())
+        .unwrap();
+    sleep(Duration::from_millis(10)).await;
+    handle.stop();
+    ended(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_the_runtime_ends_a_supervisor_whose_child_panicked_before_returning_its_future() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let handle = runtime
+        .supervise(supervisor_with_a_child_that_panicked_before_its_future())
+        .unwrap();
+    sleep(Duration::from_millis(10)).await;
+    runtime.stop();
+    ended(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_with_a_one_nanosecond_period_gives_up_after_its_max_restarts() {
+    let times = starts();
+    let runtime = Runtime::builder(()).start().unwrap();
+    let handle = runtime
+        .supervise(
+            Supervisor::new("hasty")
+                .policy(RestartPolicy::new(3, Duration::from_nanos(1)).unwrap())
+                .child(counted("failing", times.clone(), u32::MAX, Then::Exit)),
+        )
+        .unwrap();
+    // The child fails at once and the paused clock does not move between restarts: all
+    // of them are within the period.
+    let error = ended(handle).await.unwrap_err();
+    assert!(matches!(
+        error,
+        SupervisorError::GaveUp {
+            max_restarts: 3,
+            ..
+        }
+    ));
+    assert_eq!(count(&times), 4, "the first start and 3 restarts");
 }

@@ -6,6 +6,8 @@
 //!   the same error reaches `rescue!`, `finally!`, the error reporter and the caller.
 //! - [`InvokeError`] and [`StartError`] are returned synchronously by the runtime when it
 //!   refuses a request; no pipeline code ran.
+//! - [`InvalidPolicy`] is returned when a restart policy or a backoff is built with values
+//!   that cannot work; nothing was configured.
 
 use std::any::Any;
 use std::fmt;
@@ -352,5 +354,49 @@ pub enum CancelError {
     NotLive {
         /// The ident that was asked for.
         ident: String,
+    },
+}
+
+/// Why a [`RestartPolicy`](crate::RestartPolicy) or a [`Backoff`](crate::Backoff) was
+/// refused when it was built: it would describe something that cannot work, such as a
+/// policy that never gives up. Each variant says how to fix it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pipelines::{Backoff, InvalidPolicy, RestartPolicy};
+///
+/// let error = RestartPolicy::new(3, Duration::ZERO).unwrap_err();
+/// assert_eq!(error, InvalidPolicy::ZeroPeriod);
+/// assert_eq!(error.to_string(), "restart period is zero");
+///
+/// let error = Backoff::exponential(Duration::from_secs(1), Duration::from_millis(10)).unwrap_err();
+/// assert_eq!(error.to_string(), "backoff cap 10ms is below its initial delay 1s");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidPolicy {
+    /// The period restarts are counted over is zero. No restart is ever within a zero
+    /// period of another, so the policy would never give up: a retried step that fails
+    /// at once would be retried in a loop, a supervisor would restart its child without
+    /// end. Give a positive period: `RestartPolicy::new(3, Duration::from_secs(5))` allows
+    /// 3 restarts in any 5 seconds.
+    #[error("restart period is zero")]
+    ZeroPeriod,
+    /// An exponential backoff starts at zero: twice zero is zero, so it would never wait.
+    /// Use [`Backoff::None`](crate::Backoff::None) for no wait, or a positive initial
+    /// delay.
+    #[error("initial backoff delay is zero")]
+    ZeroInitialDelay,
+    /// An exponential backoff's cap is below its initial delay: every delay would be the
+    /// cap, a fixed backoff in disguise. Give a cap at least as long as the initial
+    /// delay, or use [`Backoff::Fixed`](crate::Backoff::Fixed) with the delay you mean.
+    #[error("backoff cap {max:?} is below its initial delay {initial:?}")]
+    CapBelowInitialDelay {
+        /// The initial delay given.
+        initial: std::time::Duration,
+        /// The cap given.
+        max: std::time::Duration,
     },
 }

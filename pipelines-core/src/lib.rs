@@ -36,7 +36,7 @@ mod supervision;
 mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
-pub use error::{BoxError, CancelError, Error, InvokeError, StartError};
+pub use error::{BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartError};
 /// The boxed future [`Child::run`] returns (re-exported from `futures`).
 pub use futures::future::BoxFuture;
 pub use hooks::{Event, EventKind};

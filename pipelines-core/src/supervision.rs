@@ -19,12 +19,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::error::{BoxError, Error, InvokeError};
+use crate::error::{BoxError, Error, InvalidPolicy, InvokeError};
 use crate::hooks::EventKind;
 use crate::queue::Name;
 use crate::runtime::{Core, Ident, Runtime};
 
 /// How long to wait before a restart (or a retry).
+///
+/// An exponential backoff is built with [`Backoff::exponential`], which refuses values
+/// that cannot work (an initial delay of zero, a cap below the initial delay) with
+/// [`InvalidPolicy`]; that is why the variant cannot be written as a literal outside this
+/// crate. `None` and `Fixed` accept any value (`Fixed(Duration::ZERO)` is `None`).
 ///
 /// # Examples
 ///
@@ -32,10 +37,11 @@ use crate::runtime::{Core, Ident, Runtime};
 /// use std::time::Duration;
 /// use pipelines::Backoff;
 ///
-/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1));
+/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))?;
 /// assert_eq!(backoff.delay(1, 0), Duration::from_millis(100));
 /// assert_eq!(backoff.delay(3, 0), Duration::from_millis(400));
 /// assert_eq!(backoff.delay(10, 0), Duration::from_secs(1)); // capped
+/// # Ok::<(), pipelines::InvalidPolicy>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -46,7 +52,9 @@ pub enum Backoff {
     Fixed(Duration),
     /// Wait `initial`, then twice as long each time, up to `max`. With `jitter`, each
     /// delay is drawn uniformly from its upper half (so restarts of many children spread
-    /// out but never come sooner than half the nominal delay).
+    /// out but never come sooner than half the nominal delay). Built with
+    /// [`Backoff::exponential`], which checks that `initial > 0` and `max >= initial`.
+    #[non_exhaustive]
     Exponential {
         /// The first delay.
         initial: Duration,
@@ -58,20 +66,39 @@ pub enum Backoff {
 }
 
 impl Backoff {
-    /// Exponential backoff without jitter.
+    /// Exponential backoff without jitter: `initial`, then twice as long each time, up to
+    /// `max`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy::ZeroInitialDelay`] if `initial` is zero (it would never wait: use
+    /// [`Backoff::None`]), [`InvalidPolicy::CapBelowInitialDelay`] if `max < initial`
+    /// (every delay would be `max`: use [`Backoff::Fixed`]).
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use pipelines::Backoff;
-    /// let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50));
+    /// # use pipelines::{Backoff, InvalidPolicy};
+    /// let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50))?;
     /// assert_eq!(b.delay(2, 0), Duration::from_millis(20));
+    /// assert_eq!(
+    ///     Backoff::exponential(Duration::ZERO, Duration::from_secs(1)),
+    ///     Err(InvalidPolicy::ZeroInitialDelay)
+    /// );
+    /// # Ok::<(), InvalidPolicy>(())
     /// ```
-    pub const fn exponential(initial: Duration, max: Duration) -> Self {
-        Backoff::Exponential {
+    pub const fn exponential(initial: Duration, max: Duration) -> Result<Self, InvalidPolicy> {
+        if initial.is_zero() {
+            return Err(InvalidPolicy::ZeroInitialDelay);
+        }
+        // `Ord` is not usable in a `const fn`; nanoseconds compare the same way.
+        if max.as_nanos() < initial.as_nanos() {
+            return Err(InvalidPolicy::CapBelowInitialDelay { initial, max });
+        }
+        Ok(Backoff::Exponential {
             initial,
             max,
             jitter: false,
-        }
+        })
     }
 
     /// The same backoff with jitter (only meaningful for [`Backoff::Exponential`]).
@@ -79,9 +106,10 @@ impl Backoff {
     /// ```
     /// # use std::time::Duration;
     /// # use pipelines::Backoff;
-    /// let b = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1)).with_jitter();
+    /// let b = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))?.with_jitter();
     /// let delay = b.delay(1, 42);
     /// assert!(delay >= Duration::from_millis(50) && delay <= Duration::from_millis(100));
+    /// # Ok::<(), pipelines::InvalidPolicy>(())
     /// ```
     pub const fn with_jitter(self) -> Self {
         match self {
@@ -131,15 +159,19 @@ impl Backoff {
 /// between them. Used by supervisors (restarts of children) and by
 /// [`Pipeline::retry`](crate::Pipeline::retry) (retries of a failed step).
 ///
+/// Built with [`RestartPolicy::new`], which refuses a zero period: a policy always gives
+/// up after at most `max_restarts` restarts made at one instant.
+///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
 /// use pipelines::{Backoff, RestartPolicy};
 ///
-/// let policy = RestartPolicy::new(5, Duration::from_secs(10))
+/// let policy = RestartPolicy::new(5, Duration::from_secs(10))?
 ///     .with_backoff(Backoff::Fixed(Duration::from_millis(100)));
 /// assert_eq!(policy.max_restarts(), 5);
+/// # Ok::<(), pipelines::InvalidPolicy>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPolicy {
@@ -150,25 +182,53 @@ pub struct RestartPolicy {
 
 impl Default for RestartPolicy {
     /// 3 restarts within 5 seconds, no backoff.
-    fn default() -> Self {
-        RestartPolicy::new(3, Duration::from_secs(5))
-    }
-}
-
-impl RestartPolicy {
-    /// At most `max_restarts` restarts within any period of length `within`.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use pipelines::RestartPolicy;
-    /// assert_eq!(RestartPolicy::new(2, Duration::from_secs(1)).within(), Duration::from_secs(1));
+    /// assert_eq!(RestartPolicy::default(), RestartPolicy::new(3, Duration::from_secs(5)).unwrap());
     /// ```
-    pub const fn new(max_restarts: u32, within: Duration) -> Self {
+    fn default() -> Self {
         RestartPolicy {
+            max_restarts: 3,
+            within: Duration::from_secs(5),
+            backoff: Backoff::None,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// At most `max_restarts` restarts within any period of length `within`, no backoff.
+    /// `max_restarts` may be 0 (give up at the first failure).
+    ///
+    /// Restarts are counted by when they are made: those made at the same instant (as
+    /// under tokio's paused clock, where a synchronous retry does not move time) are all
+    /// within any period, however short. The period bounds the rate, not the total: with
+    /// no backoff and a real clock, restarts more than `within` apart never add up, so a
+    /// period shorter than one try (a nanosecond) limits nothing; choose a period longer
+    /// than a try, or a backoff.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy::ZeroPeriod`] if `within` is zero: no restart is within a zero
+    /// period of another, so the policy would never give up.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::{InvalidPolicy, RestartPolicy};
+    /// assert_eq!(RestartPolicy::new(2, Duration::from_secs(1))?.within(), Duration::from_secs(1));
+    /// assert_eq!(RestartPolicy::new(2, Duration::ZERO), Err(InvalidPolicy::ZeroPeriod));
+    /// # Ok::<(), InvalidPolicy>(())
+    /// ```
+    pub const fn new(max_restarts: u32, within: Duration) -> Result<Self, InvalidPolicy> {
+        if within.is_zero() {
+            return Err(InvalidPolicy::ZeroPeriod);
+        }
+        Ok(RestartPolicy {
             max_restarts,
             within,
             backoff: Backoff::None,
-        }
+        })
     }
 
     /// The same policy with `backoff` between restarts.
@@ -185,22 +245,41 @@ impl RestartPolicy {
     }
 
     /// The most restarts allowed within [`within`](RestartPolicy::within).
+    ///
+    /// ```
+    /// # use pipelines::RestartPolicy;
+    /// assert_eq!(RestartPolicy::default().max_restarts(), 3);
+    /// ```
     pub const fn max_restarts(&self) -> u32 {
         self.max_restarts
     }
 
-    /// The period the restarts are counted over.
+    /// The period the restarts are counted over (never zero).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::RestartPolicy;
+    /// assert_eq!(RestartPolicy::default().within(), Duration::from_secs(5));
+    /// ```
     pub const fn within(&self) -> Duration {
         self.within
     }
 
     /// The wait before each restart.
+    ///
+    /// ```
+    /// # use pipelines::{Backoff, RestartPolicy};
+    /// assert_eq!(RestartPolicy::default().backoff(), Backoff::None);
+    /// ```
     pub const fn backoff(&self) -> Backoff {
         self.backoff
     }
 }
 
 /// Counts restarts against a [`RestartPolicy`]: remembers when the recent ones happened.
+/// Restarts at the same instant all count (the period is never zero), so at most
+/// `max_restarts` are allowed within any window of the period's length, even when the
+/// clock does not move between them.
 #[derive(Debug, Clone)]
 pub(crate) struct Intensity {
     policy: RestartPolicy,
@@ -326,7 +405,9 @@ impl std::error::Error for Failure {
 
 /// Something a supervisor runs and restarts. `run` is called again on the same value after
 /// a failure, so the child resumes from the state it kept (a producer, its offset).
-/// `Ok(())` is a normal exit; `Err` a failure.
+/// `Ok(())` is a normal exit; `Err` a failure. A panic is a failure too (tagged `run`),
+/// wherever it happens: in `run` itself, before it returns its future, or while the future
+/// runs.
 ///
 /// # Examples
 ///
@@ -428,7 +509,16 @@ impl ChildSpec {
         }
     }
 
-    /// A child whose work is `start()`: called at each (re)start.
+    /// A child whose work is `start()`: called at each (re)start. A panic of `start`
+    /// itself, before it returns its future, is a failure of the child like a panic of
+    /// the future.
+    ///
+    /// ```
+    /// use pipelines::{ChildSpec, Failure};
+    ///
+    /// let spec = ChildSpec::from_fn("ping", || async { Err(Failure::new("ping", "no answer")) });
+    /// assert_eq!(spec.name(), "ping");
+    /// ```
     pub fn from_fn<F, Fut>(name: impl Into<String>, start: F) -> Self
     where
         F: FnMut() -> Fut + Send + 'static,
@@ -474,7 +564,7 @@ impl ChildSpec {
 /// .restart(Restart::Transient);
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let supervisor = Supervisor::new("workers")
-///     .policy(RestartPolicy::new(5, Duration::from_secs(1)))
+///     .policy(RestartPolicy::new(5, Duration::from_secs(1)).unwrap())
 ///     .child(flaky);
 /// runtime.supervise(supervisor).unwrap().await.unwrap();
 /// assert_eq!(starts.load(Ordering::SeqCst), 3);
@@ -784,6 +874,20 @@ async fn run_supervisor<C: Send + Sync + 'static>(
     }
 }
 
+/// Runs `child` until it ends or `stopped` fires. [`Child::run`] is called inside this
+/// future's first poll, so whoever polls it under `catch_unwind` also catches a panic
+/// raised before the child's own future exists.
+async fn run_until_stopped(child: &mut dyn Child, stopped: &mut oneshot::Receiver<()>) -> Exit {
+    let run = child.run();
+    tokio::select! {
+        result = run => match result {
+            Ok(()) => Exit::Normal,
+            Err(failure) => Exit::Failed(failure),
+        },
+        _ = stopped => Exit::Stopped,
+    }
+}
+
 /// Resolves when the handle asked to stop, or the runtime was stopped. A dropped handle is
 /// not a request: like a pipeline invocation, a supervisor goes on without its handle.
 async fn stop_requested(
@@ -828,20 +932,20 @@ impl<C: Send + Sync + 'static> Supervision<C> {
         let exits = self.exits.clone();
         tokio::spawn(async move {
             // A panic is a failure like any other: the child is given back and the
-            // policy decides.
-            let run = std::panic::AssertUnwindSafe(child.run()).catch_unwind();
-            let exit = tokio::select! {
-                result = run => match result {
-                    Ok(Ok(())) => Exit::Normal,
-                    Ok(Err(failure)) => Exit::Failed(failure),
-                    Err(panic) => Exit::Failed(Failure {
+            // policy decides. The `catch_unwind` wraps the call of `run` too, not only
+            // the future it returns: a panic before the future exists (in `run` itself,
+            // or in a `ChildSpec::from_fn` closure) would otherwise end this task without
+            // an exit, and the supervisor would wait for it forever.
+            let exit = std::panic::AssertUnwindSafe(run_until_stopped(&mut *child, &mut stopped))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Exit::Failed(Failure {
                         operation: Arc::from("run"),
                         offset: None,
                         error: Error::from_panic(panic),
-                    }),
-                },
-                _ = &mut stopped => Exit::Stopped,
-            };
+                    })
+                });
             let _ = exits.send((index, child, exit));
         });
         self.emit(index, EventKind::ChildStarted);
@@ -891,7 +995,8 @@ mod tests {
     #[test]
     fn intensity_allows_max_restarts_within_the_period_then_gives_up() {
         let start = Instant::now();
-        let mut intensity = Intensity::new(RestartPolicy::new(2, Duration::from_secs(10)), 1);
+        let policy = RestartPolicy::new(2, Duration::from_secs(10)).unwrap();
+        let mut intensity = Intensity::new(policy, 1);
         assert_eq!(intensity.restart(start), Some(Duration::ZERO));
         assert_eq!(
             intensity.restart(start + Duration::from_secs(1)),
@@ -903,14 +1008,30 @@ mod tests {
     }
 
     #[test]
+    fn restarts_made_at_one_instant_all_count_against_a_one_nanosecond_period() {
+        // Under tokio's paused clock (or a coarse one) tries follow each other without the
+        // clock moving: the shortest period must still count them.
+        let now = Instant::now();
+        let policy = RestartPolicy::new(3, Duration::from_nanos(1)).unwrap();
+        let mut intensity = Intensity::new(policy, 1);
+        let allowed = (0..10)
+            .take_while(|_| intensity.restart(now).is_some())
+            .count();
+        assert_eq!(allowed, 3);
+        // One nanosecond later the period is over: restarts are allowed again.
+        assert!(intensity.restart(now + Duration::from_nanos(1)).is_some());
+    }
+
+    #[test]
     fn exponential_backoff_doubles_up_to_its_cap_and_jitter_stays_in_the_upper_half() {
-        let backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(70));
+        let backoff =
+            Backoff::exponential(Duration::from_millis(10), Duration::from_millis(70)).unwrap();
         let delays: Vec<_> = (1..=5).map(|n| backoff.delay(n, 0).as_millis()).collect();
         assert_eq!(delays, [10, 20, 40, 70, 70]);
-        let mut intensity = Intensity::new(
-            RestartPolicy::new(100, Duration::from_secs(1)).with_backoff(backoff.with_jitter()),
-            7,
-        );
+        let policy = RestartPolicy::new(100, Duration::from_secs(1))
+            .unwrap()
+            .with_backoff(backoff.with_jitter());
+        let mut intensity = Intensity::new(policy, 7);
         let now = Instant::now();
         for attempt in 1..=50 {
             let nominal = backoff.delay(attempt, 0);
@@ -921,7 +1042,9 @@ mod tests {
             );
         }
         assert_eq!(
-            Backoff::exponential(Duration::MAX, Duration::MAX).delay(40, 0),
+            Backoff::exponential(Duration::MAX, Duration::MAX)
+                .unwrap()
+                .delay(40, 0),
             Duration::MAX
         );
     }
