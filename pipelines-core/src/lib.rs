@@ -70,7 +70,7 @@ pub use timeline::Timeline;
 ///     })
 /// }
 /// let runtime = Runtime::builder(()).start().unwrap();
-/// let deep = runtime.invoke_pipeline(&countdown(), NESTING_LIMIT + 10).unwrap();
+/// let mut deep = runtime.invoke_pipeline(&countdown(), NESTING_LIMIT + 10).unwrap();
 /// let error = deep.try_result().unwrap().unwrap_err();
 /// assert!(matches!(error, pipelines::Error::NestingTooDeep { limit: NESTING_LIMIT }));
 /// ```
