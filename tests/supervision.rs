@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pipelines::{
     source_fn, Backoff, BoxFuture, Child, ChildSpec, EventKind, Failure, Producer, Restart,
-    RestartPolicy, Runtime, Strategy, Supervisor, SupervisorError,
+    RestartPolicy, Runtime, Strategy, Supervisor, SupervisorError, SupervisorHandle,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
@@ -551,26 +551,26 @@ fn supervisor_with_a_child_that_panicked_before_its_future() -> Supervisor {
         .child(ChildSpec::from_fn("waiting", std::future::pending))
 }
 
-#[tokio::test(start_paused = true)]
-async fn stopping_a_supervisor_whose_child_panicked_before_returning_its_future_returns() {
+/// Supervises the child that panicked before its future, stops it with `stop`, and
+/// checks that the supervisor ends.
+async fn stopped_after_an_early_panic(stop: impl FnOnce(&Runtime<()>, &mut SupervisorHandle)) {
     let runtime = Runtime::builder(()).start().unwrap();
     let mut handle = runtime
         .supervise(supervisor_with_a_child_that_panicked_before_its_future())
         .unwrap();
     sleep(Duration::from_millis(10)).await;
-    handle.stop();
+    stop(&runtime, &mut handle);
     ended(handle).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
+async fn stopping_a_supervisor_whose_child_panicked_before_returning_its_future_returns() {
+    stopped_after_an_early_panic(|_, handle| handle.stop()).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn stopping_the_runtime_ends_a_supervisor_whose_child_panicked_before_returning_its_future() {
-    let runtime = Runtime::builder(()).start().unwrap();
-    let handle = runtime
-        .supervise(supervisor_with_a_child_that_panicked_before_its_future())
-        .unwrap();
-    sleep(Duration::from_millis(10)).await;
-    runtime.stop();
-    ended(handle).await.unwrap();
+    stopped_after_an_early_panic(|runtime, _| runtime.stop()).await;
 }
 
 #[tokio::test(start_paused = true)]

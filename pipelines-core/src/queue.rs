@@ -5,7 +5,7 @@
 //! threaded through the registry's entries (`prev`/`next` ids), so joining, leaving and
 //! taking the oldest are O(1) whatever the number of live instances.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
@@ -87,6 +87,7 @@ impl Hasher for FastHasher {
 }
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 
 /// A named queue that carries its own concurrency configuration. Pipelines placed in it
 /// with [`Pipeline::in_queue`](crate::Pipeline::in_queue) take both its name and its

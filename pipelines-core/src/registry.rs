@@ -16,7 +16,7 @@ use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
 use crate::hooks::{Event, EventKind};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
-use crate::queue::{FastMap, List, Name, QueueState};
+use crate::queue::{FastMap, FastSet, List, Name, QueueState};
 use crate::runtime::Ident;
 
 /// Which list of its queue an entry is in.
@@ -390,10 +390,8 @@ impl Registry {
     fn cancel_tree(&mut self, id: u64, fx: &mut Effects) {
         let mut top = id;
         while let Some(entry) = self.entries.get(&top) {
-            match entry.parent {
-                Some(parent) if !entry.detached && self.entries.contains_key(&parent) => {
-                    top = parent
-                }
+            match self.live_parent(entry) {
+                Some(parent) if !entry.detached => top = parent,
                 _ => break,
             }
         }
@@ -404,18 +402,16 @@ impl Registry {
     /// instances in the slots that freed. Filling only after the whole batch is marked
     /// means no instance the batch cancels is started on the way.
     fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
-        // A set, not a `Vec::contains`: `stop` may free thousands of per-key queues.
-        let mut freed: Vec<QueueId> = Vec::new();
-        let mut seen: FastMap<QueueId, ()> = FastMap::default();
+        let mut freed = Vec::new();
         for &top in tops {
             for id in self.post_order(top) {
-                if let Some(queue) = self.mark_cancelled(id, fx) {
-                    if seen.insert(queue, ()).is_none() {
-                        freed.push(queue);
-                    }
-                }
+                freed.extend(self.mark_cancelled(id, fx));
             }
         }
+        // In the order they freed, once each; a set, not `Vec::contains`: `stop` may
+        // free thousands of per-key queues.
+        let mut seen = FastSet::default();
+        freed.retain(|queue| seen.insert(*queue));
         for queue in freed {
             self.fill_slots(queue, fx);
         }
@@ -647,27 +643,35 @@ impl Registry {
     /// again as tops of their own (a chain of detached children stays linear).
     pub(crate) fn stop(&mut self, fx: &mut Effects) {
         let mut tops = Vec::new();
-        let mut stack: Vec<u64> = self
+        // (id, whether it is a tree's top); below the roots, only detached children are.
+        let mut stack: Vec<(u64, bool)> = self
             .entries
             .iter()
-            .filter(|(_, entry)| {
-                !matches!(entry.parent, Some(parent) if self.entries.contains_key(&parent))
-            })
-            .map(|(id, _)| *id)
+            .filter(|(_, entry)| self.live_parent(entry).is_none())
+            .map(|(id, _)| (*id, true))
             .collect();
-        while let Some(id) = stack.pop() {
+        while let Some((id, is_top)) = stack.pop() {
             let Some(entry) = self.entries.get(&id) else {
                 continue;
             };
-            let is_top = entry.detached
-                || !matches!(entry.parent, Some(parent) if self.entries.contains_key(&parent));
             if is_top && entry.cancel_on_shutdown {
                 tops.push(id);
             } else {
-                stack.extend(entry.children.iter().copied());
+                let children = entry.children.iter();
+                stack.extend(children.filter_map(|child| {
+                    let detached = self.entries.get(child)?.detached;
+                    Some((*child, detached))
+                }));
             }
         }
         self.cancel_trees(&tops, fx);
+    }
+
+    /// The entry's parent, if that is still live.
+    fn live_parent(&self, entry: &Entry) -> Option<u64> {
+        entry
+            .parent
+            .filter(|parent| self.entries.contains_key(parent))
     }
 
     pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {

@@ -33,7 +33,8 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     };
     let outcome = quote!(#private::Outcome<#value_type, #ctx_type>);
     let steps = Steps {
-        model,
+        value: Lent::value(model),
+        ctx: Lent::ctx(&model.ctx, &private),
         private: &private,
         outcome: &outcome,
     };
@@ -48,11 +49,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         });
     }
     if let Some(section) = &model.rescue {
-        let error = SectionError {
-            binding: &section.error,
-            borrowed: quote!(&#private::Error),
-            kind: ErrorKind::Rescue,
-        };
+        let error = Lent::rescue_error(&section.error, &private);
         for (index, step) in section.steps.iter().enumerate() {
             let body = steps.expand(step, Some(&error));
             arms.push(quote! {
@@ -63,11 +60,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         }
     }
     if let Some(section) = &model.finally {
-        let error = SectionError {
-            binding: &section.error,
-            borrowed: quote!(::core::option::Option<&#private::Error>),
-            kind: ErrorKind::Finally,
-        };
+        let error = Lent::finally_error(&section.error, &private);
         for (index, step) in section.steps.iter().enumerate() {
             let body = steps.expand(step, Some(&error));
             arms.push(quote! {
@@ -151,25 +144,115 @@ fn inline_expr(step: &Step, expr: &syn::Expr, private: &TokenStream) -> TokenStr
     }
 }
 
-/// The error binding of a `rescue!` or `finally!` section.
-struct SectionError<'a> {
-    binding: &'a Binding,
-    /// The binding's type when the user gave none: what the step call lends.
-    borrowed: TokenStream,
-    kind: ErrorKind,
+/// One header binding (the value, the context, a section's error): how the step call
+/// lends it, and how a waiting step's future owns it instead.
+struct Lent {
+    pat: syn::Pat,
+    ty: Option<TokenStream>,
+    /// The binding's source in the step call.
+    lent: TokenStream,
+    /// An owned copy made in the step call, moved into the future as `owned`...
+    own: TokenStream,
+    owned: syn::Ident,
+    /// ... and the binding's source inside the future.
+    from_owned: TokenStream,
 }
 
-#[derive(Clone, Copy)]
-enum ErrorKind {
-    /// `&Error`.
-    Rescue,
-    /// `Option<&Error>`.
-    Finally,
+impl Lent {
+    fn value(model: &Pipeline) -> Self {
+        let Binding { pat, ty } = &model.value.binding;
+        let clone = quote!(::core::clone::Clone::clone(__pipelines_value));
+        let owned = owned_name("value");
+        let (lent, from_owned) = if model.value.by_ref {
+            (quote!(__pipelines_value), quote!(&#owned))
+        } else {
+            (clone.clone(), quote!(#owned))
+        };
+        Lent {
+            pat: pat.clone(),
+            ty: ty.as_ref().map(|ty| quote!(#ty)),
+            lent,
+            own: clone,
+            owned,
+            from_owned,
+        }
+    }
+
+    fn ctx(binding: &Binding, private: &TokenStream) -> Self {
+        let Binding { pat, ty } = binding;
+        let owned = owned_name("ctx");
+        Lent {
+            pat: pat.clone(),
+            ty: ty.as_ref().map(|ty| quote!(#ty)),
+            lent: quote!(&**__pipelines_ctx),
+            own: quote!(#private::Arc::clone(__pipelines_ctx)),
+            from_owned: quote!(&*#owned),
+            owned,
+        }
+    }
+
+    /// `rescue!`'s `&Error`.
+    fn rescue_error(binding: &Binding, private: &TokenStream) -> Self {
+        let owned = owned_name("error");
+        Lent::error(
+            binding,
+            quote!(&#private::Error),
+            quote!(::core::clone::Clone::clone(__pipelines_error)),
+            quote!(&#owned),
+            owned,
+        )
+    }
+
+    /// `finally!`'s `Option<&Error>`.
+    fn finally_error(binding: &Binding, private: &TokenStream) -> Self {
+        let owned = owned_name("error");
+        Lent::error(
+            binding,
+            quote!(::core::option::Option<&#private::Error>),
+            quote!(<::core::option::Option<&#private::Error>>::cloned(__pipelines_error)),
+            quote!(::core::option::Option::as_ref(&#owned)),
+            owned,
+        )
+    }
+
+    fn error(
+        binding: &Binding,
+        default_type: TokenStream,
+        own: TokenStream,
+        from_owned: TokenStream,
+        owned: syn::Ident,
+    ) -> Self {
+        let Binding { pat, ty } = binding;
+        Lent {
+            pat: pat.clone(),
+            ty: Some(ty.as_ref().map_or(default_type, |ty| quote!(#ty))),
+            lent: quote!(__pipelines_error),
+            own,
+            owned,
+            from_owned,
+        }
+    }
+
+    /// `let <pat>: <ty> = <source>;`
+    fn bind(&self, source: &TokenStream) -> TokenStream {
+        let Lent { pat, ty, .. } = self;
+        let ty = ty.iter();
+        quote! {
+            #[allow(unused_variables, unused_mut)]
+            let #pat #(: #ty)* = #source;
+        }
+    }
+}
+
+/// `__pipelines_<what>_owned`: the name of a binding's owned copy.
+fn owned_name(what: &str) -> syn::Ident {
+    quote::format_ident!("__pipelines_{}_owned", what)
 }
 
 /// Expands steps of one pipeline.
 struct Steps<'a> {
-    model: &'a Pipeline,
+    value: Lent,
+    ctx: Lent,
     private: &'a TokenStream,
     /// The step's `Outcome<V, C>` type path: naming it lets a future whose output has the
     /// wrong type be reported at the step.
@@ -179,142 +262,66 @@ struct Steps<'a> {
 impl Steps<'_> {
     /// The body of one step's match arm. `__pipelines_value: &V`, `__pipelines_ctx:
     /// &Arc<C>` and (in sections) `__pipelines_error` are in scope.
-    fn expand(&self, step: &Step, error: Option<&SectionError<'_>>) -> TokenStream {
+    fn expand(&self, step: &Step, error: Option<&Lent>) -> TokenStream {
         let private = self.private;
-        match &step.kind {
+        let mentions = step.mentions;
+        let bindings = [
+            (mentions.value, Some(&self.value)),
+            (mentions.ctx, Some(&self.ctx)),
+            (mentions.error, error),
+        ];
+        let lent = bindings
+            .iter()
+            .filter_map(|(_, binding)| *binding)
+            .map(|binding| binding.bind(&binding.lent));
+        let (future, await_span) = match &step.kind {
             StepKind::Sync(expr) => {
-                let binds = self.bind_borrowed(error);
                 let body = dispatch(inline_expr(step, expr, private), expr.span(), private);
-                quote! { #binds #body }
+                return quote! { #(#lent)* #body };
             }
-            StepKind::Await { future, await_span } if !step.mentions.any() => {
-                // Names no header binding: evaluated inline, as written, so it may use
-                // what the pipeline captures; the future must own what it borrows.
-                let binds = self.bind_borrowed(error);
-                let future_expr = self.future_expr(step, future);
-                let wait = self.wait(future, *await_span);
-                let span = Span::call_site().located_at(future.span());
-                quote_spanned! {span=>
-                    #binds
-                    let __pipelines_future = #future_expr;
-                    #private::Outcome::from_future(async move { #wait })
-                }
-            }
-            StepKind::Await { future, await_span } => {
-                // Names the value, the context or the error: evaluated inside the future,
-                // which owns a clone of each binding it names (the context as an `Arc`),
-                // so the future may borrow them.
-                let mentions = step.mentions;
-                let mut owned = TokenStream::new();
-                for capture in &step.captures {
-                    // At the capture's span: "not `Clone`" points at the variable.
-                    let span = Span::call_site().located_at(capture.span());
-                    owned.extend(quote_spanned! {span=>
-                        #[allow(unused_variables, clippy::redundant_clone)]
-                        let #capture = ::core::clone::Clone::clone(&#capture);
-                    });
-                }
-                let mut binds = TokenStream::new();
-                if mentions.ctx {
-                    owned.extend(quote! {
-                        let __pipelines_ctx_owned = #private::Arc::clone(__pipelines_ctx);
-                    });
-                    let Binding { pat, ty } = &self.model.ctx;
-                    let ty = ty.iter();
-                    binds.extend(quote! {
-                        #[allow(unused_variables, unused_mut)]
-                        let #pat #(: #ty)* = &*__pipelines_ctx_owned;
-                    });
-                }
-                if mentions.value {
-                    owned.extend(quote! {
-                        let __pipelines_value_owned = ::core::clone::Clone::clone(__pipelines_value);
-                    });
-                    let Binding { pat, ty } = &self.model.value.binding;
-                    let ty = ty.iter();
-                    let source = if self.model.value.by_ref {
-                        quote!(&__pipelines_value_owned)
-                    } else {
-                        quote!(__pipelines_value_owned)
-                    };
-                    binds.extend(quote! {
-                        #[allow(unused_variables, unused_mut)]
-                        let #pat #(: #ty)* = #source;
-                    });
-                }
-                if let (true, Some(error)) = (mentions.error, error) {
-                    let (own, lend) = match error.kind {
-                        ErrorKind::Rescue => (
-                            quote!(::core::clone::Clone::clone(__pipelines_error)),
-                            quote!(&__pipelines_error_owned),
-                        ),
-                        ErrorKind::Finally => (
-                            quote!(<::core::option::Option<&#private::Error>>::cloned(__pipelines_error)),
-                            quote!(::core::option::Option::as_ref(&__pipelines_error_owned)),
-                        ),
-                    };
-                    owned.extend(quote! { let __pipelines_error_owned = #own; });
-                    let pat = &error.binding.pat;
-                    let ty = match &error.binding.ty {
-                        Some(ty) => quote!(#ty),
-                        None => error.borrowed.clone(),
-                    };
-                    binds.extend(quote! {
-                        #[allow(unused_variables, unused_mut)]
-                        let #pat: #ty = #lend;
-                    });
-                }
-                let future_expr = self.future_expr(step, future);
-                let wait = self.wait(future, *await_span);
-                let span = Span::call_site().located_at(future.span());
-                quote_spanned! {span=>
-                    #owned
-                    #private::Outcome::from_future(async move {
-                        #binds
-                        let __pipelines_future = #future_expr;
-                        #wait
-                    })
-                }
-            }
+            StepKind::Await { future, await_span } => (future, *await_span),
+        };
+        let future_expr = self.future_expr(step, future);
+        let wait = self.wait(future, await_span);
+        let span = Span::call_site().located_at(future.span());
+        if !mentions.any() {
+            // Names no header binding: evaluated inline, as written, so it may use what
+            // the pipeline captures; the future must own what it borrows.
+            return quote_spanned! {span=>
+                #(#lent)*
+                let __pipelines_future = #future_expr;
+                #private::Outcome::from_future(async move { #wait })
+            };
         }
-    }
-
-    /// The header's bindings as the step call lends them: the value (a clone, or a borrow
-    /// for `&V`), the context, the section's error.
-    fn bind_borrowed(&self, error: Option<&SectionError<'_>>) -> TokenStream {
-        let value = {
-            let Binding { pat, ty } = &self.model.value.binding;
-            let ty = ty.iter();
-            let source = if self.model.value.by_ref {
-                quote!(__pipelines_value)
-            } else {
-                quote!(::core::clone::Clone::clone(__pipelines_value))
-            };
-            quote! {
-                #[allow(unused_variables, unused_mut)]
-                let #pat #(: #ty)* = #source;
-            }
-        };
-        let ctx = {
-            let Binding { pat, ty } = &self.model.ctx;
-            let ty = ty.iter();
-            quote! {
-                #[allow(unused_variables, unused_mut)]
-                let #pat #(: #ty)* = &**__pipelines_ctx;
-            }
-        };
-        let error = error.map(|error| {
-            let pat = &error.binding.pat;
-            let ty = match &error.binding.ty {
-                Some(ty) => quote!(#ty),
-                None => error.borrowed.clone(),
-            };
-            quote! {
-                #[allow(unused_variables, unused_mut)]
-                let #pat: #ty = __pipelines_error;
-            }
-        });
-        quote! { #value #ctx #error }
+        // Names the value, the context or the error: evaluated inside the future, which
+        // owns a copy of each binding it names (the context as an `Arc` share) and of each
+        // variable it captures, so the future may borrow them.
+        let mut owned = TokenStream::new();
+        for capture in &step.captures {
+            // At the capture's span: "not `Clone`" points at the variable.
+            let span = Span::call_site().located_at(capture.span());
+            owned.extend(quote_spanned! {span=>
+                #[allow(unused_variables, clippy::redundant_clone)]
+                let #capture = ::core::clone::Clone::clone(&#capture);
+            });
+        }
+        let mut binds = TokenStream::new();
+        for binding in bindings
+            .iter()
+            .filter_map(|(named, binding)| binding.filter(|_| *named))
+        {
+            let (own, name) = (&binding.own, &binding.owned);
+            owned.extend(quote! { let #name = #own; });
+            binds.extend(binding.bind(&binding.from_owned));
+        }
+        quote_spanned! {span=>
+            #owned
+            #private::Outcome::from_future(async move {
+                #binds
+                let __pipelines_future = #future_expr;
+                #wait
+            })
+        }
     }
 
     /// The future expression; with `?` inside, an `Err` returns the step's error outcome

@@ -487,8 +487,14 @@ fn captured_names(expr: &Expr, names: &HeaderNames) -> Vec<syn::Ident> {
         scopes: Vec<Vec<syn::Ident>>,
     }
     impl Scan {
-        fn in_scope(&self, ident: &syn::Ident) -> bool {
-            self.scopes.iter().flatten().any(|bound| bound == ident)
+        /// Records a use of `ident` that may be a captured variable.
+        fn note_use(&mut self, ident: &syn::Ident) {
+            let text = ident.to_string();
+            let lowercase = text.starts_with(|c: char| c.is_lowercase() || c == '_');
+            let bound = self.scopes.iter().flatten().any(|bound| bound == ident);
+            if lowercase && text != "self" && !bound && !self.used.contains(ident) {
+                self.used.push(ident.clone());
+            }
         }
         fn bind(&mut self, pat: &Pat) {
             let names = bound_names(pat);
@@ -508,18 +514,8 @@ fn captured_names(expr: &Expr, names: &HeaderNames) -> Vec<syn::Ident> {
     }
     impl<'ast> Visit<'ast> for Scan {
         fn visit_expr_path(&mut self, node: &'ast syn::ExprPath) {
-            if node.qself.is_none() {
-                if let Some(ident) = node.path.get_ident() {
-                    let text = ident.to_string();
-                    let lowercase = text.starts_with(|c: char| c.is_lowercase() || c == '_');
-                    if lowercase
-                        && text != "self"
-                        && !self.in_scope(ident)
-                        && !self.used.contains(ident)
-                    {
-                        self.used.push(ident.clone());
-                    }
-                }
+            if let (None, Some(ident)) = (&node.qself, node.path.get_ident()) {
+                self.note_use(ident);
             }
             syn::visit::visit_expr_path(self, node);
         }
@@ -560,12 +556,7 @@ fn captured_names(expr: &Expr, names: &HeaderNames) -> Vec<syn::Ident> {
                 self.visit_expr(&expr);
             }
             for ident in format_arg_idents(node.tokens.clone()) {
-                let lowercase = ident
-                    .to_string()
-                    .starts_with(|c: char| c.is_lowercase() || c == '_');
-                if lowercase && !self.in_scope(&ident) && !self.used.contains(&ident) {
-                    self.used.push(ident);
-                }
+                self.note_use(&ident);
             }
         }
         fn visit_item(&mut self, _: &'ast syn::Item) {}
@@ -624,21 +615,30 @@ fn bound_names(pat: &Pat) -> Vec<syn::Ident> {
     collect.0
 }
 
-/// Whether `tokens` contain one of `names` as an identifier (inside macro calls too). A
-/// field or method of the same name counts as well: it only means the step is evaluated
+/// The tokens of `tokens`, groups flattened (their delimiters dropped).
+fn leaf_tokens(tokens: TokenStream) -> Vec<proc_macro2::TokenTree> {
+    let mut leaves = Vec::new();
+    for token in tokens {
+        match token {
+            proc_macro2::TokenTree::Group(group) => leaves.extend(leaf_tokens(group.stream())),
+            leaf => leaves.push(leaf),
+        }
+    }
+    leaves
+}
+
+/// Whether `tokens` contain one of `names` as an identifier or an inline format argument.
+/// A field or method of the same name counts as well: it only means the step is evaluated
 /// inside its future, which works for it just as well.
 fn mentions_any(tokens: TokenStream, names: &[syn::Ident]) -> bool {
-    if names.is_empty() {
-        return false;
-    }
-    tokens.into_iter().any(|token| match token {
-        proc_macro2::TokenTree::Ident(ident) => names.contains(&ident),
-        proc_macro2::TokenTree::Group(group) => mentions_any(group.stream(), names),
-        proc_macro2::TokenTree::Literal(literal) => format_args_of(&literal)
-            .iter()
-            .any(|arg| names.iter().any(|name| name == arg)),
-        _ => false,
-    })
+    !names.is_empty()
+        && leaf_tokens(tokens).into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => names.contains(&ident),
+            proc_macro2::TokenTree::Literal(literal) => format_args_of(&literal)
+                .iter()
+                .any(|arg| names.iter().any(|name| name == arg)),
+            _ => false,
+        })
 }
 
 /// The identifiers a string literal names as inline format arguments (`"{name}"`,
@@ -658,35 +658,28 @@ fn format_args_of(literal: &proc_macro2::Literal) -> Vec<String> {
         }
         let end = rest.find(['}', ':']).unwrap_or(rest.len());
         let name = rest[..end].trim();
-        let is_ident = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-        if is_ident {
+        if syn::parse_str::<syn::Ident>(name).is_ok() {
             names.push(name.to_owned());
         }
     }
     names
 }
 
-/// Inline format arguments of every string literal in `tokens`, as identifiers.
+/// Inline format arguments of every string literal in `tokens`, as identifiers at the
+/// literal's span (where a format macro resolves them).
 fn format_arg_idents(tokens: TokenStream) -> Vec<syn::Ident> {
-    let mut idents = Vec::new();
-    for token in tokens {
-        match token {
-            proc_macro2::TokenTree::Literal(literal) => {
-                for name in format_args_of(&literal) {
-                    // The literal's span: a format macro resolves the name there.
-                    if syn::parse_str::<syn::Ident>(&name).is_ok() {
-                        idents.push(syn::Ident::new(&name, literal.span()));
-                    }
-                }
-            }
-            proc_macro2::TokenTree::Group(group) => {
-                idents.extend(format_arg_idents(group.stream()))
-            }
-            _ => {}
-        }
-    }
-    idents
+    leaf_tokens(tokens)
+        .into_iter()
+        .filter_map(|token| match token {
+            proc_macro2::TokenTree::Literal(literal) => Some(literal),
+            _ => None,
+        })
+        .flat_map(|literal| {
+            format_args_of(&literal)
+                .into_iter()
+                .map(move |name| syn::Ident::new(&name, literal.span()))
+        })
+        .collect()
 }
 
 /// Finds `.await`, `?` and `return` in the part of a step that runs inline (not inside
@@ -730,9 +723,7 @@ impl<'ast> Visit<'ast> for InlineScan {
 }
 
 fn contains_question_mark(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|token| match token {
-        proc_macro2::TokenTree::Punct(punct) => punct.as_char() == '?',
-        proc_macro2::TokenTree::Group(group) => contains_question_mark(group.stream()),
-        _ => false,
-    })
+    leaf_tokens(tokens).into_iter().any(
+        |token| matches!(token, proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '?'),
+    )
 }
