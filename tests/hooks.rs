@@ -122,6 +122,7 @@ async fn dropped_cancelled_and_waiting_for_children_are_events_too() {
             format!("Started slow#{running_id}"),
             format!("Suspended slow#{running_id}"),
             format!("Dropped slow#{dropped_id}"),
+            format!("Cancelling slow#{running_id}"),
             format!("Cancelled slow#{running_id}"),
         ]
     );

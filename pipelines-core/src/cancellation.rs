@@ -39,6 +39,9 @@ pub(crate) struct Control<V> {
     argument: V,
     result: OnceLock<V>,
     sharers: Mutex<Vec<Sharer<V>>>,
+    /// The outcome of an instance whose task the executor dropped (it shut down): the
+    /// drop ran the instance to its end, and its caller finds the outcome here.
+    orphaned: Mutex<Option<Result<V, Error>>>,
 }
 
 impl<V> Control<V> {
@@ -49,6 +52,7 @@ impl<V> Control<V> {
             argument,
             result: OnceLock::new(),
             sharers: Mutex::new(Vec::new()),
+            orphaned: Mutex::new(None),
         }
     }
 
@@ -92,6 +96,18 @@ impl<V> Control<V> {
             return Vec::new();
         }
         std::mem::take(&mut *self.sharers.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Keeps the outcome of an instance whose task was dropped, for its caller.
+    pub(crate) fn set_orphaned(&self, outcome: Result<V, Error>) {
+        *self.orphaned.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+    }
+
+    pub(crate) fn take_orphaned(&self) -> Option<Result<V, Error>> {
+        self.orphaned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     fn signal(&self, flag: u8) {

@@ -304,6 +304,18 @@ pub enum InvokeError {
         /// What is wrong and how to fix it.
         problem: &'static str,
     },
+    /// User code the runtime runs on the argument before the instance exists panicked:
+    /// its `Clone`, the `Hash` or `Eq` a `use_existing` queue compares it with, or the
+    /// function of a per-key queue. Nothing was started and nothing is left behind. Make
+    /// that code total (a per-key function that returns a fallback key instead of
+    /// panicking, for example).
+    #[error("{operation} of the argument panicked: {message}")]
+    ArgumentPanicked {
+        /// What panicked: `"clone"`, `"hash"`, `"eq"` or `"queue key"`.
+        operation: &'static str,
+        /// The panic message.
+        message: String,
+    },
 }
 
 /// Why [`RuntimeBuilder::start`](crate::RuntimeBuilder::start) refused to start.

@@ -32,7 +32,8 @@ pub(crate) type OnCancel = Arc<dyn Fn(&Ident) + Send + Sync + 'static>;
 /// An instance that starts at once is told `Admitted` then `Started`; one that must wait
 /// for a slot is told `Admitted`, `Waiting`, and `Started` when a slot frees. Each
 /// instance that was admitted ends with exactly one of `Finished`, `Failed` or
-/// `Cancelled`; an invocation the queue refused is told only `Dropped`.
+/// `Cancelled`; a cancelled one is told `Cancelling` first, when it gives up its slot.
+/// An invocation the queue refused is told only `Dropped`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -52,6 +53,12 @@ pub enum EventKind {
     Failed(Error),
     /// The instance was cancelled (its `finally!` has run if it had started).
     Cancelled,
+    /// A cancellation reached the instance: it gave up its slot (or its waiting place)
+    /// at once, so a waiting instance may start now. Its end follows once it has stopped:
+    /// `Cancelled`, or `Failed` for an error it raised before the cancellation reached it.
+    /// Counting `Started` minus `Cancelling` and the ends of instances not cancelled gives
+    /// the slots held at each moment.
+    Cancelling,
     /// The queue refused the invocation: it never started.
     Dropped,
     /// The instance completed, but detached children are still live: it keeps its slot

@@ -105,6 +105,9 @@ pub(crate) struct Instance<V, C> {
     waiting: Waiting<V, C>,
     /// `waiting` is a future not polled yet (the deadline waits for its first poll).
     unpolled_future: bool,
+    /// No executor will drive it again (there is none, or it shut down): what it waits on
+    /// fails with [`Error::NoExecutor`] and it does not wait for its children.
+    no_executor: bool,
     /// Holds a slot in its queue (else it waits for one).
     admitted: bool,
     suspended: bool,
@@ -186,6 +189,7 @@ where
             cancel: None,
             waiting: Waiting::Nothing,
             unpolled_future: false,
+            no_executor: false,
             admitted,
             suspended: false,
             completed: false,
@@ -200,6 +204,10 @@ where
 
     pub(crate) fn ident(&self) -> &Ident {
         &self.ident
+    }
+
+    pub(crate) fn control(&self) -> Arc<Control<V>> {
+        Arc::clone(&self.control)
     }
 
     /// `true` once the instance holds a slot in its queue.
@@ -262,6 +270,8 @@ where
     /// Replaces what the instance waits on with `error`, as if the awaited future had
     /// failed. Used when a future cannot be waited for at all (no executor).
     pub(crate) fn fail_waiting(&mut self, error: Error, core: &Arc<Core<C>>) {
+        // Nothing will wake it again: it does not wait for its children either.
+        self.no_executor = true;
         if !self.admitted {
             // It cannot wait for a slot either.
             self.fail_unstarted(error, core);
@@ -434,7 +444,7 @@ where
                     }
                 },
                 Waiting::Children => {
-                    if core.await_children(self.id) {
+                    if !self.no_executor && core.await_children(self.id) {
                         self.control.register(cx.waker());
                         if !self.control.take_children_done() {
                             return Poll::Pending;
@@ -796,33 +806,57 @@ where
 
     /// Tells the registry how the instance ended (once), and hands the result to the
     /// callers that share it.
+    ///
+    /// The clones made here (the value kept for the queue's statistics, one per sharer)
+    /// run user code: a panicking `Clone` is the instance's error, as a panicking step
+    /// would be, and the registry still hears of the end, so the slot is freed.
     fn record_end(&mut self, core: &Arc<Core<C>>) {
         if self.recorded {
             return;
         }
         self.recorded = true;
-        let (recorded, shared) = match self.final_ending() {
-            Ending::Normally => {
-                self.control.set_result(self.value.clone());
-                (Recorded::Finished, Ok(()))
+        if matches!(self.final_ending(), Ending::Normally) {
+            match catch_unwind(AssertUnwindSafe(|| self.value.clone())) {
+                Ok(kept) => self.control.set_result(kept),
+                Err(panic) => {
+                    self.error = Some(Error::from_panic(panic));
+                    self.ending = Ending::WithError;
+                }
             }
-            Ending::WithError => {
-                let error = self.error.clone().unwrap_or_else(missing_error);
-                (Recorded::Failed(error.clone()), Err(error))
-            }
-            Ending::Cancelled => (Recorded::Cancelled, Err(Error::Cancelled)),
-            Ending::Dropped => (Recorded::Cancelled, Err(Error::Dropped)),
+        }
+        let recorded = match self.final_ending() {
+            Ending::Normally => Recorded::Finished,
+            Ending::WithError => Recorded::Failed(self.error.clone().unwrap_or_else(missing_error)),
+            Ending::Cancelled | Ending::Dropped => Recorded::Cancelled,
         };
-        self.span.state(match recorded {
-            Recorded::Finished => "finished",
-            Recorded::Failed(_) => "failed",
-            Recorded::Cancelled => "cancelled",
-        });
         let result = matches!(recorded, Recorded::Finished)
             .then(|| Arc::clone(&self.control) as Arc<dyn crate::cancellation::ErasedControl>);
-        core.finish(self.id, recorded, result);
+        if core.finish(self.id, recorded, result) {
+            // A cancellation was accepted before the value arrived: it wins.
+            self.cancel = Some(Ending::Cancelled);
+        }
+        let shared = match self.final_ending() {
+            Ending::Normally => Ok(()),
+            Ending::WithError => Err(self.error.clone().unwrap_or_else(missing_error)),
+            Ending::Cancelled => Err(Error::Cancelled),
+            Ending::Dropped => Err(Error::Dropped),
+        };
+        self.span.state(match &shared {
+            Ok(()) => "finished",
+            Err(error) if error.is_cancelled() || error.is_dropped() => "cancelled",
+            Err(_) => "failed",
+        });
         for sharer in self.control.take_sharers() {
-            let _ = sharer.send(shared.clone().map(|()| self.value.clone()));
+            let result = match &shared {
+                Ok(()) => catch_unwind(AssertUnwindSafe(|| self.value.clone()))
+                    .map_err(Error::from_panic),
+                Err(error) => Err(error.clone()),
+            };
+            // A sharer that went away hands the value back; its `Drop` is user code too.
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(sharer.send(result)))) {
+                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
+                core.hooks().report(&self.ident, &error);
+            }
         }
     }
 

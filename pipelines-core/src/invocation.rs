@@ -176,7 +176,7 @@ impl<V> Invocation<V> {
         match std::mem::replace(&mut self.state, State::Taken) {
             State::Ready(result) => Some(result),
             State::Running(mut task) => match (&mut task).now_or_never() {
-                Some(joined) => Some(joined.unwrap_or_else(|error| Err(join_error(error)))),
+                Some(joined) => Some(joined.unwrap_or_else(|error| self.join_error(error))),
                 None => {
                     self.state = State::Running(task);
                     None
@@ -197,11 +197,17 @@ impl<V> Invocation<V> {
 
 /// The task driving an instance ended without a result: the tokio runtime was shut down
 /// under it. For the caller, the instance was cancelled.
-fn join_error(error: tokio::task::JoinError) -> Error {
-    if error.is_panic() {
-        Error::from_panic(error.into_panic())
-    } else {
-        Error::Cancelled
+impl<V> Invocation<V> {
+    /// What a task that did not return tells: a panic, or the outcome its drop recorded
+    /// when the executor shut down (the instance ran to its end without it).
+    fn join_error(&self, error: tokio::task::JoinError) -> Result<V, Error> {
+        if error.is_panic() {
+            Err(Error::from_panic(error.into_panic()))
+        } else {
+            self.control
+                .take_orphaned()
+                .unwrap_or(Err(Error::NoExecutor))
+        }
     }
 }
 
@@ -215,7 +221,7 @@ impl<V> Future for Invocation<V> {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(joined) => {
                     this.state = State::Taken;
-                    Poll::Ready(joined.unwrap_or_else(|error| Err(join_error(error))))
+                    Poll::Ready(joined.unwrap_or_else(|error| this.join_error(error)))
                 }
             },
             State::Shared(receiver) => match Pin::new(receiver).poll(cx) {

@@ -59,10 +59,29 @@ pub(crate) struct Effects {
     pub(crate) cancel: Vec<Arc<dyn ErasedControl>>,
     pub(crate) admit: Vec<Arc<dyn ErasedControl>>,
     pub(crate) children_done: Vec<Arc<dyn ErasedControl>>,
-    /// References to drop outside the lock (the last one may drop a user value). One
-    /// slot inline, so the common case (one replaced last result) does not allocate.
-    garbage_one: Option<Arc<dyn ErasedControl>>,
-    garbage: Vec<Arc<dyn ErasedControl>>,
+    garbage: Garbage,
+}
+
+/// References to drop outside the lock: the last one drops a user value, whose `Drop`
+/// may panic. One slot inline, so the common case (one replaced last result) does not
+/// allocate.
+#[derive(Default)]
+pub(crate) struct Garbage {
+    one: Option<Arc<dyn ErasedControl>>,
+    more: Vec<Arc<dyn ErasedControl>>,
+    /// The instance whose end let go of them, to report a panicking `Drop` for.
+    pub(crate) on_behalf_of: Option<Ident>,
+}
+
+impl Garbage {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.one.is_none()
+    }
+
+    /// The references, one at a time, so each drop can be contained on its own.
+    pub(crate) fn into_references(self) -> impl Iterator<Item = Arc<dyn ErasedControl>> {
+        self.one.into_iter().chain(self.more)
+    }
 }
 
 impl Effects {
@@ -72,14 +91,15 @@ impl Effects {
         if Arc::strong_count(&control) > 1 {
             return;
         }
-        match self.garbage_one {
-            None => self.garbage_one = Some(control),
-            Some(_) => self.garbage.push(control),
+        match self.garbage.one {
+            None => self.garbage.one = Some(control),
+            Some(_) => self.garbage.more.push(control),
         }
     }
 
-    /// Signals what was decided. Called without the lock.
-    pub(crate) fn apply(self) {
+    /// Signals what was decided, and hands back what is left to drop. Called without the
+    /// lock.
+    pub(crate) fn apply(self) -> Garbage {
         for control in &self.cancel {
             control.cancel();
         }
@@ -89,6 +109,7 @@ impl Effects {
         for control in &self.children_done {
             control.children_done();
         }
+        self.garbage
     }
 }
 
@@ -405,7 +426,7 @@ impl Registry {
         let mut freed = Vec::new();
         for &top in tops {
             for id in self.post_order(top) {
-                freed.extend(self.mark_cancelled(id, fx));
+                freed.extend(self.mark_cancelled(id, true, fx));
             }
         }
         // In the order they freed, once each; a set, not `Vec::contains`: `stop` may
@@ -437,19 +458,26 @@ impl Registry {
 
     /// Takes `id` out of its queue as if cancelled, without touching its tree.
     pub(crate) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
-        if let Some(queue) = self.mark_cancelled(id, fx) {
+        if let Some(queue) = self.mark_cancelled(id, false, fx) {
             self.fill_slots(queue, fx);
         }
     }
 
     /// Marks one instance cancelled and takes it out of its queue; returns the queue if
     /// that freed a slot (the caller starts waiting instances once its batch is done).
-    fn mark_cancelled(&mut self, id: u64, fx: &mut Effects) -> Option<QueueId> {
+    /// `announce` tells the watcher (`Cancelling`): a cancellation, not a withdrawal
+    /// (which is followed at once by the instance's end).
+    fn mark_cancelled(&mut self, id: u64, announce: bool, fx: &mut Effects) -> Option<QueueId> {
         let entry = self.entries.get_mut(&id)?;
         if entry.state == InstanceState::Cancelling {
             return None;
         }
         entry.state = InstanceState::Cancelling;
+        if announce && self.watching {
+            let (ident, queue) = (entry.ident.clone(), entry.queue);
+            self.emit(&ident, queue, EventKind::Cancelling);
+        }
+        let entry = self.entries.get_mut(&id)?;
         // An instance whose own steps are over (waiting for its children) has nothing
         // left to stop; it still gives up its slot at once.
         if !entry.done {
@@ -513,16 +541,28 @@ impl Registry {
 
     /// Records the end of an instance's own steps. `result` is its control block when it
     /// finished with a value (it holds the value for the queue's statistics).
+    ///
+    /// Returns `true` if a value arrived after a cancellation was accepted (the instance
+    /// was already `Cancelling`): it is recorded, and must be reported, as cancelled, so that [`cancel`](Registry::cancel) answering "yes" is never followed
+    /// by the caller receiving the value.
     pub(crate) fn finish(
         &mut self,
         id: u64,
-        ending: Ending,
-        result: Option<Arc<dyn ErasedControl>>,
+        mut ending: Ending,
+        mut result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
-    ) {
+    ) -> bool {
         let Some(entry) = self.entries.get_mut(&id) else {
-            return;
+            return false;
         };
+        let cancelled_first =
+            matches!(ending, Ending::Finished) && entry.state == InstanceState::Cancelling;
+        if cancelled_first {
+            ending = Ending::Cancelled;
+            if let Some(result) = result.take() {
+                fx.discard(result);
+            }
+        }
         entry.done = true;
         let started = entry.started;
         let queue = entry.queue;
@@ -544,6 +584,9 @@ impl Registry {
                 Ending::Cancelled => state.stats.last_cancelled.clone_from(&ident),
             }
         }
+        if !fx.garbage.is_empty() && fx.garbage.on_behalf_of.is_none() {
+            fx.garbage.on_behalf_of = self.ident_of(id);
+        }
         let kind = match ending {
             Ending::Finished => EventKind::Finished,
             Ending::Failed(error) => EventKind::Failed(error),
@@ -564,6 +607,7 @@ impl Registry {
         } else {
             self.remove(id, fx);
         }
+        cancelled_first
     }
 
     /// Removes a finished, childless entry: frees its slot, detaches it from its parent

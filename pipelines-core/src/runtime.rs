@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
@@ -23,7 +24,7 @@ use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, Name, QueueSpec};
-use crate::registry::{Admission, Effects, Ending, Join, Registry};
+use crate::registry::{Admission, Effects, Ending, Garbage, Join, Registry};
 
 /// The identity of one pipeline instance: the pipeline's name and a number unique within
 /// its runtime.
@@ -775,8 +776,27 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// Carries out what the registry decided, after the lock was released: signals, then
     /// events, then drops the references the registry let go of.
     fn after(&self, fx: Effects) {
-        fx.apply();
+        let garbage = fx.apply();
         self.deliver_events();
+        if !garbage.is_empty() {
+            self.drop_garbage(garbage);
+        }
+    }
+
+    /// Drops values the runtime kept (a queue's last result, an argument). Their `Drop` is
+    /// user code: a panic there is reported, for the instance whose end let go of them,
+    /// and changes no outcome (the instance it belonged to has already ended).
+    fn drop_garbage(&self, garbage: Garbage) {
+        let ident = garbage.on_behalf_of.clone();
+        for reference in garbage.into_references() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(reference))) {
+                let ident = ident
+                    .clone()
+                    .unwrap_or_else(|| self.ident(&Name::Static("pipelines")));
+                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
+                self.hooks.report(&ident, &error);
+            }
+        }
     }
 
     /// Delivers recorded events in order, one at a time. A call made while another one
@@ -843,10 +863,18 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.after(fx);
     }
 
-    pub(crate) fn finish(&self, id: u64, ending: Ending, result: Option<Arc<dyn ErasedControl>>) {
+    /// Records how `id` ended; `true` if a cancellation was accepted before its value
+    /// arrived (the value must then be reported as cancelled).
+    pub(crate) fn finish(
+        &self,
+        id: u64,
+        ending: Ending,
+        result: Option<Arc<dyn ErasedControl>>,
+    ) -> bool {
         let mut fx = Effects::default();
-        self.lock().finish(id, ending, result, &mut fx);
+        let cancelled_first = self.lock().finish(id, ending, result, &mut fx);
         self.after(fx);
+        cancelled_first
     }
 
     /// Joins `pipeline`'s queue with `argument` and builds the instance, or says why not.
@@ -872,7 +900,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => (queue, false),
             // User code: called before the lock is taken.
             QueueSpec::Keyed(key) => {
-                computed = Name::Shared(Arc::from(key(&argument)));
+                computed = Name::Shared(Arc::from(contained("queue key", || key(&argument))?));
                 (&computed, true)
             }
         };
@@ -888,10 +916,13 @@ impl<C: Send + Sync + 'static> Core<C> {
                 })
             }
         };
-        let hash = identity.map(|identity| (identity.hash)(&argument));
+        let hash = match identity {
+            Some(identity) => Some(contained("hash", || (identity.hash)(&argument))?),
+            None => None,
+        };
+        let control = Arc::new(Control::new(contained("clone", || argument.clone())?, false));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ident = Ident { name, id };
-        let control = Arc::new(Control::new(argument.clone(), false));
         let pipeline_key = pipeline.key();
         let mut fx = Effects::default();
         let admission = loop {
@@ -902,13 +933,15 @@ impl<C: Send + Sync + 'static> Core<C> {
                 if !candidates.is_empty() {
                     // Equality is user code: compared without the lock, then validated.
                     drop(registry);
-                    let found = candidates.iter().find(|candidate| {
-                        candidate
-                            .control
-                            .as_any()
-                            .downcast_ref::<Control<V>>()
-                            .is_some_and(|other| (identity.eq)(other.argument(), &argument))
-                    });
+                    let found = contained("eq", || {
+                        candidates.iter().find(|candidate| {
+                            candidate
+                                .control
+                                .as_any()
+                                .downcast_ref::<Control<V>>()
+                                .is_some_and(|other| (identity.eq)(other.argument(), &argument))
+                        })
+                    })?;
                     let found =
                         found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
                     registry = self.lock();
@@ -1013,12 +1046,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             return Ok(Invocation::ready(ident, control, canceller, result));
         }
         let Some(executor) = self.executor() else {
-            // Nothing can wait: fail what it waits on, and let the error path run
-            // synchronously (a `rescue!` or `finally!` that waits fails the same way).
-            while self.run_stretch(&mut instance, &mut cx).is_pending() {
-                instance.fail_waiting(Error::NoExecutor, self);
-            }
-            let result = self.finish_root(&ident, instance.into_completion());
+            let result = self.run_without_executor(instance);
             return Ok(Invocation::ready(ident, control, canceller, result));
         };
         let task = executor.spawn(Task {
@@ -1074,7 +1102,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 
     /// Moves a waiting detached instance to a task; without any executor, it fails.
-    fn wait_on_task<V>(self: &Arc<Self>, mut instance: Instance<V, C>)
+    fn wait_on_task<V>(self: &Arc<Self>, instance: Instance<V, C>)
     where
         V: Clone + Send + Sync + 'static,
     {
@@ -1085,15 +1113,24 @@ impl<C: Send + Sync + 'static> Core<C> {
                     core: Arc::clone(self),
                 }));
             }
-            None => {
-                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-                while instance.drive(self, &mut cx).is_pending() {
-                    instance.fail_waiting(Error::NoExecutor, self);
-                }
-                let ident = instance.ident().clone();
-                let _ = self.finish_root(&ident, instance.into_completion());
-            }
+            None => drop(self.run_without_executor(instance)),
         }
+    }
+
+    /// Runs `instance` to its end on this thread when nothing can wait (no tokio runtime,
+    /// or the one it waited on shut down): what it waits on fails with
+    /// [`Error::NoExecutor`], and its error path runs synchronously (a `rescue!` or
+    /// `finally!` step that waits fails the same way), so `finally!` still runs once.
+    fn run_without_executor<V>(self: &Arc<Self>, mut instance: Instance<V, C>) -> Result<V, Error>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        while self.run_stretch(&mut instance, &mut cx).is_pending() {
+            instance.fail_waiting(Error::NoExecutor, self);
+        }
+        let ident = instance.ident().clone();
+        self.finish_root(&ident, instance.into_completion())
     }
 
     /// Resolves once the runtime was stopped.
@@ -1149,6 +1186,18 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 }
 
+/// Runs user code the runtime calls on an argument before the instance exists: a panic
+/// there refuses the invocation instead of unwinding through the runtime.
+fn contained<T>(operation: &'static str, code: impl FnOnce() -> T) -> Result<T, InvokeError> {
+    catch_unwind(AssertUnwindSafe(code)).map_err(|panic| {
+        let message = match Error::from_panic(panic) {
+            Error::Panicked { message } => message.to_string(),
+            other => other.to_string(),
+        };
+        InvokeError::ArgumentPanicked { operation, message }
+    })
+}
+
 /// The tokio task that drives an instance after its first wait (or while it waits for a
 /// slot).
 struct Task<V, C>
@@ -1195,10 +1244,14 @@ where
     C: Send + Sync + 'static,
 {
     fn drop(&mut self) {
-        if let Some(instance) = self.instance.as_mut() {
-            // The tokio runtime dropped the task before it completed: the instance ends
-            // as cancelled, so the registry frees its slot.
-            instance.abandon(&self.core);
+        if let Some(instance) = self.instance.take() {
+            // The executor dropped the task before it completed: it is shutting down (or
+            // was gone when the task was spawned). The instance cannot wait any more, so
+            // it runs to its end here, `finally!` included, and its caller finds the
+            // outcome in the control block.
+            let control = instance.control();
+            let outcome = self.core.run_without_executor(instance);
+            control.set_orphaned(outcome);
         }
     }
 }
