@@ -244,3 +244,115 @@ async fn a_zero_timeout_does_not_fail_a_future_that_is_ready_at_once() {
         "a future that waits is timed out: {error:?}"
     );
 }
+
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Slots held, reconstructed from the watcher's events alone.
+#[derive(Default)]
+struct Held {
+    ids: std::collections::HashSet<u64>,
+    peak: usize,
+}
+
+#[test]
+fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_events() {
+    use pipelines::EventKind;
+    const THREADS: u32 = 4;
+    const PER_THREAD: u32 = 1_500;
+    let tokio = two_workers();
+    let work = pipeline!(|value: u32, _ctx: &()| {
+        tokio::task::yield_now().await;
+        value + 1;
+    })
+    .restartable()
+    .max(2);
+    let held = Arc::new(std::sync::Mutex::new(Held::default()));
+    let sink = held.clone();
+    let runtime = Runtime::builder(())
+        .register("work", work)
+        .executor(tokio.handle().clone())
+        .watcher(move |event| {
+            let mut held = sink.lock().unwrap();
+            let id = event.ident().id();
+            match event.kind() {
+                EventKind::Started => {
+                    held.ids.insert(id);
+                    held.peak = held.peak.max(held.ids.len());
+                }
+                EventKind::Cancelling
+                | EventKind::Finished
+                | EventKind::Failed(_)
+                | EventKind::Cancelled => {
+                    held.ids.remove(&id);
+                }
+                _ => {}
+            }
+        })
+        .start()
+        .unwrap();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let runtime = runtime.clone();
+            std::thread::spawn(move || {
+                (0..PER_THREAD)
+                    .map(|n| runtime.invoke("work", thread * PER_THREAD + n).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let handles: Vec<_> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+    tokio.block_on(async {
+        for handle in handles {
+            let _ = handle.await;
+        }
+    });
+    let held = held.lock().unwrap();
+    assert!(held.peak <= 2, "events show {} slots held at once", held.peak);
+    assert!(held.ids.is_empty());
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[test]
+fn cancel_answers_ok_exactly_when_the_caller_is_told_cancelled() {
+    let tokio = two_workers();
+    let work = pipeline!(|value: u32, _ctx: &()| {
+        tokio::task::yield_now().await;
+        value + 1;
+    });
+    let runtime = Runtime::builder(())
+        .register("work", work)
+        .executor(tokio.handle().clone())
+        .start()
+        .unwrap();
+    let (mut cancelled, mut finished) = (0, 0);
+    for n in 0..3_000_u32 {
+        let handle = runtime.invoke("work", n).unwrap();
+        // A varying delay, so the cancellation lands anywhere around the instance's end.
+        for _ in 0..(n % 97) * 20 {
+            std::hint::spin_loop();
+        }
+        let accepted = runtime.cancel(handle.ident()).is_ok();
+        let result = tokio.block_on(handle);
+        if accepted {
+            cancelled += 1;
+            assert!(
+                matches!(result, Err(Error::Cancelled)),
+                "cancel said yes, the caller got {result:?}"
+            );
+        } else {
+            finished += 1;
+            assert_eq!(result.unwrap(), n + 1, "cancel said no");
+        }
+    }
+    // Both answers happened, so the race window was crossed.
+    assert!(cancelled > 0 && finished > 0, "{cancelled} / {finished}");
+}
