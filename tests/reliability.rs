@@ -356,3 +356,61 @@ fn cancel_answers_ok_exactly_when_the_caller_is_told_cancelled() {
     // Both answers happened, so the race window was crossed.
     assert!(cancelled > 0 && finished > 0, "{cancelled} / {finished}");
 }
+
+thread_local! {
+    /// Events the watcher was told on this thread.
+    static WATCHED_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[test]
+fn a_slow_watcher_does_not_make_one_invoke_deliver_everybody_elses_events() {
+    use std::time::{Duration, Instant};
+    const THREADS: u64 = 3;
+    const PER_THREAD: u64 = 2_000;
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let seen = delivered.clone();
+    let runtime = Runtime::builder(())
+        .register("sync", pipeline!(|value: u64, _ctx: &()| { value + 1; }))
+        .watcher(move |_| {
+            // A watcher that takes ~20 µs per event.
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_micros(20) {
+                std::hint::spin_loop();
+            }
+            WATCHED_HERE.with(|here| here.set(here.get() + 1));
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .start()
+        .unwrap();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let runtime = runtime.clone();
+            std::thread::spawn(move || {
+                let mut most = 0;
+                for n in 0..PER_THREAD {
+                    let before = WATCHED_HERE.with(|here| here.get());
+                    let mut handle = runtime.invoke("sync", thread * PER_THREAD + n).unwrap();
+                    assert!(handle.try_result().unwrap().is_ok());
+                    most = most.max(WATCHED_HERE.with(|here| here.get()) - before);
+                }
+                most
+            })
+        })
+        .collect();
+    let most = threads
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .max()
+        .unwrap();
+    // One invoke records 3 events in 2 critical sections; each delivery round takes its
+    // own events, those the other threads recorded but have not delivered yet (3 each),
+    // and at most 64 more. Before, one call could deliver thousands.
+    assert!(most <= 2 * (3 + 3 * 3 + 64), "one invoke delivered {most} events");
+    // Everything is delivered in the end, by the callers or the thread they handed to.
+    let expected = (3 * THREADS * PER_THREAD) as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered.load(Ordering::SeqCst) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(delivered.load(Ordering::SeqCst), expected);
+}

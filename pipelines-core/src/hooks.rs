@@ -59,6 +59,13 @@ pub enum EventKind {
     /// Counting `Started` minus `Cancelling` and the ends of instances not cancelled gives
     /// the slots held at each moment.
     Cancelling,
+    /// The watcher fell behind: this many events before this one were not kept (at most
+    /// 65,536 undelivered events are kept), so counts built from events are off by them.
+    /// The event's ident and queue are those of the next event kept.
+    Lagged {
+        /// Events not delivered.
+        missed: u64,
+    },
     /// The queue refused the invocation: it never started.
     Dropped,
     /// The instance completed, but detached children are still live: it keeps its slot

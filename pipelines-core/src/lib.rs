@@ -22,6 +22,7 @@
 mod behaviour;
 mod cancellation;
 pub mod error;
+mod events;
 mod hooks;
 mod instance;
 mod introspection;

@@ -8,12 +8,12 @@
 //! instances (hash maps and intrusive lists), except those that must visit a tree or a
 //! whole queue (a cancellation, a snapshot).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
+use crate::events::EventLog;
 use crate::hooks::{Event, EventKind};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 use crate::queue::{FastMap, FastSet, List, Name, QueueState};
@@ -157,16 +157,16 @@ pub(crate) struct Registry {
     queues: Vec<Option<QueueState>>,
     queue_ids: FastMap<Name, QueueId>,
     free_queue_slots: Vec<QueueId>,
-    events: VecDeque<Event>,
-    delivering: bool,
-    /// Events are recorded only when a watcher will read them.
+    /// Where events are recorded, when a watcher will read them.
+    log: Option<Arc<EventLog>>,
     watching: bool,
 }
 
 impl Registry {
-    pub(crate) fn new(watching: bool) -> Self {
+    pub(crate) fn new(log: Option<Arc<EventLog>>) -> Self {
         Registry {
-            watching,
+            watching: log.is_some(),
+            log,
             ..Registry::default()
         }
     }
@@ -802,8 +802,8 @@ impl Registry {
 
     /// Records an event about something outside the queues (a supervised child).
     pub(crate) fn emit_named(&mut self, ident: &Ident, queue: &Name, kind: EventKind) {
-        if self.watching {
-            self.events.push_back(Event {
+        if let Some(log) = &self.log {
+            log.record(Event {
                 ident: ident.clone(),
                 queue: queue.clone(),
                 kind,
@@ -817,29 +817,6 @@ impl Registry {
         }
         if let Some(name) = self.queue(queue).map(|state| state.name.clone()) {
             self.emit_named(ident, &name, kind);
-        }
-    }
-
-    /// Takes the next event to deliver, unless another caller is delivering (it will
-    /// deliver this one too, in order). `first` is `true` for the call that starts a
-    /// delivery round.
-    pub(crate) fn next_event(&mut self, first: bool) -> Option<Event> {
-        if first && self.delivering {
-            return None;
-        }
-        match self.events.pop_front() {
-            Some(event) => {
-                self.delivering = true;
-                Some(event)
-            }
-            None => {
-                self.delivering = false;
-                // A backlog of events is not kept as capacity.
-                if self.events.capacity() > 256 {
-                    self.events = VecDeque::new();
-                }
-                None
-            }
         }
     }
 

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{CancelError, Error, InvokeError, StartError};
+use crate::events::EventLog;
 use crate::hooks::{Event, Hooks, InstanceSpan};
 use crate::instance::{in_step, Completion, Instance};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
@@ -305,7 +306,12 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// ```
     pub fn start(self) -> Result<Runtime<C>, StartError> {
         let mut pipelines: FastMap<Arc<str>, Registered> = FastMap::default();
-        let mut registry = Registry::new(self.hooks.watcher.is_some());
+        let events = self
+            .hooks
+            .watcher
+            .is_some()
+            .then(|| Arc::new(EventLog::default()));
+        let mut registry = Registry::new(events.clone());
         for registered in self.pipelines {
             if pipelines.contains_key(&registered.name) {
                 return Err(StartError::DuplicateName {
@@ -331,6 +337,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 shutdown: tokio::sync::watch::channel(false).0,
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(registry),
+                events,
             }),
         })
     }
@@ -750,6 +757,8 @@ pub(crate) struct Core<C> {
     shutdown: tokio::sync::watch::Sender<bool>,
     next_id: AtomicU64,
     registry: Mutex<Registry>,
+    /// The watcher's events (also recorded into by the registry), when there is one.
+    events: Option<Arc<EventLog>>,
 }
 
 impl<C: Send + Sync + 'static> Canceller for Core<C> {
@@ -799,19 +808,11 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
-    /// Delivers recorded events in order, one at a time. A call made while another one
-    /// delivers (a watcher that invokes, another thread) leaves its events to it.
+    /// Delivers recorded events in order, one at a time (see `events` for who delivers
+    /// what).
     fn deliver_events(&self) {
-        if self.hooks.watcher.is_none() {
-            return;
-        }
-        let mut first = true;
-        loop {
-            let Some(event) = self.lock().next_event(first) else {
-                return;
-            };
-            first = false;
-            self.hooks.watch(&event);
+        if let Some(log) = &self.events {
+            log.deliver(&self.hooks, || self.executor());
         }
     }
 
