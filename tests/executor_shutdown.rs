@@ -70,7 +70,10 @@ fn dropping_the_tokio_runtime_with_instances_in_flight_runs_each_finally_once() 
     // instance freed during the shutdown (then it started, and ran its `finally!` too).
     let started = runtime.context().started.load(Ordering::SeqCst);
     assert!(started == 4 || started == 5, "{started}");
-    assert_eq!(runtime.context().finally.load(Ordering::SeqCst), started + 1);
+    assert_eq!(
+        runtime.context().finally.load(Ordering::SeqCst),
+        started + 1
+    );
     for handle in &mut handles {
         let error = handle.try_result().unwrap().unwrap_err();
         assert!(matches!(error, Error::NoExecutor), "{error}");
@@ -150,12 +153,17 @@ fn a_current_thread_runtime_inside_a_blocking_task_ends_its_instances_when_dropp
                     };
                 });
             });
-            let runtime = Runtime::builder(seen).register("waits", waits).start().unwrap();
+            let runtime = Runtime::builder(seen)
+                .register("waits", waits)
+                .start()
+                .unwrap();
             let mut handle = inner.block_on(async {
                 let handle = runtime.invoke("waits", 1_u32).unwrap();
                 tokio::task::yield_now().await;
-                handle
+                // Handed out unawaited: the runtime goes away under it.
+                Some(handle)
             });
+            let mut handle = handle.take().unwrap();
             drop(inner);
             let result = handle.try_result().unwrap();
             (runtime.context().load(Ordering::SeqCst), result)

@@ -316,7 +316,11 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
         }
     });
     let held = held.lock().unwrap();
-    assert!(held.peak <= 2, "events show {} slots held at once", held.peak);
+    assert!(
+        held.peak <= 2,
+        "events show {} slots held at once",
+        held.peak
+    );
     assert!(held.ids.is_empty());
     assert_eq!(runtime.live_counts().0, 0);
 }
@@ -370,7 +374,12 @@ fn a_slow_watcher_does_not_make_one_invoke_deliver_everybody_elses_events() {
     let delivered = Arc::new(AtomicUsize::new(0));
     let seen = delivered.clone();
     let runtime = Runtime::builder(())
-        .register("sync", pipeline!(|value: u64, _ctx: &()| { value + 1; }))
+        .register(
+            "sync",
+            pipeline!(|value: u64, _ctx: &()| {
+                value + 1;
+            }),
+        )
         .watcher(move |_| {
             // A watcher that takes ~20 µs per event.
             let start = Instant::now();
@@ -405,7 +414,10 @@ fn a_slow_watcher_does_not_make_one_invoke_deliver_everybody_elses_events() {
     // One invoke records 3 events in 2 critical sections; each delivery round takes its
     // own events, those the other threads recorded but have not delivered yet (3 each),
     // and at most 64 more. Before, one call could deliver thousands.
-    assert!(most <= 2 * (3 + 3 * 3 + 64), "one invoke delivered {most} events");
+    assert!(
+        most <= 2 * (3 + 3 * 3 + 64),
+        "one invoke delivered {most} events"
+    );
     // Everything is delivered in the end, by the callers or the thread they handed to.
     let expected = (3 * THREADS * PER_THREAD) as usize;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -30,7 +30,12 @@ fn reporter(
     reports: &Arc<Mutex<Vec<(Ident, String)>>>,
 ) -> impl Fn(&Ident, &Error) + Send + Sync + 'static {
     let reports = reports.clone();
-    move |ident, error| reports.lock().unwrap().push((ident.clone(), error.to_string()))
+    move |ident, error| {
+        reports
+            .lock()
+            .unwrap()
+            .push((ident.clone(), error.to_string()))
+    }
 }
 
 #[test]
@@ -111,7 +116,10 @@ async fn a_panicking_hash_or_eq_of_a_use_existing_argument_refuses_the_invocatio
             message: "hashing 13".into()
         }
     );
-    assert_eq!(error.to_string(), "hash of the argument panicked: hashing 13");
+    assert_eq!(
+        error.to_string(),
+        "hash of the argument panicked: hashing 13"
+    );
     assert_eq!(runtime.live_counts().0, 0);
 
     let first = runtime.invoke("fetch", Touchy(7)).unwrap();
@@ -132,7 +140,10 @@ async fn a_panicking_hash_or_eq_of_a_use_existing_argument_refuses_the_invocatio
 
 #[test]
 fn a_panicking_queue_key_function_refuses_the_invocation() {
-    let save = pipeline!(|value: u32, _ctx: &()| { value; }).set_queue_by(|value: &u32| {
+    let save = pipeline!(|value: u32, _ctx: &()| {
+        value;
+    })
+    .set_queue_by(|value: &u32| {
         assert!(*value != 0, "no key for 0");
         format!("doc-{value}")
     });
@@ -152,13 +163,19 @@ fn a_panicking_queue_key_function_refuses_the_invocation() {
 
 #[test]
 fn a_panicking_nested_argument_clone_is_the_parent_step_error() {
-    let child = pipeline!(|value: CloneBomb, _ctx: &()| { CloneBomb(value.0); })
-        .set_queue_by(|value: &CloneBomb| format!("child-{}", value.0));
+    let child = pipeline!(|value: CloneBomb, _ctx: &()| {
+        CloneBomb(value.0);
+    })
+    .set_queue_by(|value: &CloneBomb| format!("child-{}", value.0));
     let parent = pipeline!(|value: &CloneBomb, _ctx: &()| {
         CloneBomb(13);
         &child;
         rescue!(|error| {
-            CloneBomb(if error.to_string().contains("cloning 13") { 100 } else { 0 });
+            CloneBomb(if error.to_string().contains("cloning 13") {
+                100
+            } else {
+                0
+            });
         });
     });
     let runtime = Runtime::builder(())
@@ -188,7 +205,9 @@ impl Drop for DropBomb {
 
 #[test]
 fn a_panicking_drop_of_a_kept_result_is_reported_and_changes_no_outcome() {
-    let keep = pipeline!(|value: DropBomb, _ctx: &()| { value.clone(); });
+    let keep = pipeline!(|value: DropBomb, _ctx: &()| {
+        value.clone();
+    });
     let reports = Arc::new(Mutex::new(Vec::new()));
     let runtime = Runtime::builder(())
         .register("keep", keep)

@@ -12,30 +12,20 @@
 //! instance's result through `use_existing`.
 
 use std::any::{type_name, Any};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Waker;
 
-use futures::task::AtomicWaker;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-
-const CANCELLED: u8 = 1;
-const ADMITTED: u8 = 2;
-/// Set when the instance waits for its children to end before running `finally!`.
-const CHILDREN_DONE: u8 = 4;
-/// Set once a `use_existing` caller shares the result, so the common case skips the
-/// sharers' lock.
-const SHARED: u8 = 8;
+use crate::signals::Signals;
 
 /// A caller sharing the result of a live instance (`use_existing`).
 pub(crate) type Sharer<V> = oneshot::Sender<Result<V, Error>>;
 
 /// The typed control block of one instance.
 pub(crate) struct Control<V> {
-    flags: AtomicU8,
-    waker: AtomicWaker,
+    signals: Signals,
     argument: V,
     result: OnceLock<V>,
     sharers: Mutex<Vec<Sharer<V>>>,
@@ -47,8 +37,7 @@ pub(crate) struct Control<V> {
 impl<V> Control<V> {
     pub(crate) fn new(argument: V, admitted: bool) -> Self {
         Control {
-            flags: AtomicU8::new(if admitted { ADMITTED } else { 0 }),
-            waker: AtomicWaker::new(),
+            signals: Signals::new(admitted),
             argument,
             result: OnceLock::new(),
             sharers: Mutex::new(Vec::new()),
@@ -63,19 +52,19 @@ impl<V> Control<V> {
     /// Remembers who to wake, then tells whether there is something to react to. In this
     /// order, a signal that lands between the two is never lost.
     pub(crate) fn register(&self, waker: &Waker) {
-        self.waker.register(waker);
+        self.signals.register(waker);
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & CANCELLED != 0
+        self.signals.is_cancelled()
     }
 
     pub(crate) fn is_admitted(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & ADMITTED != 0
+        self.signals.is_admitted()
     }
 
     pub(crate) fn take_children_done(&self) -> bool {
-        self.flags.fetch_and(!CHILDREN_DONE, Ordering::AcqRel) & CHILDREN_DONE != 0
+        self.signals.take_children_done()
     }
 
     /// Keeps the successful result for the queue's statistics.
@@ -88,11 +77,11 @@ impl<V> Control<V> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(sharer);
-        self.flags.fetch_or(SHARED, Ordering::AcqRel);
+        self.signals.set_shared();
     }
 
     pub(crate) fn take_sharers(&self) -> Vec<Sharer<V>> {
-        if self.flags.load(Ordering::Acquire) & SHARED == 0 {
+        if !self.signals.is_shared() {
             return Vec::new();
         }
         std::mem::take(&mut *self.sharers.lock().unwrap_or_else(PoisonError::into_inner))
@@ -108,11 +97,6 @@ impl<V> Control<V> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
-    }
-
-    fn signal(&self, flag: u8) {
-        self.flags.fetch_or(flag, Ordering::AcqRel);
-        self.waker.wake();
     }
 }
 
@@ -137,19 +121,19 @@ pub(crate) trait ErasedControl: Send + Sync + 'static {
 
 impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
     fn cancel(&self) {
-        self.signal(CANCELLED);
+        self.signals.cancel();
     }
 
     fn set_admitted(&self) {
-        self.flags.fetch_or(ADMITTED, Ordering::AcqRel);
+        self.signals.set_admitted();
     }
 
     fn wake(&self) {
-        self.waker.wake();
+        self.signals.wake();
     }
 
     fn children_done(&self) {
-        self.signal(CHILDREN_DONE);
+        self.signals.children_done();
     }
 
     fn argument_any(&self) -> &dyn Any {

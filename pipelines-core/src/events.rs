@@ -205,7 +205,9 @@ mod tests {
         let sink = seen.clone();
         let hooks = Hooks {
             watcher: Some(Arc::new(move |event: &Event| {
-                sink.lock().unwrap().push((event.ident().id(), event.kind().clone()))
+                sink.lock()
+                    .unwrap()
+                    .push((event.ident().id(), event.kind().clone()))
             })),
             ..Hooks::default()
         };
@@ -219,7 +221,10 @@ mod tests {
         log.deliver(&hooks, || None);
         let seen = seen.lock().unwrap();
         let tail: Vec<_> = seen[EVENT_BACKLOG..].iter().collect();
-        assert!(matches!(tail[0], (1_000_000, EventKind::Lagged { missed: 10 })));
+        assert!(matches!(
+            tail[0],
+            (1_000_000, EventKind::Lagged { missed: 10 })
+        ));
         assert!(matches!(tail[1], (1_000_000, EventKind::Started)));
         assert_eq!(tail.len(), 2);
     }

@@ -848,8 +848,9 @@ where
         });
         for sharer in self.control.take_sharers() {
             let result = match &shared {
-                Ok(()) => catch_unwind(AssertUnwindSafe(|| self.value.clone()))
-                    .map_err(Error::from_panic),
+                Ok(()) => {
+                    catch_unwind(AssertUnwindSafe(|| self.value.clone())).map_err(Error::from_panic)
+                }
                 Err(error) => Err(error.clone()),
             };
             // A sharer that went away hands the value back; its `Drop` is user code too.

@@ -33,6 +33,7 @@ mod producer;
 mod queue;
 mod registry;
 mod runtime;
+mod signals;
 mod supervision;
 mod timeline;
 

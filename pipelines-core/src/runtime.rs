@@ -8,9 +8,9 @@
 use std::any::{type_name, Any};
 use std::fmt;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
@@ -921,7 +921,10 @@ impl<C: Send + Sync + 'static> Core<C> {
             Some(identity) => Some(contained("hash", || (identity.hash)(&argument))?),
             None => None,
         };
-        let control = Arc::new(Control::new(contained("clone", || argument.clone())?, false));
+        let control = Arc::new(Control::new(
+            contained("clone", || argument.clone())?,
+            false,
+        ));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ident = Ident { name, id };
         let pipeline_key = pipeline.key();
