@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pipelines::{pipeline, EventKind, Ident, Invocation, Pipeline, Runtime, WeakRuntime};
+use pipelines::{
+    pipeline, EventKind, Ident, Invocation, Pipeline, RestartPolicy, Runtime, WeakRuntime,
+};
 
 struct Counting;
 
@@ -81,6 +83,40 @@ fn work() -> Pipeline<u64, Arc<Ctx>> {
     })
 }
 
+/// `work` nested in a parent: both levels run `finally!`.
+fn nested() -> Pipeline<u64, Arc<Ctx>> {
+    let child = work().enqueued().max(2);
+    pipeline!(|value: u64, ctx: &Arc<Ctx>| {
+        &child;
+        finally!(|error| {
+            {
+                ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
+            };
+        });
+    })
+}
+
+/// Odd values fail at once, are retried under a policy with a tiny period (which must
+/// give up, not spin), then rescued.
+fn retrying() -> Pipeline<u64, Arc<Ctx>> {
+    pipeline!(|value: u64, ctx: &Arc<Ctx>| {
+        if value % 2 == 1 {
+            Err::<u64, _>("odd")
+        } else {
+            Ok(value)
+        };
+        rescue!(|error| {
+            value;
+        });
+        finally!(|error| {
+            {
+                ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
+            };
+        });
+    })
+    .retry(RestartPolicy::new(2, Duration::from_millis(1)).unwrap())
+}
+
 /// A registration name, its pipeline, and its max live if it is restricted.
 type Entry = (&'static str, Pipeline<u64, Arc<Ctx>>, Option<usize>);
 
@@ -96,12 +132,15 @@ fn pipelines() -> Vec<Entry> {
             work().enqueued().max(2).use_existing(),
             Some(2),
         ),
+        ("nested", nested(), None),
+        ("retrying", retrying(), None),
     ]
 }
 
 #[derive(Default)]
 struct Watch {
     started: u64,
+    lagged: u64,
     admitted: HashMap<String, Vec<Ident>>,
     started_order: HashMap<String, Vec<Ident>>,
     over_max: Vec<String>,
@@ -143,6 +182,7 @@ fn soak(rounds: u64, operations: u64) {
             let mut watch = seen.lock().unwrap();
             let queue = event.queue().to_owned();
             match event.kind() {
+                EventKind::Lagged { missed } => watch.lagged += missed,
                 EventKind::Admitted => watch
                     .admitted
                     .entry(queue)
@@ -224,16 +264,26 @@ fn soak(rounds: u64, operations: u64) {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        // And until the watcher has caught up with the events (delivery may have been
+        // handed to a thread of its own).
+        for _ in 0..10_000 {
+            if watch.lock().unwrap().started == ctx.finally_runs.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_millis(20));
         let (live, queues) = runtime.live_counts();
+        // One queue per registered name, and the nested child's own.
         assert_eq!(
             (live, queues),
-            (0, names.len()),
+            (0, names.len() + 1),
             "round {round}: nothing left behind"
         );
         {
             let mut watch = watch.lock().unwrap();
             assert_eq!(watch.over_max, Vec::<String>::new(), "round {round}");
+            assert_eq!(watch.lagged, 0, "round {round}: the watcher kept up");
             assert_eq!(
                 ctx.finally_runs.load(Ordering::Relaxed),
                 watch.started,

@@ -227,8 +227,16 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     }
 
     /// Sets the watcher: told of every change of an instance's state (see [`Event`]), in
-    /// the order the changes happened, never while the runtime's lock is held. It may
-    /// call back into the runtime.
+    /// the order the changes happened, one event at a time, never while the runtime's
+    /// lock is held. It may call back into the runtime.
+    ///
+    /// Who calls it: the caller whose call recorded the events, before that call returns
+    /// (so after a synchronous `invoke` the watcher has seen its events), unless another
+    /// thread is delivering; that one then delivers them, and hands what is left to a
+    /// thread of its own after 64 events of others, so a slow watcher never stalls an
+    /// unrelated caller. At most 65,536 undelivered events are kept: a watcher slower
+    /// than the runtime loses the excess and is told how many with
+    /// [`EventKind::Lagged`](crate::EventKind::Lagged).
     ///
     /// ```
     /// # use std::sync::{Arc, Mutex};
@@ -572,6 +580,14 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// parents to the topmost one, and cancels that one and all its descendants,
     /// children first. Each started instance runs its `finally!` with
     /// [`Error::Cancelled`]; callers are told "cancelled".
+    ///
+    /// The answer is exact: `Ok` means the instance had not ended, and its caller will
+    /// not get a value (a value that arrives after the cancellation was accepted is
+    /// dropped; an error the instance raised before the cancellation reached it is still
+    /// reported as that error). `Err(NotLive)` means it had already ended, or never
+    /// existed here. An instance whose own steps were over but that still waited for
+    /// detached children is live: its children are cancelled, its caller already has its
+    /// value.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
