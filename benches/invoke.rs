@@ -41,6 +41,17 @@ fn sync_3_steps(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let handle = runtime.handle::<u64>("inc-3").unwrap();
+    group.bench_function("invoke_by_handle", |b| {
+        b.iter(|| {
+            handle
+                .invoke(black_box(1_u64))
+                .unwrap()
+                .try_result()
+                .unwrap()
+                .unwrap()
+        })
+    });
     group.bench_function("invoke_by_value", |b| {
         b.iter(|| {
             runtime

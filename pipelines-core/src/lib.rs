@@ -29,6 +29,7 @@ mod introspection;
 mod invocation;
 pub mod outcome;
 mod pipeline;
+mod pipeline_handle;
 mod producer;
 mod queue;
 mod registry;
@@ -46,6 +47,7 @@ pub use introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Val
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::{Muted, Pipeline};
+pub use pipeline_handle::PipelineHandle;
 pub use producer::{source_fn, Producer, Source};
 pub use queue::Queue;
 pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder, WeakRuntime};

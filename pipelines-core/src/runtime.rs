@@ -24,6 +24,7 @@ use crate::instance::{in_step, Completion, Instance};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
+use crate::pipeline_handle::PipelineHandle;
 use crate::queue::{FastMap, Name, QueueSpec};
 use crate::registry::{Admission, Effects, Ending, Garbage, Join, Registry};
 
@@ -536,6 +537,47 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
+        let (pipeline, name) = self.resolve::<V>(name)?;
+        self.core.start_root(pipeline.clone(), name, argument)
+    }
+
+    /// Resolves the pipeline registered under `name` once, as a typed handle: invoking
+    /// through it looks no name up and checks no type, and its argument type is known,
+    /// so an integer literal gets the right type (`handle.invoke(1)` for a `u64`
+    /// pipeline). Fails as [`invoke`](Runtime::invoke) would for an unknown name or a
+    /// wrong value type.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, InvokeError, Runtime};
+    ///
+    /// let runtime = Runtime::builder(())
+    ///     .register("inc", pipeline!(|value: u64, _ctx: &()| { value + 1; }))
+    ///     .start()
+    ///     .unwrap();
+    /// let inc = runtime.handle::<u64>("inc").unwrap();
+    /// assert_eq!(inc.invoke(1).unwrap().try_result().unwrap().unwrap(), 2);
+    /// assert!(matches!(
+    ///     runtime.handle::<i32>("inc").unwrap_err(),
+    ///     InvokeError::WrongArgumentType { .. }
+    /// ));
+    /// ```
+    pub fn handle<V>(&self, name: &str) -> Result<PipelineHandle<V, C>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let (pipeline, name) = self.resolve::<V>(name)?;
+        Ok(PipelineHandle::new(
+            Arc::clone(&self.core),
+            pipeline.clone(),
+            name,
+        ))
+    }
+
+    /// The pipeline registered under `name`, if its value type is `V`, and its name.
+    fn resolve<V>(&self, name: &str) -> Result<(&Pipeline<V, C>, Name), InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
         let Some(registered) = self.core.pipelines.get(name) else {
             return Err(InvokeError::UnknownPipeline {
                 name: name.to_owned(),
@@ -549,8 +591,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
                 found: type_name::<V>(),
             });
         };
-        let name = Name::Shared(Arc::clone(&registered.name));
-        self.core.start_root(pipeline.clone(), name, argument)
+        Ok((pipeline, Name::Shared(Arc::clone(&registered.name))))
     }
 
     /// Invokes a pipeline value, registered or not, with `argument`. An unregistered
@@ -1030,7 +1071,7 @@ impl<C: Send + Sync + 'static> Core<C> {
 
     /// A root invocation: joins the queue, runs the first stretch inline if admitted, and
     /// moves the instance to a task if it has to wait.
-    fn start_root<V>(
+    pub(crate) fn start_root<V>(
         self: &Arc<Self>,
         pipeline: Pipeline<V, C>,
         name: Name,

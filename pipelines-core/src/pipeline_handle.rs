@@ -1,0 +1,97 @@
+//! A registered pipeline resolved once: its name, its value type and its queue are
+//! looked up when the handle is made, not at each invocation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::InvokeError;
+use crate::invocation::Invocation;
+use crate::pipeline::Pipeline;
+use crate::queue::Name;
+use crate::runtime::Core;
+
+/// A typed handle to a pipeline registered in a [`Runtime`](crate::Runtime), made by
+/// [`Runtime::handle`](crate::Runtime::handle).
+///
+/// Invoking through it is [`Runtime::invoke`](crate::Runtime::invoke) without the name
+/// lookup and the type check, which were done once; the argument's type is known, so an
+/// integer literal takes the pipeline's type. It keeps the runtime alive, as a `Runtime`
+/// clone does. Cheap to clone.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// let runtime = Runtime::builder(())
+///     .register("double", pipeline!(|value: u64, _ctx: &()| { value * 2; }))
+///     .start()
+///     .unwrap();
+/// let double = runtime.handle::<u64>("double").unwrap();
+/// let results: Vec<u64> = (1..=3)
+///     .map(|n| double.invoke(n).unwrap().try_result().unwrap().unwrap())
+///     .collect();
+/// assert_eq!(results, [2, 4, 6]);
+/// assert_eq!(double.name(), "double");
+/// ```
+pub struct PipelineHandle<V, C> {
+    core: Arc<Core<C>>,
+    pipeline: Pipeline<V, C>,
+    name: Name,
+}
+
+impl<V, C> PipelineHandle<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    pub(crate) fn new(core: Arc<Core<C>>, pipeline: Pipeline<V, C>, name: Name) -> Self {
+        PipelineHandle {
+            core,
+            pipeline,
+            name,
+        }
+    }
+
+    /// Invokes the pipeline with `argument`, as
+    /// [`Runtime::invoke`](crate::Runtime::invoke) does; fails only if its queue refuses
+    /// the argument's configuration or the runtime was stopped.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let runtime = Runtime::builder(())
+    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value + 1; }))
+    ///     .start()
+    ///     .unwrap();
+    /// let inc = runtime.handle::<u8>("inc").unwrap();
+    /// assert_eq!(inc.invoke(41).unwrap().try_result().unwrap().unwrap(), 42);
+    /// ```
+    pub fn invoke(&self, argument: V) -> Result<Invocation<V>, InvokeError> {
+        self.core
+            .start_root(self.pipeline.clone(), self.name.clone(), argument)
+    }
+
+    /// The name the pipeline is registered under.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+}
+
+impl<V, C> Clone for PipelineHandle<V, C> {
+    fn clone(&self) -> Self {
+        PipelineHandle {
+            core: Arc::clone(&self.core),
+            pipeline: self.pipeline.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<V, C> fmt::Debug for PipelineHandle<V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineHandle")
+            .field("name", &self.name.as_str())
+            .field("value_type", &std::any::type_name::<V>())
+            .finish()
+    }
+}
