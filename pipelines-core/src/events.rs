@@ -185,8 +185,8 @@ mod tests {
 
     use super::{EventLog, EVENT_BACKLOG};
     use crate::hooks::{Event, EventKind, Hooks};
-    use crate::queue::Name;
-    use crate::runtime::Ident;
+    use crate::ident::Ident;
+    use crate::ident::Name;
 
     fn event(id: u64) -> Event {
         Event {

@@ -11,8 +11,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::queue::Name;
-use crate::runtime::Ident;
+use crate::ident::Ident;
+use crate::ident::Name;
 
 /// Called exactly once for every error that no `rescue!` handled on the way up to the
 /// root instance. Cancellation and dropping are not errors and are not reported.

@@ -23,12 +23,13 @@ use tokio::sync::oneshot;
 use crate::cancellation::Control;
 use crate::error::Error;
 use crate::hooks::InstanceSpan;
+use crate::ident::Ident;
 use crate::introspection::InstanceState;
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, StepCall};
+use crate::policy::Intensity;
 use crate::registry::Ending as Recorded;
-use crate::runtime::{ChildStart, Core, Ident};
-use crate::supervision::Intensity;
+use crate::runtime::{ChildStart, Core};
 
 /// How an instance ended, as seen by its parent (or, for a root, by the runtime).
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::behaviour::Concurrency;
 use crate::cancellation::ErasedControl;
 use crate::error::Error;
-use crate::runtime::Ident;
+use crate::ident::Ident;
 
 /// Where a live instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

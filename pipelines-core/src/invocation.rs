@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::cancellation::Control;
 use crate::error::Error;
-use crate::runtime::{Canceller, Ident};
+use crate::ident::Ident;
+use crate::runtime::Canceller;
 
 /// The handle of one pipeline instance, returned by
 /// [`Runtime::invoke`](crate::Runtime::invoke).

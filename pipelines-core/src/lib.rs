@@ -24,12 +24,14 @@ mod cancellation;
 pub mod error;
 mod events;
 mod hooks;
+mod ident;
 mod instance;
 mod introspection;
 mod invocation;
 pub mod outcome;
 mod pipeline;
 mod pipeline_handle;
+mod policy;
 mod producer;
 mod queue;
 mod registry;
@@ -43,17 +45,18 @@ pub use error::{BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartE
 /// The boxed future [`Child::run`] returns (re-exported from `futures`).
 pub use futures::future::BoxFuture;
 pub use hooks::{Event, EventKind};
+pub use ident::Ident;
 pub use introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::{Muted, Pipeline};
 pub use pipeline_handle::PipelineHandle;
+pub use policy::{Backoff, RestartPolicy};
 pub use producer::{source_fn, Producer, Source};
 pub use queue::Queue;
-pub use runtime::{in_pipeline, Ident, Runtime, RuntimeBuilder, WeakRuntime};
+pub use runtime::{in_pipeline, Runtime, RuntimeBuilder, WeakRuntime};
 pub use supervision::{
-    Backoff, Child, ChildSpec, Failure, Restart, RestartPolicy, Strategy, Supervisor,
-    SupervisorError, SupervisorHandle,
+    Child, ChildSpec, Failure, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
 };
 pub use timeline::Timeline;
 

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::error::Error;
+use crate::ident::Name;
 use crate::outcome::Outcome;
-use crate::queue::{Name, Queue, QueueSpec};
-use crate::supervision::RestartPolicy;
+use crate::policy::RestartPolicy;
+use crate::queue::{Queue, QueueSpec};
 
 /// Where a `pipeline!` expression stands in the source. Every pipeline one expression
 /// produces shares its site, and the site names the pipeline's implicit queue.

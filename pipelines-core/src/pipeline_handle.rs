@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::InvokeError;
+use crate::ident::Name;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::queue::Name;
 use crate::runtime::Core;
 
 /// A typed handle to a pipeline registered in a [`Runtime`](crate::Runtime), made by

@@ -15,9 +15,10 @@ use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
 use crate::events::EventLog;
 use crate::hooks::{Event, EventKind};
+use crate::ident::Ident;
+use crate::ident::Name;
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
-use crate::queue::{FastMap, FastSet, List, Name, QueueState};
-use crate::runtime::Ident;
+use crate::queue::{FastMap, FastSet, List, QueueState};
 
 /// Which list of its queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

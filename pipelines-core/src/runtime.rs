@@ -20,64 +20,14 @@ use crate::cancellation::{Control, ErasedControl};
 use crate::error::{CancelError, Error, InvokeError, StartError};
 use crate::events::EventLog;
 use crate::hooks::{Event, Hooks, InstanceSpan};
+use crate::ident::{Ident, Name};
 use crate::instance::{in_step, Completion, Instance};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::pipeline_handle::PipelineHandle;
-use crate::queue::{FastMap, Name, QueueSpec};
+use crate::queue::{FastMap, QueueSpec};
 use crate::registry::{Admission, Effects, Ending, Garbage, Join, Registry};
-
-/// The identity of one pipeline instance: the pipeline's name and a number unique within
-/// its runtime.
-///
-/// # Examples
-///
-/// ```
-/// use pipelines::{pipeline, Runtime};
-///
-/// let p = pipeline!(|value: i32, _ctx: &()| { value; });
-/// let runtime = Runtime::builder(()).register("echo", p).start().unwrap();
-/// let first = runtime.invoke("echo", 1).unwrap();
-/// let second = runtime.invoke("echo", 2).unwrap();
-/// assert_eq!(first.ident().name(), "echo");
-/// assert_ne!(first.ident(), second.ident());
-/// assert_eq!(second.ident().to_string(), format!("echo#{}", second.ident().id()));
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Ident {
-    pub(crate) name: Name,
-    pub(crate) id: u64,
-}
-
-impl Ident {
-    pub(crate) fn name_ref(&self) -> &Name {
-        &self.name
-    }
-
-    /// The name the pipeline was invoked by: its registration name, or for an unregistered
-    /// pipeline its site name (`pipeline@file:line:column`).
-    pub fn name(&self) -> &str {
-        self.name.as_str()
-    }
-
-    /// The instance number, unique within the runtime.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-}
-
-impl fmt::Display for Ident {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.name.as_str(), self.id)
-    }
-}
-
-impl fmt::Debug for Ident {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Ident({self})")
-    }
-}
 
 /// A registered pipeline, its value type erased so pipelines of any value type can share
 /// one runtime. `invoke` recovers the type with a downcast, which is where a wrong

@@ -1,0 +1,379 @@
+//! Restart policies: at most N restarts within a period, and the backoff between them.
+//! Shared by supervisors (restarting a child) and the `retry` modifier (re-running a
+//! failed step), through one [`Intensity`] counter.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::InvalidPolicy;
+
+/// How long to wait before a restart (or a retry).
+///
+/// An exponential backoff is built with [`Backoff::exponential`], which refuses values
+/// that cannot work (an initial delay of zero, a cap below the initial delay) with
+/// [`InvalidPolicy`]; that is why the variant cannot be written as a literal outside this
+/// crate. `None` and `Fixed` accept any value (`Fixed(Duration::ZERO)` is `None`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pipelines::Backoff;
+///
+/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))?;
+/// assert_eq!(backoff.delay(1, 0), Duration::from_millis(100));
+/// assert_eq!(backoff.delay(3, 0), Duration::from_millis(400));
+/// assert_eq!(backoff.delay(10, 0), Duration::from_secs(1)); // capped
+/// # Ok::<(), pipelines::InvalidPolicy>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backoff {
+    /// Restart at once.
+    None,
+    /// Always wait this long.
+    Fixed(Duration),
+    /// Wait `initial`, then twice as long each time, up to `max`. With `jitter`, each
+    /// delay is drawn uniformly from its upper half (so restarts of many children spread
+    /// out but never come sooner than half the nominal delay). Built with
+    /// [`Backoff::exponential`], which checks that `initial > 0` and `max >= initial`.
+    #[non_exhaustive]
+    Exponential {
+        /// The first delay.
+        initial: Duration,
+        /// The cap.
+        max: Duration,
+        /// Whether delays are randomised.
+        jitter: bool,
+    },
+}
+
+impl Backoff {
+    /// Exponential backoff without jitter: `initial`, then twice as long each time, up to
+    /// `max`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy::ZeroInitialDelay`] if `initial` is zero (it would never wait: use
+    /// [`Backoff::None`]), [`InvalidPolicy::CapBelowInitialDelay`] if `max < initial`
+    /// (every delay would be `max`: use [`Backoff::Fixed`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::{Backoff, InvalidPolicy};
+    /// let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50))?;
+    /// assert_eq!(b.delay(2, 0), Duration::from_millis(20));
+    /// assert_eq!(
+    ///     Backoff::exponential(Duration::ZERO, Duration::from_secs(1)),
+    ///     Err(InvalidPolicy::ZeroInitialDelay)
+    /// );
+    /// # Ok::<(), InvalidPolicy>(())
+    /// ```
+    pub const fn exponential(initial: Duration, max: Duration) -> Result<Self, InvalidPolicy> {
+        if initial.is_zero() {
+            return Err(InvalidPolicy::ZeroInitialDelay);
+        }
+        // `Ord` is not usable in a `const fn`; nanoseconds compare the same way.
+        if max.as_nanos() < initial.as_nanos() {
+            return Err(InvalidPolicy::CapBelowInitialDelay { initial, max });
+        }
+        Ok(Backoff::Exponential {
+            initial,
+            max,
+            jitter: false,
+        })
+    }
+
+    /// The same backoff with jitter (only meaningful for [`Backoff::Exponential`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::Backoff;
+    /// let b = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(1))?.with_jitter();
+    /// let delay = b.delay(1, 42);
+    /// assert!(delay >= Duration::from_millis(50) && delay <= Duration::from_millis(100));
+    /// # Ok::<(), pipelines::InvalidPolicy>(())
+    /// ```
+    pub const fn with_jitter(self) -> Self {
+        match self {
+            Backoff::Exponential { initial, max, .. } => Backoff::Exponential {
+                initial,
+                max,
+                jitter: true,
+            },
+            other => other,
+        }
+    }
+
+    /// The delay before restart number `attempt` (1 for the first). `random` feeds the
+    /// jitter (any value; the same value gives the same delay).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::Backoff;
+    /// assert_eq!(Backoff::Fixed(Duration::from_secs(2)).delay(7, 0), Duration::from_secs(2));
+    /// ```
+    pub fn delay(&self, attempt: u32, random: u64) -> Duration {
+        match *self {
+            Backoff::None => Duration::ZERO,
+            Backoff::Fixed(delay) => delay,
+            Backoff::Exponential {
+                initial,
+                max,
+                jitter,
+            } => {
+                let doublings = attempt.saturating_sub(1).min(32);
+                let nominal = initial
+                    .checked_mul(1_u32 << doublings.min(31))
+                    .map_or(max, |delay| delay.min(max));
+                if jitter {
+                    let half = nominal / 2;
+                    let span = (nominal - half).as_nanos() as u64;
+                    half + Duration::from_nanos(if span == 0 { 0 } else { random % (span + 1) })
+                } else {
+                    nominal
+                }
+            }
+        }
+    }
+}
+
+/// When to give up: at most `max_restarts` restarts within `within`, with `backoff`
+/// between them. Used by supervisors (restarts of children) and by
+/// [`Pipeline::retry`](crate::Pipeline::retry) (retries of a failed step).
+///
+/// Built with [`RestartPolicy::new`], which refuses a zero period: a policy always gives
+/// up after at most `max_restarts` restarts made at one instant.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pipelines::{Backoff, RestartPolicy};
+///
+/// let policy = RestartPolicy::new(5, Duration::from_secs(10))?
+///     .with_backoff(Backoff::Fixed(Duration::from_millis(100)));
+/// assert_eq!(policy.max_restarts(), 5);
+/// # Ok::<(), pipelines::InvalidPolicy>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    max_restarts: u32,
+    within: Duration,
+    backoff: Backoff,
+}
+
+impl Default for RestartPolicy {
+    /// 3 restarts within 5 seconds, no backoff.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::RestartPolicy;
+    /// assert_eq!(RestartPolicy::default(), RestartPolicy::new(3, Duration::from_secs(5)).unwrap());
+    /// ```
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 3,
+            within: Duration::from_secs(5),
+            backoff: Backoff::None,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// At most `max_restarts` restarts within any period of length `within`, no backoff.
+    /// `max_restarts` may be 0 (give up at the first failure).
+    ///
+    /// Restarts are counted by when they are made: those made at the same instant (as
+    /// under tokio's paused clock, where a synchronous retry does not move time) are all
+    /// within any period, however short. The period bounds the rate, not the total: with
+    /// no backoff and a real clock, restarts more than `within` apart never add up, so a
+    /// period shorter than one try (a nanosecond) limits nothing; choose a period longer
+    /// than a try, or a backoff.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy::ZeroPeriod`] if `within` is zero: no restart is within a zero
+    /// period of another, so the policy would never give up.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::{InvalidPolicy, RestartPolicy};
+    /// assert_eq!(RestartPolicy::new(2, Duration::from_secs(1))?.within(), Duration::from_secs(1));
+    /// assert_eq!(RestartPolicy::new(2, Duration::ZERO), Err(InvalidPolicy::ZeroPeriod));
+    /// # Ok::<(), InvalidPolicy>(())
+    /// ```
+    pub const fn new(max_restarts: u32, within: Duration) -> Result<Self, InvalidPolicy> {
+        if within.is_zero() {
+            return Err(InvalidPolicy::ZeroPeriod);
+        }
+        Ok(RestartPolicy {
+            max_restarts,
+            within,
+            backoff: Backoff::None,
+        })
+    }
+
+    /// The same policy with `backoff` between restarts.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::{Backoff, RestartPolicy};
+    /// let p = RestartPolicy::default().with_backoff(Backoff::Fixed(Duration::from_secs(1)));
+    /// assert_eq!(p.backoff(), Backoff::Fixed(Duration::from_secs(1)));
+    /// ```
+    pub const fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The most restarts allowed within [`within`](RestartPolicy::within).
+    ///
+    /// ```
+    /// # use pipelines::RestartPolicy;
+    /// assert_eq!(RestartPolicy::default().max_restarts(), 3);
+    /// ```
+    pub const fn max_restarts(&self) -> u32 {
+        self.max_restarts
+    }
+
+    /// The period the restarts are counted over (never zero).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::RestartPolicy;
+    /// assert_eq!(RestartPolicy::default().within(), Duration::from_secs(5));
+    /// ```
+    pub const fn within(&self) -> Duration {
+        self.within
+    }
+
+    /// The wait before each restart.
+    ///
+    /// ```
+    /// # use pipelines::{Backoff, RestartPolicy};
+    /// assert_eq!(RestartPolicy::default().backoff(), Backoff::None);
+    /// ```
+    pub const fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+}
+
+/// Counts restarts against a [`RestartPolicy`]: remembers when the recent ones happened.
+/// Restarts at the same instant all count (the period is never zero), so at most
+/// `max_restarts` are allowed within any window of the period's length, even when the
+/// clock does not move between them.
+#[derive(Debug, Clone)]
+pub(crate) struct Intensity {
+    policy: RestartPolicy,
+    recent: VecDeque<Instant>,
+    attempts: u32,
+    random: u64,
+}
+
+impl Intensity {
+    pub(crate) fn new(policy: RestartPolicy, seed: u64) -> Self {
+        Intensity {
+            policy,
+            recent: VecDeque::new(),
+            attempts: 0,
+            // xorshift must not start at zero.
+            random: seed | 1,
+        }
+    }
+
+    /// Records a restart at `now` if the policy allows it, and returns the delay to wait
+    /// before it; `None` means the policy gives up.
+    pub(crate) fn restart(&mut self, now: Instant) -> Option<Duration> {
+        while let Some(oldest) = self.recent.front() {
+            if now.duration_since(*oldest) >= self.policy.within {
+                self.recent.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.recent.len() >= self.policy.max_restarts as usize {
+            return None;
+        }
+        self.recent.push_back(now);
+        self.attempts += 1;
+        let random = self.next_random();
+        Some(self.policy.backoff.delay(self.attempts, random))
+    }
+
+    /// xorshift64*: enough to spread jittered delays, no dependency needed.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.random;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.random = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backoff, Intensity, RestartPolicy};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn intensity_allows_max_restarts_within_the_period_then_gives_up() {
+        let start = Instant::now();
+        let policy = RestartPolicy::new(2, Duration::from_secs(10)).unwrap();
+        let mut intensity = Intensity::new(policy, 1);
+        assert_eq!(intensity.restart(start), Some(Duration::ZERO));
+        assert_eq!(
+            intensity.restart(start + Duration::from_secs(1)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(intensity.restart(start + Duration::from_secs(2)), None);
+        // Once the first restart is older than the period, one more is allowed.
+        assert!(intensity.restart(start + Duration::from_secs(10)).is_some());
+    }
+
+    #[test]
+    fn restarts_made_at_one_instant_all_count_against_a_one_nanosecond_period() {
+        // Under tokio's paused clock (or a coarse one) tries follow each other without the
+        // clock moving: the shortest period must still count them.
+        let now = Instant::now();
+        let policy = RestartPolicy::new(3, Duration::from_nanos(1)).unwrap();
+        let mut intensity = Intensity::new(policy, 1);
+        let allowed = (0..10)
+            .take_while(|_| intensity.restart(now).is_some())
+            .count();
+        assert_eq!(allowed, 3);
+        // One nanosecond later the period is over: restarts are allowed again.
+        assert!(intensity.restart(now + Duration::from_nanos(1)).is_some());
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_its_cap_and_jitter_stays_in_the_upper_half() {
+        let backoff =
+            Backoff::exponential(Duration::from_millis(10), Duration::from_millis(70)).unwrap();
+        let delays: Vec<_> = (1..=5).map(|n| backoff.delay(n, 0).as_millis()).collect();
+        assert_eq!(delays, [10, 20, 40, 70, 70]);
+        let policy = RestartPolicy::new(100, Duration::from_secs(1))
+            .unwrap()
+            .with_backoff(backoff.with_jitter());
+        let mut intensity = Intensity::new(policy, 7);
+        let now = Instant::now();
+        for attempt in 1..=50 {
+            let nominal = backoff.delay(attempt, 0);
+            let delay = intensity.restart(now).unwrap();
+            assert!(
+                delay >= nominal / 2 && delay <= nominal,
+                "{delay:?} vs {nominal:?}"
+            );
+        }
+        assert_eq!(
+            Backoff::exponential(Duration::MAX, Duration::MAX)
+                .unwrap()
+                .delay(40, 0),
+            Duration::MAX
+        );
+    }
+}
