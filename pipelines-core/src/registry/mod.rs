@@ -7,6 +7,47 @@
 //! carries out after releasing the lock. Every operation is O(1) in the number of live
 //! instances (hash maps and intrusive lists), except those that must visit a tree or a
 //! whole queue (a cancellation, a snapshot).
+//!
+//! # Invariants
+//!
+//! They hold whenever the lock is released:
+//!
+//! - Each entry is in exactly one place, which its `place` names: its queue's `live` list
+//!   (it holds a slot), its `waiting` list (it waits for one), or neither once it is
+//!   cancelling (a cancellation frees the slot at once). An entry whose own steps are over
+//!   but whose children still run keeps its slot until it is removed.
+//! - `Cancelling` is final: neither a state change nor another cancellation undoes it,
+//!   and a value that arrives afterwards is recorded as a cancellation.
+//! - `members` counts the entries of each queue, in whatever place. A per-key queue is
+//!   forgotten (its slab slot reused, its statistics dropped) as soon as it has no
+//!   members; a queue with a fixed name is kept for the runtime's life. `queue_ids` names
+//!   exactly the occupied slots of `queues`, `free_queue_slots` the empty ones.
+//! - An entry's `children` are the live entries that joined with it as their parent. An
+//!   entry is removed only once its own steps are over and it has no live children;
+//!   removing the last child of such a parent removes the parent too.
+//! - An entry is in its queue's `use_existing` index (under the hash its `existing`
+//!   holds) from joining until it is cancelled, withdrawn or its steps end; the queue's
+//!   `generation` changes with every change of that index.
+//! - Waiting instances start in arrival order as slots free; a batch of cancellations
+//!   is marked in full before any slot is refilled, so none it cancels is started.
+//! - No user code runs under the lock: control blocks are signalled by
+//!   [`Effects::apply`] afterwards, and what may (as far as can be told) be the last
+//!   reference to a user value is handed back as [`Garbage`] to drop outside it.
+//! - Events are recorded when the registry decides, under the lock, so the watcher sees
+//!   them in decision order across all callers.
+//!
+//! # Files
+//!
+//! - `mod.rs`: [`Registry`] and its entries; queues, admission, state changes, finishing
+//! - `cancel.rs`: which instances a cancellation reaches, and stopping the runtime
+//! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the lock
+//! - `lists.rs`: the intrusive live and waiting lists of a queue
+//! - `introspect.rs`: snapshots of the live instances and the queues
+
+mod cancel;
+mod effects;
+mod introspect;
+mod lists;
 
 use std::sync::Arc;
 
@@ -17,8 +58,10 @@ use crate::events::EventLog;
 use crate::hooks::{Event, EventKind};
 use crate::ident::Ident;
 use crate::ident::Name;
-use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
-use crate::queue::{FastMap, FastSet, List, QueueState};
+use crate::introspection::InstanceState;
+use crate::queue::{FastMap, QueueState};
+
+pub(crate) use self::effects::{Effects, Garbage};
 
 /// Which list of its queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,67 +94,6 @@ struct Entry {
     pipeline_key: usize,
     /// A cancelled instance waits for its children before its `finally!`.
     wake_when_childless: bool,
-}
-
-/// What the registry decided that must be carried out after the lock is released.
-/// The vectors stay unallocated on the common paths.
-#[derive(Default)]
-pub(crate) struct Effects {
-    pub(crate) cancel: Vec<Arc<dyn ErasedControl>>,
-    pub(crate) admit: Vec<Arc<dyn ErasedControl>>,
-    pub(crate) children_done: Vec<Arc<dyn ErasedControl>>,
-    garbage: Garbage,
-}
-
-/// References to drop outside the lock: the last one drops a user value, whose `Drop`
-/// may panic. One slot inline, so the common case (one replaced last result) does not
-/// allocate.
-#[derive(Default)]
-pub(crate) struct Garbage {
-    one: Option<Arc<dyn ErasedControl>>,
-    more: Vec<Arc<dyn ErasedControl>>,
-    /// The instance whose end let go of them, to report a panicking `Drop` for.
-    pub(crate) on_behalf_of: Option<Ident>,
-}
-
-impl Garbage {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.one.is_none()
-    }
-
-    /// The references, one at a time, so each drop can be contained on its own.
-    pub(crate) fn into_references(self) -> impl Iterator<Item = Arc<dyn ErasedControl>> {
-        self.one.into_iter().chain(self.more)
-    }
-}
-
-impl Effects {
-    /// Keeps `control` to be dropped after the lock is released, if this is (as far as
-    /// can be told) its last reference; otherwise dropping it now only decrements a count.
-    fn discard(&mut self, control: Arc<dyn ErasedControl>) {
-        if Arc::strong_count(&control) > 1 {
-            return;
-        }
-        match self.garbage.one {
-            None => self.garbage.one = Some(control),
-            Some(_) => self.garbage.more.push(control),
-        }
-    }
-
-    /// Signals what was decided, and hands back what is left to drop. Called without the
-    /// lock.
-    pub(crate) fn apply(self) -> Garbage {
-        for control in &self.cancel {
-            control.cancel();
-        }
-        for control in &self.admit {
-            control.wake();
-        }
-        for control in &self.children_done {
-            control.children_done();
-        }
-        self.garbage
-    }
 }
 
 /// A request to join a queue.
@@ -398,99 +380,6 @@ impl Registry {
         }
     }
 
-    /// Cancels the tree `id` belongs to: climbs through non-detached parents to the top,
-    /// then marks the top and all its descendants, children first. Returns `false` if `id`
-    /// is not live.
-    pub(crate) fn cancel(&mut self, id: u64, fx: &mut Effects) -> bool {
-        if !self.entries.contains_key(&id) {
-            return false;
-        }
-        self.cancel_tree(id, fx);
-        true
-    }
-
-    fn cancel_tree(&mut self, id: u64, fx: &mut Effects) {
-        let mut top = id;
-        while let Some(entry) = self.entries.get(&top) {
-            match self.live_parent(entry) {
-                Some(parent) if !entry.detached => top = parent,
-                _ => break,
-            }
-        }
-        self.cancel_trees(&[top], fx);
-    }
-
-    /// Marks every tree of `tops` cancelled (each children first), then starts waiting
-    /// instances in the slots that freed. Filling only after the whole batch is marked
-    /// means no instance the batch cancels is started on the way.
-    fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
-        let mut freed = Vec::new();
-        for &top in tops {
-            for id in self.post_order(top) {
-                freed.extend(self.mark_cancelled(id, true, fx));
-            }
-        }
-        // In the order they freed, once each; a set, not `Vec::contains`: `stop` may
-        // free thousands of per-key queues.
-        let mut seen = FastSet::default();
-        freed.retain(|queue| seen.insert(*queue));
-        for queue in freed {
-            self.fill_slots(queue, fx);
-        }
-    }
-
-    /// `top` and its descendants, children before their parents.
-    fn post_order(&self, top: u64) -> Vec<u64> {
-        // An explicit stack of (id, children visited).
-        let mut order = Vec::new();
-        let mut stack = vec![(top, false)];
-        while let Some((id, visited)) = stack.pop() {
-            if visited {
-                order.push(id);
-                continue;
-            }
-            stack.push((id, true));
-            if let Some(entry) = self.entries.get(&id) {
-                stack.extend(entry.children.iter().rev().map(|child| (*child, false)));
-            }
-        }
-        order
-    }
-
-    /// Takes `id` out of its queue as if cancelled, without touching its tree.
-    pub(crate) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
-        if let Some(queue) = self.mark_cancelled(id, false, fx) {
-            self.fill_slots(queue, fx);
-        }
-    }
-
-    /// Marks one instance cancelled and takes it out of its queue; returns the queue if
-    /// that freed a slot (the caller starts waiting instances once its batch is done).
-    /// `announce` tells the watcher (`Cancelling`): a cancellation, not a withdrawal
-    /// (which is followed at once by the instance's end).
-    fn mark_cancelled(&mut self, id: u64, announce: bool, fx: &mut Effects) -> Option<QueueId> {
-        let entry = self.entries.get_mut(&id)?;
-        if entry.state == InstanceState::Cancelling {
-            return None;
-        }
-        entry.state = InstanceState::Cancelling;
-        if announce && self.watching {
-            let (ident, queue) = (entry.ident.clone(), entry.queue);
-            self.emit(&ident, queue, EventKind::Cancelling);
-        }
-        let entry = self.entries.get_mut(&id)?;
-        // An instance whose own steps are over (waiting for its children) has nothing
-        // left to stop; it still gives up its slot at once.
-        if !entry.done {
-            fx.cancel.push(Arc::clone(&entry.control));
-        }
-        let (place, queue) = (entry.place, entry.queue);
-        self.leave_existing(id);
-        // Cancelling frees the slot at once.
-        self.unlink(id);
-        (place == Place::Live).then_some(queue)
-    }
-
     fn leave_existing(&mut self, id: u64) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
@@ -682,43 +571,6 @@ impl Registry {
         }
     }
 
-    /// Cancels every tree whose top is `cancel_on_shutdown`. A tree's top is a root or a
-    /// detached child (cancellation does not climb past it). One walk down from the roots:
-    /// a cancelled top takes its whole subtree with it, so its descendants are not visited
-    /// again as tops of their own (a chain of detached children stays linear).
-    pub(crate) fn stop(&mut self, fx: &mut Effects) {
-        let mut tops = Vec::new();
-        // (id, whether it is a tree's top); below the roots, only detached children are.
-        let mut stack: Vec<(u64, bool)> = self
-            .entries
-            .iter()
-            .filter(|(_, entry)| self.live_parent(entry).is_none())
-            .map(|(id, _)| (*id, true))
-            .collect();
-        while let Some((id, is_top)) = stack.pop() {
-            let Some(entry) = self.entries.get(&id) else {
-                continue;
-            };
-            if is_top && entry.cancel_on_shutdown {
-                tops.push(id);
-            } else {
-                let children = entry.children.iter();
-                stack.extend(children.filter_map(|child| {
-                    let detached = self.entries.get(child)?.detached;
-                    Some((*child, detached))
-                }));
-            }
-        }
-        self.cancel_trees(&tops, fx);
-    }
-
-    /// The entry's parent, if that is still live.
-    fn live_parent(&self, entry: &Entry) -> Option<u64> {
-        entry
-            .parent
-            .filter(|parent| self.entries.contains_key(parent))
-    }
-
     pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {
         self.entries.get(&id).map(|entry| entry.ident.clone())
     }
@@ -729,74 +581,6 @@ impl Registry {
 
     pub(crate) fn queue_count(&self) -> usize {
         self.queue_ids.len()
-    }
-
-    // ---- introspection -------------------------------------------------------------
-
-    fn info(&self, entry: &Entry) -> InstanceInfo {
-        InstanceInfo {
-            ident: entry.ident.clone(),
-            queue: self.queue_name(entry.queue),
-            state: entry.state,
-            parent: entry
-                .parent
-                .and_then(|parent| self.entries.get(&parent))
-                .map(|parent| parent.ident.clone()),
-            detached: entry.detached,
-            argument: Value::argument(Arc::clone(&entry.control)),
-        }
-    }
-
-    fn queue_name(&self, queue: QueueId) -> String {
-        self.queue(queue)
-            .map(|state| state.name.to_string())
-            .unwrap_or_default()
-    }
-
-    /// Live instances grouped by queue (queues by name; in each, slot holders in arrival
-    /// order, then waiting ones in arrival order, then those being cancelled).
-    pub(crate) fn active(&self) -> Vec<ActiveQueue> {
-        let mut by_queue: FastMap<QueueId, Vec<&Entry>> = FastMap::default();
-        for entry in self.entries.values() {
-            by_queue.entry(entry.queue).or_default().push(entry);
-        }
-        let mut active: Vec<ActiveQueue> = by_queue
-            .into_iter()
-            .map(|(queue, mut entries)| {
-                entries.sort_by_key(|entry| {
-                    let rank = match entry.place {
-                        Place::Live => 0,
-                        Place::Waiting => 1,
-                        Place::None => 2,
-                    };
-                    (rank, entry.ident.id())
-                });
-                ActiveQueue {
-                    name: self.queue_name(queue),
-                    instances: entries.into_iter().map(|entry| self.info(entry)).collect(),
-                }
-            })
-            .collect();
-        active.sort_by(|a, b| a.name.cmp(&b.name));
-        active
-    }
-
-    pub(crate) fn instance(&self, id: u64) -> Option<InstanceInfo> {
-        self.entries.get(&id).map(|entry| self.info(entry))
-    }
-
-    pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
-        let state = self.queue_named(&Name::Shared(Arc::from(name)))?;
-        Some(QueueInfo {
-            name: name.to_owned(),
-            concurrency: state.concurrency,
-            running: state.live.len,
-            waiting: state.waiting.len,
-            performed: state.stats.performed,
-            last_result: state.stats.last_result.clone().map(Value::result),
-            last_error: state.stats.last_error.clone(),
-            last_cancelled: state.stats.last_cancelled.clone(),
-        })
     }
 
     // ---- events ----------------------------------------------------------------------
@@ -818,68 +602,6 @@ impl Registry {
         }
         if let Some(name) = self.queue(queue).map(|state| state.name.clone()) {
             self.emit_named(ident, &name, kind);
-        }
-    }
-
-    // ---- intrusive lists -------------------------------------------------------------
-
-    fn link(&mut self, id: u64, place: Place) {
-        let Some(queue) = self.entries.get(&id).map(|entry| entry.queue) else {
-            return;
-        };
-        let Some(state) = self.queue_mut(queue) else {
-            return;
-        };
-        let list = match place {
-            Place::Live => &mut state.live,
-            Place::Waiting => &mut state.waiting,
-            Place::None => return,
-        };
-        let old_tail = list.tail;
-        list.tail = Some(id);
-        if list.head.is_none() {
-            list.head = Some(id);
-        }
-        list.len += 1;
-        if let Some(tail) = old_tail.and_then(|tail| self.entries.get_mut(&tail)) {
-            tail.next = Some(id);
-        }
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.place = place;
-            entry.prev = old_tail;
-            entry.next = None;
-        }
-    }
-
-    fn unlink(&mut self, id: u64) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        let (place, prev, next) = (entry.place, entry.prev, entry.next);
-        entry.place = Place::None;
-        entry.prev = None;
-        entry.next = None;
-        let queue = entry.queue;
-        let Some(state) = self.queue_mut(queue) else {
-            return;
-        };
-        let list: &mut List = match place {
-            Place::Live => &mut state.live,
-            Place::Waiting => &mut state.waiting,
-            Place::None => return,
-        };
-        list.len -= 1;
-        if list.head == Some(id) {
-            list.head = next;
-        }
-        if list.tail == Some(id) {
-            list.tail = prev;
-        }
-        if let Some(prev) = prev.and_then(|prev| self.entries.get_mut(&prev)) {
-            prev.next = next;
-        }
-        if let Some(next) = next.and_then(|next| self.entries.get_mut(&next)) {
-            next.prev = prev;
         }
     }
 }

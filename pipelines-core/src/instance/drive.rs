@@ -1,0 +1,415 @@
+//! Driving an instance: running its steps inline and polling what it waits on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Future;
+
+use super::{Completion, Ending, InStep, Instance, Section, SharedResult, Waiting};
+use crate::error::Error;
+use crate::introspection::InstanceState;
+use crate::outcome::Outcome;
+use crate::pipeline::StepCall;
+use crate::runtime::{ChildStart, Core};
+
+impl<V, C> Instance<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// Runs steps until the instance completes or waits on something that is not ready.
+    /// `cx` is the waker of whoever will poll again; a synchronous invocation passes a
+    /// no-op waker and moves the instance to a task if it returns `Pending`. Once it
+    /// returns `Ready`, [`Instance::into_completion`] tells how it ended.
+    ///
+    /// Panics of steps and futures are caught once per stretch, not once per step: the
+    /// state machine is unchanged by a step that panics, so the panic is attributed to
+    /// the step (or future) it was at, and the stretch goes on with the error path.
+    pub(crate) fn drive(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
+        let _in_step = InStep::enter();
+        let span = self.span.clone();
+        let _entered = span.enter();
+        loop {
+            match catch_unwind(AssertUnwindSafe(|| self.run(core, cx))) {
+                Ok(poll) => return poll,
+                Err(payload) => {
+                    // A future that panicked is finished for good: drop it.
+                    if matches!(self.waiting, Waiting::Future(_) | Waiting::Resolved(_)) {
+                        self.waiting = Waiting::Nothing;
+                    }
+                    self.fail(Error::from_panic(payload));
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.completed {
+                self.record_end(core);
+                return Poll::Ready(());
+            }
+            if !self.admitted {
+                // A slot given counts as started (the registry said so), even if a
+                // cancellation arrived before this driver ran: it then runs `finally!`.
+                if self.control.is_admitted() {
+                    self.admitted = true;
+                    self.span.state("started");
+                    continue;
+                }
+                if self.cancel.is_some() || self.control.is_cancelled() {
+                    // Cancelled while it waited for a slot: no step and no `finally!`.
+                    self.ending = self.cancel.unwrap_or(Ending::Cancelled);
+                    self.completed = true;
+                    continue;
+                }
+                self.control.register(cx.waker());
+                if self.control.is_admitted() || self.control.is_cancelled() {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            if self.cancel.is_none() && self.control.is_cancelled() {
+                self.cancel = Some(Ending::Cancelled);
+            }
+            if !self.deadline_armed {
+                self.arm_deadline();
+            }
+            // The deadline is looked at only while the instance waits on something: a
+            // synchronous stretch is never interrupted, and costs one branch.
+            if self.section == Section::Main
+                && self.cancel.is_none()
+                && !matches!(self.waiting, Waiting::Nothing | Waiting::Resolved(_))
+                && !self.unpolled_future
+                && self.deadline_passed(cx)
+            {
+                self.time_out();
+                continue;
+            }
+            if self.cancel.is_some() && self.section != Section::Finally {
+                match &mut self.waiting {
+                    // Children first: the child runs its own `finally!`, then reports
+                    // `Cancelled`, which cancels this instance below.
+                    Waiting::Child { child, .. } => child.request_cancel(),
+                    Waiting::Children => {}
+                    waiting => {
+                        if matches!(waiting, Waiting::Future(_)) {
+                            core.hooks().cancelled_while_waiting(&self.ident);
+                        }
+                        // Dropping the future stops the work behind it.
+                        self.waiting = Waiting::Children;
+                        continue;
+                    }
+                }
+            }
+            // A future gets its first poll before the deadline is looked at: one that is
+            // ready at once never suspends, so no deadline can interrupt it.
+            self.unpolled_future = false;
+            match &mut self.waiting {
+                Waiting::Future(future) => match future.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(outcome) => {
+                        self.waiting = Waiting::Nothing;
+                        self.mark_resumed(core);
+                        self.apply(outcome, core, cx);
+                    }
+                },
+                Waiting::Resolved(_) => {
+                    if let Waiting::Resolved(outcome) =
+                        std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                    {
+                        self.mark_resumed(core);
+                        self.apply(outcome, core, cx);
+                    }
+                }
+                Waiting::Child { child, .. } => {
+                    if child.drive(core, cx).is_pending() {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
+                    if let Waiting::Child { child, muted } =
+                        std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                    {
+                        self.mark_resumed(core);
+                        self.apply_child(child.into_completion(), muted, core);
+                    }
+                }
+                Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
+                    Poll::Pending => {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(result) => {
+                        if let Waiting::Shared { muted, .. } =
+                            std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                        {
+                            self.mark_resumed(core);
+                            self.apply_shared(result.unwrap_or(Err(Error::Cancelled)), muted, core);
+                        }
+                    }
+                },
+                Waiting::SharedReady { .. } => {
+                    if let Waiting::SharedReady { result, muted } =
+                        std::mem::replace(&mut self.waiting, Waiting::Nothing)
+                    {
+                        self.mark_resumed(core);
+                        self.apply_shared(result, muted, core);
+                    }
+                }
+                Waiting::Backoff(delay) => match delay.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.mark_suspended(core);
+                        return Poll::Pending;
+                    }
+                    // Retry: the same step, with the same value.
+                    Poll::Ready(()) => {
+                        self.waiting = Waiting::Nothing;
+                        self.mark_resumed(core);
+                    }
+                },
+                Waiting::Children => {
+                    if !self.no_executor && core.await_children(self.id) {
+                        self.control.register(cx.waker());
+                        if !self.control.take_children_done() {
+                            return Poll::Pending;
+                        }
+                    } else {
+                        self.waiting = Waiting::Nothing;
+                        self.cancel_now();
+                    }
+                }
+                Waiting::Nothing => self.run_next_step(core, cx),
+            }
+        }
+    }
+
+    fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
+        if !self.suspended {
+            self.suspended = true;
+            self.span.state("suspended");
+            core.set_state(self.id, InstanceState::Suspended);
+        }
+    }
+
+    fn mark_resumed(&mut self, core: &Arc<Core<C>>) {
+        if self.suspended {
+            self.suspended = false;
+            self.span.state("resumed");
+            core.set_state(self.id, InstanceState::Running);
+        }
+    }
+
+    /// Polls only what the instance waits on (the innermost future), running no step.
+    /// `Pending` means a [`drive`](Instance::drive) now would run no step either; the
+    /// runtime uses it to open a transaction only for stretches that run steps.
+    pub(crate) fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.control.register(cx.waker());
+        if self.section == Section::Main && self.deadline_passed(cx) {
+            return Poll::Ready(());
+        }
+        if !self.admitted {
+            let signalled = self.control.is_admitted() || self.control.is_cancelled();
+            return if signalled || self.cancel.is_some() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
+        let cancelling = self.cancel.is_some() || self.control.is_cancelled();
+        if cancelling && self.section != Section::Finally {
+            return match self.waiting {
+                Waiting::Children if !self.control.take_children_done() => Poll::Pending,
+                _ => Poll::Ready(()),
+            };
+        }
+        match &mut self.waiting {
+            Waiting::Future(future) => match catch_unwind(AssertUnwindSafe(|| {
+                let _in_step = InStep::enter();
+                future.as_mut().poll(cx)
+            }))
+            .map_err(Error::from_panic)
+            {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(outcome)) => {
+                    self.waiting = Waiting::Resolved(outcome);
+                    Poll::Ready(())
+                }
+                Err(panic) => {
+                    self.waiting = Waiting::Resolved(Outcome::Error(panic));
+                    Poll::Ready(())
+                }
+            },
+            Waiting::Child { child, .. } => child.poll_waiting(cx),
+            Waiting::Backoff(delay) => delay.as_mut().poll(cx),
+            Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(result) => {
+                    if let Waiting::Shared { muted, .. } = self.waiting {
+                        self.waiting = Waiting::SharedReady {
+                            result: result.unwrap_or(Err(Error::Cancelled)),
+                            muted,
+                        };
+                    }
+                    Poll::Ready(())
+                }
+            },
+            Waiting::Children
+            | Waiting::Nothing
+            | Waiting::Resolved(_)
+            | Waiting::SharedReady { .. } => Poll::Ready(()),
+        }
+    }
+
+    fn run_next_step(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) {
+        let layout = self.pipeline.layout();
+        let section_len = match self.section {
+            Section::Main => layout.main,
+            Section::Rescue => layout.rescue.unwrap_or(0),
+            Section::Finally => layout.finally.unwrap_or(0),
+        };
+        if self.index >= section_len {
+            self.end_section();
+            return;
+        }
+        let index = self.index;
+        let value = &self.value;
+        let ctx = core.context();
+        let call = match self.section {
+            Section::Main => StepCall::Main { index, value, ctx },
+            Section::Rescue => match &self.error {
+                Some(error) => StepCall::Rescue {
+                    index,
+                    value,
+                    ctx,
+                    error,
+                },
+                // Unreachable by construction (rescue is entered with an error); failing
+                // is the panic-free answer.
+                None => {
+                    self.fail(Error::new(
+                        "internal error: rescue! entered without an error",
+                    ));
+                    return;
+                }
+            },
+            Section::Finally => StepCall::Finally {
+                index,
+                value,
+                ctx,
+                error: self.error.as_ref(),
+            },
+        };
+        let outcome = self.pipeline.run_step(call);
+        self.apply(outcome, core, cx);
+    }
+
+    fn apply(&mut self, outcome: Outcome<V, C>, core: &Arc<Core<C>>, cx: &mut Context<'_>) {
+        match outcome {
+            Outcome::Value(value) => {
+                self.value = value;
+                self.index += 1;
+            }
+            Outcome::Keep => self.index += 1,
+            Outcome::Future(future) => {
+                self.waiting = Waiting::Future(future.0);
+                self.unpolled_future = true;
+            }
+            Outcome::Nested { pipeline, muted } => {
+                match core.start_child(self.id, pipeline, self.value.clone()) {
+                    // The child runs inline; it is boxed only if it has to wait.
+                    ChildStart::Run(mut child) => match child.drive(core, cx) {
+                        Poll::Ready(()) => self.apply_child(child.into_completion(), muted, core),
+                        Poll::Pending => {
+                            self.waiting = Waiting::Child {
+                                child: Box::new(child),
+                                muted,
+                            }
+                        }
+                    },
+                    ChildStart::Detached => self.index += 1,
+                    ChildStart::Shared(receiver) => {
+                        self.waiting = Waiting::Shared { receiver, muted }
+                    }
+                    ChildStart::Dropped => self.apply_child(Completion::Dropped, muted, core),
+                    ChildStart::Refused(error) => self.fail(error),
+                }
+            }
+            Outcome::Error(error) => self.fail(error),
+            Outcome::Break(value) => {
+                if let Some(value) = value {
+                    self.value = value;
+                }
+                self.end_section();
+            }
+            Outcome::BreakAll(value) => {
+                if let Some(value) = value {
+                    self.value = value;
+                }
+                self.break_all = true;
+                self.end_section();
+            }
+            Outcome::Cancel => {
+                self.index += 1;
+                self.request_cancel();
+                // Through the registry, so the whole tree (detached children included)
+                // is cancelled, as `cancel(ident)` would.
+                core.cancel_id(self.id);
+            }
+        }
+    }
+
+    fn apply_shared(&mut self, result: SharedResult<V>, muted: bool, core: &Arc<Core<C>>) {
+        let completion = match result {
+            Ok(value) => Completion::Finished(value),
+            Err(error) if error.is_cancelled() => Completion::Cancelled,
+            Err(error) if error.is_dropped() => Completion::Dropped,
+            Err(error) => Completion::Failed(error),
+        };
+        self.apply_child(completion, muted, core);
+    }
+
+    pub(super) fn apply_child(
+        &mut self,
+        completion: Completion<V>,
+        muted: bool,
+        core: &Arc<Core<C>>,
+    ) {
+        match completion {
+            Completion::Finished(value) => {
+                if !muted {
+                    self.value = value;
+                }
+                self.index += 1;
+            }
+            // `BreakAll` is explicit control flow: its value reaches the root even through
+            // a muted child.
+            Completion::BrokeAll(value) => {
+                self.value = value;
+                self.break_all = true;
+                self.end_section();
+            }
+            Completion::Failed(error) => self.fail(error),
+            // The child was cancelled because this instance timed out.
+            Completion::Cancelled if self.timed_out && self.section == Section::Main => {
+                self.fail(self.timeout_error())
+            }
+            // Cancellation climbs: a cancelled child cancels the instance waiting on it.
+            Completion::Cancelled => {
+                self.request_cancel();
+                core.cancel_id(self.id);
+            }
+            // So does a child its queue dropped: this instance cannot go on without it.
+            Completion::Dropped => {
+                if self.section != Section::Finally {
+                    self.cancel = Some(Ending::Dropped);
+                }
+                core.cancel_id(self.id);
+            }
+        }
+    }
+}

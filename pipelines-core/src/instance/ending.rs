@@ -1,0 +1,292 @@
+//! How an instance stops: cancellation and failures from outside its steps, the error
+//! path of SEMANTICS 1.2, the `timeout` and `retry` modifiers, and telling the registry
+//! (and the callers sharing its result) how it ended.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::task::Context;
+
+use futures::Future;
+
+use super::{Completion, Ending, Instance, Section, Waiting};
+use crate::error::Error;
+use crate::policy::Intensity;
+use crate::registry::Ending as Recorded;
+use crate::runtime::Core;
+
+impl<V, C> Instance<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// The instance will never be driven again (its task was dropped by a shutting-down
+    /// tokio runtime): it ends as cancelled for the registry, children first, and callers
+    /// sharing its result are told it was cancelled.
+    pub(crate) fn abandon(&mut self, core: &Arc<Core<C>>) {
+        if let Waiting::Child { child, .. } = &mut self.waiting {
+            child.abandon(core);
+        }
+        if !self.recorded {
+            self.recorded = true;
+            core.withdraw(self.id);
+            core.finish(self.id, Recorded::Cancelled, None);
+        }
+        drop(self.control.take_sharers());
+    }
+
+    /// Asks the instance to stop: at its next chance it drops what it waits on (children
+    /// are cancelled first), runs `finally!` with [`Error::Cancelled`] and completes as
+    /// cancelled. An instance already in `finally!` finishes it.
+    pub(super) fn request_cancel(&mut self) {
+        if self.cancel.is_none() {
+            self.cancel = Some(Ending::Cancelled);
+        }
+    }
+
+    /// Fails the instance with an error from outside its steps (a panicking transactor):
+    /// what it waits on is dropped (a waiting child is abandoned), and its error path runs
+    /// at the next drive. `false` if it had already completed.
+    pub(crate) fn fail_from_outside(&mut self, error: Error, core: &Arc<Core<C>>) -> bool {
+        if self.completed {
+            return false;
+        }
+        if let Waiting::Child { child, .. } = &mut self.waiting {
+            child.abandon(core);
+        }
+        self.waiting = Waiting::Nothing;
+        if self.admitted {
+            self.fail(error);
+        } else {
+            self.fail_unstarted(error, core);
+        }
+        true
+    }
+
+    /// An instance still waiting for a slot fails: it leaves its queue without starting
+    /// (no step, no `finally!`).
+    fn fail_unstarted(&mut self, error: Error, core: &Arc<Core<C>>) {
+        core.withdraw(self.id);
+        self.error = Some(error);
+        self.ending = Ending::WithError;
+        self.completed = true;
+    }
+
+    /// Replaces what the instance waits on with `error`, as if the awaited future had
+    /// failed. Used when a future cannot be waited for at all (no executor).
+    pub(crate) fn fail_waiting(&mut self, error: Error, core: &Arc<Core<C>>) {
+        // Nothing will wake it again: it does not wait for its children either.
+        self.no_executor = true;
+        if !self.admitted {
+            // It cannot wait for a slot either.
+            self.fail_unstarted(error, core);
+            return;
+        }
+        match std::mem::replace(&mut self.waiting, Waiting::Nothing) {
+            Waiting::Nothing | Waiting::Children | Waiting::Backoff(_) => {}
+            Waiting::Future(_) | Waiting::Resolved(_) => self.fail(error),
+            Waiting::Shared { muted, .. } | Waiting::SharedReady { muted, .. } => {
+                self.apply_child(Completion::Failed(error), muted, core)
+            }
+            Waiting::Child { mut child, muted } => {
+                child.fail_waiting(error, core);
+                self.waiting = Waiting::Child { child, muted };
+            }
+        }
+    }
+    /// Starts the clock of the `timeout` modifier, once the instance runs.
+    pub(super) fn arm_deadline(&mut self) {
+        self.deadline_armed = true;
+        if let (Some(limit), Ok(_)) = (
+            self.pipeline.config().timeout,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            self.deadline = Some(Box::pin(tokio::time::sleep(limit)));
+        }
+    }
+
+    pub(super) fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.deadline {
+            Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
+    }
+
+    pub(super) fn timeout_error(&self) -> Error {
+        Error::TimedOut {
+            limit: self.pipeline.config().timeout.unwrap_or_default(),
+        }
+    }
+
+    /// The deadline passed while the instance waited: a waiting child is cancelled first
+    /// (its completion then fails this instance), anything else is dropped and the error
+    /// path runs with `Error::TimedOut`.
+    pub(super) fn time_out(&mut self) {
+        self.timed_out = true;
+        self.deadline = None;
+        match &mut self.waiting {
+            Waiting::Child { child, .. } => child.request_cancel(),
+            _ => {
+                self.waiting = Waiting::Nothing;
+                self.fail(self.timeout_error());
+            }
+        }
+    }
+
+    /// The `retry` modifier: a failed main step is run again (same index, same value)
+    /// after the policy's backoff, unless the policy gives up or a timeout fired.
+    fn retry(&mut self) -> bool {
+        let Some(policy) = self.pipeline.config().retry else {
+            return false;
+        };
+        if self.timed_out || self.cancel.is_some() {
+            return false;
+        }
+        let id = self.id;
+        let retries = self
+            .retries
+            .get_or_insert_with(|| Intensity::new(policy, id));
+        let Some(delay) = retries.restart(tokio::time::Instant::now()) else {
+            return false;
+        };
+        if !delay.is_zero() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return false;
+            }
+            self.waiting = Waiting::Backoff(Box::pin(tokio::time::sleep(delay)));
+        }
+        true
+    }
+
+    /// The error path of SEMANTICS 1.2.
+    pub(super) fn fail(&mut self, error: Error) {
+        if self.section == Section::Main && self.retry() {
+            return;
+        }
+        match self.section {
+            Section::Main if self.pipeline.layout().rescue.is_some() => {
+                // `value` is still the value from before the failing step.
+                self.section = Section::Rescue;
+                self.index = 0;
+                self.error = Some(error);
+            }
+            Section::Main | Section::Rescue => self.enter_finally(Some(error), Ending::WithError),
+            Section::Finally => {
+                self.error = Some(error);
+                self.ending = Ending::WithError;
+                self.completed = true;
+            }
+        }
+    }
+
+    pub(super) fn cancel_now(&mut self) {
+        match self.cancel {
+            Some(Ending::Dropped) => self.enter_finally(Some(Error::Dropped), Ending::Dropped),
+            _ => self.enter_finally(Some(Error::Cancelled), Ending::Cancelled),
+        }
+    }
+
+    /// The current section ran out of steps, or a step broke out of it.
+    pub(super) fn end_section(&mut self) {
+        match self.section {
+            Section::Main => self.enter_finally(None, Ending::Normally),
+            // The error was handled; `finally!` still sees it.
+            Section::Rescue => {
+                let error = self.error.take();
+                self.enter_finally(error, Ending::Normally)
+            }
+            Section::Finally => self.completed = true,
+        }
+    }
+
+    fn enter_finally(&mut self, error: Option<Error>, ending: Ending) {
+        self.error = error;
+        self.ending = ending;
+        if self.pipeline.layout().finally.is_some() {
+            self.section = Section::Finally;
+            self.index = 0;
+        } else {
+            self.completed = true;
+        }
+    }
+
+    /// The ending as the caller will see it.
+    fn final_ending(&self) -> Ending {
+        match (self.ending, self.cancel) {
+            // A cancellation requested while `finally!` ran still ends as cancelled.
+            (Ending::Normally, Some(cancel)) => cancel,
+            (ending, _) => ending,
+        }
+    }
+
+    /// Tells the registry how the instance ended (once), and hands the result to the
+    /// callers that share it.
+    ///
+    /// The clones made here (the value kept for the queue's statistics, one per sharer)
+    /// run user code: a panicking `Clone` is the instance's error, as a panicking step
+    /// would be, and the registry still hears of the end, so the slot is freed.
+    pub(super) fn record_end(&mut self, core: &Arc<Core<C>>) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
+        if matches!(self.final_ending(), Ending::Normally) {
+            match catch_unwind(AssertUnwindSafe(|| self.value.clone())) {
+                Ok(kept) => self.control.set_result(kept),
+                Err(panic) => {
+                    self.error = Some(Error::from_panic(panic));
+                    self.ending = Ending::WithError;
+                }
+            }
+        }
+        let recorded = match self.final_ending() {
+            Ending::Normally => Recorded::Finished,
+            Ending::WithError => Recorded::Failed(self.error.clone().unwrap_or_else(missing_error)),
+            Ending::Cancelled | Ending::Dropped => Recorded::Cancelled,
+        };
+        let result = matches!(recorded, Recorded::Finished)
+            .then(|| Arc::clone(&self.control) as Arc<dyn crate::cancellation::ErasedControl>);
+        if core.finish(self.id, recorded, result) {
+            // A cancellation was accepted before the value arrived: it wins.
+            self.cancel = Some(Ending::Cancelled);
+        }
+        let shared = match self.final_ending() {
+            Ending::Normally => Ok(()),
+            Ending::WithError => Err(self.error.clone().unwrap_or_else(missing_error)),
+            Ending::Cancelled => Err(Error::Cancelled),
+            Ending::Dropped => Err(Error::Dropped),
+        };
+        self.span.state(match &shared {
+            Ok(()) => "finished",
+            Err(error) if error.is_cancelled() || error.is_dropped() => "cancelled",
+            Err(_) => "failed",
+        });
+        for sharer in self.control.take_sharers() {
+            let result = match &shared {
+                Ok(()) => {
+                    catch_unwind(AssertUnwindSafe(|| self.value.clone())).map_err(Error::from_panic)
+                }
+                Err(error) => Err(error.clone()),
+            };
+            // A sharer that went away hands the value back; its `Drop` is user code too.
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(sharer.send(result)))) {
+                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
+                core.hooks().report(&self.ident, &error);
+            }
+        }
+    }
+
+    /// How the instance ended. Meaningful once [`Instance::drive`] returned `Ready`.
+    pub(crate) fn into_completion(self) -> Completion<V> {
+        match self.final_ending() {
+            Ending::WithError => Completion::Failed(self.error.unwrap_or_else(missing_error)),
+            Ending::Cancelled => Completion::Cancelled,
+            Ending::Dropped => Completion::Dropped,
+            Ending::Normally if self.break_all => Completion::BrokeAll(self.value),
+            Ending::Normally => Completion::Finished(self.value),
+        }
+    }
+}
+
+fn missing_error() -> Error {
+    Error::new("internal error: failed without an error; please report this bug")
+}

@@ -1,0 +1,222 @@
+//! The interpreter: one run of a pipeline, as an explicit state machine.
+//!
+//! An [`Instance`] knows which section (main, `rescue!`, `finally!`) and which step it is
+//! at, holds the current value, and at most one thing it waits on: a step's future or a
+//! child instance. [`Instance::drive`] runs steps synchronously, inline, until one of them
+//! waits on something that is not ready, or until the instance completes. Nothing is
+//! spawned or boxed for steps that do not wait, which is what makes a synchronous
+//! invocation allocation-free.
+//!
+//! Keeping the state explicit (rather than lowering the body to an `async` block) is what
+//! lets the runtime run the synchronous stretch in the caller's stack, stop between steps
+//! on cancellation, and jump to `rescue!` with the value from before the failing step.
+//!
+//! - `mod.rs`: the instance's state ([`Instance`], what it waits on, how it ends)
+//! - `drive.rs`: running steps and polling what the instance waits on
+//! - `ending.rs`: how it stops: the error path, cancellation, the `timeout` and `retry`
+//!   modifiers, and recording its end
+
+mod drive;
+mod ending;
+#[cfg(test)]
+mod tests;
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::cancellation::Control;
+use crate::error::Error;
+use crate::hooks::InstanceSpan;
+use crate::ident::Ident;
+use crate::outcome::{Outcome, StepFuture};
+use crate::pipeline::Pipeline;
+use crate::policy::Intensity;
+
+/// How an instance ended, as seen by its parent (or, for a root, by the runtime).
+#[derive(Debug)]
+pub(crate) enum Completion<V> {
+    /// The last section ran to its end (or a step broke out) with this value.
+    Finished(V),
+    /// A step returned `BreakAll`: the parent must stop too, with this value.
+    BrokeAll(V),
+    /// An error that no `rescue!` handled.
+    Failed(Error),
+    /// The instance was cancelled; its `finally!` has run if it had started.
+    Cancelled,
+    /// A child was dropped by its queue, which ended this instance too.
+    Dropped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Main,
+    Rescue,
+    Finally,
+}
+
+/// What the instance will end with once `finally!` is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Normally,
+    WithError,
+    Cancelled,
+    Dropped,
+}
+
+type SharedResult<V> = Result<V, Error>;
+
+enum Waiting<V, C> {
+    Nothing,
+    Future(StepFuture<V, C>),
+    /// The future resolved (see [`Instance::poll_waiting`]); its outcome is applied by the
+    /// next [`Instance::drive`].
+    Resolved(Outcome<V, C>),
+    Child {
+        child: Box<Instance<V, C>>,
+        muted: bool,
+    },
+    /// A `use_existing` child: the result of an instance that was already live.
+    Shared {
+        receiver: oneshot::Receiver<SharedResult<V>>,
+        muted: bool,
+    },
+    SharedReady {
+        result: SharedResult<V>,
+        muted: bool,
+    },
+    /// Cancelled: its children must end before its `finally!` runs.
+    Children,
+    /// A step failed and will be retried (same index, same value) after this delay.
+    Backoff(Pin<Box<tokio::time::Sleep>>),
+}
+
+pub(crate) struct Instance<V, C> {
+    pipeline: Pipeline<V, C>,
+    id: u64,
+    ident: Ident,
+    control: Arc<Control<V>>,
+    value: V,
+    section: Section,
+    index: usize,
+    /// The error `rescue!` handles and `finally!` sees.
+    error: Option<Error>,
+    ending: Ending,
+    break_all: bool,
+    /// `Cancelled` or `Dropped` once the instance must stop.
+    cancel: Option<Ending>,
+    waiting: Waiting<V, C>,
+    /// `waiting` is a future not polled yet (the deadline waits for its first poll).
+    unpolled_future: bool,
+    /// No executor will drive it again (there is none, or it shut down): what it waits on
+    /// fails with [`Error::NoExecutor`] and it does not wait for its children.
+    no_executor: bool,
+    /// Holds a slot in its queue (else it waits for one).
+    admitted: bool,
+    suspended: bool,
+    completed: bool,
+    /// The registry was told how it ended.
+    recorded: bool,
+    span: InstanceSpan,
+    /// Retries made so far (`retry` modifier), created at the first failure.
+    retries: Option<Intensity>,
+    /// When the main steps must be done (`timeout` modifier), armed when it starts.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline_armed: bool,
+    /// The timeout fired: a cancelled child means "timed out", not "cancelled".
+    timed_out: bool,
+}
+
+// The interpreter never pins anything inside an instance: futures are boxed and pinned on
+// their own, and children are boxed. Moving an instance between polls is therefore sound,
+// whatever `V` is.
+impl<V, C> Unpin for Instance<V, C> {}
+
+thread_local! {
+    static STEP_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// `true` while the current thread runs a pipeline step (or polls a step's future).
+pub(crate) fn in_step() -> bool {
+    STEP_DEPTH.with(|depth| depth.get() > 0)
+}
+
+/// How many instances the current thread is driving, one inside the other: the depth of
+/// the interpreter's recursion on this stack.
+pub(crate) fn driving_depth() -> usize {
+    STEP_DEPTH.with(Cell::get)
+}
+
+/// Marks the current thread as running step code for [`in_step`], until dropped.
+struct InStep;
+
+impl InStep {
+    fn enter() -> Self {
+        STEP_DEPTH.with(|depth| depth.set(depth.get() + 1));
+        InStep
+    }
+}
+
+impl Drop for InStep {
+    fn drop(&mut self) {
+        STEP_DEPTH.with(|depth| depth.set(depth.get() - 1));
+    }
+}
+
+impl<V, C> Instance<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// An instance the registry has recorded; `admitted` tells whether it holds a slot.
+    pub(crate) fn new(
+        pipeline: Pipeline<V, C>,
+        id: u64,
+        ident: Ident,
+        control: Arc<Control<V>>,
+        value: V,
+        admitted: bool,
+        span: InstanceSpan,
+    ) -> Self {
+        Instance {
+            pipeline,
+            id,
+            ident,
+            control,
+            value,
+            section: Section::Main,
+            index: 0,
+            error: None,
+            ending: Ending::Normally,
+            break_all: false,
+            cancel: None,
+            waiting: Waiting::Nothing,
+            unpolled_future: false,
+            no_executor: false,
+            admitted,
+            suspended: false,
+            completed: false,
+            recorded: false,
+            span,
+            retries: None,
+            deadline: None,
+            deadline_armed: false,
+            timed_out: false,
+        }
+    }
+
+    pub(crate) fn ident(&self) -> &Ident {
+        &self.ident
+    }
+
+    pub(crate) fn control(&self) -> Arc<Control<V>> {
+        Arc::clone(&self.control)
+    }
+
+    /// `true` once the instance holds a slot in its queue.
+    pub(crate) fn is_admitted(&self) -> bool {
+        self.admitted
+    }
+}

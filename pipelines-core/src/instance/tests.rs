@@ -1,0 +1,245 @@
+//! The state machine driven directly, with hand-written step closures.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::error::Error;
+use crate::invocation::Invocation;
+use crate::outcome::Outcome;
+use crate::pipeline::{Layout, Pipeline, Site, StepCall};
+use crate::runtime::Runtime;
+
+static SITE: Site = Site::new("pipeline@unit");
+
+/// A pipeline whose steps are given as `(section, index) -> outcome`, section being
+/// 0 main, 1 rescue, 2 finally. Each call is recorded into the context.
+fn pipeline(
+    layout: Layout,
+    step: impl Fn(u8, usize, i32, Option<&Error>) -> Outcome<i32, Calls> + Send + Sync + 'static,
+) -> Pipeline<i32, Calls> {
+    Pipeline::__from_steps(
+        &SITE,
+        layout,
+        move |call: StepCall<'_, i32, Calls>| match call {
+            StepCall::Main { index, value, ctx } => {
+                ctx.record(0, index, *value);
+                step(0, index, *value, None)
+            }
+            StepCall::Rescue {
+                index,
+                value,
+                ctx,
+                error,
+            } => {
+                ctx.record(1, index, *value);
+                step(1, index, *value, Some(error))
+            }
+            StepCall::Finally {
+                index,
+                value,
+                ctx,
+                error,
+            } => {
+                ctx.record(2, index, *value);
+                step(2, index, *value, error)
+            }
+        },
+    )
+}
+
+#[derive(Default)]
+struct Calls(std::sync::Mutex<Vec<(u8, usize, i32)>>);
+
+impl Calls {
+    fn record(&self, section: u8, index: usize, value: i32) {
+        self.0.lock().unwrap().push((section, index, value));
+    }
+    fn take(&self) -> Vec<(u8, usize, i32)> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+fn layout(main: usize, rescue: Option<usize>, finally: Option<usize>) -> Layout {
+    Layout {
+        main,
+        rescue,
+        finally,
+    }
+}
+
+/// Invokes `pipeline` on a fresh runtime whose context records the calls.
+fn run(pipeline: &Pipeline<i32, Calls>, value: i32) -> (Runtime<Calls>, Invocation<i32>) {
+    let runtime = Runtime::builder(Calls::default()).start().unwrap();
+    let handle = runtime.invoke_pipeline(pipeline, value).unwrap();
+    (runtime, handle)
+}
+
+fn finished(handle: &mut Invocation<i32>) -> i32 {
+    match handle.try_result() {
+        Some(Ok(value)) => value,
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
+
+#[test]
+fn main_steps_thread_the_value_then_finally_runs() {
+    let p = pipeline(layout(2, None, Some(1)), |section, _, value, error| {
+        assert!(error.is_none());
+        match section {
+            0 => Outcome::Value(value + 1),
+            _ => Outcome::Keep,
+        }
+    });
+    let (runtime, mut handle) = run(&p, 0);
+    assert_eq!(finished(&mut handle), 2);
+    assert_eq!(runtime.context().take(), [(0, 0, 0), (0, 1, 1), (2, 0, 2)]);
+}
+
+#[test]
+fn an_error_jumps_to_rescue_with_the_previous_value() {
+    let p = pipeline(
+        layout(3, Some(1), Some(1)),
+        |section, index, value, error| match (section, index) {
+            (0, 1) => Outcome::Error(Error::new("boom")),
+            (1, _) => {
+                assert_eq!(error.unwrap().to_string(), "step failed: boom");
+                Outcome::Value(value * 10)
+            }
+            (2, _) => {
+                assert!(error.is_some(), "finally sees the handled error");
+                Outcome::Keep
+            }
+            _ => Outcome::Value(value + 1),
+        },
+    );
+    let (runtime, mut handle) = run(&p, 1);
+    assert_eq!(finished(&mut handle), 20);
+    assert_eq!(
+        runtime.context().take(),
+        [(0, 0, 1), (0, 1, 2), (1, 0, 2), (2, 0, 20)]
+    );
+}
+
+#[test]
+fn without_rescue_the_error_survives_finally() {
+    let p = pipeline(layout(2, None, Some(1)), |section, _, _, _| match section {
+        0 => Outcome::Error(Error::new("kept")),
+        _ => Outcome::Value(99),
+    });
+    let (runtime, mut handle) = run(&p, 0);
+    let error = handle.try_result().unwrap().unwrap_err();
+    assert_eq!(error.to_string(), "step failed: kept");
+    assert_eq!(runtime.context().take(), [(0, 0, 0), (2, 0, 0)]);
+}
+
+#[test]
+fn an_error_in_finally_stops_it() {
+    let p = pipeline(layout(0, None, Some(2)), |_, _, _, _| {
+        Outcome::Error(Error::new("in finally"))
+    });
+    let (runtime, mut handle) = run(&p, 0);
+    assert!(handle.try_result().unwrap().unwrap_err().is_failed());
+    assert_eq!(runtime.context().take(), [(2, 0, 0)]);
+}
+
+/// A future that is pending once, then ready with its outcome.
+struct PendingOnce(Option<Outcome<i32, Calls>>, bool);
+
+impl Future for PendingOnce {
+    type Output = Outcome<i32, Calls>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.1 {
+            Poll::Ready(self.0.take().unwrap_or(Outcome::Keep))
+        } else {
+            self.1 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pending_future_suspends_and_resumes_at_the_next_step() {
+    let p = pipeline(layout(3, None, None), |_, index, value, _| match index {
+        1 => Outcome::from_future(PendingOnce(Some(Outcome::Value(value * 5)), false)),
+        _ => Outcome::Value(value + 1),
+    });
+    let (runtime, mut handle) = run(&p, 1);
+    assert!(handle.try_result().is_none(), "suspended");
+    assert_eq!(runtime.context().take(), [(0, 0, 1), (0, 1, 2)]);
+    assert_eq!(handle.await.unwrap(), 11);
+    assert_eq!(runtime.context().take(), [(0, 2, 10)]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelling_a_waiting_instance_drops_the_future_and_runs_finally_once() {
+    let dropped = Arc::new(());
+    let witness = Arc::clone(&dropped);
+    let p = pipeline(
+        layout(2, Some(1), Some(1)),
+        move |section, _, _, error| match section {
+            0 => {
+                let witness = Arc::clone(&witness);
+                Outcome::from_future(async move {
+                    let _witness = witness;
+                    std::future::pending::<Outcome<i32, Calls>>().await
+                })
+            }
+            _ => {
+                assert!(error.unwrap().is_cancelled());
+                Outcome::Keep
+            }
+        },
+    );
+    let (runtime, handle) = run(&p, 0);
+    assert_eq!(
+        Arc::strong_count(&dropped),
+        3,
+        "the pipeline and the future hold it"
+    );
+    assert!(handle.cancel());
+    assert!(handle.await.unwrap_err().is_cancelled());
+    assert_eq!(Arc::strong_count(&dropped), 2, "the future was dropped");
+    assert_eq!(
+        runtime.context().take(),
+        [(0, 0, 0), (2, 0, 0)],
+        "no rescue, one finally"
+    );
+}
+
+#[test]
+fn a_nested_child_runs_inline_and_its_cancellation_climbs() {
+    let child = pipeline(layout(1, None, None), |_, _, _, _| Outcome::Cancel);
+    let parent = pipeline(
+        layout(2, None, Some(1)),
+        move |section, index, _, _| match (section, index) {
+            (0, 0) => Outcome::Nested {
+                pipeline: child.clone(),
+                muted: false,
+            },
+            _ => Outcome::Keep,
+        },
+    );
+    let (runtime, mut handle) = run(&parent, 7);
+    assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
+    // Parent step 0, child step 0, then the parent's finally; parent step 1 never runs.
+    assert_eq!(runtime.context().take(), [(0, 0, 7), (0, 0, 7), (2, 0, 7)]);
+}
+
+#[test]
+fn a_panicking_step_is_an_error() {
+    let p = pipeline(
+        layout(1, Some(1), None),
+        |section, _, _, error| match section {
+            0 => panic!("unit panic"),
+            _ => {
+                assert!(error.unwrap().is_panic());
+                Outcome::Value(-1)
+            }
+        },
+    );
+    let (_runtime, mut handle) = run(&p, 0);
+    assert_eq!(finished(&mut handle), -1);
+}

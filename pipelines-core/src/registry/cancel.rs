@@ -1,0 +1,141 @@
+//! Cancellation (SEMANTICS 4): which instances a cancellation reaches, marking them,
+//! and the slots that frees; stopping the runtime cancels whole trees the same way.
+
+use std::sync::Arc;
+
+use super::{Effects, Entry, Place, QueueId, Registry};
+use crate::hooks::EventKind;
+use crate::introspection::InstanceState;
+use crate::queue::FastSet;
+
+impl Registry {
+    /// Cancels the tree `id` belongs to: climbs through non-detached parents to the top,
+    /// then marks the top and all its descendants, children first. Returns `false` if `id`
+    /// is not live.
+    pub(crate) fn cancel(&mut self, id: u64, fx: &mut Effects) -> bool {
+        if !self.entries.contains_key(&id) {
+            return false;
+        }
+        self.cancel_tree(id, fx);
+        true
+    }
+
+    pub(super) fn cancel_tree(&mut self, id: u64, fx: &mut Effects) {
+        let mut top = id;
+        while let Some(entry) = self.entries.get(&top) {
+            match self.live_parent(entry) {
+                Some(parent) if !entry.detached => top = parent,
+                _ => break,
+            }
+        }
+        self.cancel_trees(&[top], fx);
+    }
+
+    /// Marks every tree of `tops` cancelled (each children first), then starts waiting
+    /// instances in the slots that freed. Filling only after the whole batch is marked
+    /// means no instance the batch cancels is started on the way.
+    fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
+        let mut freed = Vec::new();
+        for &top in tops {
+            for id in self.post_order(top) {
+                freed.extend(self.mark_cancelled(id, true, fx));
+            }
+        }
+        // In the order they freed, once each; a set, not `Vec::contains`: `stop` may
+        // free thousands of per-key queues.
+        let mut seen = FastSet::default();
+        freed.retain(|queue| seen.insert(*queue));
+        for queue in freed {
+            self.fill_slots(queue, fx);
+        }
+    }
+
+    /// `top` and its descendants, children before their parents.
+    fn post_order(&self, top: u64) -> Vec<u64> {
+        // An explicit stack of (id, children visited).
+        let mut order = Vec::new();
+        let mut stack = vec![(top, false)];
+        while let Some((id, visited)) = stack.pop() {
+            if visited {
+                order.push(id);
+                continue;
+            }
+            stack.push((id, true));
+            if let Some(entry) = self.entries.get(&id) {
+                stack.extend(entry.children.iter().rev().map(|child| (*child, false)));
+            }
+        }
+        order
+    }
+
+    /// Takes `id` out of its queue as if cancelled, without touching its tree.
+    pub(crate) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
+        if let Some(queue) = self.mark_cancelled(id, false, fx) {
+            self.fill_slots(queue, fx);
+        }
+    }
+
+    /// Marks one instance cancelled and takes it out of its queue; returns the queue if
+    /// that freed a slot (the caller starts waiting instances once its batch is done).
+    /// `announce` tells the watcher (`Cancelling`): a cancellation, not a withdrawal
+    /// (which is followed at once by the instance's end).
+    fn mark_cancelled(&mut self, id: u64, announce: bool, fx: &mut Effects) -> Option<QueueId> {
+        let entry = self.entries.get_mut(&id)?;
+        if entry.state == InstanceState::Cancelling {
+            return None;
+        }
+        entry.state = InstanceState::Cancelling;
+        if announce && self.watching {
+            let (ident, queue) = (entry.ident.clone(), entry.queue);
+            self.emit(&ident, queue, EventKind::Cancelling);
+        }
+        let entry = self.entries.get_mut(&id)?;
+        // An instance whose own steps are over (waiting for its children) has nothing
+        // left to stop; it still gives up its slot at once.
+        if !entry.done {
+            fx.cancel.push(Arc::clone(&entry.control));
+        }
+        let (place, queue) = (entry.place, entry.queue);
+        self.leave_existing(id);
+        // Cancelling frees the slot at once.
+        self.unlink(id);
+        (place == Place::Live).then_some(queue)
+    }
+
+    /// Cancels every tree whose top is `cancel_on_shutdown`. A tree's top is a root or a
+    /// detached child (cancellation does not climb past it). One walk down from the roots:
+    /// a cancelled top takes its whole subtree with it, so its descendants are not visited
+    /// again as tops of their own (a chain of detached children stays linear).
+    pub(crate) fn stop(&mut self, fx: &mut Effects) {
+        let mut tops = Vec::new();
+        // (id, whether it is a tree's top); below the roots, only detached children are.
+        let mut stack: Vec<(u64, bool)> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| self.live_parent(entry).is_none())
+            .map(|(id, _)| (*id, true))
+            .collect();
+        while let Some((id, is_top)) = stack.pop() {
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            if is_top && entry.cancel_on_shutdown {
+                tops.push(id);
+            } else {
+                let children = entry.children.iter();
+                stack.extend(children.filter_map(|child| {
+                    let detached = self.entries.get(child)?.detached;
+                    Some((*child, detached))
+                }));
+            }
+        }
+        self.cancel_trees(&tops, fx);
+    }
+
+    /// The entry's parent, if that is still live.
+    fn live_parent(&self, entry: &Entry) -> Option<u64> {
+        entry
+            .parent
+            .filter(|parent| self.entries.contains_key(parent))
+    }
+}

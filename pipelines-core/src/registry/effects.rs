@@ -1,0 +1,68 @@
+//! What the registry decided, carried out after the lock is released: control blocks to
+//! signal, and references to drop.
+
+use std::sync::Arc;
+
+use crate::cancellation::ErasedControl;
+use crate::ident::Ident;
+
+/// What the registry decided that must be carried out after the lock is released.
+/// The vectors stay unallocated on the common paths.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub(crate) cancel: Vec<Arc<dyn ErasedControl>>,
+    pub(crate) admit: Vec<Arc<dyn ErasedControl>>,
+    pub(crate) children_done: Vec<Arc<dyn ErasedControl>>,
+    pub(super) garbage: Garbage,
+}
+
+/// References to drop outside the lock: the last one drops a user value, whose `Drop`
+/// may panic. One slot inline, so the common case (one replaced last result) does not
+/// allocate.
+#[derive(Default)]
+pub(crate) struct Garbage {
+    one: Option<Arc<dyn ErasedControl>>,
+    more: Vec<Arc<dyn ErasedControl>>,
+    /// The instance whose end let go of them, to report a panicking `Drop` for.
+    pub(crate) on_behalf_of: Option<Ident>,
+}
+
+impl Garbage {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.one.is_none()
+    }
+
+    /// The references, one at a time, so each drop can be contained on its own.
+    pub(crate) fn into_references(self) -> impl Iterator<Item = Arc<dyn ErasedControl>> {
+        self.one.into_iter().chain(self.more)
+    }
+}
+
+impl Effects {
+    /// Keeps `control` to be dropped after the lock is released, if this is (as far as
+    /// can be told) its last reference; otherwise dropping it now only decrements a count.
+    pub(super) fn discard(&mut self, control: Arc<dyn ErasedControl>) {
+        if Arc::strong_count(&control) > 1 {
+            return;
+        }
+        match self.garbage.one {
+            None => self.garbage.one = Some(control),
+            Some(_) => self.garbage.more.push(control),
+        }
+    }
+
+    /// Signals what was decided, and hands back what is left to drop. Called without the
+    /// lock.
+    pub(crate) fn apply(self) -> Garbage {
+        for control in &self.cancel {
+            control.cancel();
+        }
+        for control in &self.admit {
+            control.wake();
+        }
+        for control in &self.children_done {
+            control.children_done();
+        }
+        self.garbage
+    }
+}

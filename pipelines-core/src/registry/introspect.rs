@@ -1,0 +1,77 @@
+//! Snapshots of the registry for introspection: the live instances by queue, one
+//! instance, a queue's counts and statistics.
+
+use std::sync::Arc;
+
+use super::{Entry, Place, QueueId, Registry};
+use crate::ident::Name;
+use crate::introspection::{ActiveQueue, InstanceInfo, QueueInfo, Value};
+use crate::queue::FastMap;
+
+impl Registry {
+    fn info(&self, entry: &Entry) -> InstanceInfo {
+        InstanceInfo {
+            ident: entry.ident.clone(),
+            queue: self.queue_name(entry.queue),
+            state: entry.state,
+            parent: entry
+                .parent
+                .and_then(|parent| self.entries.get(&parent))
+                .map(|parent| parent.ident.clone()),
+            detached: entry.detached,
+            argument: Value::argument(Arc::clone(&entry.control)),
+        }
+    }
+
+    fn queue_name(&self, queue: QueueId) -> String {
+        self.queue(queue)
+            .map(|state| state.name.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Live instances grouped by queue (queues by name; in each, slot holders in arrival
+    /// order, then waiting ones in arrival order, then those being cancelled).
+    pub(crate) fn active(&self) -> Vec<ActiveQueue> {
+        let mut by_queue: FastMap<QueueId, Vec<&Entry>> = FastMap::default();
+        for entry in self.entries.values() {
+            by_queue.entry(entry.queue).or_default().push(entry);
+        }
+        let mut active: Vec<ActiveQueue> = by_queue
+            .into_iter()
+            .map(|(queue, mut entries)| {
+                entries.sort_by_key(|entry| {
+                    let rank = match entry.place {
+                        Place::Live => 0,
+                        Place::Waiting => 1,
+                        Place::None => 2,
+                    };
+                    (rank, entry.ident.id())
+                });
+                ActiveQueue {
+                    name: self.queue_name(queue),
+                    instances: entries.into_iter().map(|entry| self.info(entry)).collect(),
+                }
+            })
+            .collect();
+        active.sort_by(|a, b| a.name.cmp(&b.name));
+        active
+    }
+
+    pub(crate) fn instance(&self, id: u64) -> Option<InstanceInfo> {
+        self.entries.get(&id).map(|entry| self.info(entry))
+    }
+
+    pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
+        let state = self.queue_named(&Name::Shared(Arc::from(name)))?;
+        Some(QueueInfo {
+            name: name.to_owned(),
+            concurrency: state.concurrency,
+            running: state.live.len,
+            waiting: state.waiting.len,
+            performed: state.stats.performed,
+            last_result: state.stats.last_result.clone().map(Value::result),
+            last_error: state.stats.last_error.clone(),
+            last_cancelled: state.stats.last_cancelled.clone(),
+        })
+    }
+}

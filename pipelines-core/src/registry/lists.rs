@@ -1,0 +1,67 @@
+//! The intrusive lists of a queue (its `live` and `waiting` lists): entries are linked
+//! through their `prev` and `next` ids, so joining, leaving and starting are O(1).
+
+use super::{Place, Registry};
+use crate::queue::List;
+
+impl Registry {
+    pub(super) fn link(&mut self, id: u64, place: Place) {
+        let Some(queue) = self.entries.get(&id).map(|entry| entry.queue) else {
+            return;
+        };
+        let Some(state) = self.queue_mut(queue) else {
+            return;
+        };
+        let list = match place {
+            Place::Live => &mut state.live,
+            Place::Waiting => &mut state.waiting,
+            Place::None => return,
+        };
+        let old_tail = list.tail;
+        list.tail = Some(id);
+        if list.head.is_none() {
+            list.head = Some(id);
+        }
+        list.len += 1;
+        if let Some(tail) = old_tail.and_then(|tail| self.entries.get_mut(&tail)) {
+            tail.next = Some(id);
+        }
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.place = place;
+            entry.prev = old_tail;
+            entry.next = None;
+        }
+    }
+
+    pub(super) fn unlink(&mut self, id: u64) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let (place, prev, next) = (entry.place, entry.prev, entry.next);
+        entry.place = Place::None;
+        entry.prev = None;
+        entry.next = None;
+        let queue = entry.queue;
+        let Some(state) = self.queue_mut(queue) else {
+            return;
+        };
+        let list: &mut List = match place {
+            Place::Live => &mut state.live,
+            Place::Waiting => &mut state.waiting,
+            Place::None => return,
+        };
+        list.len -= 1;
+        if list.head == Some(id) {
+            list.head = next;
+        }
+        if list.tail == Some(id) {
+            list.tail = prev;
+        }
+        if let Some(prev) = prev.and_then(|prev| self.entries.get_mut(&prev)) {
+            prev.next = next;
+        }
+        if let Some(next) = next.and_then(|next| self.entries.get_mut(&next)) {
+            next.prev = prev;
+        }
+    }
+}

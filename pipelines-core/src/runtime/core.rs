@@ -1,0 +1,516 @@
+//! [`Core`], the runtime's shared state: the glue between the registry, which decides,
+//! and the instances, which run. It joins instances to their queues, runs a root's first
+//! stretch inline, starts nested children, and carries out the registry's decisions
+//! (signals, events, drops) after the lock is released.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use super::builder::Registered;
+use super::task::Task;
+use super::Canceller;
+use crate::cancellation::{Control, ErasedControl};
+use crate::error::{Error, InvokeError};
+use crate::events::EventLog;
+use crate::hooks::{Hooks, InstanceSpan};
+use crate::ident::{Ident, Name};
+use crate::instance::{Completion, Instance};
+use crate::introspection::InstanceState;
+use crate::invocation::Invocation;
+use crate::pipeline::Pipeline;
+use crate::queue::{FastMap, QueueSpec};
+use crate::registry::{Admission, Effects, Ending, Garbage, Join, Registry};
+
+/// What a nested pipeline step turned into.
+pub(crate) enum ChildStart<V, C> {
+    /// Run it (it may still have to wait for a slot).
+    Run(Instance<V, C>),
+    /// It runs on its own; the parent carries on.
+    Detached,
+    /// `use_existing`: the result of a live instance.
+    Shared(oneshot::Receiver<Result<V, Error>>),
+    /// Its queue refused it.
+    Dropped,
+    /// Its queue configuration is wrong: the step fails with this error.
+    Refused(Error),
+}
+
+/// The outcome of joining a queue.
+enum Joined<V, C> {
+    Run(Instance<V, C>, Arc<Control<V>>),
+    Shared {
+        ident: Ident,
+        control: Arc<Control<V>>,
+        receiver: oneshot::Receiver<Result<V, Error>>,
+    },
+    Dropped(Ident, Arc<Control<V>>),
+}
+
+/// The runtime's shared state. Instances reach it through `&Core`, handles through
+/// `Arc<dyn Canceller>`.
+pub(crate) struct Core<C> {
+    /// In an `Arc` so that a waiting step's future can own a share of it.
+    pub(super) context: Arc<C>,
+    pub(super) pipelines: FastMap<Arc<str>, Registered>,
+    pub(super) hooks: Hooks,
+    pub(super) executor: Option<tokio::runtime::Handle>,
+    pub(super) stopped: AtomicBool,
+    /// Tells supervisors the runtime stopped.
+    pub(super) shutdown: tokio::sync::watch::Sender<bool>,
+    pub(super) next_id: AtomicU64,
+    pub(super) registry: Mutex<Registry>,
+    /// The watcher's events (also recorded into by the registry), when there is one.
+    pub(super) events: Option<Arc<EventLog>>,
+}
+
+impl<C: Send + Sync + 'static> Canceller for Core<C> {
+    fn cancel(&self, ident: &Ident) -> bool {
+        self.cancel_ident(ident)
+    }
+}
+
+impl<C: Send + Sync + 'static> Core<C> {
+    pub(crate) fn context(&self) -> &Arc<C> {
+        &self.context
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Registry> {
+        // The registry is consistent at every unlock (no user code runs under the lock),
+        // so a poisoned lock is still safe to use.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Carries out what the registry decided, after the lock was released: signals, then
+    /// events, then drops the references the registry let go of.
+    pub(super) fn after(&self, fx: Effects) {
+        let garbage = fx.apply();
+        self.deliver_events();
+        if !garbage.is_empty() {
+            self.drop_garbage(garbage);
+        }
+    }
+
+    /// Drops values the runtime kept (a queue's last result, an argument). Their `Drop` is
+    /// user code: a panic there is reported, for the instance whose end let go of them,
+    /// and changes no outcome (the instance it belonged to has already ended).
+    fn drop_garbage(&self, garbage: Garbage) {
+        let ident = garbage.on_behalf_of.clone();
+        for reference in garbage.into_references() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(reference))) {
+                let ident = ident
+                    .clone()
+                    .unwrap_or_else(|| self.ident(&Name::Static("pipelines")));
+                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
+                self.hooks.report(&ident, &error);
+            }
+        }
+    }
+
+    /// Delivers recorded events in order, one at a time (see `events` for who delivers
+    /// what).
+    fn deliver_events(&self) {
+        if let Some(log) = &self.events {
+            log.deliver(&self.hooks, || self.executor());
+        }
+    }
+
+    /// Tells the watcher about something outside the queues (supervision).
+    pub(crate) fn emit(&self, ident: &Ident, queue: &Name, kind: crate::hooks::EventKind) {
+        self.lock().emit_named(ident, queue, kind);
+        self.deliver_events();
+    }
+
+    /// A fresh ident for something the runtime does not run as an instance.
+    pub(crate) fn ident(&self, name: &Name) -> Ident {
+        Ident {
+            name: name.clone(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set_state(&self, id: u64, state: InstanceState) {
+        self.lock().set_state(id, state);
+        self.deliver_events();
+    }
+
+    pub(crate) fn await_children(&self, id: u64) -> bool {
+        self.lock().await_children(id)
+    }
+
+    pub(crate) fn cancel_id(&self, id: u64) -> bool {
+        let mut fx = Effects::default();
+        let cancelled = self.lock().cancel(id, &mut fx);
+        self.after(fx);
+        cancelled
+    }
+
+    pub(super) fn cancel_ident(&self, ident: &Ident) -> bool {
+        let mut fx = Effects::default();
+        let cancelled = {
+            let mut registry = self.lock();
+            registry.ident_of(ident.id).as_ref() == Some(ident)
+                && registry.cancel(ident.id, &mut fx)
+        };
+        self.after(fx);
+        cancelled
+    }
+
+    /// Takes `id` out of its queue without cancelling its tree (it could not wait).
+    pub(crate) fn withdraw(&self, id: u64) {
+        let mut fx = Effects::default();
+        self.lock().withdraw(id, &mut fx);
+        self.after(fx);
+    }
+
+    /// Records how `id` ended; `true` if a cancellation was accepted before its value
+    /// arrived (the value must then be reported as cancelled).
+    pub(crate) fn finish(
+        &self,
+        id: u64,
+        ending: Ending,
+        result: Option<Arc<dyn ErasedControl>>,
+    ) -> bool {
+        let mut fx = Effects::default();
+        let cancelled_first = self.lock().finish(id, ending, result, &mut fx);
+        self.after(fx);
+        cancelled_first
+    }
+
+    /// Joins `pipeline`'s queue with `argument` and builds the instance, or says why not.
+    fn join<V>(
+        &self,
+        pipeline: Pipeline<V, C>,
+        name: Name,
+        argument: V,
+        parent: Option<u64>,
+        detached: bool,
+    ) -> Result<Joined<V, C>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let config = pipeline.config();
+        // Borrowed from the configuration where possible: no reference count to touch.
+        let computed;
+        let (queue, keyed) = match &config.queue {
+            QueueSpec::Implicit => {
+                computed = Name::Static(pipeline.site_name());
+                (&computed, false)
+            }
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => (queue, false),
+            // User code: called before the lock is taken.
+            QueueSpec::Keyed(key) => {
+                computed = Name::Shared(Arc::from(contained("queue key", || key(&argument))?));
+                (&computed, true)
+            }
+        };
+        let concurrency = config.concurrency;
+        let identity = match (concurrency.use_existing(), config.identity) {
+            (false, _) => None,
+            (true, Some(identity)) => Some(identity),
+            (true, None) => {
+                return Err(InvokeError::InvalidConcurrency {
+                    queue: queue.to_string(),
+                    concurrency,
+                    problem: "use_existing must compare arguments: call `.use_existing()` on the pipeline (its value type must be `Hash + Eq`)",
+                })
+            }
+        };
+        let hash = match identity {
+            Some(identity) => Some(contained("hash", || (identity.hash)(&argument))?),
+            None => None,
+        };
+        let control = Arc::new(Control::new(
+            contained("clone", || argument.clone())?,
+            false,
+        ));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ident = Ident { name, id };
+        let pipeline_key = pipeline.key();
+        let mut fx = Effects::default();
+        let admission = loop {
+            let mut registry = self.lock();
+            if let (Some(hash), Some(identity)) = (hash, identity) {
+                let (generation, candidates) =
+                    registry.existing_candidates(queue, hash, pipeline_key);
+                if !candidates.is_empty() {
+                    // Equality is user code: compared without the lock, then validated.
+                    drop(registry);
+                    let found = contained("eq", || {
+                        candidates.iter().find(|candidate| {
+                            candidate
+                                .control
+                                .as_any()
+                                .downcast_ref::<Control<V>>()
+                                .is_some_and(|other| (identity.eq)(other.argument(), &argument))
+                        })
+                    })?;
+                    let found =
+                        found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
+                    registry = self.lock();
+                    if registry.generation(queue) != generation {
+                        drop(registry);
+                        drop(found);
+                        drop(candidates);
+                        continue;
+                    }
+                    if let Some((found_ident, found_control)) = found {
+                        if let Ok(shared) = found_control.into_any().downcast::<Control<V>>() {
+                            let (sender, receiver) = oneshot::channel();
+                            shared.add_sharer(sender);
+                            drop(registry);
+                            drop(candidates);
+                            return Ok(Joined::Shared {
+                                ident: found_ident,
+                                control: shared,
+                                receiver,
+                            });
+                        }
+                    }
+                }
+            }
+            let join = Join {
+                id,
+                ident: &ident,
+                queue,
+                keyed,
+                concurrency,
+                control: Arc::clone(&control) as Arc<dyn ErasedControl>,
+                parent,
+                detached,
+                cancel_on_shutdown: config.cancel_on_shutdown,
+                existing: hash,
+                pipeline_key,
+            };
+            match registry.join(join, &mut fx) {
+                Ok(admission) => break admission,
+                Err(error) => return Err(error),
+            }
+        };
+        self.after(fx);
+        Ok(match admission {
+            Admission::Drop => Joined::Dropped(ident, control),
+            Admission::Start | Admission::Wait => {
+                let span = InstanceSpan::new(&ident, queue);
+                if admission == Admission::Start {
+                    span.state("started");
+                } else {
+                    span.state("waiting");
+                }
+                let instance = Instance::new(
+                    pipeline,
+                    id,
+                    ident,
+                    Arc::clone(&control),
+                    argument,
+                    admission == Admission::Start,
+                    span,
+                );
+                Joined::Run(instance, control)
+            }
+        })
+    }
+
+    /// A root invocation: joins the queue, runs the first stretch inline if admitted, and
+    /// moves the instance to a task if it has to wait.
+    pub(crate) fn start_root<V>(
+        self: &Arc<Self>,
+        pipeline: Pipeline<V, C>,
+        name: Name,
+        argument: V,
+    ) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(InvokeError::Stopped);
+        }
+        let canceller = Arc::clone(self) as Arc<dyn Canceller>;
+        let (mut instance, control) = match self.join(pipeline, name, argument, None, false)? {
+            Joined::Run(instance, control) => (instance, control),
+            Joined::Shared {
+                ident,
+                control,
+                receiver,
+            } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
+            Joined::Dropped(ident, control) => {
+                return Ok(Invocation::ready(
+                    ident,
+                    control,
+                    canceller,
+                    Err(Error::Dropped),
+                ))
+            }
+        };
+        let ident = instance.ident().clone();
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if instance.is_admitted() && self.run_stretch(&mut instance, &mut cx).is_ready() {
+            let result = self.finish_root(&ident, instance.into_completion());
+            return Ok(Invocation::ready(ident, control, canceller, result));
+        }
+        let Some(executor) = self.executor() else {
+            let result = self.run_without_executor(instance);
+            return Ok(Invocation::ready(ident, control, canceller, result));
+        };
+        let task = executor.spawn(Task {
+            instance: Some(instance),
+            core: Arc::clone(self),
+        });
+        Ok(Invocation::running(ident, control, canceller, task))
+    }
+
+    /// A nested pipeline step (SEMANTICS 2).
+    pub(crate) fn start_child<V>(
+        self: &Arc<Self>,
+        parent: u64,
+        pipeline: Pipeline<V, C>,
+        value: V,
+    ) -> ChildStart<V, C>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let detached = pipeline.is_detached();
+        // The child would be driven one level deeper on this stack: past the limit, a
+        // detached child goes to a task of its own (a fresh stack), anything else fails.
+        let too_deep = crate::instance::driving_depth() >= crate::NESTING_LIMIT;
+        let on_a_task = too_deep && detached && self.executor().is_some();
+        if too_deep && !on_a_task {
+            return ChildStart::Refused(Error::NestingTooDeep {
+                limit: crate::NESTING_LIMIT,
+            });
+        }
+        let name = Name::Static(pipeline.site_name());
+        match self.join(pipeline, name, value, Some(parent), detached) {
+            Err(error) => ChildStart::Refused(Error::new(error)),
+            Ok(Joined::Dropped(..)) if detached => ChildStart::Detached,
+            Ok(Joined::Dropped(..)) => ChildStart::Dropped,
+            Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
+            Ok(Joined::Shared { receiver, .. }) => ChildStart::Shared(receiver),
+            Ok(Joined::Run(mut instance, _)) if detached => {
+                // Runs inline within the parent's stretch, then on a task of its own.
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                if on_a_task
+                    || !instance.is_admitted()
+                    || instance.drive(self, &mut cx).is_pending()
+                {
+                    self.wait_on_task(instance);
+                } else {
+                    let ident = instance.ident().clone();
+                    let _ = self.finish_root(&ident, instance.into_completion());
+                }
+                ChildStart::Detached
+            }
+            Ok(Joined::Run(instance, _)) => ChildStart::Run(instance),
+        }
+    }
+
+    /// Moves a waiting detached instance to a task; without any executor, it fails.
+    fn wait_on_task<V>(self: &Arc<Self>, instance: Instance<V, C>)
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        match self.executor() {
+            Some(executor) => {
+                drop(executor.spawn(Task {
+                    instance: Some(instance),
+                    core: Arc::clone(self),
+                }));
+            }
+            None => drop(self.run_without_executor(instance)),
+        }
+    }
+
+    /// Runs `instance` to its end on this thread when nothing can wait (no tokio runtime,
+    /// or the one it waited on shut down): what it waits on fails with
+    /// [`Error::NoExecutor`], and its error path runs synchronously (a `rescue!` or
+    /// `finally!` step that waits fails the same way), so `finally!` still runs once.
+    pub(super) fn run_without_executor<V>(
+        self: &Arc<Self>,
+        mut instance: Instance<V, C>,
+    ) -> Result<V, Error>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        while self.run_stretch(&mut instance, &mut cx).is_pending() {
+            instance.fail_waiting(Error::NoExecutor, self);
+        }
+        let ident = instance.ident().clone();
+        self.finish_root(&ident, instance.into_completion())
+    }
+
+    /// Resolves once the runtime was stopped.
+    pub(crate) fn shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub(crate) fn executor(&self) -> Option<tokio::runtime::Handle> {
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.executor.clone())
+    }
+
+    /// Drives `instance` for one synchronous stretch, inside the transactor.
+    pub(super) fn run_stretch<V>(
+        self: &Arc<Self>,
+        instance: &mut Instance<V, C>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let mut polled = None;
+        let transaction = self
+            .hooks
+            .in_transaction(&mut || polled = Some(instance.drive(self, cx)));
+        if let Err(panic) = transaction {
+            // The transactor panicked, before or after the stretch: the instance fails
+            // (its error path runs outside any transaction), or, if it had already
+            // completed, the panic is reported for it.
+            if !instance.fail_from_outside(panic.clone(), self) {
+                self.hooks.report(instance.ident(), &panic);
+            }
+            return instance.drive(self, cx);
+        }
+        match polled {
+            Some(polled) => polled,
+            None => instance.drive(self, cx),
+        }
+    }
+
+    /// The caller's view of a root instance's completion; reports unhandled errors.
+    pub(super) fn finish_root<V>(
+        &self,
+        ident: &Ident,
+        completion: Completion<V>,
+    ) -> Result<V, Error> {
+        match completion {
+            Completion::Finished(value) | Completion::BrokeAll(value) => Ok(value),
+            Completion::Failed(error) => {
+                self.hooks.report(ident, &error);
+                Err(error)
+            }
+            Completion::Cancelled => Err(Error::Cancelled),
+            Completion::Dropped => Err(Error::Dropped),
+        }
+    }
+}
+
+/// Runs user code the runtime calls on an argument before the instance exists: a panic
+/// there refuses the invocation instead of unwinding through the runtime.
+fn contained<T>(operation: &'static str, code: impl FnOnce() -> T) -> Result<T, InvokeError> {
+    catch_unwind(AssertUnwindSafe(code)).map_err(|panic| {
+        let message = match Error::from_panic(panic) {
+            Error::Panicked { message } => message.to_string(),
+            other => other.to_string(),
+        };
+        InvokeError::ArgumentPanicked { operation, message }
+    })
+}

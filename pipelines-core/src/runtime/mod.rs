@@ -1,0 +1,457 @@
+//! The runtime: owns the context, the registered pipelines and the instances that wait.
+//!
+//! `invoke` runs the first synchronous stretch of an instance right in the caller's stack
+//! (inside the transactor, if any). If the instance completes there, its result goes
+//! straight into the returned handle: no task, no channel, no allocation. Only an instance
+//! that waits on something is moved into a tokio task, which polls it from then on.
+//!
+//! - `mod.rs`: [`Runtime`], [`WeakRuntime`], [`in_pipeline`] and [`Canceller`]
+//! - `builder.rs`: [`RuntimeBuilder`] and the registered pipelines it collects
+//! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
+//! - `task.rs`: the tokio task that drives an instance once it waits
+
+mod builder;
+mod core;
+mod task;
+
+use std::any::type_name;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use crate::error::{CancelError, InvokeError};
+use crate::hooks::Hooks;
+use crate::ident::{Ident, Name};
+use crate::instance::in_step;
+use crate::introspection::{ActiveQueue, InstanceInfo, QueueInfo};
+use crate::invocation::Invocation;
+use crate::pipeline::Pipeline;
+use crate::pipeline_handle::PipelineHandle;
+use crate::registry::Effects;
+
+pub use self::builder::RuntimeBuilder;
+pub(crate) use self::core::{ChildStart, Core};
+
+/// Runs pipelines: by registered name or by value, with a shared context.
+///
+/// Cheap to clone (all clones are the same runtime), `Send` and `Sync` when the context is.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// async fn async_inc(value: i32) -> i32 {
+///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+///     value + 1
+/// }
+///
+/// let inc_3 = pipeline!(|value: i32, _ctx: &()| {
+///     value + 1;
+///     async_inc(value).await;
+///     value + 1;
+/// });
+/// let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
+/// assert_eq!(runtime.invoke("inc-3", 0).unwrap().await.unwrap(), 3);
+/// # }
+/// ```
+pub struct Runtime<C> {
+    core: Arc<Core<C>>,
+}
+
+impl<C> Clone for Runtime<C> {
+    fn clone(&self) -> Self {
+        Runtime {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Runtime<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.core.pipelines.keys().map(|k| &**k).collect();
+        names.sort_unstable();
+        f.debug_struct("Runtime")
+            .field("pipelines", &names)
+            .field("stopped", &self.core.stopped.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A runtime reference that does not keep the runtime alive: put it in the context (or
+/// in a hook) to call back into the runtime without a reference cycle.
+///
+/// ```
+/// # use pipelines::Runtime;
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let weak = runtime.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(runtime);
+/// assert!(weak.upgrade().is_none());
+/// ```
+pub struct WeakRuntime<C> {
+    core: Weak<Core<C>>,
+}
+
+impl<C> WeakRuntime<C> {
+    /// The runtime, if it is still alive.
+    pub fn upgrade(&self) -> Option<Runtime<C>> {
+        self.core.upgrade().map(|core| Runtime { core })
+    }
+}
+
+impl<C> Clone for WeakRuntime<C> {
+    fn clone(&self) -> Self {
+        WeakRuntime {
+            core: Weak::clone(&self.core),
+        }
+    }
+}
+
+impl<C> fmt::Debug for WeakRuntime<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeakRuntime")
+    }
+}
+
+/// `true` while the current thread runs a pipeline step or polls a step's future.
+///
+/// ```
+/// # use pipelines::{in_pipeline, pipeline, Runtime};
+/// assert!(!in_pipeline());
+/// let p = pipeline!(|_value: bool, _ctx: &()| { in_pipeline(); });
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// assert!(runtime.invoke_pipeline(&p, false).unwrap().try_result().unwrap().unwrap());
+/// ```
+pub fn in_pipeline() -> bool {
+    in_step()
+}
+
+impl<C: Send + Sync + 'static> Runtime<C> {
+    /// Starts building a runtime around `context`, which every step can read.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// let runtime = Runtime::builder(5_u32).start().unwrap();
+    /// assert_eq!(*runtime.context(), 5);
+    /// ```
+    pub fn builder(context: C) -> RuntimeBuilder<C> {
+        RuntimeBuilder {
+            context,
+            pipelines: Vec::new(),
+            hooks: Hooks::default(),
+            executor: None,
+        }
+    }
+
+    /// The context steps read.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// assert_eq!(Runtime::builder("ctx").start().unwrap().context().len(), 3);
+    /// ```
+    pub fn context(&self) -> &C {
+        &self.core.context
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core<C>> {
+        &self.core
+    }
+
+    /// A reference that does not keep the runtime alive.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// assert!(runtime.downgrade().upgrade().is_some());
+    /// ```
+    pub fn downgrade(&self) -> WeakRuntime<C> {
+        WeakRuntime {
+            core: Arc::downgrade(&self.core),
+        }
+    }
+
+    /// `true` if a pipeline is registered under `name`.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// assert!(!Runtime::builder(()).start().unwrap().is_registered("nothing"));
+    /// ```
+    pub fn is_registered(&self, name: &str) -> bool {
+        self.core.pipelines.contains_key(name)
+    }
+
+    /// `true` once [`stop`](Runtime::stop) was called.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// runtime.stop();
+    /// assert!(runtime.is_stopped());
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        self.core.stopped.load(Ordering::Acquire)
+    }
+
+    /// Invokes the pipeline registered under `name` with `argument`.
+    ///
+    /// The instance joins its queue now and, if admitted, starts in the caller's stack;
+    /// see [`Invocation`] for how to get its result. Fails, without running anything, if
+    /// no pipeline has this name, if its value type is not `V`, if its queue
+    /// configuration conflicts with the queue's, or if the runtime was stopped.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, InvokeError, Runtime};
+    ///
+    /// let runtime = Runtime::builder(())
+    ///     .register("inc", pipeline!(|value: i32, _ctx: &()| { value + 1; }))
+    ///     .start()
+    ///     .unwrap();
+    /// assert_eq!(runtime.invoke("inc", 1).unwrap().try_result().unwrap().unwrap(), 2);
+    /// let wrong = runtime.invoke("inc", "one").unwrap_err();
+    /// assert!(matches!(wrong, InvokeError::WrongArgumentType { .. }));
+    /// ```
+    pub fn invoke<V>(&self, name: &str, argument: V) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let (pipeline, name) = self.resolve::<V>(name)?;
+        self.core.start_root(pipeline.clone(), name, argument)
+    }
+
+    /// Resolves the pipeline registered under `name` once, as a typed handle: invoking
+    /// through it looks no name up and checks no type, and its argument type is known,
+    /// so an integer literal gets the right type (`handle.invoke(1)` for a `u64`
+    /// pipeline). Fails as [`invoke`](Runtime::invoke) would for an unknown name or a
+    /// wrong value type.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, InvokeError, Runtime};
+    ///
+    /// let runtime = Runtime::builder(())
+    ///     .register("inc", pipeline!(|value: u64, _ctx: &()| { value + 1; }))
+    ///     .start()
+    ///     .unwrap();
+    /// let inc = runtime.handle::<u64>("inc").unwrap();
+    /// assert_eq!(inc.invoke(1).unwrap().try_result().unwrap().unwrap(), 2);
+    /// assert!(matches!(
+    ///     runtime.handle::<i32>("inc").unwrap_err(),
+    ///     InvokeError::WrongArgumentType { .. }
+    /// ));
+    /// ```
+    pub fn handle<V>(&self, name: &str) -> Result<PipelineHandle<V, C>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let (pipeline, name) = self.resolve::<V>(name)?;
+        Ok(PipelineHandle::new(
+            Arc::clone(&self.core),
+            pipeline.clone(),
+            name,
+        ))
+    }
+
+    /// The pipeline registered under `name`, if its value type is `V`, and its name.
+    fn resolve<V>(&self, name: &str) -> Result<(&Pipeline<V, C>, Name), InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let Some(registered) = self.core.pipelines.get(name) else {
+            return Err(InvokeError::UnknownPipeline {
+                name: name.to_owned(),
+            });
+        };
+        let Some(pipeline) = registered.pipeline.downcast_ref::<Pipeline<V, C>>() else {
+            return Err(InvokeError::WrongArgumentType {
+                name: name.to_owned(),
+                expected: registered.value_type,
+                context: type_name::<C>(),
+                found: type_name::<V>(),
+            });
+        };
+        Ok((pipeline, Name::Shared(Arc::clone(&registered.name))))
+    }
+
+    /// Invokes a pipeline value, registered or not, with `argument`. An unregistered
+    /// pipeline is named after its site (`pipeline@file:line:column`) and runs in its
+    /// implicit queue.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let double = pipeline!(|value: i32, _ctx: &()| { value * 2; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&double, 4).unwrap();
+    /// assert!(handle.ident().name().starts_with("pipeline@"));
+    /// ```
+    pub fn invoke_pipeline<V>(
+        &self,
+        pipeline: &Pipeline<V, C>,
+        argument: V,
+    ) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let name = Name::Static(pipeline.site_name());
+        self.core.start_root(pipeline.clone(), name, argument)
+    }
+
+    /// Cancels the instance `ident` as SEMANTICS 4 says: climbs through its non-detached
+    /// parents to the topmost one, and cancels that one and all its descendants,
+    /// children first. Each started instance runs its `finally!` with
+    /// [`Error::Cancelled`](crate::Error::Cancelled); callers are told "cancelled".
+    ///
+    /// The answer is exact: `Ok` means the instance had not ended, and its caller will
+    /// not get a value (a value that arrives after the cancellation was accepted is
+    /// dropped; an error the instance raised before the cancellation reached it is still
+    /// reported as that error). `Err(NotLive)` means it had already ended, or never
+    /// existed here. An instance whose own steps were over but that still waited for
+    /// detached children is live: its children are cancelled, its caller already has its
+    /// value.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// runtime.cancel(handle.ident()).unwrap();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// # }
+    /// ```
+    pub fn cancel(&self, ident: &Ident) -> Result<(), CancelError> {
+        if self.core.cancel_ident(ident) {
+            Ok(())
+        } else {
+            Err(CancelError::NotLive {
+                ident: ident.to_string(),
+            })
+        }
+    }
+
+    /// Cancels every instance in `idents` (see [`cancel`](Runtime::cancel)); returns how
+    /// many of them were live.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handles: Vec<_> = (0..3).map(|n| runtime.invoke_pipeline(&forever, n).unwrap()).collect();
+    /// assert_eq!(runtime.cancel_all(handles.iter().map(|h| h.ident())), 3);
+    /// # }
+    /// ```
+    pub fn cancel_all<'a>(&self, idents: impl IntoIterator<Item = &'a Ident>) -> usize {
+        idents
+            .into_iter()
+            .filter(|ident| self.core.cancel_ident(ident))
+            .count()
+    }
+
+    /// Stops the runtime: refuses later invocations ([`InvokeError::Stopped`]), cancels
+    /// every live instance whose pipeline is `cancel_on_shutdown` (the default), and stops
+    /// its supervisors (their children's channels close). Instances of pipelines marked
+    /// `cancel_on_shutdown(false)` finish normally, with their children.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime, InvokeError};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// runtime.stop();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// assert_eq!(runtime.invoke_pipeline(&forever, 2).unwrap_err(), InvokeError::Stopped);
+    /// # }
+    /// ```
+    pub fn stop(&self) {
+        self.core.stopped.store(true, Ordering::Release);
+        self.core.shutdown.send_replace(true);
+        let mut fx = Effects::default();
+        self.core.lock().stop(&mut fx);
+        self.core.after(fx);
+    }
+
+    /// The live instances, grouped by queue (queues sorted by name): each with its ident,
+    /// state, parent and argument.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, InstanceState, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let save = pipeline!(|value: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    /// })
+    /// .enqueued();
+    /// let runtime = Runtime::builder(()).register("save", save).start().unwrap();
+    /// runtime.invoke("save", 1_u32).unwrap();
+    /// runtime.invoke("save", 2_u32).unwrap();
+    /// let active = runtime.active();
+    /// let states: Vec<_> = active[0].instances().iter().map(|i| i.state()).collect();
+    /// assert_eq!(active[0].name(), "save");
+    /// assert_eq!(states, [InstanceState::Suspended, InstanceState::Waiting]);
+    /// assert_eq!(active[0].instances()[1].argument().downcast_ref::<u32>(), Some(&2));
+    /// # }
+    /// ```
+    pub fn active(&self) -> Vec<ActiveQueue> {
+        self.core.lock().active()
+    }
+
+    /// The live instance `ident`, if it is live.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, InstanceState, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// assert_eq!(runtime.instance(handle.ident()).unwrap().state(), InstanceState::Suspended);
+    /// # }
+    /// ```
+    pub fn instance(&self, ident: &Ident) -> Option<InstanceInfo> {
+        self.core
+            .lock()
+            .instance(ident.id)
+            .filter(|info| info.ident() == ident)
+    }
+
+    /// What the queue `name` holds and has done: running and waiting counts, how many
+    /// instances it performed, its last result, last error and last cancellation. `None`
+    /// for a queue that was never used (or a per-key queue that emptied).
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// let runtime = Runtime::builder(()).register("inc", p).start().unwrap();
+    /// runtime.invoke("inc", 1).unwrap();
+    /// let queue = runtime.queue("inc").unwrap();
+    /// assert_eq!((queue.running(), queue.waiting(), queue.performed()), (0, 0, 1));
+    /// assert_eq!(queue.last_result().unwrap().downcast_ref::<i32>(), Some(&2));
+    /// ```
+    pub fn queue(&self, name: &str) -> Option<QueueInfo> {
+        self.core.lock().queue_info(name)
+    }
+
+    /// How many instances are live (waiting, running, cancelling, or waiting for
+    /// children), and how many queues the runtime keeps.
+    ///
+    /// ```
+    /// # use pipelines::Runtime;
+    /// assert_eq!(Runtime::builder(()).start().unwrap().live_counts(), (0, 0));
+    /// ```
+    pub fn live_counts(&self) -> (usize, usize) {
+        let registry = self.core.lock();
+        (registry.live_count(), registry.queue_count())
+    }
+}
+
+/// Cancels instances by id without knowing the context type: what an [`Invocation`]
+/// holds to cancel its instance.
+pub(crate) trait Canceller: Send + Sync {
+    fn cancel(&self, ident: &Ident) -> bool;
+}

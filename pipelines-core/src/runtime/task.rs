@@ -1,0 +1,76 @@
+//! The tokio task that drives an instance after its first wait.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::Core;
+use crate::error::Error;
+use crate::instance::Instance;
+
+/// The tokio task that drives an instance after its first wait (or while it waits for a
+/// slot).
+pub(super) struct Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    pub(super) instance: Option<Instance<V, C>>,
+    pub(super) core: Arc<Core<C>>,
+}
+
+impl<V, C> Future for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    type Output = Result<V, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(instance) = this.instance.as_mut() else {
+            return Poll::Ready(Err(Error::ResultTaken));
+        };
+        // A wake-up whose future is still pending runs no step: no transaction for it.
+        if instance.poll_waiting(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if this.core.run_stretch(instance, cx).is_pending() {
+            return Poll::Pending;
+        }
+        match this.instance.take() {
+            Some(instance) => {
+                let ident = instance.ident().clone();
+                Poll::Ready(this.core.finish_root(&ident, instance.into_completion()))
+            }
+            None => Poll::Ready(Err(Error::ResultTaken)),
+        }
+    }
+}
+
+impl<V, C> Drop for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            // The executor dropped the task before it completed: it is shutting down (or
+            // was gone when the task was spawned). The instance cannot wait any more, so
+            // it runs to its end here, `finally!` included, and its caller finds the
+            // outcome in the control block.
+            let control = instance.control();
+            let outcome = self.core.run_without_executor(instance);
+            control.set_orphaned(outcome);
+        }
+    }
+}
+
+// The task holds no pinned data (see `Instance`'s `Unpin`).
+impl<V, C> Unpin for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+}
