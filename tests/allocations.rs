@@ -128,3 +128,30 @@ fn a_synchronous_nested_pipeline_allocates_a_control_block_per_instance() {
     // children in the registry (allocated once, reused by the second child).
     assert_eq!(count, 4);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_dropping_queue_refuses_without_allocating() {
+    let busy = pipeline!(|value: String, _ctx: &()| {
+        std::future::pending::<()>().await;
+    })
+    .dropping();
+    let runtime = Runtime::builder(())
+        .register("busy", busy)
+        .start()
+        .unwrap();
+    let running = runtime.invoke("busy", "first".to_string()).unwrap();
+    // Made before counting: a `String` argument would allocate when cloned.
+    let arguments: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let mut refused = Vec::with_capacity(1000);
+    let count = allocations_during(|| {
+        for argument in arguments {
+            refused.push(runtime.invoke("busy", argument).unwrap());
+        }
+    });
+    assert_eq!(count, 0, "allocations for 1000 refused invocations");
+    for (i, handle) in refused.iter_mut().enumerate() {
+        assert_eq!(handle.argument(), &i.to_string());
+        assert!(handle.try_result().unwrap().unwrap_err().is_dropped());
+    }
+    assert!(running.cancel());
+}

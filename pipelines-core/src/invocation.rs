@@ -46,9 +46,16 @@ use crate::runtime::Canceller;
 /// ```
 pub struct Invocation<V> {
     ident: Ident,
-    control: Arc<Control<V>>,
+    held: Held<V>,
     canceller: Arc<dyn Canceller>,
     state: State<V>,
+}
+
+/// What the handle keeps of its instance: the control block, or, for an invocation the
+/// queue refused before anything was built, just the argument.
+enum Held<V> {
+    Control(Arc<Control<V>>),
+    Argument(V),
 }
 
 enum State<V> {
@@ -67,9 +74,20 @@ impl<V> Invocation<V> {
     ) -> Self {
         Invocation {
             ident,
-            control,
+            held: Held::Control(control),
             canceller,
             state: State::Ready(result),
+        }
+    }
+
+    /// An invocation its queue refused before anything was built (a full dropping
+    /// queue): it holds its argument and ends as [`Error::Dropped`].
+    pub(crate) fn refused(ident: Ident, argument: V, canceller: Arc<dyn Canceller>) -> Self {
+        Invocation {
+            ident,
+            held: Held::Argument(argument),
+            canceller,
+            state: State::Ready(Err(Error::Dropped)),
         }
     }
 
@@ -81,7 +99,7 @@ impl<V> Invocation<V> {
     ) -> Self {
         Invocation {
             ident,
-            control,
+            held: Held::Control(control),
             canceller,
             state: State::Running(task),
         }
@@ -95,7 +113,7 @@ impl<V> Invocation<V> {
     ) -> Self {
         Invocation {
             ident,
-            control,
+            held: Held::Control(control),
             canceller,
             state: State::Shared(receiver),
         }
@@ -111,7 +129,10 @@ impl<V> Invocation<V> {
     /// assert_eq!(*runtime.invoke_pipeline(&p, 4).unwrap().argument(), 4);
     /// ```
     pub fn argument(&self) -> &V {
-        self.control.argument()
+        match &self.held {
+            Held::Control(control) => control.argument(),
+            Held::Argument(argument) => argument,
+        }
     }
 
     /// Cancels the instance, as [`Runtime::cancel`](crate::Runtime::cancel) does with its
@@ -205,9 +226,11 @@ impl<V> Invocation<V> {
         if error.is_panic() {
             Err(Error::from_panic(error.into_panic()))
         } else {
-            self.control
-                .take_orphaned()
-                .unwrap_or(Err(Error::NoExecutor))
+            match &self.held {
+                Held::Control(control) => control.take_orphaned(),
+                Held::Argument(_) => None,
+            }
+            .unwrap_or(Err(Error::NoExecutor))
         }
     }
 }

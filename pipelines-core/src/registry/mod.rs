@@ -257,6 +257,30 @@ impl Registry {
     }
 
     /// Decides what happens to a new instance and records it.
+    /// A full dropping queue refuses before anything is built: `true` if `queue` exists,
+    /// has this configuration, is dropping and has no free slot (the refusal is then
+    /// recorded, as [`join`](Registry::join) would). Anything else is left to `join`,
+    /// which also reports a configuration mismatch.
+    pub(crate) fn refuses_at_once(
+        &mut self,
+        queue: &Name,
+        concurrency: Concurrency,
+        ident: &Ident,
+    ) -> bool {
+        let Some(&id) = self.queue_ids.get(queue) else {
+            return false;
+        };
+        let refuses = self.queue(id).is_some_and(|state| {
+            state.concurrency == concurrency
+                && concurrency.behaviour() == Behaviour::Dropping
+                && !state.has_free_slot()
+        });
+        if refuses {
+            self.emit(ident, id, EventKind::Dropped);
+        }
+        refuses
+    }
+
     pub(crate) fn join(
         &mut self,
         join: Join<'_>,

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use super::builder::Registered;
 use super::task::Task;
 use super::Canceller;
+use crate::behaviour::Behaviour;
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, InvokeError};
 use crate::events::EventLog;
@@ -48,6 +49,8 @@ enum Joined<V, C> {
         receiver: oneshot::Receiver<Result<V, Error>>,
     },
     Dropped(Ident, Arc<Control<V>>),
+    /// Refused by a full dropping queue before anything was built.
+    Refused(Ident, V),
 }
 
 /// The runtime's shared state. Instances reach it through `&Core`, handles through
@@ -227,12 +230,20 @@ impl<C: Send + Sync + 'static> Core<C> {
             Some(identity) => Some(contained("hash", || (identity.hash)(&argument))?),
             None => None,
         };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ident = Ident { name, id };
+        if identity.is_none() && concurrency.behaviour() == Behaviour::Dropping {
+            // A full dropping queue refuses before anything is built or cloned.
+            let refused = self.lock().refuses_at_once(queue, concurrency, &ident);
+            if refused {
+                self.deliver_events();
+                return Ok(Joined::Refused(ident, argument));
+            }
+        }
         let control = Arc::new(Control::new(
             contained("clone", || argument.clone())?,
             false,
         ));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ident = Ident { name, id };
         let pipeline_key = pipeline.key();
         let mut fx = Effects::default();
         let admission = loop {
@@ -340,6 +351,9 @@ impl<C: Send + Sync + 'static> Core<C> {
                 control,
                 receiver,
             } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
+            Joined::Refused(ident, argument) => {
+                return Ok(Invocation::refused(ident, argument, canceller))
+            }
             Joined::Dropped(ident, control) => {
                 return Ok(Invocation::ready(
                     ident,
@@ -389,8 +403,8 @@ impl<C: Send + Sync + 'static> Core<C> {
         let name = Name::Static(pipeline.site_name());
         match self.join(pipeline, name, value, Some(parent), detached) {
             Err(error) => ChildStart::Refused(Error::new(error)),
-            Ok(Joined::Dropped(..)) if detached => ChildStart::Detached,
-            Ok(Joined::Dropped(..)) => ChildStart::Dropped,
+            Ok(Joined::Dropped(..) | Joined::Refused(..)) if detached => ChildStart::Detached,
+            Ok(Joined::Dropped(..) | Joined::Refused(..)) => ChildStart::Dropped,
             Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
             Ok(Joined::Shared { receiver, .. }) => ChildStart::Shared(receiver),
             Ok(Joined::Run(mut instance, _)) if detached => {
