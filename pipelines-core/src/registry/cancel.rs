@@ -35,6 +35,20 @@ impl Registry {
     /// instances in the slots that freed. Filling only after the whole batch is marked
     /// means no instance the batch cancels is started on the way.
     fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
+        // The common case, one childless instance (a restartable or keep-latest
+        // replacement), allocates nothing.
+        if let [top] = tops {
+            if self
+                .entries
+                .get(top)
+                .is_some_and(|entry| entry.children.is_empty())
+            {
+                if let Some(queue) = self.mark_cancelled(*top, true, fx) {
+                    self.fill_slots(queue, fx);
+                }
+                return;
+            }
+        }
         let mut freed = Vec::new();
         for &top in tops {
             for id in self.post_order(top) {

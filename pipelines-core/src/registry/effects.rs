@@ -7,13 +7,33 @@ use crate::cancellation::ErasedControl;
 use crate::ident::Ident;
 
 /// What the registry decided that must be carried out after the lock is released.
-/// The vectors stay unallocated on the common paths.
+/// Nothing is allocated for the common cases (one cancellation, one admission).
 #[derive(Default)]
 pub(crate) struct Effects {
-    pub(crate) cancel: Vec<Arc<dyn ErasedControl>>,
-    pub(crate) admit: Vec<Arc<dyn ErasedControl>>,
-    pub(crate) children_done: Vec<Arc<dyn ErasedControl>>,
+    pub(crate) cancel: Controls,
+    pub(crate) admit: Controls,
+    pub(crate) children_done: Controls,
     pub(super) garbage: Garbage,
+}
+
+/// Control blocks to signal: the first inline, more in a vector.
+#[derive(Default)]
+pub(crate) struct Controls {
+    one: Option<Arc<dyn ErasedControl>>,
+    more: Vec<Arc<dyn ErasedControl>>,
+}
+
+impl Controls {
+    pub(crate) fn push(&mut self, control: Arc<dyn ErasedControl>) {
+        match self.one {
+            None => self.one = Some(control),
+            Some(_) => self.more.push(control),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<dyn ErasedControl>> {
+        self.one.iter().chain(&self.more)
+    }
 }
 
 /// References to drop outside the lock: the last one drops a user value, whose `Drop`
@@ -54,13 +74,13 @@ impl Effects {
     /// Signals what was decided, and hands back what is left to drop. Called without the
     /// lock.
     pub(crate) fn apply(self) -> Garbage {
-        for control in &self.cancel {
+        for control in self.cancel.iter() {
             control.cancel();
         }
-        for control in &self.admit {
+        for control in self.admit.iter() {
             control.wake();
         }
-        for control in &self.children_done {
+        for control in self.children_done.iter() {
             control.children_done();
         }
         self.garbage
