@@ -39,41 +39,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use futures::future::{BoxFuture, FutureExt, Shared};
-use pipelines::{pipeline, Invocation, Pipeline, Runtime};
+use futures::future::FutureExt;
+use pipelines::{pipeline, Invocation, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+mod support;
+use support::{current_thread, job, runtime_with, yield_job, SharedJob};
 
 /// Arrivals per iteration.
 const BURST: u64 = 8;
-
-fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The hand-written job: the same work as a pipeline instance of [`work`].
-async fn job(value: u64) -> u64 {
-    tokio::task::yield_now().await;
-    value + 1
-}
-
-/// The pipeline job: a waiting step, then a synchronous one.
-fn work() -> Pipeline<u64, ()> {
-    pipeline!(|value: u64, _ctx: &()| {
-        tokio::task::yield_now().await;
-        value + 1;
-    })
-}
-
-/// A runtime with `pipeline` registered as `"work"`.
-fn runtime_with(pipeline: Pipeline<u64, ()>) -> Runtime<()> {
-    Runtime::builder(())
-        .register("work", pipeline)
-        .start()
-        .unwrap()
-}
 
 /// A burst of `BURST` invocations of `"work"` with the values `0..BURST`.
 fn burst(runtime: &Runtime<()>) -> Vec<Invocation<u64>> {
@@ -83,8 +57,8 @@ fn burst(runtime: &Runtime<()>) -> Vec<Invocation<u64>> {
 }
 
 fn restartable(c: &mut Criterion) {
-    let rt = tokio_runtime();
-    let runtime = runtime_with(work().restartable());
+    let rt = current_thread();
+    let runtime = runtime_with(yield_job().restartable());
     // Once, unmeasured: every instance but the last is cancelled, the last completes.
     rt.block_on(async {
         let handles = burst(&runtime);
@@ -132,8 +106,8 @@ fn restartable(c: &mut Criterion) {
 }
 
 fn enqueued(c: &mut Criterion) {
-    let rt = tokio_runtime();
-    let runtime = runtime_with(work().enqueued());
+    let rt = current_thread();
+    let runtime = runtime_with(yield_job().enqueued());
     // Once, unmeasured: all run, in order.
     rt.block_on(async {
         for (value, handle) in (0..BURST).zip(burst(&runtime)) {
@@ -185,8 +159,8 @@ fn enqueued(c: &mut Criterion) {
 }
 
 fn dropping(c: &mut Criterion) {
-    let rt = tokio_runtime();
-    let runtime = runtime_with(work().dropping());
+    let rt = current_thread();
+    let runtime = runtime_with(yield_job().dropping());
     // Once, unmeasured: the first runs, the others are dropped.
     rt.block_on(async {
         for (value, handle) in (0..BURST).zip(burst(&runtime)) {
@@ -247,8 +221,8 @@ fn dropping(c: &mut Criterion) {
 }
 
 fn keep_latest(c: &mut Criterion) {
-    let rt = tokio_runtime();
-    let runtime = runtime_with(work().keep_latest());
+    let rt = current_thread();
+    let runtime = runtime_with(yield_job().keep_latest());
     // Once, unmeasured: the first and the last run, the ones in between are cancelled.
     rt.block_on(async {
         for (value, handle) in (0..BURST).zip(burst(&runtime)) {
@@ -322,11 +296,9 @@ fn keep_latest(c: &mut Criterion) {
     assert_eq!(runs.load(Ordering::Relaxed), 2 * iterations);
 }
 
-type SharedJob = Shared<BoxFuture<'static, u64>>;
-
 fn use_existing(c: &mut Criterion) {
-    let rt = tokio_runtime();
-    let runtime = runtime_with(work().use_existing());
+    let rt = current_thread();
+    let runtime = runtime_with(yield_job().use_existing());
     // Once, unmeasured: all 8 get the one run's result, and only one instance was live.
     rt.block_on(async {
         let handles: Vec<_> = (0..BURST)
@@ -392,7 +364,7 @@ fn use_existing(c: &mut Criterion) {
 fn admission_scaling(c: &mut Criterion) {
     let mut group = c.benchmark_group("admission_scaling");
     for live in [10_u64, 100_000] {
-        let rt = tokio_runtime();
+        let rt = current_thread();
         let forever = pipeline!(|value: u64, _ctx: &()| {
             std::future::pending::<()>().await;
         });

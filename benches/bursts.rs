@@ -75,10 +75,13 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::FutureExt;
 use pipelines::{pipeline, Invocation, Pipeline, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
+
+mod support;
+use support::{current_thread, job, runtime_with, yield_job, SharedJob};
 
 // ---------------------------------------------------------------------------------------
 // The counting allocator.
@@ -302,35 +305,11 @@ fn run_row(
 // ---------------------------------------------------------------------------------------
 // Shared pieces.
 
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The hand-written job: the same work as an instance of [`yield_job`].
-async fn job(value: u64) -> u64 {
-    tokio::task::yield_now().await;
-    value + 1
-}
-
-/// The pipeline job: a waiting step, then a synchronous one.
-fn yield_job() -> Pipeline<u64, ()> {
-    pipeline!(|value: u64, _ctx: &()| {
-        tokio::task::yield_now().await;
-        value + 1;
-    })
-}
-
 /// A pipelines runtime with `pipeline` registered as `"work"`, started inside `rt` so that
 /// it spawns what waits there.
-fn runtime_with(rt: &tokio::runtime::Runtime, pipeline: Pipeline<u64, ()>) -> Runtime<()> {
+fn runtime_in(rt: &tokio::runtime::Runtime, pipeline: Pipeline<u64, ()>) -> Runtime<()> {
     let _inside = rt.enter();
-    Runtime::builder(())
-        .register("work", pipeline)
-        .start()
-        .unwrap()
+    runtime_with(pipeline)
 }
 
 /// Runs `burst` on `rt`, then yields until no task that it spawned is alive, so that what
@@ -361,7 +340,7 @@ fn invoke(runtime: &Runtime<()>, value: u64) -> Invocation<u64> {
 
 fn restartable(config: &Config) -> Vec<Line> {
     let rt = current_thread();
-    let runtime = runtime_with(&rt, yield_job().restartable());
+    let runtime = runtime_in(&rt, yield_job().restartable());
     run_row(
         config,
         "restartable",
@@ -408,7 +387,7 @@ fn restartable(config: &Config) -> Vec<Line> {
 
 fn dropping(config: &Config) -> Vec<Line> {
     let rt = current_thread();
-    let runtime = runtime_with(&rt, yield_job().dropping());
+    let runtime = runtime_in(&rt, yield_job().dropping());
     let permits = Arc::new(Semaphore::new(1));
     run_row(
         config,
@@ -462,7 +441,7 @@ fn enqueued(config: &Config, ready: bool) -> Vec<Line> {
     } else {
         yield_job()
     };
-    let runtime = runtime_with(&rt, pipeline.enqueued());
+    let runtime = runtime_in(&rt, pipeline.enqueued());
     // The hand-written worker lives as long as the pipelines runtime's queue does.
     let (jobs, mut inbox) = mpsc::unbounded_channel::<(u64, oneshot::Sender<u64>)>();
     rt.spawn(async move {
@@ -507,7 +486,7 @@ fn enqueued(config: &Config, ready: bool) -> Vec<Line> {
 
 fn keep_latest(config: &Config) -> Vec<Line> {
     let rt = current_thread();
-    let runtime = runtime_with(&rt, yield_job().keep_latest());
+    let runtime = runtime_in(&rt, yield_job().keep_latest());
     // The hand-written worker: after each job, the latest value sent (if any) runs next;
     // `finished` holds the last value it ran and `runs` counts the jobs it ran. Values grow
     // from burst to burst (`base`), so the caller can tell this burst's last job from an
@@ -565,7 +544,7 @@ fn keep_latest(config: &Config) -> Vec<Line> {
 
 fn unrestricted(config: &Config) -> Vec<Line> {
     let rt = current_thread();
-    let runtime = runtime_with(&rt, yield_job());
+    let runtime = runtime_in(&rt, yield_job());
     run_row(
         config,
         "unrestricted",
@@ -594,13 +573,11 @@ fn unrestricted(config: &Config) -> Vec<Line> {
     )
 }
 
-type SharedJob = Shared<BoxFuture<'static, u64>>;
-
 const KEYS: u64 = 16;
 
 fn use_existing(config: &Config) -> Vec<Line> {
     let rt = current_thread();
-    let runtime = runtime_with(&rt, yield_job().use_existing());
+    let runtime = runtime_in(&rt, yield_job().use_existing());
     let in_flight: Arc<Mutex<HashMap<u64, SharedJob>>> = Arc::default();
     run_row(
         config,

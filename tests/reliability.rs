@@ -245,6 +245,20 @@ async fn a_zero_timeout_does_not_fail_a_future_that_is_ready_at_once() {
     );
 }
 
+/// Runs `work(thread)` on `threads` OS threads at once; their results, in thread order.
+fn on_threads<T: Send>(threads: u64, work: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let spawned: Vec<_> = (0..threads)
+            .map(|thread| scope.spawn(move || work(thread)))
+            .collect();
+        spawned
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect()
+    })
+}
+
 fn two_workers() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -296,20 +310,18 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
         })
         .start()
         .unwrap();
-    let threads: Vec<_> = (0..THREADS)
-        .map(|thread| {
-            let runtime = runtime.clone();
-            std::thread::spawn(move || {
-                (0..PER_THREAD)
-                    .map(|n| runtime.invoke("work", thread * PER_THREAD + n).unwrap())
-                    .collect::<Vec<_>>()
+    let handles: Vec<_> = on_threads(THREADS.into(), |thread| {
+        (0..PER_THREAD)
+            .map(|n| {
+                runtime
+                    .invoke("work", thread as u32 * PER_THREAD + n)
+                    .unwrap()
             })
-        })
-        .collect();
-    let handles: Vec<_> = threads
-        .into_iter()
-        .flat_map(|thread| thread.join().unwrap())
-        .collect();
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     tokio.block_on(async {
         for handle in handles {
             let _ = handle.await;
@@ -394,26 +406,19 @@ fn a_slow_watcher_does_not_make_one_invoke_deliver_everybody_elses_events() {
         })
         .start()
         .unwrap();
-    let threads: Vec<_> = (0..THREADS)
-        .map(|thread| {
-            let runtime = runtime.clone();
-            std::thread::spawn(move || {
-                let mut most = 0;
-                for n in 0..PER_THREAD {
-                    let before = WATCHED_HERE.with(|here| here.get());
-                    let mut handle = runtime.invoke("sync", thread * PER_THREAD + n).unwrap();
-                    assert!(handle.try_result().unwrap().is_ok());
-                    most = most.max(WATCHED_HERE.with(|here| here.get()) - before);
-                }
-                most
-            })
-        })
-        .collect();
-    let most = threads
-        .into_iter()
-        .map(|thread| thread.join().unwrap())
-        .max()
-        .unwrap();
+    let most = on_threads(THREADS, |thread| {
+        let mut most = 0;
+        for n in 0..PER_THREAD {
+            let before = WATCHED_HERE.with(|here| here.get());
+            let mut handle = runtime.invoke("sync", thread * PER_THREAD + n).unwrap();
+            assert!(handle.try_result().unwrap().is_ok());
+            most = most.max(WATCHED_HERE.with(|here| here.get()) - before);
+        }
+        most
+    })
+    .into_iter()
+    .max()
+    .unwrap();
     // One invoke records 3 events in 2 critical sections; each delivery round takes its
     // own events, those the other threads recorded but have not delivered yet (3 each),
     // and at most 64 more. Before, one call could deliver thousands.

@@ -126,36 +126,44 @@ mod loom_model {
         (flag.clone(), futures::task::waker(flag))
     }
 
-    #[test]
-    fn a_cancellation_is_seen_or_wakes_the_driver() {
-        loom::model(|| {
-            let signals = Arc::new(Signals::new(true));
+    /// The driver registers its waker, then looks (`seen`); another thread `signal`s.
+    /// Either the driver saw the signal or it was woken: no signal is lost.
+    fn seen_or_woken(admitted: bool, signal: fn(&Signals), seen: fn(&Signals) -> bool) {
+        loom::model(move || {
+            let signals = Arc::new(Signals::new(admitted));
             let (woken, waker) = flag_waker();
-            let canceller = {
+            let signaller = {
                 let signals = signals.clone();
-                loom::thread::spawn(move || signals.cancel())
+                loom::thread::spawn(move || signal(&signals))
             };
             signals.register(&waker);
-            let seen = signals.is_cancelled();
-            canceller.join().unwrap();
-            assert!(seen || woken.0.load(Ordering::SeqCst), "lost wake-up");
+            let saw = seen(&signals);
+            signaller.join().unwrap();
+            assert!(saw || woken.0.load(Ordering::SeqCst), "lost wake-up");
         });
     }
 
     #[test]
+    fn a_cancellation_is_seen_or_wakes_the_driver() {
+        seen_or_woken(true, Signals::cancel, Signals::is_cancelled);
+    }
+
+    #[test]
     fn children_done_is_taken_or_wakes_the_driver() {
-        loom::model(|| {
-            let signals = Arc::new(Signals::new(true));
-            let (woken, waker) = flag_waker();
-            let registry = {
-                let signals = signals.clone();
-                loom::thread::spawn(move || signals.children_done())
-            };
-            signals.register(&waker);
-            let taken = signals.take_children_done();
-            registry.join().unwrap();
-            assert!(taken || woken.0.load(Ordering::SeqCst), "lost wake-up");
-        });
+        seen_or_woken(true, Signals::children_done, Signals::take_children_done);
+    }
+
+    #[test]
+    fn an_admission_is_seen_or_wakes_the_driver() {
+        // In the registry: the slot is given under the lock, the wake-up follows.
+        seen_or_woken(
+            false,
+            |signals| {
+                signals.set_admitted();
+                signals.wake();
+            },
+            Signals::is_admitted,
+        );
     }
 
     #[test]
@@ -180,25 +188,6 @@ mod loom_model {
                 );
             }
             registry.join().unwrap();
-        });
-    }
-
-    #[test]
-    fn an_admission_is_seen_or_wakes_the_driver() {
-        loom::model(|| {
-            let signals = Arc::new(Signals::new(false));
-            let (woken, waker) = flag_waker();
-            let registry = {
-                let signals = signals.clone();
-                loom::thread::spawn(move || {
-                    signals.set_admitted();
-                    signals.wake();
-                })
-            };
-            signals.register(&waker);
-            let seen = signals.is_admitted();
-            registry.join().unwrap();
-            assert!(seen || woken.0.load(Ordering::SeqCst), "lost wake-up");
         });
     }
 }

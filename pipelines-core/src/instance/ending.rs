@@ -19,10 +19,10 @@ where
     V: Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
-    /// The instance will never be driven again (its task was dropped by a shutting-down
-    /// tokio runtime): it ends as cancelled for the registry, children first, and callers
-    /// sharing its result are told it was cancelled.
-    pub(crate) fn abandon(&mut self, core: &Arc<Core<C>>) {
+    /// The instance will never be driven again (its parent failed from outside, see
+    /// [`fail_from_outside`](Instance::fail_from_outside)): it ends as cancelled for the
+    /// registry, children first, and callers sharing its result are told it was cancelled.
+    fn abandon(&mut self, core: &Arc<Core<C>>) {
         if let Waiting::Child { child, .. } = &mut self.waiting {
             child.abandon(core);
         }
@@ -249,23 +249,20 @@ where
             // A cancellation was accepted before the value arrived: it wins.
             self.cancel = Some(Ending::Cancelled);
         }
-        let shared = match self.final_ending() {
-            Ending::Normally => Ok(()),
-            Ending::WithError => Err(self.error.clone().unwrap_or_else(missing_error)),
-            Ending::Cancelled => Err(Error::Cancelled),
-            Ending::Dropped => Err(Error::Dropped),
-        };
-        self.span.state(match &shared {
-            Ok(()) => "finished",
-            Err(error) if error.is_cancelled() || error.is_dropped() => "cancelled",
-            Err(_) => "failed",
+        let ending = self.final_ending();
+        self.span.state(match ending {
+            Ending::Normally => "finished",
+            Ending::WithError => "failed",
+            Ending::Cancelled | Ending::Dropped => "cancelled",
         });
         for sharer in self.control.take_sharers() {
-            let result = match &shared {
-                Ok(()) => {
+            let result = match ending {
+                Ending::Normally => {
                     catch_unwind(AssertUnwindSafe(|| self.value.clone())).map_err(Error::from_panic)
                 }
-                Err(error) => Err(error.clone()),
+                Ending::WithError => Err(self.error.clone().unwrap_or_else(missing_error)),
+                Ending::Cancelled => Err(Error::Cancelled),
+                Ending::Dropped => Err(Error::Dropped),
             };
             // A sharer that went away hands the value back; its `Drop` is user code too.
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(sharer.send(result)))) {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Effects, Entry, Place, QueueId, Registry};
+use super::{CancelScratch, Effects, Entry, Place, QueueId, Registry};
 use crate::hooks::EventKind;
 use crate::introspection::InstanceState;
 use crate::queue::FastSet;
@@ -35,51 +35,44 @@ impl Registry {
     /// instances in the slots that freed. Filling only after the whole batch is marked
     /// means no instance the batch cancels is started on the way.
     fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
-        // The common case, one childless instance (a restartable or keep-latest
-        // replacement), allocates nothing.
-        if let [top] = tops {
-            if self
-                .entries
-                .get(top)
-                .is_some_and(|entry| entry.children.is_empty())
-            {
-                if let Some(queue) = self.mark_cancelled(*top, true, fx) {
-                    self.fill_slots(queue, fx);
-                }
-                return;
-            }
-        }
-        let mut freed = Vec::new();
+        // Taken out of `self` while the batch marks entries; put back, emptied, after.
+        let mut scratch = std::mem::take(&mut self.scratch);
         for &top in tops {
-            for id in self.post_order(top) {
-                freed.extend(self.mark_cancelled(id, true, fx));
+            self.post_order(top, &mut scratch);
+            for &id in &scratch.order {
+                scratch.freed.extend(self.mark_cancelled(id, true, fx));
             }
         }
         // In the order they freed, once each; a set, not `Vec::contains`: `stop` may
         // free thousands of per-key queues.
-        let mut seen = FastSet::default();
-        freed.retain(|queue| seen.insert(*queue));
-        for queue in freed {
+        if scratch.freed.len() > 1 {
+            let mut seen = FastSet::default();
+            scratch.freed.retain(|queue| seen.insert(*queue));
+        }
+        for &queue in &scratch.freed {
             self.fill_slots(queue, fx);
         }
+        scratch.clear();
+        self.scratch = scratch;
     }
 
-    /// `top` and its descendants, children before their parents.
-    fn post_order(&self, top: u64) -> Vec<u64> {
-        // An explicit stack of (id, children visited).
-        let mut order = Vec::new();
-        let mut stack = vec![(top, false)];
-        while let Some((id, visited)) = stack.pop() {
+    /// Fills `scratch.order` with `top` and its descendants, children before their
+    /// parents (an explicit stack of (id, children visited), no recursion).
+    fn post_order(&self, top: u64, scratch: &mut CancelScratch) {
+        scratch.order.clear();
+        scratch.stack.push((top, false));
+        while let Some((id, visited)) = scratch.stack.pop() {
             if visited {
-                order.push(id);
+                scratch.order.push(id);
                 continue;
             }
-            stack.push((id, true));
+            scratch.stack.push((id, true));
             if let Some(entry) = self.entries.get(&id) {
-                stack.extend(entry.children.iter().rev().map(|child| (*child, false)));
+                scratch
+                    .stack
+                    .extend(entry.children.iter().rev().map(|child| (*child, false)));
             }
         }
-        order
     }
 
     /// Takes `id` out of its queue as if cancelled, without touching its tree.
@@ -99,7 +92,7 @@ impl Registry {
             return None;
         }
         entry.state = InstanceState::Cancelling;
-        if announce && self.watching {
+        if announce && self.log.is_some() {
             let (ident, queue) = (entry.ident.clone(), entry.queue);
             self.emit(&ident, queue, EventKind::Cancelling);
         }
@@ -151,5 +144,19 @@ impl Registry {
         entry
             .parent
             .filter(|parent| self.entries.contains_key(parent))
+    }
+}
+
+impl CancelScratch {
+    /// Empties the buffers; a batch that made them large (`stop`) does not keep its peak.
+    fn clear(&mut self) {
+        const KEPT: usize = 256;
+        if self.order.capacity() > KEPT || self.freed.capacity() > KEPT {
+            *self = CancelScratch::default();
+        } else {
+            self.order.clear();
+            self.stack.clear();
+            self.freed.clear();
+        }
     }
 }

@@ -16,7 +16,8 @@ pub(crate) struct Effects {
     pub(super) garbage: Garbage,
 }
 
-/// Control blocks to signal: the first inline, more in a vector.
+/// Control blocks to signal (or drop): the first inline, more in a vector, so the common
+/// case of one allocates nothing.
 #[derive(Default)]
 pub(crate) struct Controls {
     one: Option<Arc<dyn ErasedControl>>,
@@ -37,24 +38,22 @@ impl Controls {
 }
 
 /// References to drop outside the lock: the last one drops a user value, whose `Drop`
-/// may panic. One slot inline, so the common case (one replaced last result) does not
-/// allocate.
+/// may panic.
 #[derive(Default)]
 pub(crate) struct Garbage {
-    one: Option<Arc<dyn ErasedControl>>,
-    more: Vec<Arc<dyn ErasedControl>>,
+    references: Controls,
     /// The instance whose end let go of them, to report a panicking `Drop` for.
     pub(crate) on_behalf_of: Option<Ident>,
 }
 
 impl Garbage {
     pub(crate) fn is_empty(&self) -> bool {
-        self.one.is_none()
+        self.references.one.is_none()
     }
 
     /// The references, one at a time, so each drop can be contained on its own.
     pub(crate) fn into_references(self) -> impl Iterator<Item = Arc<dyn ErasedControl>> {
-        self.one.into_iter().chain(self.more)
+        self.references.one.into_iter().chain(self.references.more)
     }
 }
 
@@ -65,10 +64,7 @@ impl Effects {
         if Arc::strong_count(&control) > 1 {
             return;
         }
-        match self.garbage.one {
-            None => self.garbage.one = Some(control),
-            Some(_) => self.garbage.more.push(control),
-        }
+        self.garbage.references.push(control);
     }
 
     /// Signals what was decided, and hands back what is left to drop. Called without the

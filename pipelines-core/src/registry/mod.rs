@@ -140,15 +140,23 @@ pub(crate) struct Registry {
     queues: Vec<Option<QueueState>>,
     queue_ids: FastMap<Name, QueueId>,
     free_queue_slots: Vec<QueueId>,
-    /// Where events are recorded, when a watcher will read them.
+    /// Where events are recorded: only when a watcher will read them.
     log: Option<Arc<EventLog>>,
-    watching: bool,
+    /// Reused by cancellations, so that one allocates nothing once they have grown.
+    scratch: CancelScratch,
+}
+
+/// Buffers a cancellation batch works in (see `cancel_trees`).
+#[derive(Default)]
+pub(super) struct CancelScratch {
+    pub(super) order: Vec<u64>,
+    pub(super) stack: Vec<(u64, bool)>,
+    pub(super) freed: Vec<QueueId>,
 }
 
 impl Registry {
     pub(crate) fn new(log: Option<Arc<EventLog>>) -> Self {
         Registry {
-            watching: log.is_some(),
             log,
             ..Registry::default()
         }
@@ -380,7 +388,7 @@ impl Registry {
         if let Some(entry) = self.entries.get_mut(&id) {
             entry.started = true;
             entry.state = InstanceState::Running;
-            if self.watching {
+            if self.log.is_some() {
                 let (ident, queue) = (entry.ident.clone(), entry.queue);
                 self.emit(&ident, queue, EventKind::Started);
             }
@@ -436,7 +444,7 @@ impl Registry {
             InstanceState::Suspended => EventKind::Suspended,
             _ => EventKind::Resumed,
         };
-        if self.watching {
+        if self.log.is_some() {
             let (ident, queue) = (entry.ident.clone(), entry.queue);
             self.emit(&ident, queue, kind);
         }
@@ -480,8 +488,8 @@ impl Registry {
         entry.done = true;
         let started = entry.started;
         let queue = entry.queue;
-        let ident =
-            (self.watching || matches!(ending, Ending::Cancelled)).then(|| entry.ident.clone());
+        let ident = (self.log.is_some() || matches!(ending, Ending::Cancelled))
+            .then(|| entry.ident.clone());
         let waits_for_children = !entry.children.is_empty();
         self.leave_existing(id);
         if let Some(state) = self.queue_mut(queue) {
@@ -621,7 +629,7 @@ impl Registry {
     }
 
     fn emit(&mut self, ident: &Ident, queue: QueueId, kind: EventKind) {
-        if !self.watching {
+        if self.log.is_none() {
             return;
         }
         if let Some(name) = self.queue(queue).map(|state| state.name.clone()) {
