@@ -219,6 +219,19 @@ impl InstanceSpan {
         }
     }
 
+    /// `true` if a `tracing` subscriber would record an instance's span (always `false`
+    /// without the feature): an instance nobody records may run without one.
+    pub(crate) fn observed() -> bool {
+        #[cfg(feature = "tracing")]
+        {
+            tracing::enabled!(tracing::Level::INFO)
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            false
+        }
+    }
+
     /// Enters the span until the guard is dropped.
     pub(crate) fn enter(&self) -> impl Drop + '_ {
         #[cfg(feature = "tracing")]

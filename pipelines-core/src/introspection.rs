@@ -47,30 +47,40 @@ pub enum InstanceState {
 /// ```
 #[derive(Clone)]
 pub struct Value {
-    control: Arc<dyn ErasedControl>,
-    is_result: bool,
+    source: Source,
+}
+
+/// Where a [`Value`] is kept.
+#[derive(Clone)]
+enum Source {
+    Argument(Arc<dyn ErasedControl>),
+    /// The result an instance's control block holds.
+    Result(Arc<dyn ErasedControl>),
+    /// A result kept on its own (an instance that ran without a control block).
+    Kept(Arc<dyn ErasedKept>),
 }
 
 impl Value {
     pub(crate) fn argument(control: Arc<dyn ErasedControl>) -> Self {
         Value {
-            control,
-            is_result: false,
+            source: Source::Argument(control),
         }
     }
 
-    pub(crate) fn result(control: Arc<dyn ErasedControl>) -> Self {
+    pub(crate) fn result(kept: &KeptResult) -> Self {
         Value {
-            control,
-            is_result: true,
+            source: match kept {
+                KeptResult::InControl(control) => Source::Result(Arc::clone(control)),
+                KeptResult::Alone(kept) => Source::Kept(Arc::clone(kept)),
+            },
         }
     }
 
     fn any(&self) -> Option<&dyn Any> {
-        if self.is_result {
-            self.control.result_any()
-        } else {
-            Some(self.control.argument_any())
+        match &self.source {
+            Source::Argument(control) => Some(control.argument_any()),
+            Source::Result(control) => control.result_any(),
+            Source::Kept(kept) => Some(kept.as_any()),
         }
     }
 
@@ -81,13 +91,48 @@ impl Value {
 
     /// The name of the value's type.
     pub fn type_name(&self) -> &'static str {
-        self.control.value_type()
+        match &self.source {
+            Source::Argument(control) | Source::Result(control) => control.value_type(),
+            Source::Kept(kept) => kept.value_type(),
+        }
     }
 }
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Value<{}>", self.type_name())
+    }
+}
+
+/// A queue's last result, as the registry keeps it: in the control block of the instance
+/// that returned it, or on its own when that instance had none (it ran to its end inside
+/// `invoke`, see `runtime/quick.rs`).
+pub(crate) enum KeptResult {
+    InControl(Arc<dyn ErasedControl>),
+    Alone(Arc<dyn ErasedKept>),
+}
+
+/// A value kept on its own, without its type.
+pub(crate) trait ErasedKept: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn value_type(&self) -> &'static str;
+}
+
+/// The concrete [`ErasedKept`]: a `V` kept on its own.
+pub(crate) struct Kept<V>(pub(crate) V);
+
+impl<V: Send + Sync + 'static> ErasedKept for Kept<V> {
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        &mut self.0
+    }
+
+    fn value_type(&self) -> &'static str {
+        std::any::type_name::<V>()
     }
 }
 

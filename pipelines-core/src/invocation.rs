@@ -47,12 +47,15 @@ use crate::runtime::Canceller;
 pub struct Invocation<V> {
     ident: Ident,
     held: Held<V>,
-    canceller: Arc<dyn Canceller>,
+    /// `None` for an invocation that ended before it was handed out without ever being
+    /// registered (refused, or run to its end inside `invoke`): nothing to cancel.
+    canceller: Option<Arc<dyn Canceller>>,
     state: State<V>,
 }
 
-/// What the handle keeps of its instance: the control block, or, for an invocation the
-/// queue refused before anything was built, just the argument.
+/// What the handle keeps of its instance: the control block, or, for an invocation that
+/// never had one (refused before anything was built, or run to its end inside `invoke`
+/// without being registered), just the argument.
 enum Held<V> {
     Control(Arc<Control<V>>),
     Argument(V),
@@ -75,18 +78,29 @@ impl<V> Invocation<V> {
         Invocation {
             ident,
             held: Held::Control(control),
-            canceller,
+            canceller: Some(canceller),
+            state: State::Ready(result),
+        }
+    }
+
+    /// An invocation that ran to its end inside `invoke` without a control block (a quick
+    /// run).
+    pub(crate) fn quick(ident: Ident, argument: V, result: Result<V, Error>) -> Self {
+        Invocation {
+            ident,
+            held: Held::Argument(argument),
+            canceller: None,
             state: State::Ready(result),
         }
     }
 
     /// An invocation its queue refused before anything was built (a full dropping
     /// queue): it holds its argument and ends as [`Error::Dropped`].
-    pub(crate) fn refused(ident: Ident, argument: V, canceller: Arc<dyn Canceller>) -> Self {
+    pub(crate) fn refused(ident: Ident, argument: V) -> Self {
         Invocation {
             ident,
             held: Held::Argument(argument),
-            canceller,
+            canceller: None,
             state: State::Ready(Err(Error::Dropped)),
         }
     }
@@ -100,7 +114,7 @@ impl<V> Invocation<V> {
         Invocation {
             ident,
             held: Held::Control(control),
-            canceller,
+            canceller: Some(canceller),
             state: State::Running(task),
         }
     }
@@ -114,7 +128,7 @@ impl<V> Invocation<V> {
         Invocation {
             ident,
             held: Held::Control(control),
-            canceller,
+            canceller: Some(canceller),
             state: State::Shared(receiver),
         }
     }
@@ -150,7 +164,9 @@ impl<V> Invocation<V> {
     /// # }
     /// ```
     pub fn cancel(&self) -> bool {
-        self.canceller.cancel(&self.ident)
+        self.canceller
+            .as_ref()
+            .is_some_and(|canceller| canceller.cancel(&self.ident))
     }
 
     /// The instance's identity: pipeline name and instance number.

@@ -227,7 +227,7 @@ pub(crate) struct List {
 #[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) performed: u64,
-    pub(crate) last_result: Option<Arc<dyn crate::cancellation::ErasedControl>>,
+    pub(crate) last_result: Option<crate::introspection::KeptResult>,
     pub(crate) last_error: Option<Error>,
     pub(crate) last_cancelled: Option<Ident>,
 }
@@ -246,6 +246,9 @@ pub(crate) struct QueueState {
     pub(crate) members: usize,
     /// Started instances that hold a slot (running, or finished and waiting for children).
     pub(crate) live: List,
+    /// Slots held by instances that run inside `invoke` without an entry (quick runs,
+    /// see `registry/quick.rs`); each is also counted in `members`.
+    pub(crate) quick: usize,
     /// Admitted instances waiting for a slot, in arrival order.
     pub(crate) waiting: List,
     /// `use_existing` index: argument hash -> ids of live, unfinished instances.
@@ -270,6 +273,7 @@ impl QueueState {
             configured_by,
             keyed,
             live: List::default(),
+            quick: 0,
             waiting: List::default(),
             existing: FastMap::default(),
             generation: 0,
@@ -279,6 +283,11 @@ impl QueueState {
 
     /// `true` when a new instance may take a slot now.
     pub(crate) fn has_free_slot(&self) -> bool {
-        self.live.len < self.concurrency.limit()
+        self.running() < self.concurrency.limit()
+    }
+
+    /// Slots held: by started instances, and by quick runs.
+    pub(crate) fn running(&self) -> usize {
+        self.live.len + self.quick
     }
 }

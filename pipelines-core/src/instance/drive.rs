@@ -188,7 +188,7 @@ where
         }
     }
 
-    fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
+    pub(super) fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
         if !self.suspended {
             self.suspended = true;
             self.span.state("suspended");

@@ -18,6 +18,7 @@
 
 mod drive;
 mod ending;
+mod quick;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,8 @@ use crate::ident::Ident;
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::Pipeline;
 use crate::policy::Intensity;
+
+pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};
 
 /// How an instance ended, as seen by its parent (or, for a root, by the runtime).
 #[derive(Debug)]

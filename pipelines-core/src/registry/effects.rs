@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::cancellation::ErasedControl;
 use crate::ident::Ident;
+use crate::introspection::{ErasedKept, KeptResult};
 
 /// What the registry decided that must be carried out after the lock is released.
 /// Nothing is allocated for the common cases (one cancellation, one admission).
@@ -16,44 +17,76 @@ pub(crate) struct Effects {
     pub(super) garbage: Garbage,
 }
 
-/// Control blocks to signal (or drop): the first inline, more in a vector, so the common
-/// case of one allocates nothing.
-#[derive(Default)]
-pub(crate) struct Controls {
-    one: Option<Arc<dyn ErasedControl>>,
-    more: Vec<Arc<dyn ErasedControl>>,
+/// A few items: the first inline, more in a vector, so the common case of one allocates
+/// nothing.
+pub(crate) struct Few<T> {
+    one: Option<T>,
+    more: Vec<T>,
 }
 
-impl Controls {
-    pub(crate) fn push(&mut self, control: Arc<dyn ErasedControl>) {
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few {
+            one: None,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<T> Few<T> {
+    pub(crate) fn push(&mut self, item: T) {
         match self.one {
-            None => self.one = Some(control),
-            Some(_) => self.more.push(control),
+            None => self.one = Some(item),
+            Some(_) => self.more.push(item),
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Arc<dyn ErasedControl>> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         self.one.iter().chain(&self.more)
     }
+
+    fn is_empty(&self) -> bool {
+        self.one.is_none()
+    }
 }
+
+impl<T> IntoIterator for Few<T> {
+    type Item = T;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.one.into_iter().chain(self.more)
+    }
+}
+
+/// Control blocks to signal (or drop).
+pub(crate) type Controls = Few<Arc<dyn ErasedControl>>;
 
 /// References to drop outside the lock: the last one drops a user value, whose `Drop`
 /// may panic.
 #[derive(Default)]
 pub(crate) struct Garbage {
-    references: Controls,
+    references: Few<Trash>,
     /// The instance whose end let go of them, to report a panicking `Drop` for.
     pub(crate) on_behalf_of: Option<Ident>,
 }
 
+/// A reference that may be the last one to a user value.
+// Never read: held only to be dropped where a panicking `Drop` can be contained.
+#[allow(dead_code)]
+pub(crate) enum Trash {
+    Control(Arc<dyn ErasedControl>),
+    Kept(Arc<dyn ErasedKept>),
+}
+
 impl Garbage {
     pub(crate) fn is_empty(&self) -> bool {
-        self.references.one.is_none()
+        self.references.is_empty()
     }
 
     /// The references, one at a time, so each drop can be contained on its own.
-    pub(crate) fn into_references(self) -> impl Iterator<Item = Arc<dyn ErasedControl>> {
-        self.references.one.into_iter().chain(self.references.more)
+    pub(crate) fn into_references(self) -> impl Iterator<Item = Trash> {
+        self.references.into_iter()
     }
 }
 
@@ -64,7 +97,19 @@ impl Effects {
         if Arc::strong_count(&control) > 1 {
             return;
         }
-        self.garbage.references.push(control);
+        self.garbage.references.push(Trash::Control(control));
+    }
+
+    /// Keeps a queue's last result to be dropped after the lock is released.
+    pub(super) fn discard_result(&mut self, kept: KeptResult) {
+        match kept {
+            KeptResult::InControl(control) => self.discard(control),
+            KeptResult::Alone(kept) => {
+                if Arc::strong_count(&kept) == 1 {
+                    self.garbage.references.push(Trash::Kept(kept));
+                }
+            }
+        }
     }
 
     /// Signals what was decided, and hands back what is left to drop. Called without the

@@ -66,10 +66,10 @@ impl Registry {
         Some(QueueInfo {
             name: name.to_owned(),
             concurrency: state.concurrency,
-            running: state.live.len,
+            running: state.running(),
             waiting: state.waiting.len,
             performed: state.stats.performed,
-            last_result: state.stats.last_result.clone().map(Value::result),
+            last_result: state.stats.last_result.as_ref().map(Value::result),
             last_error: state.stats.last_error.clone(),
             last_cancelled: state.stats.last_cancelled.clone(),
         })

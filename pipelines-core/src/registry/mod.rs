@@ -42,12 +42,14 @@
 //! - `cancel.rs`: which instances a cancellation reaches, and stopping the runtime
 //! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the lock
 //! - `lists.rs`: the intrusive live and waiting lists of a queue
+//! - `quick.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
 
 mod cancel;
 mod effects;
 mod introspect;
 mod lists;
+mod quick;
 
 use std::sync::Arc;
 
@@ -58,10 +60,11 @@ use crate::events::EventLog;
 use crate::hooks::{Event, EventKind};
 use crate::ident::Ident;
 use crate::ident::Name;
-use crate::introspection::InstanceState;
+use crate::introspection::{InstanceState, KeptResult};
 use crate::queue::{FastMap, QueueState};
 
 pub(crate) use self::effects::{Effects, Garbage};
+pub(crate) use self::quick::Reservation;
 
 /// Which list of its queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,6 +339,13 @@ impl Registry {
             }
             _ => {}
         }
+        self.insert(join, queue, admission);
+        Ok(admission)
+    }
+
+    /// Records a joined instance in `queue` (admitted: it starts or waits, as
+    /// `admission` says).
+    fn insert(&mut self, join: Join<'_>, queue: QueueId, admission: Admission) {
         let id = join.id;
         self.entries.insert(
             id,
@@ -379,7 +389,6 @@ impl Registry {
                 self.emit(join.ident, queue, EventKind::Waiting);
             }
         }
-        Ok(admission)
     }
 
     /// Takes a slot for `id` and marks it started.
@@ -498,8 +507,9 @@ impl Registry {
             }
             match &ending {
                 Ending::Finished => {
-                    if let Some(old) = std::mem::replace(&mut state.stats.last_result, result) {
-                        fx.discard(old);
+                    let kept = result.map(KeptResult::InControl);
+                    if let Some(old) = std::mem::replace(&mut state.stats.last_result, kept) {
+                        fx.discard_result(old);
                     }
                 }
                 Ending::Failed(error) => state.stats.last_error = Some(error.clone()),
@@ -597,7 +607,7 @@ impl Registry {
                 self.queue_ids.remove(&state.name);
                 self.free_queue_slots.push(queue);
                 if let Some(last) = state.stats.last_result {
-                    fx.discard(last);
+                    fx.discard_result(last);
                 }
             }
         }

@@ -272,6 +272,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         let executor = self
             .executor
             .or_else(|| tokio::runtime::Handle::try_current().ok());
+        let quick_runs = events.is_none() && self.hooks.transactor.is_none();
         Ok(Runtime {
             core: Arc::new(Core {
                 context: Arc::new(self.context),
@@ -282,6 +283,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 shutdown: tokio::sync::watch::channel(false).0,
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(registry),
+                quick_runs,
                 events,
             }),
         })

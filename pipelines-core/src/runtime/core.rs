@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use super::builder::Registered;
+use super::quick::Quick;
 use super::task::Task;
 use super::Canceller;
 use crate::behaviour::Behaviour;
@@ -68,6 +69,9 @@ pub(crate) struct Core<C> {
     pub(super) registry: Mutex<Registry>,
     /// The watcher's events (also recorded into by the registry), when there is one.
     pub(super) events: Option<Arc<EventLog>>,
+    /// Root invocations may run without an entry when nothing could see them (no
+    /// watcher, no transactor): see `quick.rs`.
+    pub(super) quick_runs: bool,
 }
 
 impl<C: Send + Sync + 'static> Canceller for Core<C> {
@@ -119,7 +123,7 @@ impl<C: Send + Sync + 'static> Core<C> {
 
     /// Delivers recorded events in order, one at a time (see `events` for who delivers
     /// what).
-    fn deliver_events(&self) {
+    pub(super) fn deliver_events(&self) {
         if let Some(log) = &self.events {
             log.deliver(&self.hooks, || self.executor());
         }
@@ -343,6 +347,10 @@ impl<C: Send + Sync + 'static> Core<C> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(InvokeError::Stopped);
         }
+        let argument = match self.start_quick(&pipeline, &name, argument) {
+            Quick::Done(invocation) => return invocation,
+            Quick::Declined(argument) => argument,
+        };
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
         let (mut instance, control) = match self.join(pipeline, name, argument, None, false)? {
             Joined::Run(instance, control) => (instance, control),
@@ -351,9 +359,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 control,
                 receiver,
             } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
-            Joined::Refused(ident, argument) => {
-                return Ok(Invocation::refused(ident, argument, canceller))
-            }
+            Joined::Refused(ident, argument) => return Ok(Invocation::refused(ident, argument)),
             Joined::Dropped(ident, control) => {
                 return Ok(Invocation::ready(
                     ident,
@@ -519,7 +525,10 @@ impl<C: Send + Sync + 'static> Core<C> {
 
 /// Runs user code the runtime calls on an argument before the instance exists: a panic
 /// there refuses the invocation instead of unwinding through the runtime.
-fn contained<T>(operation: &'static str, code: impl FnOnce() -> T) -> Result<T, InvokeError> {
+pub(super) fn contained<T>(
+    operation: &'static str,
+    code: impl FnOnce() -> T,
+) -> Result<T, InvokeError> {
     catch_unwind(AssertUnwindSafe(code)).map_err(|panic| {
         let message = match Error::from_panic(panic) {
             Error::Panicked { message } => message.to_string(),

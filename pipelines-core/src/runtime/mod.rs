@@ -12,6 +12,7 @@
 
 mod builder;
 mod core;
+mod quick;
 mod task;
 
 use std::any::type_name;

@@ -1,0 +1,215 @@
+//! The quick path of a root invocation (SEMANTICS 3.2 unchanged; DESIGN.md "Quick runs").
+//!
+//! Most invocations of a synchronous pipeline start and end inside `invoke`. When nothing
+//! could see such an instance in between (no watcher, no transactor, no `tracing`
+//! subscriber, and a queue whose other invocations never act on its live instances: not
+//! restartable, not `use_existing`, not per key), it needs no registry entry, no control
+//! block and no `Instance`: its queue holds a slot for it as a count, its steps run on
+//! the bare value, and the slot is given back with its result. The moment it needs to be
+//! seen (a future that waits, a nested pipeline, an error, a break, a cancellation, a
+//! `finally!`), it becomes an ordinary instance at the step it reached, keeping its slot.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Context;
+
+use super::core::contained;
+use super::task::Task;
+use super::{Canceller, Core};
+use crate::behaviour::Behaviour;
+use crate::cancellation::{Control, ErasedControl};
+use crate::error::{Error, InvokeError};
+use crate::hooks::InstanceSpan;
+use crate::ident::{Ident, Name};
+use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
+use crate::invocation::Invocation;
+use crate::pipeline::Pipeline;
+use crate::queue::QueueSpec;
+use crate::registry::{Effects, Join, Reservation};
+
+/// What the quick path made of an invocation.
+pub(super) enum Quick<V> {
+    /// It was handled (ran, was refused, or failed to join).
+    Done(Result<Invocation<V>, InvokeError>),
+    /// It must take the ordinary path; the argument is handed back.
+    Declined(V),
+}
+
+impl<C: Send + Sync + 'static> Core<C> {
+    /// Tries the quick path for a root invocation of `pipeline` named `name`.
+    pub(super) fn start_quick<V>(
+        self: &Arc<Self>,
+        pipeline: &Pipeline<V, C>,
+        name: &Name,
+        argument: V,
+    ) -> Quick<V>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let config = pipeline.config();
+        let concurrency = config.concurrency;
+        let computed;
+        let queue = match &config.queue {
+            QueueSpec::Implicit => {
+                computed = Name::Static(pipeline.site_name());
+                &computed
+            }
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => queue,
+            QueueSpec::Keyed(_) => return Quick::Declined(argument),
+        };
+        if !self.quick_runs
+            || concurrency.use_existing()
+            || concurrency.behaviour() == Behaviour::Restartable
+            || InstanceSpan::observed()
+        {
+            return Quick::Declined(argument);
+        }
+        let ident = Ident {
+            name: name.clone(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        let reservation = self.lock().reserve(queue, false, concurrency, &ident);
+        let held = match reservation {
+            Ok(Reservation::Held(held)) => held,
+            Ok(Reservation::Refused) => {
+                self.deliver_events();
+                return Quick::Done(Ok(Invocation::refused(ident, argument)));
+            }
+            Ok(Reservation::Full) => return Quick::Declined(argument),
+            Err(error) => return Quick::Done(Err(error)),
+        };
+        // The caller's handle keeps the argument; the steps consume the original.
+        let kept_argument = match contained("clone", || argument.clone()) {
+            Ok(kept) => kept,
+            Err(error) => {
+                let mut fx = Effects::default();
+                self.lock().cancel_reservation(held, &mut fx);
+                self.after(fx);
+                return Quick::Done(Err(error));
+            }
+        };
+        let QuickRun { index, value, stop } = run_quick(pipeline, self.context(), argument);
+        let invocation = match stop {
+            None => self.end_quick(held, ident, kept_argument, value),
+            Some(stop) => {
+                let adopted = Adopted {
+                    queue,
+                    held,
+                    ident,
+                    argument: kept_argument,
+                    value,
+                    index,
+                };
+                self.adopt(pipeline, adopted, stop)
+            }
+        };
+        Quick::Done(Ok(invocation))
+    }
+
+    /// A quick run reached its end: its result is kept for the queue's statistics, and
+    /// its slot is given back.
+    fn end_quick<V>(&self, held: usize, ident: Ident, argument: V, value: V) -> Invocation<V>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        // The kept copy is user code: a panicking `Clone` fails the instance.
+        let kept = catch_unwind(AssertUnwindSafe(|| value.clone())).map_err(Error::from_panic);
+        let mut fx = Effects::default();
+        let (replaced, result) = match kept {
+            Ok(kept) => (self.lock().release(held, Ok(kept), &mut fx), Ok(value)),
+            Err(error) => {
+                drop(value);
+                let replaced = self.lock().release::<V>(held, Err(error.clone()), &mut fx);
+                (replaced, Err(error))
+            }
+        };
+        self.after(fx);
+        if let Some(replaced) = replaced {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(replaced))) {
+                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
+                self.hooks.report(&ident, &error);
+            }
+        }
+        if let Err(error) = &result {
+            self.hooks.report(&ident, error);
+        }
+        Invocation::quick(ident, argument, result)
+    }
+
+    /// A quick run that must be seen from now on becomes an ordinary instance, keeping
+    /// its slot, and goes on from the step it stopped at.
+    fn adopt<V>(
+        self: &Arc<Self>,
+        pipeline: &Pipeline<V, C>,
+        adopted: Adopted<'_, V>,
+        stop: QuickStop<V, C>,
+    ) -> Invocation<V>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let Adopted {
+            queue,
+            held,
+            ident,
+            argument,
+            value,
+            index,
+        } = adopted;
+        let id = ident.id;
+        let control = Arc::new(Control::new(argument, true));
+        let join = Join {
+            id,
+            ident: &ident,
+            queue,
+            keyed: false,
+            concurrency: pipeline.config().concurrency,
+            control: Arc::clone(&control) as Arc<dyn ErasedControl>,
+            parent: None,
+            detached: false,
+            cancel_on_shutdown: pipeline.config().cancel_on_shutdown,
+            existing: None,
+            pipeline_key: pipeline.key(),
+        };
+        self.lock().adopt(held, join);
+        self.deliver_events();
+        let span = InstanceSpan::new(&ident, queue);
+        span.state("started");
+        let mut instance = Instance::new(
+            pipeline.clone(),
+            id,
+            ident.clone(),
+            Arc::clone(&control),
+            value,
+            true,
+            span,
+        );
+        let waits = matches!(stop, QuickStop::Pending(_));
+        instance.resume_quick(index, stop, self);
+        let canceller = Arc::clone(self) as Arc<dyn Canceller>;
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if !waits && self.run_stretch(&mut instance, &mut cx).is_ready() {
+            let result = self.finish_root(&ident, instance.into_completion());
+            return Invocation::ready(ident, control, canceller, result);
+        }
+        let Some(executor) = self.executor() else {
+            let result = self.run_without_executor(instance);
+            return Invocation::ready(ident, control, canceller, result);
+        };
+        let task = executor.spawn(Task {
+            instance: Some(instance),
+            core: Arc::clone(self),
+        });
+        Invocation::running(ident, control, canceller, task)
+    }
+}
+
+/// A quick run on its way to becoming an instance.
+struct Adopted<'a, V> {
+    queue: &'a Name,
+    held: usize,
+    ident: Ident,
+    argument: V,
+    value: V,
+    index: usize,
+}

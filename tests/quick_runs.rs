@@ -1,0 +1,446 @@
+//! Quick runs: a root invocation that nothing observes runs inside `invoke` without a
+//! registry entry while its steps are synchronous, and becomes an ordinary instance at
+//! the first step that needs one. Everything a caller, a queue or another invocation can
+//! see must be what the ordinary path shows.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pipelines::{pipeline, Break, Invocation, Pipeline, Runtime, WeakRuntime};
+use tokio::time::sleep;
+
+#[derive(Default)]
+struct Ctx {
+    runtime: OnceLock<WeakRuntime<Ctx>>,
+    log: Mutex<Vec<String>>,
+    calls: AtomicU32,
+    kept: Mutex<Option<Invocation<u32>>>,
+}
+
+impl Ctx {
+    fn runtime(&self) -> Runtime<Ctx> {
+        self.runtime.get().and_then(WeakRuntime::upgrade).unwrap()
+    }
+
+    fn log(&self, line: impl Into<String>) {
+        self.log.lock().unwrap().push(line.into());
+    }
+
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut self.log.lock().unwrap())
+    }
+}
+
+fn start(pipelines: Vec<(&str, Pipeline<u32, Ctx>)>) -> Runtime<Ctx> {
+    let mut builder = Runtime::builder(Ctx::default());
+    for (name, pipeline) in pipelines {
+        builder = builder.register(name, pipeline);
+    }
+    let runtime = builder.start().unwrap();
+    runtime.context().runtime.set(runtime.downgrade()).unwrap();
+    runtime
+}
+
+#[test]
+fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
+    let double = pipeline!(|value: u32, _ctx: &Ctx| {
+        value * 2;
+    })
+    .enqueued();
+    let runtime = start(vec![("double", double)]);
+    for value in 1..=3_u32 {
+        assert_eq!(
+            runtime
+                .invoke("double", value)
+                .unwrap()
+                .try_result()
+                .unwrap()
+                .unwrap(),
+            value * 2
+        );
+    }
+    let queue = runtime.queue("double").unwrap();
+    assert_eq!(queue.performed(), 3);
+    assert_eq!(queue.running(), 0);
+    assert_eq!(queue.waiting(), 0);
+    assert_eq!(queue.last_result().unwrap().downcast_ref::<u32>(), Some(&6));
+    assert!(runtime.active().is_empty());
+}
+
+#[test]
+fn a_quick_run_holds_its_slot_while_its_steps_run() {
+    // Re-entrant invocations from inside a synchronous step see the slot taken.
+    let inner = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            let runtime = ctx.runtime();
+            let running = runtime.queue("one").unwrap().running();
+            ctx.log(format!("running {running}"));
+            if value == 0 {
+                let again = runtime.invoke("one", 1_u32).unwrap().try_result();
+                ctx.log(format!("again {again:?}"));
+            }
+            value
+        };
+    })
+    .dropping()
+    .max(1);
+    let runtime = start(vec![("one", inner)]);
+    assert_eq!(
+        runtime
+            .invoke("one", 0_u32)
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        runtime.context().take_log(),
+        ["running 1", "again Some(Err(Dropped))"]
+    );
+    assert_eq!(runtime.queue("one").unwrap().running(), 0);
+    assert_eq!(runtime.queue("one").unwrap().performed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_waits_for_a_quick_run_starts_when_it_ends() {
+    let one_at_a_time = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            ctx.log(format!("start {value}"));
+            if value == 0 {
+                // Waits for the slot this run holds.
+                let waiting = ctx.runtime().invoke("one", 1_u32).unwrap();
+                ctx.log(format!(
+                    "second finished inside the first: {}",
+                    waiting.is_finished()
+                ));
+                *ctx.kept.lock().unwrap() = Some(waiting);
+            }
+            value + 10
+        };
+    })
+    .enqueued()
+    .max(1);
+    let runtime = start(vec![("one", one_at_a_time)]);
+    let first = runtime.invoke("one", 0_u32).unwrap();
+    assert!(first.is_finished());
+    // The first run's end gave its slot to the second.
+    let queue = runtime.queue("one").unwrap();
+    assert_eq!((queue.running(), queue.waiting()), (1, 0));
+    let second = runtime.context().kept.lock().unwrap().take().unwrap();
+    assert_eq!(second.await.unwrap(), 11);
+    assert_eq!(
+        runtime.context().take_log(),
+        [
+            "start 0",
+            "second finished inside the first: false",
+            "start 1"
+        ]
+    );
+    assert_eq!(runtime.queue("one").unwrap().performed(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_waits_goes_on_from_the_step_it_reached() {
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            ctx.calls.fetch_add(1, Ordering::SeqCst);
+            value + 1
+        };
+        value * 10;
+        sleep(Duration::from_millis(5)).await;
+        value + 1;
+    });
+    let runtime = start(vec![("p", p)]);
+    let mut handle = runtime.invoke("p", 1_u32).unwrap();
+    assert!(handle.try_result().is_none());
+    let info = runtime.instance(handle.ident()).unwrap();
+    assert_eq!(info.state(), pipelines::InstanceState::Suspended);
+    assert_eq!(info.argument().downcast_ref::<u32>(), Some(&1));
+    assert_eq!(runtime.queue("p").unwrap().running(), 1);
+    assert_eq!(handle.await.unwrap(), 21);
+    // The steps before the wait ran once.
+    assert_eq!(runtime.context().calls.load(Ordering::SeqCst), 1);
+    assert!(runtime.active().is_empty());
+    assert_eq!(runtime.queue("p").unwrap().performed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_counts_from_the_invocation_not_from_the_wait() {
+    let p = pipeline!(|value: u32, _ctx: &Ctx| {
+        value + 1;
+        sleep(Duration::from_millis(50)).await;
+    })
+    .timeout(Duration::from_millis(20));
+    let runtime = start(vec![("p", p)]);
+    let started = tokio::time::Instant::now();
+    let error = runtime.invoke("p", 1_u32).unwrap().await.unwrap_err();
+    assert!(error.is_timeout(), "{error:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(20));
+}
+
+fn fails_on_two(value: u32) -> Result<u32, String> {
+    if value == 2 {
+        Err("two".to_owned())
+    } else {
+        Ok(value)
+    }
+}
+
+fn panics_on_two(value: u32) -> u32 {
+    assert_ne!(value, 2, "two");
+    value
+}
+
+/// A pipeline whose second step is `second`, with `rescue!` and `finally!` that log.
+fn guarded(second: fn(u32) -> Result<u32, String>) -> Pipeline<u32, Ctx> {
+    pipeline!(|value: u32, ctx: &Ctx| {
+        value + 1;
+        second(value);
+        value + 1000;
+        rescue!(|error| {
+            {
+                ctx.log(format!("rescued {value}: {error}"));
+                value
+            };
+        });
+        finally!(|error| {
+            {
+                ctx.log(format!("finally {value} {}", error.is_some()));
+            };
+        });
+    })
+}
+
+#[test]
+fn an_error_after_synchronous_steps_takes_the_error_path_with_the_value_before_it() {
+    let runtime = start(vec![("p", guarded(fails_on_two))]);
+    let run = |value: u32| runtime.invoke("p", value).unwrap().try_result().unwrap();
+    assert_eq!(run(1).unwrap(), 2);
+    assert_eq!(
+        runtime.context().take_log(),
+        ["rescued 2: step failed: two", "finally 2 true"]
+    );
+    assert_eq!(run(5).unwrap(), 1006);
+    assert_eq!(runtime.context().take_log(), ["finally 1006 false"]);
+    assert_eq!(runtime.queue("p").unwrap().performed(), 2);
+    assert!(runtime.active().is_empty());
+}
+
+#[test]
+fn a_panic_after_synchronous_steps_takes_the_error_path_at_its_step() {
+    let runtime = start(vec![("p", guarded(|value| Ok(panics_on_two(value))))]);
+    assert_eq!(
+        runtime
+            .invoke("p", 1_u32)
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    let log = runtime.context().take_log();
+    assert!(log[0].starts_with("rescued 2: "), "{log:?}");
+    assert!(log[0].contains("two"), "{log:?}");
+    assert_eq!(log[1], "finally 2 true");
+}
+
+#[test]
+fn a_failure_without_rescue_is_reported_and_kept_as_the_queue_s_last_error() {
+    let reported = Arc::new(AtomicUsize::new(0));
+    let counter = reported.clone();
+    let p = pipeline!(|value: u32, _ctx: &()| {
+        value + 1;
+        fails_on_two(value);
+    });
+    let runtime = Runtime::builder(())
+        .register("p", p)
+        .error_reporter(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .start()
+        .unwrap();
+    let error = runtime.invoke("p", 1_u32).unwrap().try_result().unwrap();
+    assert_eq!(error.unwrap_err().to_string(), "step failed: two");
+    assert_eq!(reported.load(Ordering::SeqCst), 1);
+    let queue = runtime.queue("p").unwrap();
+    assert_eq!(queue.last_error().unwrap().to_string(), "step failed: two");
+    assert_eq!(queue.performed(), 1);
+    assert_eq!(queue.running(), 0);
+}
+
+#[test]
+fn a_break_after_synchronous_steps_still_runs_finally() {
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        value + 1;
+        Break::with(value * 7);
+        value + 1000;
+        finally!(|error| {
+            {
+                ctx.log(format!("finally {value}"));
+            };
+        });
+    });
+    let runtime = start(vec![("p", p)]);
+    assert_eq!(
+        runtime
+            .invoke("p", 1_u32)
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap(),
+        14
+    );
+    assert_eq!(runtime.context().take_log(), ["finally 14"]);
+}
+
+#[test]
+fn a_nested_pipeline_makes_the_run_an_instance_its_child_can_name_as_parent() {
+    let child = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            let runtime = ctx.runtime();
+            let mine = runtime
+                .active()
+                .into_iter()
+                .flat_map(|queue| queue.instances().to_vec())
+                .filter(|instance| instance.parent().is_some())
+                .count();
+            ctx.log(format!("children with a parent: {mine}"));
+            value * 2
+        };
+    });
+    let parent = pipeline!(|value: u32, _ctx: &Ctx| {
+        value + 1;
+        &child;
+        value + 1;
+    });
+    let runtime = start(vec![("parent", parent)]);
+    assert_eq!(
+        runtime
+            .invoke("parent", 1_u32)
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap(),
+        5
+    );
+    assert_eq!(runtime.context().take_log(), ["children with a parent: 1"]);
+    assert!(runtime.active().is_empty());
+}
+
+/// A value whose `Clone` panics once armed, and whose `Drop` panics when told to.
+#[derive(Debug, PartialEq)]
+struct Touchy {
+    armed: bool,
+    explode_on_drop: bool,
+    /// The pipelines below return an exploding value for such an argument.
+    make_explosive: bool,
+}
+
+impl Touchy {
+    fn calm() -> Self {
+        Touchy {
+            armed: false,
+            explode_on_drop: false,
+            make_explosive: false,
+        }
+    }
+}
+
+impl Clone for Touchy {
+    fn clone(&self) -> Self {
+        assert!(!self.armed, "clone of an armed value");
+        Touchy {
+            armed: false,
+            explode_on_drop: self.explode_on_drop,
+            make_explosive: self.make_explosive,
+        }
+    }
+}
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        if self.explode_on_drop && !std::thread::panicking() {
+            panic!("drop of a touchy value");
+        }
+    }
+}
+
+#[test]
+fn a_result_whose_clone_panics_fails_the_run_and_frees_its_slot() {
+    let p = pipeline!(|value: Touchy, _ctx: &()| {
+        Touchy {
+            armed: true,
+            ..Touchy::calm()
+        };
+    })
+    .enqueued()
+    .max(1);
+    let reported = Arc::new(AtomicUsize::new(0));
+    let counter = reported.clone();
+    let runtime = Runtime::builder(())
+        .register("p", p)
+        .error_reporter(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .start()
+        .unwrap();
+    let error = runtime
+        .invoke("p", Touchy::calm())
+        .unwrap()
+        .try_result()
+        .unwrap();
+    assert!(error
+        .unwrap_err()
+        .to_string()
+        .contains("clone of an armed value"));
+    assert_eq!(reported.load(Ordering::SeqCst), 1);
+    let queue = runtime.queue("p").unwrap();
+    assert_eq!((queue.running(), queue.performed()), (0, 1));
+    assert!(queue.last_error().is_some());
+    // The slot is free: the next invocation runs at once.
+    assert!(runtime.invoke("p", Touchy::calm()).unwrap().is_finished());
+}
+
+#[test]
+fn a_kept_result_whose_drop_panics_is_reported_and_changes_no_outcome() {
+    let p = pipeline!(|value: Touchy, _ctx: &()| {
+        Touchy {
+            explode_on_drop: value.make_explosive,
+            ..Touchy::calm()
+        };
+    });
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let runtime = Runtime::builder(())
+        .register("p", p)
+        .error_reporter(move |_, error| sink.lock().unwrap().push(error.to_string()))
+        .start()
+        .unwrap();
+    let explosive = Touchy {
+        make_explosive: true,
+        ..Touchy::calm()
+    };
+    let first = runtime
+        .invoke("p", explosive)
+        .unwrap()
+        .try_result()
+        .unwrap();
+    // The caller's copy would explode too: keep it out of the way.
+    std::mem::forget(first);
+    assert!(reports.lock().unwrap().is_empty());
+    // The queue's kept copy of the first result is replaced, and its drop panics.
+    let second = runtime
+        .invoke("p", Touchy::calm())
+        .unwrap()
+        .try_result()
+        .unwrap();
+    assert_eq!(second.unwrap(), Touchy::calm());
+    let reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].contains("drop of a value the runtime kept"),
+        "{reports:?}"
+    );
+}
