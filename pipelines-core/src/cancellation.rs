@@ -63,6 +63,10 @@ impl<V> Control<V> {
         self.signals.is_admitted()
     }
 
+    pub(crate) fn set_suspended(&self, suspended: bool) {
+        self.signals.set_suspended(suspended);
+    }
+
     pub(crate) fn take_children_done(&self) -> bool {
         self.signals.take_children_done()
     }
@@ -112,6 +116,7 @@ pub(crate) trait ErasedControl: Send + Sync + 'static {
     fn wake(&self);
     /// Tells an instance waiting for its children that they are done.
     fn children_done(&self);
+    fn is_suspended(&self) -> bool;
     fn argument_any(&self) -> &dyn Any;
     fn result_any(&self) -> Option<&dyn Any>;
     fn value_type(&self) -> &'static str;
@@ -134,6 +139,10 @@ impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
 
     fn children_done(&self) {
         self.signals.children_done();
+    }
+
+    fn is_suspended(&self) -> bool {
+        self.signals.is_suspended()
     }
 
     fn argument_any(&self) -> &dyn Any {

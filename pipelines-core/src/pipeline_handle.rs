@@ -8,6 +8,7 @@ use crate::error::InvokeError;
 use crate::ident::Name;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
+use crate::registry::QueueId;
 use crate::runtime::Core;
 
 /// A typed handle to a pipeline registered in a [`Runtime`](crate::Runtime), made by
@@ -38,6 +39,8 @@ pub struct PipelineHandle<V, C> {
     core: Arc<Core<C>>,
     pipeline: Pipeline<V, C>,
     name: Name,
+    /// Its queue's index in the registry, if fixed (resolved at registration).
+    queue: Option<QueueId>,
 }
 
 impl<V, C> PipelineHandle<V, C>
@@ -45,11 +48,17 @@ where
     V: Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
-    pub(crate) fn new(core: Arc<Core<C>>, pipeline: Pipeline<V, C>, name: Name) -> Self {
+    pub(crate) fn new(
+        core: Arc<Core<C>>,
+        pipeline: Pipeline<V, C>,
+        name: Name,
+        queue: Option<QueueId>,
+    ) -> Self {
         PipelineHandle {
             core,
             pipeline,
             name,
+            queue,
         }
     }
 
@@ -68,7 +77,7 @@ where
     /// ```
     pub fn invoke(&self, argument: V) -> Result<Invocation<V>, InvokeError> {
         self.core
-            .start_root(self.pipeline.clone(), self.name.clone(), argument)
+            .start_root(&self.pipeline, self.name.clone(), argument, self.queue)
     }
 
     /// The name the pipeline is registered under.
@@ -83,6 +92,7 @@ impl<V, C> Clone for PipelineHandle<V, C> {
             core: Arc::clone(&self.core),
             pipeline: self.pipeline.clone(),
             name: self.name.clone(),
+            queue: self.queue,
         }
     }
 }

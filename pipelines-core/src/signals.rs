@@ -28,6 +28,7 @@ const CHILDREN_DONE: u8 = 4;
 /// Set once a `use_existing` caller shares the result, so the common case skips the
 /// sharers' lock.
 const SHARED: u8 = 8;
+const SUSPENDED: u8 = 16;
 
 pub(crate) struct Signals {
     flags: AtomicU8,
@@ -64,6 +65,20 @@ impl Signals {
     }
 
     /// Consumes the "children done" signal.
+    /// Whether the instance waits on something that is not ready (for introspection).
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & SUSPENDED != 0
+    }
+
+    /// Set by the instance's driver alone; read by introspection.
+    pub(crate) fn set_suspended(&self, suspended: bool) {
+        if suspended {
+            self.flags.fetch_or(SUSPENDED, Ordering::AcqRel);
+        } else {
+            self.flags.fetch_and(!SUSPENDED, Ordering::AcqRel);
+        }
+    }
+
     pub(crate) fn take_children_done(&self) -> bool {
         self.flags.fetch_and(!CHILDREN_DONE, Ordering::AcqRel) & CHILDREN_DONE != 0
     }

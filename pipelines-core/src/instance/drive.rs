@@ -192,6 +192,7 @@ where
         if !self.suspended {
             self.suspended = true;
             self.span.state("suspended");
+            self.control.set_suspended(true);
             core.set_state(self.id, InstanceState::Suspended);
         }
     }
@@ -200,6 +201,7 @@ where
         if self.suspended {
             self.suspended = false;
             self.span.state("resumed");
+            self.control.set_suspended(false);
             core.set_state(self.id, InstanceState::Running);
         }
     }

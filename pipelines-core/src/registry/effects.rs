@@ -112,6 +112,14 @@ impl Effects {
         }
     }
 
+    /// `true` if there is nothing to carry out.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cancel.is_empty()
+            && self.admit.is_empty()
+            && self.children_done.is_empty()
+            && self.garbage.is_empty()
+    }
+
     /// Signals what was decided, and hands back what is left to drop. Called without the
     /// lock.
     pub(crate) fn apply(self) -> Garbage {

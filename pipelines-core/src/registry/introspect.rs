@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Entry, Place, QueueId, Registry};
 use crate::ident::Name;
-use crate::introspection::{ActiveQueue, InstanceInfo, QueueInfo, Value};
+use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 use crate::queue::FastMap;
 
 impl Registry {
@@ -13,7 +13,14 @@ impl Registry {
         InstanceInfo {
             ident: entry.ident.clone(),
             queue: self.queue_name(entry.queue),
-            state: entry.state,
+            // Suspensions are in the control block (the driver sets them without the
+            // lock); the registry's own state wins once it says anything else.
+            state: match entry.state {
+                InstanceState::Running if entry.control.is_suspended() => {
+                    InstanceState::Suspended
+                }
+                state => state,
+            },
             parent: entry
                 .parent
                 .and_then(|parent| self.entries.get(&parent))

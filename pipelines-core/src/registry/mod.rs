@@ -16,6 +16,10 @@
 //!   (it holds a slot), its `waiting` list (it waits for one), or neither once it is
 //!   cancelling (a cancellation frees the slot at once). An entry whose own steps are over
 //!   but whose children still run keeps its slot until it is removed.
+//! - An entry's `state` says `Running` while its instance is suspended unless a watcher
+//!   is set: suspensions are a flag in the control block, which introspection reads.
+//! - A quick run (`quick.rs`) holds a slot as a count in `QueueState::quick` and in
+//!   `members`, never as an entry; it gives the count back when it ends or is adopted.
 //! - `Cancelling` is final: neither a state change nor another cancellation undoes it,
 //!   and a value that arrives afterwards is recorded as a cancellation.
 //! - `members` counts the entries of each queue, in whatever place. A per-key queue is
@@ -74,8 +78,9 @@ enum Place {
     Waiting,
 }
 
-/// Index of a queue in the registry's slab.
-type QueueId = usize;
+/// Index of a queue in the registry's slab. A queue with a fixed name keeps its index
+/// for the runtime's life, so it can be resolved once (registration) and used as a hint.
+pub(crate) type QueueId = usize;
 
 struct Entry {
     ident: Ident,
@@ -172,8 +177,8 @@ impl Registry {
         queue: Name,
         concurrency: Concurrency,
         by: Name,
-    ) -> Result<(), InvokeError> {
-        self.queue_for(&queue, false, concurrency, &by).map(|_| ())
+    ) -> Result<QueueId, InvokeError> {
+        self.queue_for(&queue, false, concurrency, &by)
     }
 
     fn queue(&self, queue: QueueId) -> Option<&QueueState> {

@@ -25,16 +25,24 @@ pub(crate) enum Reservation {
 
 impl Registry {
     /// Holds a free slot of `queue` for a quick run, creating the queue if needed.
+    /// `hint` is the queue's index if it was resolved before (a fixed queue keeps it).
     /// Restartable queues and `use_existing` never get here: others act on their live
     /// instances, which a quick run is not.
     pub(crate) fn reserve(
         &mut self,
         queue: &Name,
-        keyed: bool,
+        hint: Option<QueueId>,
         concurrency: Concurrency,
         ident: &Ident,
     ) -> Result<Reservation, InvokeError> {
-        let id = self.queue_for(queue, keyed, concurrency, &ident.name)?;
+        let hinted = hint.filter(|&id| {
+            self.queue(id)
+                .is_some_and(|state| state.concurrency == concurrency)
+        });
+        let id = match hinted {
+            Some(id) => id,
+            None => self.queue_for(queue, false, concurrency, &ident.name)?,
+        };
         let Some(state) = self.queue_mut(id) else {
             return Err(InvokeError::Stopped);
         };

@@ -24,6 +24,8 @@ pub(super) struct Registered {
     pub(super) value_type: &'static str,
     /// The fixed queue it runs in and its configuration, checked at `start`.
     pub(super) queue: Option<(Name, crate::behaviour::Concurrency)>,
+    /// That queue's index in the registry, once declared.
+    pub(super) queue_id: Option<crate::registry::QueueId>,
 }
 
 /// Builds a [`Runtime`]: its context, its named pipelines and its hooks.
@@ -99,6 +101,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             pipeline: Box::new(pipeline),
             value_type: type_name::<V>(),
             queue,
+            queue_id: None,
         });
         self
     }
@@ -257,7 +260,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             .is_some()
             .then(|| Arc::new(EventLog::default()));
         let mut registry = Registry::new(events.clone());
-        for registered in self.pipelines {
+        for mut registered in self.pipelines {
             if pipelines.contains_key(&registered.name) {
                 return Err(StartError::DuplicateName {
                     name: registered.name.to_string(),
@@ -265,7 +268,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             }
             if let Some((queue, concurrency)) = &registered.queue {
                 let by = Name::Shared(Arc::clone(&registered.name));
-                registry.declare(queue.clone(), *concurrency, by)?;
+                registered.queue_id = Some(registry.declare(queue.clone(), *concurrency, by)?);
             }
             pipelines.insert(Arc::clone(&registered.name), registered);
         }

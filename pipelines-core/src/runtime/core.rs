@@ -25,7 +25,7 @@ use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, QueueSpec};
-use crate::registry::{Admission, Effects, Ending, Garbage, Join, Registry};
+use crate::registry::{Admission, Effects, Ending, Garbage, Join, QueueId, Registry};
 
 /// What a nested pipeline step turned into.
 pub(crate) enum ChildStart<V, C> {
@@ -98,6 +98,10 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// Carries out what the registry decided, after the lock was released: signals, then
     /// events, then drops the references the registry let go of.
     pub(super) fn after(&self, fx: Effects) {
+        if fx.is_empty() {
+            self.deliver_events();
+            return;
+        }
         let garbage = fx.apply();
         self.deliver_events();
         if !garbage.is_empty() {
@@ -143,9 +147,14 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
+    /// Records a suspension or a resumption. The control block's flag (set by the
+    /// driver) is what introspection reads; the registry hears of it only when a watcher
+    /// must be told, in order with everything else it decides.
     pub(crate) fn set_state(&self, id: u64, state: InstanceState) {
-        self.lock().set_state(id, state);
-        self.deliver_events();
+        if self.events.is_some() {
+            self.lock().set_state(id, state);
+            self.deliver_events();
+        }
     }
 
     pub(crate) fn await_children(&self, id: u64) -> bool {
@@ -337,9 +346,10 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// moves the instance to a task if it has to wait.
     pub(crate) fn start_root<V>(
         self: &Arc<Self>,
-        pipeline: Pipeline<V, C>,
+        pipeline: &Pipeline<V, C>,
         name: Name,
         argument: V,
+        queue: Option<QueueId>,
     ) -> Result<Invocation<V>, InvokeError>
     where
         V: Clone + Send + Sync + 'static,
@@ -347,12 +357,12 @@ impl<C: Send + Sync + 'static> Core<C> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(InvokeError::Stopped);
         }
-        let argument = match self.start_quick(&pipeline, &name, argument) {
+        let argument = match self.start_quick(pipeline, &name, argument, queue) {
             Quick::Done(invocation) => return invocation,
             Quick::Declined(argument) => argument,
         };
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
-        let (mut instance, control) = match self.join(pipeline, name, argument, None, false)? {
+        let (mut instance, control) = match self.join(pipeline.clone(), name, argument, None, false)? {
             Joined::Run(instance, control) => (instance, control),
             Joined::Shared {
                 ident,

@@ -28,7 +28,7 @@ use crate::introspection::{ActiveQueue, InstanceInfo, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::pipeline_handle::PipelineHandle;
-use crate::registry::Effects;
+use crate::registry::{Effects, QueueId};
 
 pub use self::builder::RuntimeBuilder;
 pub(crate) use self::core::{ChildStart, Core};
@@ -218,8 +218,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let (pipeline, name) = self.resolve::<V>(name)?;
-        self.core.start_root(pipeline.clone(), name, argument)
+        let (pipeline, name, queue) = self.resolve::<V>(name)?;
+        self.core.start_root(pipeline, name, argument, queue)
     }
 
     /// Resolves the pipeline registered under `name` once, as a typed handle: invoking
@@ -246,16 +246,21 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let (pipeline, name) = self.resolve::<V>(name)?;
+        let (pipeline, name, queue) = self.resolve::<V>(name)?;
         Ok(PipelineHandle::new(
             Arc::clone(&self.core),
             pipeline.clone(),
             name,
+            queue,
         ))
     }
 
     /// The pipeline registered under `name`, if its value type is `V`, and its name.
-    fn resolve<V>(&self, name: &str) -> Result<(&Pipeline<V, C>, Name), InvokeError>
+    #[allow(clippy::type_complexity)]
+    fn resolve<V>(
+        &self,
+        name: &str,
+    ) -> Result<(&Pipeline<V, C>, Name, Option<QueueId>), InvokeError>
     where
         V: Clone + Send + Sync + 'static,
     {
@@ -272,7 +277,11 @@ impl<C: Send + Sync + 'static> Runtime<C> {
                 found: type_name::<V>(),
             });
         };
-        Ok((pipeline, Name::Shared(Arc::clone(&registered.name))))
+        Ok((
+            pipeline,
+            Name::Shared(Arc::clone(&registered.name)),
+            registered.queue_id,
+        ))
     }
 
     /// Invokes a pipeline value, registered or not, with `argument`. An unregistered
@@ -295,7 +304,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         V: Clone + Send + Sync + 'static,
     {
         let name = Name::Static(pipeline.site_name());
-        self.core.start_root(pipeline.clone(), name, argument)
+        self.core.start_root(pipeline, name, argument, None)
     }
 
     /// Cancels the instance `ident` as SEMANTICS 4 says: climbs through its non-detached

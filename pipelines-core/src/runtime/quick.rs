@@ -26,7 +26,7 @@ use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueSpec;
-use crate::registry::{Effects, Join, Reservation};
+use crate::registry::{Effects, Join, QueueId, Reservation};
 
 /// What the quick path made of an invocation.
 pub(super) enum Quick<V> {
@@ -37,12 +37,14 @@ pub(super) enum Quick<V> {
 }
 
 impl<C: Send + Sync + 'static> Core<C> {
-    /// Tries the quick path for a root invocation of `pipeline` named `name`.
+    /// Tries the quick path for a root invocation of `pipeline` named `name` (`hint`: its
+    /// queue's index, if resolved at registration).
     pub(super) fn start_quick<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
         name: &Name,
         argument: V,
+        hint: Option<QueueId>,
     ) -> Quick<V>
     where
         V: Clone + Send + Sync + 'static,
@@ -69,7 +71,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             name: name.clone(),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
-        let reservation = self.lock().reserve(queue, false, concurrency, &ident);
+        let reservation = self.lock().reserve(queue, hint, concurrency, &ident);
         let held = match reservation {
             Ok(Reservation::Held(held)) => held,
             Ok(Reservation::Refused) => {
