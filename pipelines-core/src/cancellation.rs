@@ -13,7 +13,9 @@
 
 use std::any::{type_name, Any};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
+
+use futures::task::AtomicWaker;
 
 use tokio::sync::oneshot;
 
@@ -31,7 +33,11 @@ pub(crate) struct Control<V> {
     sharers: Mutex<Vec<Sharer<V>>>,
     /// The outcome of an instance whose task the executor dropped (it shut down): the
     /// drop ran the instance to its end, and its caller finds the outcome here.
-    orphaned: Mutex<Option<Result<V, Error>>>,
+    /// The outcome of a root instance driven by a task, for its caller: set once
+    /// ([`complete`](Control::complete)), taken once.
+    outcome: Mutex<Option<Result<V, Error>>>,
+    /// The caller waiting for `outcome`.
+    caller: AtomicWaker,
 }
 
 impl<V> Control<V> {
@@ -41,7 +47,8 @@ impl<V> Control<V> {
             argument,
             result: OnceLock::new(),
             sharers: Mutex::new(Vec::new()),
-            orphaned: Mutex::new(None),
+            outcome: Mutex::new(None),
+            caller: AtomicWaker::new(),
         }
     }
 
@@ -92,15 +99,45 @@ impl<V> Control<V> {
     }
 
     /// Keeps the outcome of an instance whose task was dropped, for its caller.
-    pub(crate) fn set_orphaned(&self, outcome: Result<V, Error>) {
-        *self.orphaned.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+    /// Hands the outcome of a root instance to its caller. The first outcome wins (a
+    /// task that panics after completing, or is dropped after, sets none).
+    pub(crate) fn complete(&self, outcome: Result<V, Error>) {
+        if self.signals.set_done() {
+            *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+            self.signals.set_delivered();
+            self.caller.wake();
+        }
     }
 
-    pub(crate) fn take_orphaned(&self) -> Option<Result<V, Error>> {
-        self.orphaned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// `true` once the outcome is there (taken or not).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.signals.is_delivered()
+    }
+
+    /// Takes the outcome if it is there; `Some(Err(ResultTaken))` if it was taken.
+    pub(crate) fn try_take(&self) -> Option<Result<V, Error>> {
+        if !self.signals.is_delivered() {
+            return None;
+        }
+        Some(
+            self.outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or(Err(Error::ResultTaken)),
+        )
+    }
+
+    /// Waits for the outcome.
+    pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<V, Error>> {
+        if let Some(outcome) = self.try_take() {
+            return Poll::Ready(outcome);
+        }
+        self.caller.register(cx.waker());
+        match self.try_take() {
+            Some(outcome) => Poll::Ready(outcome),
+            None => Poll::Pending,
+        }
     }
 }
 

@@ -6,9 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::FutureExt;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::cancellation::Control;
 use crate::error::Error;
@@ -20,7 +18,8 @@ use crate::runtime::Canceller;
 ///
 /// - When the pipeline ran to its end without waiting, the result is already here:
 ///   [`try_result`](Invocation::try_result) returns it without any executor.
-/// - Otherwise the instance runs on a tokio task, and awaiting the handle yields its result.
+/// - Otherwise the instance runs on a tokio task (or waits for a slot), and awaiting the
+///   handle yields its result.
 /// - A `use_existing` invocation that matched a live instance shares that instance's
 ///   result (and ident).
 ///
@@ -63,7 +62,8 @@ enum Held<V> {
 
 enum State<V> {
     Ready(Result<V, Error>),
-    Running(JoinHandle<Result<V, Error>>),
+    /// Driven by a task, which hands the outcome over in the control block.
+    Running,
     Shared(oneshot::Receiver<Result<V, Error>>),
     Taken,
 }
@@ -109,13 +109,12 @@ impl<V> Invocation<V> {
         ident: Ident,
         control: Arc<Control<V>>,
         canceller: Arc<dyn Canceller>,
-        task: JoinHandle<Result<V, Error>>,
     ) -> Self {
         Invocation {
             ident,
             held: Held::Control(control),
             canceller: Some(canceller),
-            state: State::Running(task),
+            state: State::Running,
         }
     }
 
@@ -193,7 +192,7 @@ impl<V> Invocation<V> {
     pub fn is_finished(&self) -> bool {
         match &self.state {
             State::Ready(_) => true,
-            State::Running(task) => task.is_finished(),
+            State::Running => self.control().is_some_and(|control| control.is_complete()),
             State::Shared(receiver) => !receiver.is_empty() || receiver.is_terminated(),
             State::Taken => false,
         }
@@ -213,13 +212,13 @@ impl<V> Invocation<V> {
     pub fn try_result(&mut self) -> Option<Result<V, Error>> {
         match std::mem::replace(&mut self.state, State::Taken) {
             State::Ready(result) => Some(result),
-            State::Running(mut task) => match (&mut task).now_or_never() {
-                Some(joined) => Some(joined.unwrap_or_else(|error| self.join_error(error))),
-                None => {
-                    self.state = State::Running(task);
-                    None
+            State::Running => {
+                let taken = self.control().and_then(|control| control.try_take());
+                if taken.is_none() {
+                    self.state = State::Running;
                 }
-            },
+                taken
+            }
             State::Shared(mut receiver) => match receiver.try_recv() {
                 Ok(result) => Some(result),
                 Err(oneshot::error::TryRecvError::Empty) => {
@@ -233,20 +232,11 @@ impl<V> Invocation<V> {
     }
 }
 
-/// The task driving an instance ended without a result: the tokio runtime was shut down
-/// under it. For the caller, the instance was cancelled.
 impl<V> Invocation<V> {
-    /// What a task that did not return tells: a panic, or the outcome its drop recorded
-    /// when the executor shut down (the instance ran to its end without it).
-    fn join_error(&self, error: tokio::task::JoinError) -> Result<V, Error> {
-        if error.is_panic() {
-            Err(Error::from_panic(error.into_panic()))
-        } else {
-            match &self.held {
-                Held::Control(control) => control.take_orphaned(),
-                Held::Argument(_) => None,
-            }
-            .unwrap_or(Err(Error::NoExecutor))
+    fn control(&self) -> Option<&Control<V>> {
+        match &self.held {
+            Held::Control(control) => Some(control),
+            Held::Argument(_) => None,
         }
     }
 }
@@ -257,11 +247,15 @@ impl<V> Future for Invocation<V> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match &mut this.state {
-            State::Running(task) => match Pin::new(task).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(joined) => {
+            State::Running => match this.control().map(|control| control.poll_outcome(cx)) {
+                Some(Poll::Pending) => Poll::Pending,
+                Some(Poll::Ready(outcome)) => {
                     this.state = State::Taken;
-                    Poll::Ready(joined.unwrap_or_else(|error| this.join_error(error)))
+                    Poll::Ready(outcome)
+                }
+                None => {
+                    this.state = State::Taken;
+                    Poll::Ready(Err(Error::ResultTaken))
                 }
             },
             State::Shared(receiver) => match Pin::new(receiver).poll(cx) {
@@ -281,7 +275,7 @@ impl<V> Future for Invocation<V> {
     }
 }
 
-// The handle holds no pinned data: the result, a `JoinHandle` or a receiver, all `Unpin`.
+// The handle holds no pinned data: the result, a control block or a receiver, all `Unpin`.
 impl<V> Unpin for Invocation<V> {}
 
 impl<V> fmt::Debug for Invocation<V> {
@@ -289,7 +283,7 @@ impl<V> fmt::Debug for Invocation<V> {
         let state = match &self.state {
             State::Ready(Ok(_)) => "finished",
             State::Ready(Err(_)) => "ended without a value",
-            State::Running(_) => "running",
+            State::Running => "running",
             State::Shared(_) => "sharing a live instance's result",
             State::Taken => "result taken",
         };

@@ -29,6 +29,10 @@ const CHILDREN_DONE: u8 = 4;
 /// sharers' lock.
 const SHARED: u8 = 8;
 const SUSPENDED: u8 = 16;
+/// A root's outcome is being handed over (set once, by the first to finish).
+const DONE: u8 = 32;
+/// The outcome is in place for the caller.
+const DELIVERED: u8 = 64;
 
 pub(crate) struct Signals {
     flags: AtomicU8,
@@ -77,6 +81,19 @@ impl Signals {
         } else {
             self.flags.fetch_and(!SUSPENDED, Ordering::AcqRel);
         }
+    }
+
+    /// Claims the right to hand over the outcome: `true` the first time only.
+    pub(crate) fn set_done(&self) -> bool {
+        self.flags.fetch_or(DONE, Ordering::AcqRel) & DONE == 0
+    }
+
+    pub(crate) fn set_delivered(&self) {
+        self.flags.fetch_or(DELIVERED, Ordering::AcqRel);
+    }
+
+    pub(crate) fn is_delivered(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & DELIVERED != 0
     }
 
     pub(crate) fn take_children_done(&self) -> bool {

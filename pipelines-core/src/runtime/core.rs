@@ -389,11 +389,11 @@ impl<C: Send + Sync + 'static> Core<C> {
             let result = self.run_without_executor(instance);
             return Ok(Invocation::ready(ident, control, canceller, result));
         };
-        let task = executor.spawn(Task {
+        drop(executor.spawn(Task {
             instance: Some(instance),
             core: Arc::clone(self),
-        });
-        Ok(Invocation::running(ident, control, canceller, task))
+        }));
+        Ok(Invocation::running(ident, control, canceller))
     }
 
     /// A nested pipeline step (SEMANTICS 2).

@@ -198,11 +198,11 @@ impl<C: Send + Sync + 'static> Core<C> {
             let result = self.run_without_executor(instance);
             return Invocation::ready(ident, control, canceller, result);
         };
-        let task = executor.spawn(Task {
+        drop(executor.spawn(Task {
             instance: Some(instance),
             core: Arc::clone(self),
-        });
-        Invocation::running(ident, control, canceller, task)
+        }));
+        Invocation::running(ident, control, canceller)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The tokio task that drives an instance after its first wait.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,26 +26,37 @@ where
     V: Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
-    type Output = Result<V, Error>;
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// Drives the instance; its outcome goes to the caller through the control block.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let Some(instance) = this.instance.as_mut() else {
-            return Poll::Ready(Err(Error::ResultTaken));
+            return Poll::Ready(());
         };
-        // A wake-up whose future is still pending runs no step: no transaction for it.
-        if instance.poll_waiting(cx).is_pending() {
-            return Poll::Pending;
-        }
-        if this.core.run_stretch(instance, cx).is_pending() {
-            return Poll::Pending;
-        }
-        match this.instance.take() {
-            Some(instance) => {
-                let ident = instance.ident().clone();
-                Poll::Ready(this.core.finish_root(&ident, instance.into_completion()))
+        let control = instance.control();
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            // A wake-up whose future is still pending runs no step: no transaction.
+            if instance.poll_waiting(cx).is_pending() {
+                return Poll::Pending;
             }
-            None => Poll::Ready(Err(Error::ResultTaken)),
+            this.core.run_stretch(instance, cx)
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                if let Some(instance) = this.instance.take() {
+                    let ident = instance.ident().clone();
+                    control.complete(this.core.finish_root(&ident, instance.into_completion()));
+                }
+                Poll::Ready(())
+            }
+            // User code is contained where it runs; a panic here is the runtime's. The
+            // caller is told, and the task ends (its drop ends the instance).
+            Err(panic) => {
+                control.complete(Err(Error::from_panic(panic)));
+                Poll::Ready(())
+            }
         }
     }
 }
@@ -62,7 +74,7 @@ where
             // outcome in the control block.
             let control = instance.control();
             let outcome = self.core.run_without_executor(instance);
-            control.set_orphaned(outcome);
+            control.complete(outcome);
         }
     }
 }
