@@ -102,6 +102,10 @@ impl Registry {
         if !entry.done {
             fx.cancel.push(Arc::clone(&entry.control));
         }
+        // A parked root never ran: it ends on the canceller's thread, no task spawned.
+        if let Some(parked) = entry.parked.take() {
+            fx.end.push(parked);
+        }
         let (place, queue) = (entry.place, entry.queue);
         self.leave_existing(id);
         // Cancelling frees the slot at once.

@@ -14,7 +14,21 @@ pub(crate) struct Effects {
     pub(crate) cancel: Controls,
     pub(crate) admit: Controls,
     pub(crate) children_done: Controls,
+    /// Parked roots that were admitted: spawned.
+    pub(crate) start: Few<Box<dyn Parked>>,
+    /// Parked roots that were cancelled: ended here.
+    pub(crate) end: Few<Box<dyn Parked>>,
     pub(super) garbage: Garbage,
+}
+
+/// The task of a root that waits for a slot, kept by the registry instead of spawned
+/// (waiting instances are data, not tasks).
+pub(crate) trait Parked: Send {
+    /// Admitted: spawns it (or, with no executor left, runs it to its end here).
+    fn start(self: Box<Self>);
+    /// Cancelled before it was admitted: ends it on this thread (no step, no
+    /// `finally!`), telling its caller.
+    fn end(self: Box<Self>);
 }
 
 /// A few items: the first inline, more in a vector, so the common case of one allocates
@@ -117,6 +131,8 @@ impl Effects {
         self.cancel.is_empty()
             && self.admit.is_empty()
             && self.children_done.is_empty()
+            && self.start.is_empty()
+            && self.end.is_empty()
             && self.garbage.is_empty()
     }
 
@@ -131,6 +147,13 @@ impl Effects {
         }
         for control in self.children_done.iter() {
             control.children_done();
+        }
+        // After the signals: a parked root ends by seeing its cancellation.
+        for parked in self.start {
+            parked.start();
+        }
+        for parked in self.end {
+            parked.end();
         }
         self.garbage
     }

@@ -16,9 +16,7 @@ impl Registry {
             // Suspensions are in the control block (the driver sets them without the
             // lock); the registry's own state wins once it says anything else.
             state: match entry.state {
-                InstanceState::Running if entry.control.is_suspended() => {
-                    InstanceState::Suspended
-                }
+                InstanceState::Running if entry.control.is_suspended() => InstanceState::Suspended,
                 state => state,
             },
             parent: entry

@@ -67,7 +67,7 @@ use crate::ident::Name;
 use crate::introspection::{InstanceState, KeptResult};
 use crate::queue::{FastMap, QueueState};
 
-pub(crate) use self::effects::{Effects, Garbage};
+pub(crate) use self::effects::{Effects, Garbage, Parked};
 pub(crate) use self::quick::Reservation;
 
 /// Which list of its queue an entry is in.
@@ -102,6 +102,9 @@ struct Entry {
     pipeline_key: usize,
     /// A cancelled instance waits for its children before its `finally!`.
     wake_when_childless: bool,
+    /// A root waiting for a slot, kept here instead of on a task until it is admitted
+    /// (then spawned) or cancelled (then ended by the canceller).
+    parked: Option<Box<dyn Parked>>,
 }
 
 /// A request to join a queue.
@@ -371,6 +374,7 @@ impl Registry {
                 existing: None,
                 pipeline_key: join.pipeline_key,
                 wake_when_childless: false,
+                parked: None,
             },
         );
         if let Some(parent) = join.parent.and_then(|parent| self.entries.get_mut(&parent)) {
@@ -419,9 +423,12 @@ impl Registry {
         }) {
             self.unlink(next);
             self.start(next);
-            if let Some(entry) = self.entries.get(&next) {
+            if let Some(entry) = self.entries.get_mut(&next) {
                 entry.control.set_admitted();
-                fx.admit.push(Arc::clone(&entry.control));
+                match entry.parked.take() {
+                    Some(parked) => fx.start.push(parked),
+                    None => fx.admit.push(Arc::clone(&entry.control)),
+                }
             }
         }
     }
@@ -442,6 +449,21 @@ impl Registry {
                 }
             }
             state.generation += 1;
+        }
+    }
+
+    /// Keeps `parked` (the task of root `id`, which waits for a slot) until `id` is
+    /// admitted or cancelled. Handed back if that already happened (or `id` is gone):
+    /// the caller spawns it as it is.
+    pub(crate) fn park(&mut self, id: u64, parked: Box<dyn Parked>) -> Result<(), Box<dyn Parked>> {
+        match self.entries.get_mut(&id) {
+            Some(entry)
+                if entry.place == Place::Waiting && entry.state != InstanceState::Cancelling =>
+            {
+                entry.parked = Some(parked);
+                Ok(())
+            }
+            _ => Err(parked),
         }
     }
 

@@ -362,23 +362,26 @@ impl<C: Send + Sync + 'static> Core<C> {
             Quick::Declined(argument) => argument,
         };
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
-        let (mut instance, control) = match self.join(pipeline.clone(), name, argument, None, false)? {
-            Joined::Run(instance, control) => (instance, control),
-            Joined::Shared {
-                ident,
-                control,
-                receiver,
-            } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
-            Joined::Refused(ident, argument) => return Ok(Invocation::refused(ident, argument)),
-            Joined::Dropped(ident, control) => {
-                return Ok(Invocation::ready(
+        let (mut instance, control) =
+            match self.join(pipeline.clone(), name, argument, None, false)? {
+                Joined::Run(instance, control) => (instance, control),
+                Joined::Shared {
                     ident,
                     control,
-                    canceller,
-                    Err(Error::Dropped),
-                ))
-            }
-        };
+                    receiver,
+                } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
+                Joined::Refused(ident, argument) => {
+                    return Ok(Invocation::refused(ident, argument))
+                }
+                Joined::Dropped(ident, control) => {
+                    return Ok(Invocation::ready(
+                        ident,
+                        control,
+                        canceller,
+                        Err(Error::Dropped),
+                    ))
+                }
+            };
         let ident = instance.ident().clone();
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         if instance.is_admitted() && self.run_stretch(&mut instance, &mut cx).is_ready() {
@@ -389,10 +392,21 @@ impl<C: Send + Sync + 'static> Core<C> {
             let result = self.run_without_executor(instance);
             return Ok(Invocation::ready(ident, control, canceller, result));
         };
-        drop(executor.spawn(Task {
+        let admitted = instance.is_admitted();
+        let task = Task {
             instance: Some(instance),
             core: Arc::clone(self),
-        }));
+        };
+        if admitted {
+            drop(executor.spawn(task));
+        } else {
+            // Waiting for a slot: kept by the registry, spawned only once admitted.
+            let parked = self.lock().park(ident.id, Box::new(task));
+            if let Err(parked) = parked {
+                // Admitted or cancelled in the meantime.
+                parked.start();
+            }
+        }
         Ok(Invocation::running(ident, control, canceller))
     }
 

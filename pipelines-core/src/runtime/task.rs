@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use super::Core;
 use crate::error::Error;
 use crate::instance::Instance;
+use crate::registry::Parked;
 
 /// The tokio task that drives an instance after its first wait (or while it waits for a
 /// slot).
@@ -75,6 +76,37 @@ where
             let control = instance.control();
             let outcome = self.core.run_without_executor(instance);
             control.complete(outcome);
+        }
+    }
+}
+
+impl<V, C> Parked for Task<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    fn start(self: Box<Self>) {
+        match self.core.executor() {
+            Some(executor) => drop(executor.spawn(*self)),
+            // Dropping the task runs the instance to its end without an executor.
+            None => drop(self),
+        }
+    }
+
+    fn end(mut self: Box<Self>) {
+        let Some(mut instance) = self.instance.take() else {
+            return;
+        };
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if self.core.run_stretch(&mut instance, &mut cx).is_ready() {
+            let control = instance.control();
+            let ident = instance.ident().clone();
+            control.complete(self.core.finish_root(&ident, instance.into_completion()));
+        } else {
+            // Admitted after all (a slot was given before the cancellation): it runs
+            // its `finally!` on a task.
+            self.instance = Some(instance);
+            self.start();
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Quick runs: a root invocation that nothing observes runs inside `invoke` without a
+//! The fast paths of a root invocation. Quick runs: a root invocation that nothing
+//! observes runs inside `invoke` without a
 //! registry entry while its steps are synchronous, and becomes an ordinary instance at
 //! the first step that needs one. Everything a caller, a queue or another invocation can
 //! see must be what the ordinary path shows.
@@ -443,4 +444,61 @@ fn a_kept_result_whose_drop_panics_is_reported_and_changes_no_outcome() {
         reports[0].contains("drop of a value the runtime kept"),
         "{reports:?}"
     );
+}
+
+// Waiting instances are data: a root that waits for a slot is kept by the registry, not
+// by a task, until it is admitted (then spawned) or cancelled (then ended at once).
+
+#[tokio::test(start_paused = true)]
+async fn a_replaced_waiting_instance_ends_at_once_without_a_task() {
+    let latest = pipeline!(|value: u32, _ctx: &Ctx| {
+        sleep(Duration::from_millis(10)).await;
+        value * 10;
+    })
+    .keep_latest();
+    let runtime = start(vec![("latest", latest)]);
+    let running = runtime.invoke("latest", 1_u32).unwrap();
+    let mut replaced = runtime.invoke("latest", 2_u32).unwrap();
+    assert!(replaced.try_result().is_none());
+    let kept = runtime.invoke("latest", 3_u32).unwrap();
+    // No executor turn in between: the replaced instance ended inside `invoke`.
+    assert!(replaced.is_finished());
+    assert!(replaced.try_result().unwrap().unwrap_err().is_cancelled());
+    let queue = runtime.queue("latest").unwrap();
+    assert_eq!((queue.running(), queue.waiting()), (1, 1));
+    assert_eq!(queue.last_cancelled(), Some(replaced.ident()));
+    assert_eq!(running.await.unwrap(), 10);
+    assert_eq!(kept.await.unwrap(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiting_instance_ends_at_once_and_an_admitted_one_runs() {
+    let one = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            ctx.log(format!("start {value}"));
+        };
+        sleep(Duration::from_millis(10)).await;
+        value;
+        finally!(|error| {
+            {
+                ctx.log(format!("finally {value}"));
+            };
+        });
+    })
+    .enqueued();
+    let runtime = start(vec![("one", one)]);
+    let first = runtime.invoke("one", 1_u32).unwrap();
+    let second = runtime.invoke("one", 2_u32).unwrap();
+    let third = runtime.invoke("one", 3_u32).unwrap();
+    assert!(second.cancel());
+    assert!(second.is_finished());
+    assert!(second.await.unwrap_err().is_cancelled());
+    assert_eq!(first.await.unwrap(), 1);
+    assert_eq!(third.await.unwrap(), 3);
+    // The cancelled one never started: no step, no `finally!`.
+    assert_eq!(
+        runtime.context().take_log(),
+        ["start 1", "finally 1", "start 3", "finally 3"]
+    );
+    assert!(runtime.active().is_empty());
 }
