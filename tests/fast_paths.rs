@@ -1,8 +1,8 @@
-//! The fast paths of a root invocation. Quick runs: a root invocation that nothing
-//! observes runs inside `invoke` without a
-//! registry entry while its steps are synchronous, and becomes an ordinary instance at
-//! the first step that needs one. Everything a caller, a queue or another invocation can
-//! see must be what the ordinary path shows.
+//! The fast paths of a root invocation: quick runs (a root that nothing observes runs
+//! inside `invoke` without a registry entry while its steps are synchronous, and becomes
+//! an ordinary instance at the first step that needs one) and parked waiting instances.
+//! Everything a caller, a queue or another invocation can see must be what the ordinary
+//! path shows.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
