@@ -2,13 +2,16 @@
 //!
 //! `invoke` runs the first synchronous stretch of an instance right in the caller's stack
 //! (inside the transactor, if any). If the instance completes there, its result goes
-//! straight into the returned handle: no task, no channel, no allocation. Only an instance
-//! that waits on something is moved into a tokio task, which polls it from then on.
+//! straight into the returned handle: no task, no channel. When nothing observes it, it
+//! runs as a quick run (`quick.rs`): no registry entry and no control block either. Only
+//! an instance that waits on something is moved into a tokio task, which polls it from
+//! then on; one that waits for a slot is parked in the registry until admitted.
 //!
 //! - `mod.rs`: [`Runtime`], [`WeakRuntime`], [`in_pipeline`] and [`Canceller`]
 //! - `builder.rs`: [`RuntimeBuilder`] and the registered pipelines it collects
 //! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
-//! - `task.rs`: the tokio task that drives an instance once it waits
+//! - `quick.rs`: the quick path of a root invocation, and its adoption as an instance
+//! - `task.rs`: the tokio task that drives an instance once it waits (and its parked form)
 
 mod builder;
 mod core;
