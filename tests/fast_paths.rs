@@ -43,6 +43,21 @@ fn start(pipelines: Vec<(&str, Pipeline<u32, Ctx>)>) -> Runtime<Ctx> {
     runtime
 }
 
+/// Invokes `name` and takes the value it ended with inside `invoke`.
+fn done<V, C>(runtime: &Runtime<C>, name: &str, argument: V) -> V
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    let handle = runtime.handle::<V>(name).unwrap();
+    handle
+        .invoke(argument)
+        .unwrap()
+        .try_result()
+        .unwrap()
+        .unwrap()
+}
+
 #[test]
 fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
     let double = pipeline!(|value: u32, _ctx: &Ctx| {
@@ -51,15 +66,7 @@ fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
     .enqueued();
     let runtime = start(vec![("double", double)]);
     for value in 1..=3_u32 {
-        assert_eq!(
-            runtime
-                .invoke("double", value)
-                .unwrap()
-                .try_result()
-                .unwrap()
-                .unwrap(),
-            value * 2
-        );
+        assert_eq!(done(&runtime, "double", value), value * 2);
     }
     let queue = runtime.queue("double").unwrap();
     assert_eq!(queue.performed(), 3);
@@ -87,15 +94,7 @@ fn a_quick_run_holds_its_slot_while_its_steps_run() {
     .dropping()
     .max(1);
     let runtime = start(vec![("one", inner)]);
-    assert_eq!(
-        runtime
-            .invoke("one", 0_u32)
-            .unwrap()
-            .try_result()
-            .unwrap()
-            .unwrap(),
-        0
-    );
+    assert_eq!(done(&runtime, "one", 0_u32), 0);
     assert_eq!(
         runtime.context().take_log(),
         ["running 1", "again Some(Err(Dropped))"]
@@ -232,15 +231,7 @@ fn an_error_after_synchronous_steps_takes_the_error_path_with_the_value_before_i
 #[test]
 fn a_panic_after_synchronous_steps_takes_the_error_path_at_its_step() {
     let runtime = start(vec![("p", guarded(|value| Ok(panics_on_two(value))))]);
-    assert_eq!(
-        runtime
-            .invoke("p", 1_u32)
-            .unwrap()
-            .try_result()
-            .unwrap()
-            .unwrap(),
-        2
-    );
+    assert_eq!(done(&runtime, "p", 1_u32), 2);
     let log = runtime.context().take_log();
     assert!(log[0].starts_with("rescued 2: "), "{log:?}");
     assert!(log[0].contains("two"), "{log:?}");
@@ -284,15 +275,7 @@ fn a_break_after_synchronous_steps_still_runs_finally() {
         });
     });
     let runtime = start(vec![("p", p)]);
-    assert_eq!(
-        runtime
-            .invoke("p", 1_u32)
-            .unwrap()
-            .try_result()
-            .unwrap()
-            .unwrap(),
-        14
-    );
+    assert_eq!(done(&runtime, "p", 1_u32), 14);
     assert_eq!(runtime.context().take_log(), ["finally 14"]);
 }
 
@@ -317,15 +300,7 @@ fn a_nested_pipeline_makes_the_run_an_instance_its_child_can_name_as_parent() {
         value + 1;
     });
     let runtime = start(vec![("parent", parent)]);
-    assert_eq!(
-        runtime
-            .invoke("parent", 1_u32)
-            .unwrap()
-            .try_result()
-            .unwrap()
-            .unwrap(),
-        5
-    );
+    assert_eq!(done(&runtime, "parent", 1_u32), 5);
     assert_eq!(runtime.context().take_log(), ["children with a parent: 1"]);
     assert!(runtime.active().is_empty());
 }

@@ -58,12 +58,6 @@ impl Registry {
         Ok(Reservation::Full)
     }
 
-    /// Gives back a quick run's slot (it never became an entry), and starts the waiting
-    /// instances that slot lets in.
-    pub(crate) fn cancel_reservation(&mut self, queue: QueueId, fx: &mut Effects) {
-        self.unhold(queue, fx);
-    }
-
     /// Records how a quick run ended and gives its slot back. A result replaces the
     /// queue's last result in place when the queue's previous one was kept the same way
     /// and nobody else looks at it (no allocation): the old value is returned, to be
@@ -97,7 +91,7 @@ impl Registry {
                 Err(error) => state.stats.last_error = Some(error),
             }
         }
-        self.unhold(queue, fx);
+        self.give_back(queue, fx);
         replaced
     }
 
@@ -110,7 +104,9 @@ impl Registry {
         self.insert(join, queue, Admission::Start);
     }
 
-    fn unhold(&mut self, queue: QueueId, fx: &mut Effects) {
+    /// Gives back a quick run's slot (it never became an entry), and starts the waiting
+    /// instances that slot lets in.
+    pub(crate) fn give_back(&mut self, queue: QueueId, fx: &mut Effects) {
         if let Some(state) = self.queue_mut(queue) {
             state.quick -= 1;
             state.members -= 1;

@@ -115,13 +115,18 @@ impl<C: Send + Sync + 'static> Core<C> {
     fn drop_garbage(&self, garbage: Garbage) {
         let ident = garbage.on_behalf_of.clone();
         for reference in garbage.into_references() {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(reference))) {
-                let ident = ident
-                    .clone()
-                    .unwrap_or_else(|| self.ident(&Name::Static("pipelines")));
-                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
-                self.hooks.report(&ident, &error);
-            }
+            self.drop_kept(reference, ident.as_ref());
+        }
+    }
+
+    /// Drops one value the runtime kept, reporting a panicking `Drop` for `on_behalf_of`.
+    pub(super) fn drop_kept<T>(&self, value: T, on_behalf_of: Option<&Ident>) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+            let ident = on_behalf_of
+                .cloned()
+                .unwrap_or_else(|| self.ident(&Name::Static("pipelines")));
+            let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
+            self.hooks.report(&ident, &error);
         }
     }
 
@@ -361,36 +366,46 @@ impl<C: Send + Sync + 'static> Core<C> {
             Quick::Done(invocation) => return invocation,
             Quick::Declined(argument) => argument,
         };
+        let canceller = || Arc::clone(self) as Arc<dyn Canceller>;
+        let (instance, control) = match self.join(pipeline.clone(), name, argument, None, false)? {
+            Joined::Run(instance, control) => (instance, control),
+            Joined::Shared {
+                ident,
+                control,
+                receiver,
+            } => return Ok(Invocation::shared(ident, control, canceller(), receiver)),
+            Joined::Refused(ident, argument) => return Ok(Invocation::refused(ident, argument)),
+            Joined::Dropped(ident, control) => {
+                let dropped = Err(Error::Dropped);
+                return Ok(Invocation::ready(ident, control, canceller(), dropped));
+            }
+        };
+        let runs_now = instance.is_admitted();
+        Ok(self.carry_on(instance, control, runs_now))
+    }
+
+    /// Carries a root instance on from `invoke`: its first stretch runs here if
+    /// `runs_now` (it holds a slot and waits on nothing yet); what is left waits on a
+    /// task, or, for a root waiting for a slot, parked in the registry until admitted.
+    pub(super) fn carry_on<V>(
+        self: &Arc<Self>,
+        mut instance: Instance<V, C>,
+        control: Arc<Control<V>>,
+        runs_now: bool,
+    ) -> Invocation<V>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
-        let (mut instance, control) =
-            match self.join(pipeline.clone(), name, argument, None, false)? {
-                Joined::Run(instance, control) => (instance, control),
-                Joined::Shared {
-                    ident,
-                    control,
-                    receiver,
-                } => return Ok(Invocation::shared(ident, control, canceller, receiver)),
-                Joined::Refused(ident, argument) => {
-                    return Ok(Invocation::refused(ident, argument))
-                }
-                Joined::Dropped(ident, control) => {
-                    return Ok(Invocation::ready(
-                        ident,
-                        control,
-                        canceller,
-                        Err(Error::Dropped),
-                    ))
-                }
-            };
         let ident = instance.ident().clone();
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        if instance.is_admitted() && self.run_stretch(&mut instance, &mut cx).is_ready() {
+        if runs_now && self.run_stretch(&mut instance, &mut cx).is_ready() {
             let result = self.finish_root(&ident, instance.into_completion());
-            return Ok(Invocation::ready(ident, control, canceller, result));
+            return Invocation::ready(ident, control, canceller, result);
         }
         let Some(executor) = self.executor() else {
             let result = self.run_without_executor(instance);
-            return Ok(Invocation::ready(ident, control, canceller, result));
+            return Invocation::ready(ident, control, canceller, result);
         };
         let admitted = instance.is_admitted();
         let task = Task {
@@ -407,7 +422,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 parked.start();
             }
         }
-        Ok(Invocation::running(ident, control, canceller))
+        Invocation::running(ident, control, canceller)
     }
 
     /// A nested pipeline step (SEMANTICS 2).
@@ -527,6 +542,16 @@ impl<C: Send + Sync + 'static> Core<C> {
             Some(polled) => polled,
             None => instance.drive(self, cx),
         }
+    }
+
+    /// Hands a completed root's outcome to its caller through its control block.
+    pub(super) fn hand_over<V>(&self, instance: Instance<V, C>)
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let control = instance.control();
+        let ident = instance.ident().clone();
+        control.complete(self.finish_root(&ident, instance.into_completion()));
     }
 
     /// The caller's view of a root instance's completion; reports unhandled errors.

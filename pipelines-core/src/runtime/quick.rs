@@ -12,11 +12,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Context;
 
 use super::core::contained;
-use super::task::Task;
-use super::{Canceller, Core};
+use super::Core;
 use crate::behaviour::Behaviour;
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, InvokeError};
@@ -86,7 +84,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             Ok(kept) => kept,
             Err(error) => {
                 let mut fx = Effects::default();
-                self.lock().cancel_reservation(held, &mut fx);
+                self.lock().give_back(held, &mut fx);
                 self.after(fx);
                 return Quick::Done(Err(error));
             }
@@ -128,10 +126,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         };
         self.after(fx);
         if let Some(replaced) = replaced {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(replaced))) {
-                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
-                self.hooks.report(&ident, &error);
-            }
+            self.drop_kept(replaced, Some(&ident));
         }
         if let Err(error) = &result {
             self.hooks.report(&ident, error);
@@ -186,23 +181,10 @@ impl<C: Send + Sync + 'static> Core<C> {
             true,
             span,
         );
-        let waits = matches!(stop, QuickStop::Pending(_));
+        // A pending future has had its first poll: the instance waits on it.
+        let runs_now = !matches!(stop, QuickStop::Pending(_));
         instance.resume_quick(index, stop, self);
-        let canceller = Arc::clone(self) as Arc<dyn Canceller>;
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        if !waits && self.run_stretch(&mut instance, &mut cx).is_ready() {
-            let result = self.finish_root(&ident, instance.into_completion());
-            return Invocation::ready(ident, control, canceller, result);
-        }
-        let Some(executor) = self.executor() else {
-            let result = self.run_without_executor(instance);
-            return Invocation::ready(ident, control, canceller, result);
-        };
-        drop(executor.spawn(Task {
-            instance: Some(instance),
-            core: Arc::clone(self),
-        }));
-        Invocation::running(ident, control, canceller)
+        self.carry_on(instance, control, runs_now)
     }
 }
 

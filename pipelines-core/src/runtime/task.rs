@@ -47,8 +47,7 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(())) => {
                 if let Some(instance) = this.instance.take() {
-                    let ident = instance.ident().clone();
-                    control.complete(this.core.finish_root(&ident, instance.into_completion()));
+                    this.core.hand_over(instance);
                 }
                 Poll::Ready(())
             }
@@ -99,9 +98,7 @@ where
         };
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         if self.core.run_stretch(&mut instance, &mut cx).is_ready() {
-            let control = instance.control();
-            let ident = instance.ident().clone();
-            control.complete(self.core.finish_root(&ident, instance.into_completion()));
+            self.core.hand_over(instance);
         } else {
             // Admitted after all (a slot was given before the cancellation): it runs
             // its `finally!` on a task.
