@@ -477,3 +477,66 @@ async fn a_cancelled_waiting_instance_ends_at_once_and_an_admitted_one_runs() {
     );
     assert!(runtime.active().is_empty());
 }
+
+/// Many threads invoke one enqueued queue at once, some runs synchronous (quick runs that
+/// give their slot back without the registry's lock), some waiting: every invocation
+/// runs exactly once, none is left waiting with a slot free, and the counts end exact.
+#[test]
+fn concurrent_quick_runs_and_waiting_instances_all_run_and_the_counts_end_exact() {
+    const THREADS: u32 = 4;
+    const PER_THREAD: u32 = 2_000;
+    let executor = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = {
+        let _inside = executor.enter();
+        start(vec![(
+            "mixed",
+            pipeline!(|value: u32, ctx: &Ctx| {
+                {
+                    ctx.calls.fetch_add(1, Ordering::Relaxed);
+                    value
+                };
+                async move {
+                    if value % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    value
+                }
+                .await;
+            })
+            .enqueued()
+            .max(2),
+        )])
+    };
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let runtime = runtime.clone();
+            let handle = executor.handle().clone();
+            std::thread::spawn(move || {
+                let mixed = runtime.handle::<u32>("mixed").unwrap();
+                let invocations: Vec<_> = (0..PER_THREAD)
+                    .map(|i| mixed.invoke(thread * PER_THREAD + i).unwrap())
+                    .collect();
+                handle.block_on(async {
+                    for (i, invocation) in invocations.into_iter().enumerate() {
+                        let expected = thread * PER_THREAD + u32::try_from(i).unwrap();
+                        assert_eq!(invocation.await.unwrap(), expected);
+                    }
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let total = THREADS * PER_THREAD;
+    assert_eq!(runtime.context().calls.load(Ordering::Relaxed), total);
+    let queue = runtime.queue("mixed").unwrap();
+    assert_eq!(
+        (queue.running(), queue.waiting(), queue.performed()),
+        (0, 0, u64::from(total))
+    );
+}

@@ -8,7 +8,7 @@ use crate::error::InvokeError;
 use crate::ident::Name;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::registry::QueueId;
+use crate::registry::Gauge;
 use crate::runtime::Core;
 
 /// A typed handle to a pipeline registered in a [`Runtime`](crate::Runtime), made by
@@ -39,8 +39,8 @@ pub struct PipelineHandle<V, C> {
     core: Arc<Core<C>>,
     pipeline: Pipeline<V, C>,
     name: Name,
-    /// Its queue's index in the registry, if fixed (resolved at registration).
-    queue: Option<QueueId>,
+    /// Its queue's gauge, if the queue is fixed (resolved at registration).
+    queue: Option<Arc<Gauge>>,
 }
 
 impl<V, C> PipelineHandle<V, C>
@@ -52,7 +52,7 @@ where
         core: Arc<Core<C>>,
         pipeline: Pipeline<V, C>,
         name: Name,
-        queue: Option<QueueId>,
+        queue: Option<Arc<Gauge>>,
     ) -> Self {
         PipelineHandle {
             core,
@@ -76,8 +76,12 @@ where
     /// assert_eq!(inc.invoke(41).unwrap().try_result().unwrap().unwrap(), 42);
     /// ```
     pub fn invoke(&self, argument: V) -> Result<Invocation<V>, InvokeError> {
-        self.core
-            .start_root(&self.pipeline, self.name.clone(), argument, self.queue)
+        self.core.start_root(
+            &self.pipeline,
+            self.name.clone(),
+            argument,
+            self.queue.as_ref(),
+        )
     }
 
     /// The name the pipeline is registered under.
@@ -92,7 +96,7 @@ impl<V, C> Clone for PipelineHandle<V, C> {
             core: Arc::clone(&self.core),
             pipeline: self.pipeline.clone(),
             name: self.name.clone(),
-            queue: self.queue,
+            queue: self.queue.clone(),
         }
     }
 }

@@ -1,9 +1,6 @@
 //! Queues (SEMANTICS 3.1): which queue an instance joins, the queue as a value, and the
-//! per-queue bookkeeping the registry keeps (live lists, statistics).
-//!
-//! A queue's live instances and its waiting instances are intrusive doubly linked lists
-//! threaded through the registry's entries (`prev`/`next` ids), so joining, leaving and
-//! taking the oldest are O(1) whatever the number of live instances.
+//! hash maps the registry keys by instance id. What the registry keeps per queue is in
+//! `registry/queue_state.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -11,8 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::behaviour::{Behaviour, Concurrency};
-use crate::error::Error;
-use crate::ident::{Ident, Name};
+use crate::ident::Name;
 
 /// FNV-1a, for the registry's maps: keys are short names chosen by the program and
 /// instance numbers, not attacker input, so a fast hash beats SipHash's flooding
@@ -212,82 +208,5 @@ impl<V> fmt::Debug for QueueSpec<V> {
             QueueSpec::Explicit(name) => write!(f, "explicit {name:?}"),
             QueueSpec::Keyed(_) => f.write_str("per key"),
         }
-    }
-}
-
-/// One end-to-end list of instance ids, linked through the registry's entries.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct List {
-    pub(crate) head: Option<u64>,
-    pub(crate) tail: Option<u64>,
-    pub(crate) len: usize,
-}
-
-/// Per-queue statistics for introspection.
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub(crate) performed: u64,
-    pub(crate) last_result: Option<crate::introspection::KeptResult>,
-    pub(crate) last_error: Option<Error>,
-    pub(crate) last_cancelled: Option<Ident>,
-}
-
-/// A queue as the registry keeps it.
-pub(crate) struct QueueState {
-    pub(crate) name: Name,
-    pub(crate) concurrency: Concurrency,
-    /// Who set the configuration, for mismatch messages.
-    pub(crate) configured_by: Name,
-    /// Per-key queues are forgotten when they empty (there may be millions of keys);
-    /// the others keep their configuration and statistics for the runtime's life.
-    pub(crate) keyed: bool,
-    /// Entries that belong to the queue (in a list or not, e.g. being cancelled); a
-    /// per-key queue is forgotten when none is left.
-    pub(crate) members: usize,
-    /// Started instances that hold a slot (running, or finished and waiting for children).
-    pub(crate) live: List,
-    /// Slots held by instances that run inside `invoke` without an entry (quick runs,
-    /// see `registry/quick.rs`); each is also counted in `members`.
-    pub(crate) quick: usize,
-    /// Admitted instances waiting for a slot, in arrival order.
-    pub(crate) waiting: List,
-    /// `use_existing` index: argument hash -> ids of live, unfinished instances.
-    pub(crate) existing: FastMap<u64, Vec<u64>>,
-    /// Bumped whenever `existing` changes, so a lookup made outside the lock can be
-    /// validated.
-    pub(crate) generation: u64,
-    pub(crate) stats: Stats,
-}
-
-impl QueueState {
-    pub(crate) fn new(
-        name: Name,
-        concurrency: Concurrency,
-        configured_by: Name,
-        keyed: bool,
-    ) -> Self {
-        QueueState {
-            name,
-            members: 0,
-            concurrency,
-            configured_by,
-            keyed,
-            live: List::default(),
-            quick: 0,
-            waiting: List::default(),
-            existing: FastMap::default(),
-            generation: 0,
-            stats: Stats::default(),
-        }
-    }
-
-    /// `true` when a new instance may take a slot now.
-    pub(crate) fn has_free_slot(&self) -> bool {
-        self.running() < self.concurrency.limit()
-    }
-
-    /// Slots held: by started instances, and by quick runs.
-    pub(crate) fn running(&self) -> usize {
-        self.live.len + self.quick
     }
 }

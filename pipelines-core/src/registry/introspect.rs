@@ -68,15 +68,16 @@ impl Registry {
 
     pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
         let state = self.queue_named(&Name::Shared(Arc::from(name)))?;
+        let stats = state.gauge.stats();
         Some(QueueInfo {
             name: name.to_owned(),
             concurrency: state.concurrency,
-            running: state.running(),
+            running: state.gauge.running(),
             waiting: state.waiting.len,
-            performed: state.stats.performed,
-            last_result: state.stats.last_result.as_ref().map(Value::result),
-            last_error: state.stats.last_error.clone(),
-            last_cancelled: state.stats.last_cancelled.clone(),
+            performed: stats.performed,
+            last_result: stats.last_result.as_ref().map(Value::result),
+            last_error: stats.last_error.clone(),
+            last_cancelled: stats.last_cancelled.clone(),
         })
     }
 }

@@ -1,8 +1,10 @@
 //! The intrusive lists of a queue (its `live` and `waiting` lists): entries are linked
 //! through their `prev` and `next` ids, so joining, leaving and starting are O(1).
+//! Unlinking a live entry gives its slot back to the queue's gauge; linking and unlinking
+//! a waiting one keeps the gauge's count of waiting entries.
 
+use super::queue_state::List;
 use super::{Place, Registry};
-use crate::queue::List;
 
 impl Registry {
     pub(super) fn link(&mut self, id: u64, place: Place) {
@@ -13,8 +15,12 @@ impl Registry {
             return;
         };
         let list = match place {
+            // The slot was taken before (`Gauge::try_take`).
             Place::Live => &mut state.live,
-            Place::Waiting => &mut state.waiting,
+            Place::Waiting => {
+                state.gauge.add_waiting();
+                &mut state.waiting
+            }
             Place::None => return,
         };
         let old_tail = list.tail;
@@ -46,8 +52,15 @@ impl Registry {
             return;
         };
         let list: &mut List = match place {
-            Place::Live => &mut state.live,
-            Place::Waiting => &mut state.waiting,
+            Place::Live => {
+                // The caller starts waiting entries afterwards if it should.
+                state.gauge.free();
+                &mut state.live
+            }
+            Place::Waiting => {
+                state.gauge.remove_waiting();
+                &mut state.waiting
+            }
             Place::None => return,
         };
         list.len -= 1;

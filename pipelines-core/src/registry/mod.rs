@@ -4,7 +4,9 @@
 //!
 //! Everything here runs under the runtime's lock and never calls user code: decisions are
 //! returned as [`Effects`] (control blocks to signal) and events, which the runtime
-//! carries out after releasing the lock. Every operation is O(1) in the number of live
+//! carries out after releasing the lock. The one exception is each queue's [`Gauge`]
+//! (slot counts and statistics), which quick runs use without the lock (`gauge.rs`
+//! states the protocol). Every operation is O(1) in the number of live
 //! instances (hash maps and intrusive lists), except those that must visit a tree or a
 //! whole queue (a cancellation, a snapshot).
 //!
@@ -18,8 +20,11 @@
 //!   but whose children still run keeps its slot until it is removed.
 //! - An entry's `state` says `Running` while its instance is suspended unless a watcher
 //!   is set: suspensions are a flag in the control block, which introspection reads.
-//! - A quick run (`quick.rs`) holds a slot as a count in `QueueState::quick` and in
-//!   `members`, never as an entry; it gives the count back when it ends or is adopted.
+//! - A queue's gauge counts the slots held (its `live` entries and its quick runs) and
+//!   its `waiting` entries; the count never passes the queue's limit. A quick run
+//!   (`quick.rs`) holds a slot in the gauge only, never as an entry; it gives it back when
+//!   it ends, or keeps it as the entry it becomes (adoption). Quick runs never happen in
+//!   per-key queues, so `members` counts entries only.
 //! - `Cancelling` is final: neither a state change nor another cancellation undoes it,
 //!   and a value that arrives afterwards is recorded as a cancellation.
 //! - `members` counts the entries of each queue, in whatever place. A per-key queue is
@@ -32,8 +37,9 @@
 //! - An entry is in its queue's `use_existing` index (under the hash its `existing`
 //!   holds) from joining until it is cancelled, withdrawn or its steps end; the queue's
 //!   `generation` changes with every change of that index.
-//! - Waiting instances start in arrival order as slots free; a batch of cancellations
-//!   is marked in full before any slot is refilled, so none it cancels is started.
+//! - Waiting instances start in arrival order as slots free, and nobody who arrives
+//!   later takes a slot while one waits; a batch of cancellations is marked in full
+//!   before any slot is refilled, so none it cancels is started.
 //! - No user code runs under the lock: control blocks are signalled by
 //!   [`Effects::apply`] afterwards, and what may (as far as can be told) be the last
 //!   reference to a user value is handed back as [`Garbage`] to drop outside it.
@@ -45,14 +51,18 @@
 //! - `mod.rs`: [`Registry`] and its entries; queues, admission, state changes, finishing
 //! - `cancel.rs`: which instances a cancellation reaches, and stopping the runtime
 //! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the lock
+//! - `queue_state.rs`: a queue as the registry keeps it
 //! - `lists.rs`: the intrusive live and waiting lists of a queue
+//! - `gauge.rs`: a queue's slot counts and statistics, shared without the lock
 //! - `quick.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
 
 mod cancel;
 mod effects;
+mod gauge;
 mod introspect;
 mod lists;
+mod queue_state;
 mod quick;
 
 use std::sync::Arc;
@@ -65,10 +75,13 @@ use crate::hooks::{Event, EventKind};
 use crate::ident::Ident;
 use crate::ident::Name;
 use crate::introspection::{InstanceState, KeptResult};
-use crate::queue::{FastMap, QueueState};
+use crate::queue::FastMap;
+
+use self::queue_state::QueueState;
 
 pub(crate) use self::effects::{Effects, Garbage, Parked};
-pub(crate) use self::quick::Reservation;
+pub(crate) use self::gauge::Gauge;
+pub(crate) use self::quick::{Replaced, Reservation};
 
 /// Which list of its queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,8 +193,8 @@ impl Registry {
         queue: Name,
         concurrency: Concurrency,
         by: Name,
-    ) -> Result<QueueId, InvokeError> {
-        self.queue_for(&queue, false, concurrency, &by)
+    ) -> Result<Arc<Gauge>, InvokeError> {
+        self.gauge_for(&queue, concurrency, &by)
     }
 
     fn queue(&self, queue: QueueId) -> Option<&QueueState> {
@@ -213,17 +226,12 @@ impl Registry {
         let id = match self.queue_ids.get(queue) {
             Some(id) => *id,
             None => {
-                let state = QueueState::new(queue.clone(), concurrency, by.clone(), keyed);
-                let id = match self.free_queue_slots.pop() {
-                    Some(id) => {
-                        self.queues[id] = Some(state);
-                        id
-                    }
-                    None => {
-                        self.queues.push(Some(state));
-                        self.queues.len() - 1
-                    }
-                };
+                let id = self.free_queue_slots.pop().unwrap_or(self.queues.len());
+                let state = QueueState::new(id, queue.clone(), concurrency, by.clone(), keyed);
+                match self.queues.get_mut(id) {
+                    Some(slot) => *slot = Some(state),
+                    None => self.queues.push(Some(state)),
+                }
                 self.queue_ids.insert(queue.clone(), id);
                 id
             }
@@ -306,53 +314,73 @@ impl Registry {
         fx: &mut Effects,
     ) -> Result<Admission, InvokeError> {
         let queue = self.queue_for(join.queue, join.keyed, join.concurrency, &join.ident.name)?;
-        let free = self.queue(queue).is_some_and(QueueState::has_free_slot);
-        let admission = if free {
-            Admission::Start
-        } else {
-            match join.concurrency.behaviour() {
-                Behaviour::Unrestricted | Behaviour::Restartable => Admission::Start,
-                Behaviour::Dropping => Admission::Drop,
-                Behaviour::Enqueued | Behaviour::KeepLatest => Admission::Wait,
+        let Some(state) = self.queue(queue) else {
+            return Err(InvokeError::Stopped);
+        };
+        let gauge = Arc::clone(&state.gauge);
+        // Nobody overtakes a waiting instance (a slot a quick run just gave back is
+        // theirs, see `gauge.rs`).
+        let nobody_waits = state.waiting.head.is_none();
+        let behaviour = join.concurrency.behaviour();
+        let admission = match behaviour {
+            Behaviour::Restartable => {
+                self.make_room(queue, &gauge, fx);
+                Admission::Start
             }
+            _ if nobody_waits && gauge.try_take() => Admission::Start,
+            // Unreachable (no limit); starting is what the behaviour asks for.
+            Behaviour::Unrestricted => {
+                gauge.take_over_limit();
+                Admission::Start
+            }
+            Behaviour::Dropping => Admission::Drop,
+            Behaviour::Enqueued | Behaviour::KeepLatest => Admission::Wait,
         };
         if admission == Admission::Drop {
             self.emit(join.ident, queue, EventKind::Dropped);
             self.forget_queue_if_empty(queue, fx);
             return Ok(admission);
         }
-        match join.concurrency.behaviour() {
-            Behaviour::Restartable => {
-                // The oldest live instances are cancelled until the new one fits.
-                while let Some(oldest) = self.queue(queue).and_then(|state| {
-                    (!state.has_free_slot())
-                        .then_some(state.live.head)
-                        .flatten()
-                }) {
-                    self.cancel_tree(oldest, fx);
-                    let still_live = self
-                        .entries
-                        .get(&oldest)
-                        .is_some_and(|entry| entry.place == Place::Live);
-                    if still_live {
-                        // Cannot happen (cancelling always unlinks); never loop on it.
-                        break;
-                    }
-                }
+        if behaviour == Behaviour::KeepLatest && admission == Admission::Wait {
+            while let Some(waiting) = self.queue(queue).and_then(|state| state.waiting.head) {
+                self.cancel_tree(waiting, fx);
             }
-            Behaviour::KeepLatest if admission == Admission::Wait => {
-                while let Some(waiting) = self.queue(queue).and_then(|state| state.waiting.head) {
-                    self.cancel_tree(waiting, fx);
-                }
-            }
-            _ => {}
         }
         self.insert(join, queue, admission);
+        if admission == Admission::Wait {
+            // A quick run may have given its slot back since `try_take` failed, and not
+            // seen this instance waiting yet: look again (the other half of the protocol
+            // in `gauge.rs`).
+            self.fill_slots(queue, fx);
+        }
         Ok(admission)
     }
 
-    /// Records a joined instance in `queue` (admitted: it starts or waits, as
-    /// `admission` says).
+    /// Restartable: cancels the oldest live instances of `queue` until a slot is free,
+    /// and takes it.
+    fn make_room(&mut self, queue: QueueId, gauge: &Gauge, fx: &mut Effects) {
+        while !gauge.try_take() {
+            let Some(oldest) = self.queue(queue).and_then(|state| state.live.head) else {
+                // Cannot happen (a restartable queue has no quick runs, so every slot is a
+                // live entry); starting over the limit is what the behaviour asks for.
+                gauge.take_over_limit();
+                return;
+            };
+            self.cancel_tree(oldest, fx);
+            let still_live = self
+                .entries
+                .get(&oldest)
+                .is_some_and(|entry| entry.place == Place::Live);
+            if still_live {
+                // Cannot happen (cancelling always unlinks); never loop on it.
+                gauge.take_over_limit();
+                return;
+            }
+        }
+    }
+
+    /// Records a joined instance in `queue` (admitted: it starts, holding a slot it has
+    /// taken, or waits, as `admission` says).
     fn insert(&mut self, join: Join<'_>, queue: QueueId, admission: Admission) {
         let id = join.id;
         self.entries.insert(
@@ -400,7 +428,7 @@ impl Registry {
         }
     }
 
-    /// Takes a slot for `id` and marks it started.
+    /// Marks `id` started, in the slot it has taken.
     fn start(&mut self, id: u64) {
         self.link(id, Place::Live);
         if let Some(entry) = self.entries.get_mut(&id) {
@@ -415,12 +443,10 @@ impl Registry {
 
     /// Starts waiting instances of `queue` while it has free slots.
     fn fill_slots(&mut self, queue: QueueId, fx: &mut Effects) {
-        while let Some(next) = self.queue(queue).and_then(|state| {
-            state
-                .has_free_slot()
-                .then_some(state.waiting.head)
-                .flatten()
-        }) {
+        while let Some(next) = self
+            .queue(queue)
+            .and_then(|state| state.waiting.head.filter(|_| state.gauge.try_take()))
+        {
             self.unlink(next);
             self.start(next);
             if let Some(entry) = self.entries.get_mut(&next) {
@@ -528,19 +554,20 @@ impl Registry {
             .then(|| entry.ident.clone());
         let waits_for_children = !entry.children.is_empty();
         self.leave_existing(id);
-        if let Some(state) = self.queue_mut(queue) {
+        if let Some(state) = self.queue(queue) {
+            let mut stats = state.gauge.stats();
             if started {
-                state.stats.performed += 1;
+                stats.performed += 1;
             }
             match &ending {
                 Ending::Finished => {
                     let kept = result.map(KeptResult::InControl);
-                    if let Some(old) = std::mem::replace(&mut state.stats.last_result, kept) {
+                    if let Some(old) = std::mem::replace(&mut stats.last_result, kept) {
                         fx.discard_result(old);
                     }
                 }
-                Ending::Failed(error) => state.stats.last_error = Some(error.clone()),
-                Ending::Cancelled => state.stats.last_cancelled.clone_from(&ident),
+                Ending::Failed(error) => stats.last_error = Some(error.clone()),
+                Ending::Cancelled => stats.last_cancelled.clone_from(&ident),
             }
         }
         if !fx.garbage.is_empty() && fx.garbage.on_behalf_of.is_none() {
@@ -633,7 +660,8 @@ impl Registry {
             if let Some(state) = self.queues[queue].take() {
                 self.queue_ids.remove(&state.name);
                 self.free_queue_slots.push(queue);
-                if let Some(last) = state.stats.last_result {
+                let last = state.gauge.stats().last_result.take();
+                if let Some(last) = last {
                     fx.discard_result(last);
                 }
             }

@@ -25,7 +25,7 @@ pub(super) struct Registered {
     /// The fixed queue it runs in and its configuration, checked at `start`.
     pub(super) queue: Option<(Name, crate::behaviour::Concurrency)>,
     /// That queue's index in the registry, once declared.
-    pub(super) queue_id: Option<crate::registry::QueueId>,
+    pub(super) gauge: Option<Arc<crate::registry::Gauge>>,
 }
 
 /// Builds a [`Runtime`]: its context, its named pipelines and its hooks.
@@ -101,7 +101,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             pipeline: Box::new(pipeline),
             value_type: type_name::<V>(),
             queue,
-            queue_id: None,
+            gauge: None,
         });
         self
     }
@@ -268,7 +268,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             }
             if let Some((queue, concurrency)) = &registered.queue {
                 let by = Name::Shared(Arc::clone(&registered.name));
-                registered.queue_id = Some(registry.declare(queue.clone(), *concurrency, by)?);
+                registered.gauge = Some(registry.declare(queue.clone(), *concurrency, by)?);
             }
             pipelines.insert(Arc::clone(&registered.name), registered);
         }

@@ -25,7 +25,7 @@ use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, QueueSpec};
-use crate::registry::{Admission, Effects, Ending, Garbage, Join, QueueId, Registry};
+use crate::registry::{Admission, Effects, Ending, Garbage, Gauge, Join, Registry};
 
 /// What a nested pipeline step turned into.
 pub(crate) enum ChildStart<V, C> {
@@ -354,7 +354,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         pipeline: &Pipeline<V, C>,
         name: Name,
         argument: V,
-        queue: Option<QueueId>,
+        queue: Option<&Arc<Gauge>>,
     ) -> Result<Invocation<V>, InvokeError>
     where
         V: Clone + Send + Sync + 'static,

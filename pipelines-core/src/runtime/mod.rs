@@ -31,7 +31,7 @@ use crate::introspection::{ActiveQueue, InstanceInfo, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::pipeline_handle::PipelineHandle;
-use crate::registry::{Effects, QueueId};
+use crate::registry::{Effects, Gauge};
 
 pub use self::builder::RuntimeBuilder;
 pub(crate) use self::core::{ChildStart, Core};
@@ -254,7 +254,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             Arc::clone(&self.core),
             pipeline.clone(),
             name,
-            queue,
+            queue.cloned(),
         ))
     }
 
@@ -263,7 +263,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     fn resolve<V>(
         &self,
         name: &str,
-    ) -> Result<(&Pipeline<V, C>, Name, Option<QueueId>), InvokeError>
+    ) -> Result<(&Pipeline<V, C>, Name, Option<&Arc<Gauge>>), InvokeError>
     where
         V: Clone + Send + Sync + 'static,
     {
@@ -283,7 +283,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         Ok((
             pipeline,
             Name::Shared(Arc::clone(&registered.name)),
-            registered.queue_id,
+            registered.gauge.as_ref(),
         ))
     }
 

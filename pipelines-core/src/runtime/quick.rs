@@ -24,7 +24,7 @@ use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueSpec;
-use crate::registry::{Effects, Join, QueueId, Reservation};
+use crate::registry::{Effects, Gauge, Join, QueueId, Replaced, Reservation};
 
 /// What the quick path made of an invocation.
 pub(super) enum Quick<V> {
@@ -42,7 +42,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         pipeline: &Pipeline<V, C>,
         name: &Name,
         argument: V,
-        hint: Option<QueueId>,
+        hint: Option<&Arc<Gauge>>,
     ) -> Quick<V>
     where
         V: Clone + Send + Sync + 'static,
@@ -65,37 +65,42 @@ impl<C: Send + Sync + 'static> Core<C> {
         {
             return Quick::Declined(argument);
         }
+        // A queue resolved at registration keeps its gauge: no lock, no name lookup.
+        let resolved;
+        let gauge = match hint.filter(|gauge| gauge.concurrency == concurrency) {
+            Some(gauge) => gauge,
+            None => match self.lock().gauge_for(queue, concurrency, name) {
+                Ok(gauge) => {
+                    resolved = gauge;
+                    &resolved
+                }
+                Err(error) => return Quick::Done(Err(error)),
+            },
+        };
         let ident = Ident {
             name: name.clone(),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         };
-        let reservation = self.lock().reserve(queue, hint, concurrency, &ident);
-        let held = match reservation {
-            Ok(Reservation::Held(held)) => held,
-            Ok(Reservation::Refused) => {
-                self.deliver_events();
-                return Quick::Done(Ok(Invocation::refused(ident, argument)));
-            }
-            Ok(Reservation::Full) => return Quick::Declined(argument),
-            Err(error) => return Quick::Done(Err(error)),
-        };
+        match gauge.reserve() {
+            Reservation::Held => {}
+            Reservation::Refused => return Quick::Done(Ok(Invocation::refused(ident, argument))),
+            Reservation::Full => return Quick::Declined(argument),
+        }
         // The caller's handle keeps the argument; the steps consume the original.
         let kept_argument = match contained("clone", || argument.clone()) {
             Ok(kept) => kept,
             Err(error) => {
-                let mut fx = Effects::default();
-                self.lock().give_back(held, &mut fx);
-                self.after(fx);
+                self.give_back(gauge);
                 return Quick::Done(Err(error));
             }
         };
         let QuickRun { index, value, stop } = run_quick(pipeline, self.context(), argument);
         let invocation = match stop {
-            None => self.end_quick(held, ident, kept_argument, value),
+            None => self.end_quick(gauge, ident, kept_argument, value),
             Some(stop) => {
                 let adopted = Adopted {
                     queue,
-                    held,
+                    queue_id: gauge.id,
                     ident,
                     argument: kept_argument,
                     value,
@@ -109,29 +114,38 @@ impl<C: Send + Sync + 'static> Core<C> {
 
     /// A quick run reached its end: its result is kept for the queue's statistics, and
     /// its slot is given back.
-    fn end_quick<V>(&self, held: usize, ident: Ident, argument: V, value: V) -> Invocation<V>
+    fn end_quick<V>(&self, gauge: &Gauge, ident: Ident, argument: V, value: V) -> Invocation<V>
     where
         V: Clone + Send + Sync + 'static,
     {
         // The kept copy is user code: a panicking `Clone` fails the instance.
         let kept = catch_unwind(AssertUnwindSafe(|| value.clone())).map_err(Error::from_panic);
-        let mut fx = Effects::default();
         let (replaced, result) = match kept {
-            Ok(kept) => (self.lock().release(held, Ok(kept), &mut fx), Ok(value)),
+            Ok(kept) => (gauge.record(Ok(kept)), Ok(value)),
             Err(error) => {
                 drop(value);
-                let replaced = self.lock().release::<V>(held, Err(error.clone()), &mut fx);
-                (replaced, Err(error))
+                (gauge.record::<V>(Err(error.clone())), Err(error))
             }
         };
-        self.after(fx);
-        if let Some(replaced) = replaced {
-            self.drop_kept(replaced, Some(&ident));
+        self.give_back(gauge);
+        match replaced {
+            Replaced::Nothing => {}
+            Replaced::Value(value) => self.drop_kept(value, Some(&ident)),
+            Replaced::Kept(kept) => self.drop_kept(kept, Some(&ident)),
         }
         if let Err(error) = &result {
             self.hooks.report(&ident, error);
         }
         Invocation::quick(ident, argument, result)
+    }
+
+    /// Gives a quick run's slot back; if an instance waits for it, the registry starts it.
+    fn give_back(&self, gauge: &Gauge) {
+        if gauge.free() {
+            let mut fx = Effects::default();
+            self.lock().start_waiting(gauge.id, &mut fx);
+            self.after(fx);
+        }
     }
 
     /// A quick run that must be seen from now on becomes an ordinary instance, keeping
@@ -147,7 +161,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     {
         let Adopted {
             queue,
-            held,
+            queue_id,
             ident,
             argument,
             value,
@@ -168,7 +182,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             existing: None,
             pipeline_key: pipeline.key(),
         };
-        self.lock().adopt(held, join);
+        self.lock().adopt(queue_id, join);
         self.deliver_events();
         let span = InstanceSpan::new(&ident, queue);
         span.state("started");
@@ -191,7 +205,7 @@ impl<C: Send + Sync + 'static> Core<C> {
 /// A quick run on its way to becoming an instance.
 struct Adopted<'a, V> {
     queue: &'a Name,
-    held: usize,
+    queue_id: QueueId,
     ident: Ident,
     argument: V,
     value: V,

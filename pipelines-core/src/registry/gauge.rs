@@ -1,0 +1,216 @@
+//! A queue's slot counts and statistics, readable and changeable without the registry's
+//! lock: quick runs (`quick.rs`) take and give back slots here, and a full dropping queue
+//! refuses here, so an invocation that never becomes an entry takes no registry lock.
+//!
+//! The protocol between the lock-free side and the registry (modelled with loom below):
+//! - One atomic word holds two counts: the slots held (live entries and quick runs) and
+//!   the entries in the queue's waiting list. Both change by read-modify-write on that one
+//!   word, so every change sees every earlier one (no reliance on `SeqCst` between two
+//!   locations).
+//! - Everyone takes a slot with [`Gauge::try_take`] (a compare-and-swap below the limit),
+//!   so the count never passes it.
+//! - The registry (under its lock) counts an entry as waiting when it links it, then
+//!   tries to start waiting entries. A quick run gives its slot back and learns, from the
+//!   same operation, whether an entry waits; if one does, it takes the lock to start it.
+//!   So a freed slot is never left unused while an entry waits.
+//! - A quick run takes a slot only while nobody waits (checked in the same
+//!   compare-and-swap), so it never overtakes a waiting entry (SEMANTICS 3.2: waiting
+//!   instances start in arrival order).
+
+#[cfg(pipelines_loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(pipelines_loom))]
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::queue_state::Stats;
+use super::QueueId;
+use crate::behaviour::Concurrency;
+
+/// One slot held, in the gauge's word (the low half).
+const SLOT: u64 = 1;
+/// One entry waiting, in the gauge's word (the high half).
+const WAITER: u64 = 1 << 32;
+const SLOTS: u64 = WAITER - 1;
+
+/// The shared, lock-free part of a queue (see the module doc).
+pub(crate) struct Gauge {
+    /// The queue's index in the registry (stable for a queue with a fixed name).
+    pub(crate) id: QueueId,
+    pub(crate) concurrency: Concurrency,
+    /// The most slots that may be held (a count no memory could hold for an unrestricted
+    /// queue).
+    limit: u64,
+    /// Waiting entries (high half) and slots held (low half).
+    counts: AtomicU64,
+    /// Its own small lock: a quick run records its result without the registry's.
+    stats: Mutex<Stats>,
+}
+
+impl Gauge {
+    pub(crate) fn new(id: QueueId, concurrency: Concurrency) -> Self {
+        Gauge {
+            id,
+            concurrency,
+            limit: u64::try_from(concurrency.limit()).map_or(SLOTS, |limit| limit.min(SLOTS)),
+            counts: AtomicU64::new(0),
+            stats: Mutex::new(Stats::default()),
+        }
+    }
+
+    /// Takes a slot if one is free.
+    pub(crate) fn try_take(&self) -> bool {
+        self.take_if(|counts| counts & SLOTS < self.limit)
+    }
+
+    /// Takes a slot for a quick run: only if one is free and nobody waits for one.
+    pub(crate) fn try_take_quick(&self) -> bool {
+        self.take_if(|counts| counts < self.limit)
+    }
+
+    fn take_if(&self, free: impl Fn(u64) -> bool) -> bool {
+        let mut counts = self.counts.load(Ordering::Acquire);
+        loop {
+            if !free(counts) {
+                return false;
+            }
+            match self.counts.compare_exchange_weak(
+                counts,
+                counts + SLOT,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => counts = now,
+            }
+        }
+    }
+
+    /// Takes a slot whatever the count: only where a behaviour says the instance starts
+    /// and no slot could be freed for it (which the registry's invariants rule out).
+    pub(crate) fn take_over_limit(&self) {
+        self.counts.fetch_add(SLOT, Ordering::AcqRel);
+    }
+
+    /// Gives a slot back. `true` if an entry waits: a quick run must then have the
+    /// registry start it.
+    pub(crate) fn free(&self) -> bool {
+        self.counts.fetch_sub(SLOT, Ordering::AcqRel) >= WAITER
+    }
+
+    /// `true` if no slot is free (a dropping queue refuses).
+    pub(crate) fn is_full(&self) -> bool {
+        !self.has_free_slot()
+    }
+
+    pub(crate) fn has_free_slot(&self) -> bool {
+        self.counts.load(Ordering::Acquire) & SLOTS < self.limit
+    }
+
+    /// The slots held (live entries and quick runs).
+    pub(crate) fn running(&self) -> usize {
+        usize::try_from(self.counts.load(Ordering::Acquire) & SLOTS).unwrap_or(usize::MAX)
+    }
+
+    /// Called by the registry, under its lock, as it links a waiting entry.
+    pub(crate) fn add_waiting(&self) {
+        self.counts.fetch_add(WAITER, Ordering::AcqRel);
+    }
+
+    /// Called by the registry, under its lock, as it unlinks a waiting entry.
+    pub(crate) fn remove_waiting(&self) {
+        self.counts.fetch_sub(WAITER, Ordering::AcqRel);
+    }
+
+    /// The queue's statistics. Taken under the registry's lock or without it (never the
+    /// other way round), and never held while user code runs.
+    pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
+        // Only plain assignments happen under this lock: a poisoned one is consistent.
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(all(test, pipelines_loom))]
+mod loom_model {
+    use super::Gauge;
+    use crate::behaviour::{Behaviour, Concurrency};
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// The registry's side, reduced to the gauge and one waiting entry: joins as a waiter
+    /// (or starts), and starts waiting entries while slots are free.
+    struct Queue {
+        gauge: Gauge,
+        /// The registry's lock, and the waiting entry it protects (`true`: it waits).
+        registry: Mutex<bool>,
+        started: AtomicBool,
+    }
+
+    impl Queue {
+        fn fill_slots(&self, waiting: &mut bool) {
+            if *waiting && self.gauge.try_take() {
+                *waiting = false;
+                self.gauge.remove_waiting();
+                self.started.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// A quick run holds the only slot and gives it back while an enqueued instance
+    /// joins: the joiner is always started, by itself or by the quick run.
+    #[test]
+    fn loom_model_a_freed_slot_reaches_a_waiter() {
+        loom::model(|| {
+            let concurrency = Concurrency::new(Behaviour::Enqueued);
+            let queue = Arc::new(Queue {
+                gauge: Gauge::new(0, concurrency),
+                registry: Mutex::new(false),
+                started: AtomicBool::new(false),
+            });
+            assert!(queue.gauge.try_take_quick());
+            let quick = {
+                let queue = Arc::clone(&queue);
+                thread::spawn(move || {
+                    if queue.gauge.free() {
+                        let mut waiting = queue.registry.lock().unwrap();
+                        queue.fill_slots(&mut waiting);
+                    }
+                })
+            };
+            {
+                let mut waiting = queue.registry.lock().unwrap();
+                if queue.gauge.try_take() {
+                    queue.started.store(true, Ordering::SeqCst);
+                } else {
+                    *waiting = true;
+                    queue.gauge.add_waiting();
+                    queue.fill_slots(&mut waiting);
+                }
+            }
+            quick.join().unwrap();
+            assert!(queue.started.load(Ordering::SeqCst));
+            assert_eq!(queue.gauge.running(), 1);
+        });
+    }
+
+    /// A quick run never takes a slot from under a waiting entry.
+    #[test]
+    fn loom_model_a_quick_run_does_not_overtake() {
+        loom::model(|| {
+            let concurrency = Concurrency::new(Behaviour::Enqueued);
+            let gauge = Arc::new(Gauge::new(0, concurrency));
+            assert!(gauge.try_take());
+            gauge.add_waiting();
+            let releaser = {
+                let gauge = Arc::clone(&gauge);
+                thread::spawn(move || {
+                    assert!(gauge.free());
+                })
+            };
+            assert!(!gauge.try_take_quick());
+            releaser.join().unwrap();
+        });
+    }
+}
