@@ -39,8 +39,10 @@
 //!
 //! Then, in their own tables:
 //!
-//! - `sync 3-step invoke`: `invoke("inc-3", v).unwrap().try_result()` of a pipeline of
-//!   three synchronous steps (no executor involved) vs three `#[inline(never)]` calls.
+//! - `sync 3-step invoke`: `handle.invoke(v).unwrap().try_result()` through a typed
+//!   handle (`runtime.handle::<u64>("inc-3")`), and `invoke("inc-3", v)` by name, of a
+//!   pipeline of three synchronous steps (no executor involved) vs three
+//!   `#[inline(never)]` calls.
 //! - `one await`: invoke and await a pipeline whose one step is `yield_now().await`, vs
 //!   `tokio::spawn(async { yield_now().await }).await`. Like every current-thread runtime
 //!   here, it has the I/O and time drivers enabled (as `#[tokio::main]` does), so each
@@ -709,9 +711,19 @@ fn sync_and_one_await(config: &Config) {
         let result = inc(inc(inc(black_box(i))));
         assert_eq!(result, i + 3);
     });
-    let pipelines = per_call(calls, config.repeats, |i| {
+    let by_name = per_call(calls, config.repeats, |i| {
         let result = runtime
             .invoke("inc-3", black_box(i))
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap();
+        assert_eq!(result, i + 3);
+    });
+    let inc_3 = runtime.handle::<u64>("inc-3").unwrap();
+    let by_handle = per_call(calls, config.repeats, |i| {
+        let result = inc_3
+            .invoke(black_box(i))
             .unwrap()
             .try_result()
             .unwrap()
@@ -722,7 +734,18 @@ fn sync_and_one_await(config: &Config) {
         "  sync 3-step invoke: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let sync = ("sync 3-step invoke vs 3 calls", calls, hand, pipelines);
+    let sync_handle = (
+        "sync 3-step invoke (typed handle) vs 3 calls",
+        calls,
+        hand.clone(),
+        by_handle,
+    );
+    let sync_name = (
+        "sync 3-step invoke (by name) vs 3 calls",
+        calls,
+        hand,
+        by_name,
+    );
 
     // One await, on a current-thread tokio runtime; a run is one `block_on`.
     let ops = config.largest();
@@ -780,7 +803,7 @@ fn sync_and_one_await(config: &Config) {
     );
     print_pair_table(
         "Synchronous invoke and one await",
-        &[sync, one],
+        &[sync_handle, sync_name, one],
         config.repeats,
     );
 }

@@ -74,6 +74,30 @@ fn a_synchronous_invoke_that_nothing_observes_allocates_nothing() {
 }
 
 #[test]
+fn a_per_key_queue_that_comes_and_goes_allocates_no_queue_state() {
+    let keyed = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+    })
+    .set_queue_by(|value: &u64| format!("key-{}", value % 4))
+    .enqueued();
+    let runtime = Runtime::builder(())
+        .register("keyed", keyed)
+        .start()
+        .unwrap();
+    let _ = runtime.invoke("keyed", 0_u64).unwrap().try_result();
+    let count = allocations_during(|| {
+        for i in 0..1000_u64 {
+            let result = runtime.invoke("keyed", i).unwrap().try_result();
+            assert_eq!(result.unwrap().unwrap(), i + 1);
+        }
+    });
+    // Per invocation: the key (user code), its shared name, the control block. The queue
+    // is forgotten when its invocation ends and its slot, gauge included, is reused.
+    assert_eq!(count, 3000);
+    assert!(runtime.queue("key-1").is_none());
+}
+
+#[test]
 fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_only_its_control_block() {
     let p = pipeline!(|value: u64, _ctx: &()| {
         inc(value);

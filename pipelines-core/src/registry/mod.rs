@@ -163,7 +163,10 @@ pub(crate) struct Registry {
     /// hash or compare a queue name (only joining looks the name up, once).
     queues: Vec<Option<QueueState>>,
     queue_ids: FastMap<Name, QueueId>,
-    free_queue_slots: Vec<QueueId>,
+    /// Empty slots of `queues`, each with the gauge its last queue had, reused (when
+    /// nobody holds it any more) so a per-key queue that comes and goes per invocation
+    /// allocates no gauge.
+    free_queue_slots: Vec<(QueueId, Arc<Gauge>)>,
     /// Where events are recorded: only when a watcher will read them.
     log: Option<Arc<EventLog>>,
     /// Reused by cancellations, so that one allocates nothing once they have grown.
@@ -226,8 +229,20 @@ impl Registry {
         let id = match self.queue_ids.get(queue) {
             Some(id) => *id,
             None => {
-                let id = self.free_queue_slots.pop().unwrap_or(self.queues.len());
-                let state = QueueState::new(id, queue.clone(), concurrency, by.clone(), keyed);
+                let (id, gauge) = match self.free_queue_slots.pop() {
+                    Some((id, mut gauge)) => match Arc::get_mut(&mut gauge) {
+                        Some(reused) => {
+                            *reused = Gauge::new(id, concurrency);
+                            (id, gauge)
+                        }
+                        None => (id, Arc::new(Gauge::new(id, concurrency))),
+                    },
+                    None => {
+                        let id = self.queues.len();
+                        (id, Arc::new(Gauge::new(id, concurrency)))
+                    }
+                };
+                let state = QueueState::new(queue.clone(), concurrency, by.clone(), keyed, gauge);
                 match self.queues.get_mut(id) {
                     Some(slot) => *slot = Some(state),
                     None => self.queues.push(Some(state)),
@@ -659,11 +674,12 @@ impl Registry {
         {
             if let Some(state) = self.queues[queue].take() {
                 self.queue_ids.remove(&state.name);
-                self.free_queue_slots.push(queue);
-                let last = state.gauge.stats().last_result.take();
-                if let Some(last) = last {
+                // Its statistics go with it (the last result dropped outside the lock).
+                let stats = std::mem::take(&mut *state.gauge.stats());
+                if let Some(last) = stats.last_result {
                     fx.discard_result(last);
                 }
+                self.free_queue_slots.push((queue, state.gauge));
             }
         }
     }

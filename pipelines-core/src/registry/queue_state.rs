@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::gauge::Gauge;
-use super::QueueId;
 use crate::behaviour::Concurrency;
 use crate::error::Error;
 use crate::ident::{Ident, Name};
@@ -54,11 +53,11 @@ pub(crate) struct QueueState {
 
 impl QueueState {
     pub(crate) fn new(
-        id: QueueId,
         name: Name,
         concurrency: Concurrency,
         configured_by: Name,
         keyed: bool,
+        gauge: Arc<Gauge>,
     ) -> Self {
         QueueState {
             name,
@@ -70,7 +69,7 @@ impl QueueState {
             waiting: List::default(),
             existing: FastMap::default(),
             generation: 0,
-            gauge: Arc::new(Gauge::new(id, concurrency)),
+            gauge,
         }
     }
 
