@@ -222,4 +222,10 @@ where
     pub(crate) fn is_admitted(&self) -> bool {
         self.admitted
     }
+
+    /// Built to wait for a slot, but its queue had room when it joined.
+    pub(crate) fn admitted_at_join(&mut self) {
+        self.admitted = true;
+        self.span.state("started");
+    }
 }

@@ -510,6 +510,11 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.shutdown.subscribe()
     }
 
+    /// `true` if an instance that waits could be spawned (without cloning a handle).
+    pub(super) fn has_executor(&self) -> bool {
+        self.executor.is_some() || tokio::runtime::Handle::try_current().is_ok()
+    }
+
     pub(crate) fn executor(&self) -> Option<tokio::runtime::Handle> {
         tokio::runtime::Handle::try_current()
             .ok()

@@ -15,6 +15,7 @@
 
 mod builder;
 mod core;
+mod parked;
 mod quick;
 mod task;
 

@@ -10,7 +10,6 @@
 //! `finally!`), it becomes an ordinary instance at the step it reached, keeping its slot.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::core::contained;
@@ -77,15 +76,20 @@ impl<C: Send + Sync + 'static> Core<C> {
                 Err(error) => return Quick::Done(Err(error)),
             },
         };
-        let ident = Ident {
-            name: name.clone(),
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-        };
         match gauge.reserve() {
             Reservation::Held => {}
-            Reservation::Refused => return Quick::Done(Ok(Invocation::refused(ident, argument))),
+            Reservation::Refused => {
+                let ident = self.ident(name);
+                return Quick::Done(Ok(Invocation::refused(ident, argument)));
+            }
+            // It will most likely wait: joined and parked in one critical section.
+            Reservation::Full if self.has_executor() => {
+                let parked = self.start_parked(pipeline, name.clone(), queue, argument);
+                return Quick::Done(parked);
+            }
             Reservation::Full => return Quick::Declined(argument),
         }
+        let ident = self.ident(name);
         // The caller's handle keeps the argument; the steps consume the original.
         let kept_argument = match contained("clone", || argument.clone()) {
             Ok(kept) => kept,

@@ -1,0 +1,109 @@
+//! A root that will most likely wait for a slot: its queue (enqueued or keep-latest) was
+//! full when the quick path looked. Its instance and task are built before the registry's
+//! lock, so that it joins and is parked in one critical section (the ordinary path takes
+//! the lock twice: to join, then to park).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::core::contained;
+use super::task::Task;
+use super::{Canceller, Core};
+use crate::cancellation::{Control, ErasedControl};
+use crate::error::{Error, InvokeError};
+use crate::hooks::InstanceSpan;
+use crate::ident::{Ident, Name};
+use crate::instance::Instance;
+use crate::invocation::Invocation;
+use crate::pipeline::Pipeline;
+use crate::registry::{Admission, Effects, Join};
+
+impl<C: Send + Sync + 'static> Core<C> {
+    /// Joins `queue` (not per key, no `use_existing`) with `argument` and parks the root
+    /// if it waits. Needs an executor (the caller checked): a parked root is spawned once
+    /// admitted.
+    pub(super) fn start_parked<V>(
+        self: &Arc<Self>,
+        pipeline: &Pipeline<V, C>,
+        name: Name,
+        queue: &Name,
+        argument: V,
+    ) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let config = pipeline.config();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ident = Ident { name, id };
+        let control = Arc::new(Control::new(
+            contained("clone", || argument.clone())?,
+            false,
+        ));
+        let span = InstanceSpan::new(&ident, queue);
+        span.state("waiting");
+        let instance = Instance::new(
+            pipeline.clone(),
+            id,
+            ident.clone(),
+            Arc::clone(&control),
+            argument,
+            false,
+            span,
+        );
+        let mut task = Box::new(Task {
+            instance: Some(instance),
+            core: Arc::clone(self),
+        });
+        let join = Join {
+            id,
+            ident: &ident,
+            queue,
+            keyed: false,
+            concurrency: config.concurrency,
+            control: Arc::clone(&control) as Arc<dyn ErasedControl>,
+            parent: None,
+            detached: false,
+            cancel_on_shutdown: config.cancel_on_shutdown,
+            existing: None,
+            pipeline_key: pipeline.key(),
+        };
+        let mut fx = Effects::default();
+        let mut registry = self.lock();
+        let joined = match registry.join(join, &mut fx) {
+            Ok(Admission::Wait) => Ok(registry.park(id, task)),
+            Ok(admission) => Err((admission, task)),
+            Err(error) => {
+                drop(registry);
+                // Never joined: the instance is dropped, not run (a task's drop would run
+                // it to its end).
+                drop(task.instance.take());
+                return Err(error);
+            }
+        };
+        drop(registry);
+        self.after(fx);
+        let canceller = Arc::clone(self) as Arc<dyn Canceller>;
+        match joined {
+            // Parked: spawned once admitted, ended at once if cancelled first.
+            Ok(Ok(())) => Ok(Invocation::running(ident, control, canceller)),
+            // Admitted by the join's last look for a free slot: what the ordinary path
+            // does when its park comes too late.
+            Ok(Err(task)) => {
+                task.start();
+                Ok(Invocation::running(ident, control, canceller))
+            }
+            Err((admission, mut task)) => {
+                let Some(mut instance) = task.instance.take() else {
+                    return Err(InvokeError::Stopped);
+                };
+                if admission == Admission::Drop {
+                    let dropped = Err(Error::Dropped);
+                    return Ok(Invocation::ready(ident, control, canceller, dropped));
+                }
+                // The queue had room after all.
+                instance.admitted_at_join();
+                Ok(self.carry_on(instance, control, true))
+            }
+        }
+    }
+}
