@@ -99,11 +99,6 @@ impl Gauge {
         self.counts.fetch_sub(SLOT, Ordering::AcqRel) >= WAITER
     }
 
-    /// `true` if no slot is free (a dropping queue refuses).
-    pub(crate) fn is_full(&self) -> bool {
-        !self.has_free_slot()
-    }
-
     pub(crate) fn has_free_slot(&self) -> bool {
         self.counts.load(Ordering::Acquire) & SLOTS < self.limit
     }

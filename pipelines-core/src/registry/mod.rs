@@ -315,7 +315,7 @@ impl Registry {
         let refuses = self.queue(id).is_some_and(|state| {
             state.concurrency == concurrency
                 && concurrency.behaviour() == Behaviour::Dropping
-                && !state.has_free_slot()
+                && !state.gauge.has_free_slot()
         });
         if refuses {
             self.emit(ident, id, EventKind::Dropped);

@@ -72,9 +72,4 @@ impl QueueState {
             gauge,
         }
     }
-
-    /// `true` when a new instance may take a slot now.
-    pub(crate) fn has_free_slot(&self) -> bool {
-        self.gauge.has_free_slot()
-    }
 }

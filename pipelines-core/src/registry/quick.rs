@@ -39,7 +39,7 @@ impl Gauge {
     pub(crate) fn reserve(&self) -> Reservation {
         if self.try_take_quick() {
             Reservation::Held
-        } else if self.concurrency.behaviour() == Behaviour::Dropping && self.is_full() {
+        } else if self.concurrency.behaviour() == Behaviour::Dropping && !self.has_free_slot() {
             Reservation::Refused
         } else {
             Reservation::Full

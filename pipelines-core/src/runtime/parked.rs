@@ -18,6 +18,30 @@ use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::registry::{Admission, Effects, Join};
 
+/// A root's request to join a queue that is neither per key nor `use_existing`: what a
+/// parked root and an adopted quick run both send.
+pub(super) fn root_join<'a, V, C>(
+    pipeline: &Pipeline<V, C>,
+    ident: &'a Ident,
+    queue: &'a Name,
+    control: Arc<dyn ErasedControl>,
+) -> Join<'a> {
+    let config = pipeline.config();
+    Join {
+        id: ident.id,
+        ident,
+        queue,
+        keyed: false,
+        concurrency: config.concurrency,
+        control,
+        parent: None,
+        detached: false,
+        cancel_on_shutdown: config.cancel_on_shutdown,
+        existing: None,
+        pipeline_key: pipeline.key(),
+    }
+}
+
 impl<C: Send + Sync + 'static> Core<C> {
     /// Joins `queue` (not per key, no `use_existing`) with `argument` and parks the root
     /// if it waits. Needs an executor (the caller checked): a parked root is spawned once
@@ -32,7 +56,6 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let config = pipeline.config();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ident = Ident { name, id };
         let control = Arc::new(Control::new(
@@ -54,19 +77,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             instance: Some(instance),
             core: Arc::clone(self),
         });
-        let join = Join {
-            id,
-            ident: &ident,
-            queue,
-            keyed: false,
-            concurrency: config.concurrency,
-            control: Arc::clone(&control) as Arc<dyn ErasedControl>,
-            parent: None,
-            detached: false,
-            cancel_on_shutdown: config.cancel_on_shutdown,
-            existing: None,
-            pipeline_key: pipeline.key(),
-        };
+        let join = root_join(pipeline, &ident, queue, Arc::clone(&control) as _);
         let mut fx = Effects::default();
         let mut registry = self.lock();
         let joined = match registry.join(join, &mut fx) {

@@ -13,9 +13,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use super::core::contained;
+use super::parked::root_join;
 use super::Core;
 use crate::behaviour::Behaviour;
-use crate::cancellation::{Control, ErasedControl};
+use crate::cancellation::Control;
 use crate::error::{Error, InvokeError};
 use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
@@ -23,7 +24,7 @@ use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueSpec;
-use crate::registry::{Effects, Gauge, Join, QueueId, Replaced, Reservation};
+use crate::registry::{Effects, Gauge, QueueId, Replaced, Reservation};
 
 /// What the quick path made of an invocation.
 pub(super) enum Quick<V> {
@@ -173,19 +174,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         } = adopted;
         let id = ident.id;
         let control = Arc::new(Control::new(argument, true));
-        let join = Join {
-            id,
-            ident: &ident,
-            queue,
-            keyed: false,
-            concurrency: pipeline.config().concurrency,
-            control: Arc::clone(&control) as Arc<dyn ErasedControl>,
-            parent: None,
-            detached: false,
-            cancel_on_shutdown: pipeline.config().cancel_on_shutdown,
-            existing: None,
-            pipeline_key: pipeline.key(),
-        };
+        let join = root_join(pipeline, &ident, queue, Arc::clone(&control) as _);
         self.lock().adopt(queue_id, join);
         self.deliver_events();
         let span = InstanceSpan::new(&ident, queue);
