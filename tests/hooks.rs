@@ -190,6 +190,49 @@ async fn active_instances_are_grouped_by_queue_with_state_and_arguments() {
     assert!(runtime.active().is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_instance_leaves_active_at_once_and_is_found_until_its_finally_is_done() {
+    let slow = pipeline!(|value: u32, _ctx: &()| {
+        sleep(Duration::from_millis(100)).await;
+        finally!(|_error| {
+            sleep(Duration::from_millis(10)).await;
+        });
+    });
+    // The watcher looks the instance up when it is told of the cancellation.
+    let weak: Arc<OnceLock<WeakRuntime<()>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (from_hook, sink) = (weak.clone(), seen.clone());
+    let runtime = Runtime::builder(())
+        .register("slow", slow)
+        .watcher(move |event| {
+            if matches!(event.kind(), EventKind::Cancelling) {
+                let runtime = from_hook.get().and_then(WeakRuntime::upgrade).unwrap();
+                let state = runtime.instance(event.ident()).map(|info| info.state());
+                sink.lock().unwrap().push(state);
+            }
+        })
+        .start()
+        .unwrap();
+    weak.set(runtime.downgrade()).unwrap();
+    let handle = runtime.invoke("slow", 1_u32).unwrap();
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(runtime.active()[0].instances().len(), 1);
+    assert!(handle.cancel());
+    // Its slot is free at once, and the list agrees with the queue's count...
+    assert!(runtime.active().is_empty());
+    assert_eq!(runtime.queue("slow").unwrap().running(), 0);
+    // ... while the instance runs its `finally!`, and can be looked up meanwhile.
+    tokio::task::yield_now().await;
+    let info = runtime.instance(handle.ident()).unwrap();
+    assert_eq!(info.state(), InstanceState::Cancelling);
+    assert_eq!(runtime.live_counts().0, 1);
+    assert_eq!(*seen.lock().unwrap(), [Some(InstanceState::Cancelling)]);
+    sleep(Duration::from_millis(10)).await;
+    tokio::task::yield_now().await;
+    assert!(runtime.instance(handle.ident()).is_none());
+    assert!(handle.await.unwrap_err().is_cancelled());
+}
+
 #[test]
 fn queues_keep_their_last_result_error_and_cancellation() {
     let p = pipeline!(|value: u32, _ctx: &()| {

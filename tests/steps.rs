@@ -147,6 +147,34 @@ fn steps_can_borrow_the_value_instead_of_cloning_it() {
 }
 
 #[test]
+fn a_value_type_with_a_lifetime_is_a_value_not_a_borrow() {
+    // `&'static str` is the value's type (only a lifetime-less `&T` borrows the value).
+    let p = pipeline!(|value: &'static str, _ctx: &()| {
+        value.trim();
+        if value.is_empty() {
+            "empty"
+        } else {
+            value
+        };
+    });
+    let runtime = runtime(());
+    assert_eq!(run_sync(&runtime, &p, "  hi ").unwrap(), "hi");
+    assert_eq!(run_sync(&runtime, &p, "   ").unwrap(), "empty");
+    let waits = pipeline!(|value: &'static [u8], _ctx: &()| {
+        async {
+            tokio::task::yield_now().await;
+        }
+        .await;
+        &value[1..];
+    });
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let rest = tokio.block_on(async { runtime.invoke_pipeline(&waits, b"abc").unwrap().await });
+    assert_eq!(rest.unwrap(), b"bc");
+}
+
+#[test]
 fn header_patterns_destructure_value_and_context() {
     struct Ctx {
         offset: i32,

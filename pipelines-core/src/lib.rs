@@ -21,6 +21,7 @@
 
 mod behaviour;
 mod cancellation;
+mod continuation;
 pub mod error;
 mod events;
 mod hooks;
@@ -41,6 +42,7 @@ mod supervision;
 mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
+pub use continuation::{Continuation, Frame, Step};
 pub use error::{BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartError};
 /// The boxed future [`Child::run`] returns (re-exported from `futures`).
 pub use futures::future::BoxFuture;
@@ -54,7 +56,7 @@ pub use pipeline_handle::PipelineHandle;
 pub use policy::{Backoff, RestartPolicy};
 pub use producer::{source_fn, Producer, Source};
 pub use queue::Queue;
-pub use runtime::{in_pipeline, Runtime, RuntimeBuilder, WeakRuntime};
+pub use runtime::{in_pipeline, Current, Runtime, RuntimeBuilder, WeakRuntime};
 pub use supervision::{
     Child, ChildSpec, Failure, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
 };
@@ -192,6 +194,7 @@ pub mod __private {
     };
     pub use crate::outcome::Outcome;
     pub use crate::pipeline::{Layout, Pipeline, Site, StepCall};
+    pub use crate::runtime::Current;
     pub use ::core;
     pub use ::std::sync::Arc;
     pub use pipelines_macros::pipeline_impl;

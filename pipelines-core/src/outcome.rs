@@ -19,6 +19,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::continuation::Continuation;
 use crate::error::{BoxError, Error};
 use crate::pipeline::{Muted, Pipeline};
 
@@ -75,6 +76,9 @@ pub enum Outcome<V, C> {
     BreakAll(Option<V>),
     /// Cancel this instance, as if `cancel` had been called on it.
     Cancel,
+    /// Replace the rest of the run with this continuation (SEMANTICS 2.1): every nested
+    /// level ends here, and the instance that drives them runs the continuation's frames.
+    Resume(Continuation<V, C>),
 }
 
 /// An opaque future inside [`Outcome::Future`].
@@ -108,6 +112,7 @@ impl<V, C> fmt::Debug for Outcome<V, C> {
             Outcome::Break(value) => write!(f, "Break({})", some_or_none(value)),
             Outcome::BreakAll(value) => write!(f, "BreakAll({})", some_or_none(value)),
             Outcome::Cancel => f.write_str("Cancel"),
+            Outcome::Resume(continuation) => f.debug_tuple("Resume").field(continuation).finish(),
         }
     }
 }
@@ -192,6 +197,12 @@ impl<V, C> IntoOutcome<V, C> for Muted<V, C> {
             pipeline: self.0,
             muted: true,
         }
+    }
+}
+
+impl<V, C> IntoOutcome<V, C> for Continuation<V, C> {
+    fn into_outcome(self) -> Outcome<V, C> {
+        Outcome::Resume(self)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::ident::Name;
 use crate::outcome::Outcome;
 use crate::policy::RestartPolicy;
 use crate::queue::{Queue, QueueSpec};
+use crate::runtime::Current;
 
 /// Where a `pipeline!` expression stands in the source. Every pipeline one expression
 /// produces shares its site, and the site names the pipeline's implicit queue.
@@ -48,6 +49,28 @@ pub struct Layout {
     pub rescue: Option<usize>,
     /// Steps in `finally!`, if the pipeline has one.
     pub finally: Option<usize>,
+    /// The header binds the step's view of its instance ([`Current`]): every step call
+    /// carries it, and the pipeline never runs without an instance (no quick run).
+    pub current: bool,
+}
+
+/// The three sections of a pipeline's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    Main,
+    Rescue,
+    Finally,
+}
+
+impl Layout {
+    /// How many steps `section` has (0 for a section the pipeline does not have).
+    pub(crate) fn len(&self, section: Section) -> usize {
+        match section {
+            Section::Main => self.main,
+            Section::Rescue => self.rescue.unwrap_or(0),
+            Section::Finally => self.finally.unwrap_or(0),
+        }
+    }
 }
 
 /// Which step the interpreter asks the generated closure to run, with what it may read.
@@ -62,6 +85,8 @@ pub enum StepCall<'a, V, C> {
         value: &'a V,
         /// The runtime's context (an `Arc`, so a waiting step's future can own a share).
         ctx: &'a Arc<C>,
+        /// The step's view of its instance, when the pipeline's header binds it.
+        current: Option<&'a Current<'a, V, C>>,
     },
     /// Step `index` of `rescue!`, handling `error`.
     Rescue {
@@ -73,6 +98,8 @@ pub enum StepCall<'a, V, C> {
         ctx: &'a Arc<C>,
         /// The error being handled.
         error: &'a Error,
+        /// The step's view of its instance, when the pipeline's header binds it.
+        current: Option<&'a Current<'a, V, C>>,
     },
     /// Step `index` of `finally!`, with the error if there was one.
     Finally {
@@ -84,6 +111,8 @@ pub enum StepCall<'a, V, C> {
         ctx: &'a Arc<C>,
         /// The error, if the pipeline failed or was cancelled.
         error: Option<&'a Error>,
+        /// The step's view of its instance, when the pipeline's header binds it.
+        current: Option<&'a Current<'a, V, C>>,
     },
 }
 
@@ -617,6 +646,25 @@ impl<V, C> Pipeline<V, C> {
 
     pub(crate) fn layout(&self) -> Layout {
         self.definition.layout
+    }
+
+    /// A pipeline that runs `steps` (laid out as `layout`) where `self` runs: same site,
+    /// so the same implicit queue, and the same configuration, except that it is never
+    /// detached (a continuation's frames, see `continuation`).
+    pub(crate) fn with_steps<F>(&self, layout: Layout, steps: F) -> Self
+    where
+        F: Fn(StepCall<'_, V, C>) -> Outcome<V, C> + Send + Sync + 'static,
+    {
+        let mut config = self.definition.config.clone();
+        config.detached = false;
+        Pipeline {
+            definition: Arc::new(Definition {
+                site: self.definition.site,
+                layout,
+                steps: Arc::new(steps),
+                config,
+            }),
+        }
     }
 
     pub(crate) fn run_step(&self, call: StepCall<'_, V, C>) -> Outcome<V, C> {

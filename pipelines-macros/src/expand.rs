@@ -35,6 +35,10 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     let steps = Steps {
         value: Lent::value(model),
         ctx: Lent::ctx(&model.ctx, &private),
+        current: model
+            .current
+            .as_ref()
+            .map(|binding| Lent::current(binding, &private)),
         private: &private,
         outcome: &outcome,
     };
@@ -43,7 +47,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     for (index, step) in model.main.iter().enumerate() {
         let body = steps.expand(step, None);
         arms.push(quote! {
-            #private::StepCall::Main { index: #index, value: __pipelines_value, ctx: __pipelines_ctx } => {
+            #private::StepCall::Main { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, current: __pipelines_current } => {
                 #body
             }
         });
@@ -53,7 +57,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         for (index, step) in section.steps.iter().enumerate() {
             let body = steps.expand(step, Some(&error));
             arms.push(quote! {
-                #private::StepCall::Rescue { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error } => {
+                #private::StepCall::Rescue { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error, current: __pipelines_current } => {
                     #body
                 }
             });
@@ -64,7 +68,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         for (index, step) in section.steps.iter().enumerate() {
             let body = steps.expand(step, Some(&error));
             arms.push(quote! {
-                #private::StepCall::Finally { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error } => {
+                #private::StepCall::Finally { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, error: __pipelines_error, current: __pipelines_current } => {
                     #body
                 }
             });
@@ -81,6 +85,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     };
     let rescue_len = section_len(&model.rescue);
     let finally_len = section_len(&model.finally);
+    let sees_current = model.current.is_some();
 
     quote! {{
         static __PIPELINES_SITE: #private::Site = #private::Site::new(::core::concat!(
@@ -88,7 +93,12 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
         ));
         #private::Pipeline::<#value_type, #ctx_type>::__from_steps(
             &__PIPELINES_SITE,
-            #private::Layout { main: #main_len, rescue: #rescue_len, finally: #finally_len },
+            #private::Layout {
+                main: #main_len,
+                rescue: #rescue_len,
+                finally: #finally_len,
+                current: #sees_current,
+            },
             move |__pipelines_call: #private::StepCall<'_, #value_type, #ctx_type>|
                   -> #private::Outcome<#value_type, #ctx_type> {
                 #[allow(unused_imports)]
@@ -108,7 +118,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
 /// The value type `V`: the header's type, or its referent when steps borrow the value.
 fn value_type(model: &Pipeline) -> TokenStream {
     match &model.value.binding.ty {
-        Some(Type::Reference(reference)) => {
+        Some(Type::Reference(reference)) if model.value.by_ref => {
             let elem = &reference.elem;
             quote!(#elem)
         }
@@ -191,6 +201,33 @@ impl Lent {
         }
     }
 
+    /// The step's view of its instance: lent as `&Current<'_, V, C>`; a waiting step's
+    /// future owns a `Current<'static, V, C>` made from it.
+    fn current(binding: &Binding, private: &TokenStream) -> Self {
+        let Binding { pat, ty } = binding;
+        let owned = owned_name("current");
+        // Every call of a pipeline whose header binds it carries it; `None` would be a
+        // bug of the runtime, reported as the step's error rather than a panic.
+        let lent = quote! {
+            match __pipelines_current {
+                ::core::option::Option::Some(__pipelines_current) => __pipelines_current,
+                ::core::option::Option::None => {
+                    return #private::Outcome::Error(#private::Error::new(
+                        "internal error: the step's view of its instance is missing; please report this bug",
+                    ));
+                }
+            }
+        };
+        Lent {
+            pat: pat.clone(),
+            ty: ty.as_ref().map(|ty| quote!(#ty)),
+            own: quote!(#private::Current::to_static(#lent)),
+            lent,
+            from_owned: quote!(&#owned),
+            owned,
+        }
+    }
+
     /// `rescue!`'s `&Error`.
     fn rescue_error(binding: &Binding, private: &TokenStream) -> Self {
         let owned = owned_name("error");
@@ -253,6 +290,8 @@ fn owned_name(what: &str) -> syn::Ident {
 struct Steps<'a> {
     value: Lent,
     ctx: Lent,
+    /// The optional third header binding.
+    current: Option<Lent>,
     private: &'a TokenStream,
     /// The step's `Outcome<V, C>` type path: naming it lets a future whose output has the
     /// wrong type be reported at the step.
@@ -268,11 +307,14 @@ impl Steps<'_> {
         let bindings = [
             (mentions.value, Some(&self.value)),
             (mentions.ctx, Some(&self.ctx)),
+            (mentions.current, self.current.as_ref()),
             (mentions.error, error),
         ];
-        let lent = bindings
-            .iter()
-            .filter_map(|(_, binding)| *binding)
+        // The view of the instance is lent only to the steps that name it.
+        let current = self.current.as_ref().filter(|_| mentions.current);
+        let lent = [Some(&self.value), Some(&self.ctx), current, error]
+            .into_iter()
+            .flatten()
             .map(|binding| binding.bind(&binding.lent));
         let (future, await_span) = match &step.kind {
             StepKind::Sync(expr) => {

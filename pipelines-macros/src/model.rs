@@ -11,6 +11,8 @@ pub(crate) struct Pipeline {
     pub(crate) value: ValueBinding,
     /// How each step sees the context.
     pub(crate) ctx: Binding,
+    /// The optional third binding: the step's view of its instance (`Current`).
+    pub(crate) current: Option<Binding>,
     pub(crate) main: Vec<Step>,
     pub(crate) rescue: Option<Section>,
     pub(crate) finally: Option<Section>,
@@ -54,13 +56,15 @@ pub(crate) struct Step {
 pub(crate) struct Mentions {
     pub(crate) value: bool,
     pub(crate) ctx: bool,
+    /// The step's view of its instance (the optional third header binding).
+    pub(crate) current: bool,
     /// The section's error (`rescue!`/`finally!` only).
     pub(crate) error: bool,
 }
 
 impl Mentions {
     pub(crate) fn any(self) -> bool {
-        self.value || self.ctx || self.error
+        self.value || self.ctx || self.current || self.error
     }
 }
 

@@ -41,8 +41,9 @@ impl Errors {
     }
 }
 
-const HEADER_HELP: &str = "a pipeline header binds exactly a value and a context: \
-     write `pipeline!(|value: V, ctx: &C| { ... })`";
+const HEADER_HELP: &str = "a pipeline header binds a value and a context, and optionally \
+     the step's view of its instance: write `pipeline!(|value: V, ctx: &C| { ... })` or \
+     `pipeline!(|value: V, ctx: &C, current| { ... })`";
 
 /// Parses `($crate) |value: V, ctx: &C| { steps }`.
 pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
@@ -78,7 +79,8 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
     let mut inputs = closure.inputs.iter();
     let value = inputs.next().map(split_binding);
     let ctx = inputs.next().map(split_binding);
-    if closure.inputs.len() != 2 {
+    let current = inputs.next().map(split_binding);
+    if !matches!(closure.inputs.len(), 2 | 3) {
         errors.push(
             &header_span,
             format!(
@@ -105,6 +107,16 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
         }
     }
 
+    if let Some(Binding { ty: Some(ty), .. }) = &current {
+        if !matches!(ty, Type::Reference(_) | Type::Infer(_)) {
+            errors.push(
+                ty,
+                "the step's view of its instance is lent to each step: \
+                 write `current` or `current: &Current<V, C>`",
+            );
+        }
+    }
+
     let statements = match &*closure.body {
         Expr::Block(block) if block.label.is_none() => block.block.stmts.clone(),
         other => {
@@ -124,6 +136,10 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
             .as_ref()
             .map(|b| bound_names(&b.pat))
             .unwrap_or_default(),
+        current: current
+            .as_ref()
+            .map(|b| bound_names(&b.pat))
+            .unwrap_or_default(),
         error: Vec::new(),
     };
     let (main, rescue, finally) = parse_body(statements, &names, &mut errors);
@@ -133,7 +149,9 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
             .finish(())
             .and_then(|()| Err(syn::Error::new_spanned(&header_span, HEADER_HELP)));
     };
-    let by_ref = matches!(value.ty, Some(Type::Reference(_)));
+    // `&V` borrows the value; `&'static T` (a lifetime named) is a value of that type.
+    let by_ref =
+        matches!(&value.ty, Some(Type::Reference(reference)) if reference.lifetime.is_none());
     errors.finish(Pipeline {
         krate,
         value: ValueBinding {
@@ -141,6 +159,7 @@ pub(crate) fn parse_pipeline(input: ParseStream<'_>) -> syn::Result<Pipeline> {
             by_ref,
         },
         ctx,
+        current,
         main,
         rescue,
         finally,
@@ -460,6 +479,7 @@ fn parse_step(
     let mentions = Mentions {
         value: mentions_any(tokens.clone(), &names.value),
         ctx: mentions_any(tokens.clone(), &names.ctx),
+        current: mentions_any(tokens.clone(), &names.current),
         error: mentions_any(tokens, &names.error),
     };
     let captures = if matches!(kind, StepKind::Await { .. }) && mentions.any() {
@@ -567,6 +587,7 @@ fn captured_names(expr: &Expr, names: &HeaderNames) -> Vec<syn::Ident> {
         .value
         .iter()
         .chain(&names.ctx)
+        .chain(&names.current)
         .chain(&names.error)
         .collect();
     scan.used
@@ -597,6 +618,7 @@ fn macro_exprs(mac: &Macro) -> Vec<Expr> {
 struct HeaderNames {
     value: Vec<syn::Ident>,
     ctx: Vec<syn::Ident>,
+    current: Vec<syn::Ident>,
     error: Vec<syn::Ident>,
 }
 

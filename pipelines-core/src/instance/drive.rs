@@ -7,12 +7,13 @@ use std::task::{Context, Poll};
 
 use futures::Future;
 
-use super::{Completion, Ending, InStep, Instance, Section, SharedResult, Waiting};
+use super::{Completion, Ending, InStep, Instance, SharedResult, Waiting};
+use crate::continuation::Continuation;
 use crate::error::Error;
 use crate::introspection::InstanceState;
 use crate::outcome::Outcome;
-use crate::pipeline::StepCall;
-use crate::runtime::{ChildStart, Core};
+use crate::pipeline::{Section, StepCall};
+use crate::runtime::{ChildStart, Core, Current, FrameView};
 
 impl<V, C> Instance<V, C>
 where
@@ -27,12 +28,20 @@ where
     /// Panics of steps and futures are caught once per stretch, not once per step: the
     /// state machine is unchanged by a step that panics, so the panic is attributed to
     /// the step (or future) it was at, and the stretch goes on with the error path.
-    pub(crate) fn drive(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
+    ///
+    /// `outer` is where the parent that drives it stands (`None` for an instance nobody
+    /// drives: a root, a detached child, a fork), lent to steps that see their instance.
+    pub(crate) fn drive(
+        &mut self,
+        core: &Arc<Core<C>>,
+        cx: &mut Context<'_>,
+        outer: Option<&FrameView<'_, V, C>>,
+    ) -> Poll<()> {
         let _in_step = InStep::enter();
         let span = self.span.clone();
         let _entered = span.enter();
         loop {
-            match catch_unwind(AssertUnwindSafe(|| self.run(core, cx))) {
+            match catch_unwind(AssertUnwindSafe(|| self.run(core, cx, outer))) {
                 Ok(poll) => return poll,
                 Err(payload) => {
                     // A future that panicked is finished for good: drop it.
@@ -45,7 +54,12 @@ where
         }
     }
 
-    fn run(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
+    fn run(
+        &mut self,
+        core: &Arc<Core<C>>,
+        cx: &mut Context<'_>,
+        outer: Option<&FrameView<'_, V, C>>,
+    ) -> Poll<()> {
         loop {
             if self.completed {
                 self.record_end(core);
@@ -116,7 +130,7 @@ where
                     Poll::Ready(outcome) => {
                         self.waiting = Waiting::Nothing;
                         self.mark_resumed(core);
-                        self.apply(outcome, core, cx);
+                        self.apply(outcome, core, cx, outer);
                     }
                 },
                 Waiting::Resolved(_) => {
@@ -124,11 +138,21 @@ where
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
                     {
                         self.mark_resumed(core);
-                        self.apply(outcome, core, cx);
+                        self.apply(outcome, core, cx, outer);
                     }
                 }
                 Waiting::Child { child, .. } => {
-                    if child.drive(core, cx).is_pending() {
+                    let here = FrameView {
+                        pipeline: &self.pipeline,
+                        section: self.section,
+                        index: self.index,
+                        value: &self.value,
+                        error: self.error.as_ref(),
+                        ident: &self.ident,
+                        muted: self.muted,
+                        outer,
+                    };
+                    if child.drive(core, cx, Some(&here)).is_pending() {
                         self.mark_suspended(core);
                         return Poll::Pending;
                     }
@@ -136,7 +160,7 @@ where
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
                     {
                         self.mark_resumed(core);
-                        self.apply_child(child.into_completion(), muted, core);
+                        self.child_ended(*child, muted, core);
                     }
                 }
                 Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
@@ -183,7 +207,7 @@ where
                         self.cancel_now();
                     }
                 }
-                Waiting::Nothing => self.run_next_step(core, cx),
+                Waiting::Nothing => self.run_next_step(core, cx, outer),
             }
         }
     }
@@ -267,28 +291,46 @@ where
         }
     }
 
-    fn run_next_step(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) {
+    fn run_next_step(
+        &mut self,
+        core: &Arc<Core<C>>,
+        cx: &mut Context<'_>,
+        outer: Option<&FrameView<'_, V, C>>,
+    ) {
         let layout = self.pipeline.layout();
-        let section_len = match self.section {
-            Section::Main => layout.main,
-            Section::Rescue => layout.rescue.unwrap_or(0),
-            Section::Finally => layout.finally.unwrap_or(0),
-        };
-        if self.index >= section_len {
+        if self.index >= layout.len(self.section) {
             self.end_section();
             return;
         }
         let index = self.index;
         let value = &self.value;
         let ctx = core.context();
+        let here = FrameView {
+            pipeline: &self.pipeline,
+            section: self.section,
+            index,
+            value,
+            error: self.error.as_ref(),
+            ident: &self.ident,
+            muted: self.muted,
+            outer,
+        };
+        let current = layout.current.then(|| Current::lent(core, self.id, &here));
+        let current = current.as_ref();
         let call = match self.section {
-            Section::Main => StepCall::Main { index, value, ctx },
+            Section::Main => StepCall::Main {
+                index,
+                value,
+                ctx,
+                current,
+            },
             Section::Rescue => match &self.error {
                 Some(error) => StepCall::Rescue {
                     index,
                     value,
                     ctx,
                     error,
+                    current,
                 },
                 // Unreachable by construction (rescue is entered with an error); failing
                 // is the panic-free answer.
@@ -304,13 +346,20 @@ where
                 value,
                 ctx,
                 error: self.error.as_ref(),
+                current,
             },
         };
         let outcome = self.pipeline.run_step(call);
-        self.apply(outcome, core, cx);
+        self.apply(outcome, core, cx, outer);
     }
 
-    fn apply(&mut self, outcome: Outcome<V, C>, core: &Arc<Core<C>>, cx: &mut Context<'_>) {
+    fn apply(
+        &mut self,
+        outcome: Outcome<V, C>,
+        core: &Arc<Core<C>>,
+        cx: &mut Context<'_>,
+        outer: Option<&FrameView<'_, V, C>>,
+    ) {
         match outcome {
             Outcome::Value(value) => {
                 self.value = value;
@@ -324,15 +373,29 @@ where
             Outcome::Nested { pipeline, muted } => {
                 match core.start_child(self.id, pipeline, self.value.clone()) {
                     // The child runs inline; it is boxed only if it has to wait.
-                    ChildStart::Run(mut child) => match child.drive(core, cx) {
-                        Poll::Ready(()) => self.apply_child(child.into_completion(), muted, core),
-                        Poll::Pending => {
-                            self.waiting = Waiting::Child {
-                                child: Box::new(child),
-                                muted,
+                    ChildStart::Run(mut child) => {
+                        child.set_nested(muted);
+                        let here = FrameView {
+                            pipeline: &self.pipeline,
+                            section: self.section,
+                            index: self.index,
+                            value: &self.value,
+                            error: self.error.as_ref(),
+                            ident: &self.ident,
+                            muted: self.muted,
+                            outer,
+                        };
+                        let polled = child.drive(core, cx, Some(&here));
+                        match polled {
+                            Poll::Ready(()) => self.child_ended(child, muted, core),
+                            Poll::Pending => {
+                                self.waiting = Waiting::Child {
+                                    child: Box::new(child),
+                                    muted,
+                                }
                             }
                         }
-                    },
+                    }
                     ChildStart::Detached => self.index += 1,
                     ChildStart::Shared(receiver) => {
                         self.waiting = Waiting::Shared { receiver, muted }
@@ -362,6 +425,36 @@ where
                 // is cancelled, as `cancel(ident)` would.
                 core.cancel_id(self.id);
             }
+            Outcome::Resume(continuation) => self.resume(continuation),
+        }
+    }
+
+    /// A step returned a continuation (or a child ended with one): a nested instance
+    /// ends with it for its parent to go on with; an instance nobody drives runs it in
+    /// place of the rest of its own steps.
+    fn resume(&mut self, continuation: Continuation<V, C>) {
+        if self.nested {
+            // Its own rest (`finally!` included) is in the continuation.
+            self.resumed = Some(Box::new(continuation));
+            self.completed = true;
+            return;
+        }
+        let (value, pipeline) = continuation.into_start();
+        self.pipeline = pipeline;
+        self.value = value;
+        self.section = Section::Main;
+        self.index = 0;
+        self.error = None;
+        self.ending = Ending::Normally;
+        self.break_all = false;
+    }
+
+    /// A nested child it waited for has ended: a continuation it resumed replaces this
+    /// instance's rest too; anything else is applied as its completion.
+    fn child_ended(&mut self, mut child: Instance<V, C>, muted: bool, core: &Arc<Core<C>>) {
+        match child.resumed.take() {
+            Some(continuation) if child.ended_normally() => self.resume(*continuation),
+            _ => self.apply_child(child.into_completion(), muted, core),
         }
     }
 

@@ -8,8 +8,9 @@ use std::task::Context;
 
 use futures::Future;
 
-use super::{Completion, Ending, Instance, Section, Waiting};
+use super::{Completion, Ending, Instance, Waiting};
 use crate::error::Error;
+use crate::pipeline::Section;
 use crate::policy::Intensity;
 use crate::registry::Ending as Recorded;
 use crate::runtime::Core;
@@ -207,6 +208,11 @@ where
         } else {
             self.completed = true;
         }
+    }
+
+    /// `true` if it ended without an error, a cancellation or a drop.
+    pub(super) fn ended_normally(&self) -> bool {
+        self.final_ending() == Ending::Normally
     }
 
     /// The ending as the caller will see it.

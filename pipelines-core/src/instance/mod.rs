@@ -29,11 +29,12 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::cancellation::Control;
+use crate::continuation::Continuation;
 use crate::error::Error;
 use crate::hooks::InstanceSpan;
 use crate::ident::Ident;
 use crate::outcome::{Outcome, StepFuture};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Section};
 use crate::policy::Intensity;
 
 pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};
@@ -51,13 +52,6 @@ pub(crate) enum Completion<V> {
     Cancelled,
     /// A child was dropped by its queue, which ended this instance too.
     Dropped,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
-    Main,
-    Rescue,
-    Finally,
 }
 
 /// What the instance will end with once `finally!` is done.
@@ -130,6 +124,12 @@ pub(crate) struct Instance<V, C> {
     deadline_armed: bool,
     /// The timeout fired: a cancelled child means "timed out", not "cancelled".
     timed_out: bool,
+    /// Driven by its parent, which waits for it (not a root, detached child or fork).
+    nested: bool,
+    /// Its result does not replace its parent's value.
+    muted: bool,
+    /// It ended by resuming a continuation, which its parent goes on with.
+    resumed: Option<Box<Continuation<V, C>>>,
 }
 
 // The interpreter never pins anything inside an instance: futures are boxed and pinned on
@@ -207,7 +207,16 @@ where
             deadline: None,
             deadline_armed: false,
             timed_out: false,
+            nested: false,
+            muted: false,
+            resumed: None,
         }
+    }
+
+    /// Marks it as a child its parent drives and waits for (`muted`: as a muted child).
+    pub(crate) fn set_nested(&mut self, muted: bool) {
+        self.nested = true;
+        self.muted = muted;
     }
 
     pub(crate) fn ident(&self) -> &Ident {

@@ -53,6 +53,7 @@ where
                 index: run.index,
                 value: &run.value,
                 ctx,
+                current: None,
             };
             let outcome = match pipeline.run_step(call) {
                 Outcome::Future(future) => {

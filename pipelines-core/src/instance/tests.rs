@@ -23,7 +23,9 @@ fn pipeline(
         &SITE,
         layout,
         move |call: StepCall<'_, i32, Calls>| match call {
-            StepCall::Main { index, value, ctx } => {
+            StepCall::Main {
+                index, value, ctx, ..
+            } => {
                 ctx.record(0, index, *value);
                 step(0, index, *value, None)
             }
@@ -32,6 +34,7 @@ fn pipeline(
                 value,
                 ctx,
                 error,
+                ..
             } => {
                 ctx.record(1, index, *value);
                 step(1, index, *value, Some(error))
@@ -41,6 +44,7 @@ fn pipeline(
                 value,
                 ctx,
                 error,
+                ..
             } => {
                 ctx.record(2, index, *value);
                 step(2, index, *value, error)
@@ -66,6 +70,7 @@ fn layout(main: usize, rescue: Option<usize>, finally: Option<usize>) -> Layout 
         main,
         rescue,
         finally,
+        current: false,
     }
 }
 

@@ -34,24 +34,23 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Live instances grouped by queue (queues by name; in each, slot holders in arrival
-    /// order, then waiting ones in arrival order, then those being cancelled).
+    /// Active instances grouped by queue (queues by name; in each, slot holders in
+    /// arrival order, then waiting ones in arrival order). A cancelled instance has
+    /// given its slot back and is not listed, though it is live (and [`instance`] finds
+    /// it) until its `finally!` is done.
+    ///
+    /// [`instance`]: Registry::instance
     pub(crate) fn active(&self) -> Vec<ActiveQueue> {
         let mut by_queue: FastMap<QueueId, Vec<&Entry>> = FastMap::default();
         for entry in self.entries.values() {
-            by_queue.entry(entry.queue).or_default().push(entry);
+            if entry.place != Place::None {
+                by_queue.entry(entry.queue).or_default().push(entry);
+            }
         }
         let mut active: Vec<ActiveQueue> = by_queue
             .into_iter()
             .map(|(queue, mut entries)| {
-                entries.sort_by_key(|entry| {
-                    let rank = match entry.place {
-                        Place::Live => 0,
-                        Place::Waiting => 1,
-                        Place::None => 2,
-                    };
-                    (rank, entry.ident.id())
-                });
+                entries.sort_by_key(|entry| (entry.place == Place::Waiting, entry.ident.id()));
                 ActiveQueue {
                     name: self.queue_name(queue),
                     instances: entries.into_iter().map(|entry| self.info(entry)).collect(),

@@ -684,6 +684,12 @@ impl Registry {
         }
     }
 
+    /// The ident of `id`'s parent, if it has one (and both are live).
+    pub(crate) fn parent_of(&self, id: u64) -> Option<Ident> {
+        let parent = self.entries.get(&id)?.parent?;
+        self.ident_of(parent)
+    }
+
     pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {
         self.entries.get(&id).map(|entry| entry.ident.clone())
     }

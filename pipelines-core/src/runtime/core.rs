@@ -457,7 +457,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 let mut cx = Context::from_waker(futures::task::noop_waker_ref());
                 if on_a_task
                     || !instance.is_admitted()
-                    || instance.drive(self, &mut cx).is_pending()
+                    || instance.drive(self, &mut cx, None).is_pending()
                 {
                     self.wait_on_task(instance);
                 } else {
@@ -468,6 +468,52 @@ impl<C: Send + Sync + 'static> Core<C> {
             }
             Ok(Joined::Run(instance, _)) => ChildStart::Run(instance),
         }
+    }
+
+    /// A fork (SEMANTICS 2.1): `pipeline` started with `value` as a child of `parent`
+    /// that nobody waits on, run inline until it waits, like a detached child; `detached`
+    /// only says whether cancelling it climbs to `parent`.
+    pub(crate) fn start_fork<V>(
+        self: &Arc<Self>,
+        parent: u64,
+        pipeline: Pipeline<V, C>,
+        value: V,
+        detached: bool,
+    ) -> Result<Ident, Error>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let too_deep = crate::instance::driving_depth() >= crate::NESTING_LIMIT;
+        let on_a_task = too_deep && self.executor().is_some();
+        if too_deep && !on_a_task {
+            return Err(Error::NestingTooDeep {
+                limit: crate::NESTING_LIMIT,
+            });
+        }
+        let name = Name::Static(pipeline.site_name());
+        match self.join(pipeline, name, value, Some(parent), detached) {
+            Err(error) => Err(Error::new(error)),
+            Ok(Joined::Dropped(..) | Joined::Refused(..)) => Err(Error::Dropped),
+            Ok(Joined::Shared { ident, .. }) => Ok(ident),
+            Ok(Joined::Run(mut instance, _)) => {
+                let ident = instance.ident().clone();
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                if on_a_task
+                    || !instance.is_admitted()
+                    || instance.drive(self, &mut cx, None).is_pending()
+                {
+                    self.wait_on_task(instance);
+                } else {
+                    let _ = self.finish_root(&ident, instance.into_completion());
+                }
+                Ok(ident)
+            }
+        }
+    }
+
+    /// The ident of `id`'s parent, if it has one.
+    pub(crate) fn parent_of(&self, id: u64) -> Option<Ident> {
+        self.lock().parent_of(id)
     }
 
     /// Moves a waiting detached instance to a task; without any executor, it fails.
@@ -533,7 +579,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         let mut polled = None;
         let transaction = self
             .hooks
-            .in_transaction(&mut || polled = Some(instance.drive(self, cx)));
+            .in_transaction(&mut || polled = Some(instance.drive(self, cx, None)));
         if let Err(panic) = transaction {
             // The transactor panicked, before or after the stretch: the instance fails
             // (its error path runs outside any transaction), or, if it had already
@@ -541,11 +587,11 @@ impl<C: Send + Sync + 'static> Core<C> {
             if !instance.fail_from_outside(panic.clone(), self) {
                 self.hooks.report(instance.ident(), &panic);
             }
-            return instance.drive(self, cx);
+            return instance.drive(self, cx, None);
         }
         match polled {
             Some(polled) => polled,
-            None => instance.drive(self, cx),
+            None => instance.drive(self, cx, None),
         }
     }
 

@@ -10,11 +10,13 @@
 //! - `mod.rs`: [`Runtime`], [`WeakRuntime`], [`in_pipeline`] and [`Canceller`]
 //! - `builder.rs`: [`RuntimeBuilder`] and the registered pipelines it collects
 //! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
+//! - `current.rs`: [`Current`], a step's view of its instance
 //! - `quick.rs`: the quick path of a root invocation, and its adoption as an instance
 //! - `task.rs`: the tokio task that drives an instance once it waits (and its parked form)
 
 mod builder;
 mod core;
+mod current;
 mod parked;
 mod quick;
 mod task;
@@ -36,6 +38,8 @@ use crate::registry::{Effects, Gauge};
 
 pub use self::builder::RuntimeBuilder;
 pub(crate) use self::core::{ChildStart, Core};
+pub use self::current::Current;
+pub(crate) use self::current::FrameView;
 
 /// Runs pipelines: by registered name or by value, with a shared context.
 ///
@@ -390,8 +394,18 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.after(fx);
     }
 
-    /// The live instances, grouped by queue (queues sorted by name): each with its ident,
+    /// The active instances, grouped by queue (queues sorted by name; in each, those that
+    /// hold a slot, then those that wait for one, in arrival order): each with its ident,
     /// state, parent and argument.
+    ///
+    /// An instance leaves this list the moment it stops holding (or waiting for) a slot:
+    /// once cancelled, it is not listed, so the list agrees with
+    /// [`QueueInfo::running`](crate::QueueInfo::running) and
+    /// [`QueueInfo::waiting`](crate::QueueInfo::waiting). It stays live until its
+    /// `finally!` is done: [`instance`](Runtime::instance) and
+    /// [`live_counts`](Runtime::live_counts) still see it, with the state
+    /// [`Cancelling`](crate::InstanceState::Cancelling), so a hook such as the watcher's
+    /// `Cancelling` event can still look it up.
     ///
     /// ```
     /// use pipelines::{pipeline, InstanceState, Runtime};
@@ -415,7 +429,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.lock().active()
     }
 
-    /// The live instance `ident`, if it is live.
+    /// The live instance `ident`, if it is live: from the moment it joins its queue until
+    /// its `finally!` is done (a cancelled instance included, see [`active`](Runtime::active)).
     ///
     /// ```
     /// # use pipelines::{pipeline, InstanceState, Runtime};

@@ -59,6 +59,8 @@ impl<C: Send + Sync + 'static> Core<C> {
             QueueSpec::Keyed(_) => return Quick::Declined(argument),
         };
         if !self.quick_runs
+            // Its steps see their instance: it needs one from the start.
+            || pipeline.layout().current
             || concurrency.use_existing()
             || concurrency.behaviour() == Behaviour::Restartable
             || InstanceSpan::observed()

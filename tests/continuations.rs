@@ -1,0 +1,495 @@
+//! A step's view of its instance and continuations (SEMANTICS 2.1), including the seed
+//! system's interpreter-state scenarios, under the paused clock.
+
+mod support;
+
+use std::time::Duration;
+
+use pipelines::{pipeline, Continuation, Error, Outcome, Runtime, Step};
+use support::{entries, logging_runtime, push, run_sync, Log};
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Lets the tasks the runtime spawned run until they wait on the clock again.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+// ---- the step's view of its instance ----------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_step_sees_its_ident_its_parent_and_its_runtime_before_and_after_a_wait() {
+    let (runtime, log) = logging_runtime();
+    let child = pipeline!(|value: i32, log: &Log, current| {
+        push(
+            log,
+            format!(
+                "sync {} of {}",
+                current.ident().id(),
+                current.parent().unwrap().id()
+            ),
+        );
+        sleep_ms(10).await;
+        push(
+            log,
+            format!(
+                "resumed {} of {}",
+                current.ident().id(),
+                current.parent().unwrap().id()
+            ),
+        );
+        // A waiting step that names it gets its own copy.
+        report(
+            current.ident().id(),
+            current.runtime().live_counts().0,
+            log.clone(),
+        )
+        .await;
+    });
+    let parent = pipeline!(|value: i32, _log: &Log| {
+        child.clone();
+    });
+    let handle = runtime.invoke_pipeline(&parent, 1).unwrap();
+    let root = handle.ident().id();
+    handle.await.unwrap();
+    let lines = entries(&log);
+    let child_id: u64 = lines[0]
+        .split(' ')
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .unwrap();
+    assert_ne!(child_id, root);
+    assert_eq!(
+        lines,
+        [
+            format!("sync {child_id} of {root}"),
+            format!("resumed {child_id} of {root}"),
+            format!("waiting step {child_id} sees 2 live"),
+        ]
+    );
+}
+
+async fn report(id: u64, live: usize, log: Log) {
+    push(&log, format!("waiting step {id} sees {live} live"));
+}
+
+#[test]
+fn rescue_and_finally_steps_see_their_instance_too() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        Err::<i32, _>("boom");
+        rescue!(|error| {
+            push(log, format!("rescue {} {error}", current.ident().name()));
+        });
+        finally!(|error| {
+            push(
+                log,
+                format!("finally {} {}", current.ident().name(), error.is_some()),
+            );
+        });
+    });
+    let runtime = runtime;
+    let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    let name = handle.ident().name().to_owned();
+    drop(handle);
+    assert_eq!(
+        entries(&log),
+        [
+            format!("rescue {name} step failed: boom"),
+            format!("finally {name} true")
+        ]
+    );
+}
+
+#[test]
+fn a_root_has_no_parent() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        push(log, format!("{:?}", current.parent()));
+    });
+    run_sync(&runtime, &p, 1).unwrap();
+    assert_eq!(entries(&log), ["None"]);
+}
+
+// ---- fork ---------------------------------------------------------------------------------
+
+#[test]
+fn a_fork_with_a_new_value_runs_the_rest_first_then_the_original_goes_on() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        push(log, format!("start {value}"));
+        {
+            if value == 1 {
+                let fork = current.fork(current.continuation().with_value(10)).unwrap();
+                push(
+                    log,
+                    format!("forked as a child: {}", fork != *current.ident()),
+                );
+            }
+            value + 1
+        };
+        push(
+            log,
+            format!("end {value} (parent: {})", current.parent().is_some()),
+        );
+        value * 2;
+    });
+    assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 4);
+    assert_eq!(
+        entries(&log),
+        [
+            "start 1",
+            "end 10 (parent: true)",
+            "forked as a child: true",
+            "end 2 (parent: false)"
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fork_that_waits_keeps_its_parent_live_and_is_cancelled_with_it() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        {
+            if value == 1 {
+                current
+                    .fork(current.continuation().with_value(100))
+                    .unwrap();
+            }
+        };
+        sleep_ms(50).await;
+        push(log, format!("slept {value}"));
+        finally!(|error| {
+            push(log, format!("finally {value} {}", error.is_some()));
+        });
+    });
+    let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    let root = handle.ident().clone();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The root and its fork, both sleeping.
+    assert_eq!(runtime.live_counts().0, 2);
+    runtime.cancel(&root).unwrap();
+    settle().await;
+    assert!(matches!(handle.await, Err(Error::Cancelled)));
+    assert_eq!(entries(&log), ["finally 100 true", "finally 1 true"]);
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_fork_climbs_to_its_parent_unless_it_is_detached() {
+    for detached in [false, true] {
+        let (runtime, log) = logging_runtime();
+        let p = pipeline!(|value: i32, log: &Log, current| {
+            {
+                if value == 1 {
+                    let rest = current.continuation().with_value(100);
+                    let fork = if detached {
+                        current.fork_detached(rest)
+                    } else {
+                        current.fork(rest)
+                    };
+                    push(log, fork.unwrap().id().to_string());
+                }
+            };
+            sleep_ms(50).await;
+            push(log, format!("slept {value}"));
+        });
+        let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+        let fork_id: u64 = entries(&log)[0].parse().unwrap();
+        let fork = runtime
+            .active()
+            .iter()
+            .flat_map(|queue| queue.instances().to_vec())
+            .find(|instance| instance.ident().id() == fork_id)
+            .unwrap();
+        assert_eq!(fork.parent(), Some(handle.ident()));
+        assert_eq!(fork.is_detached(), detached);
+        runtime.cancel(fork.ident()).unwrap();
+        settle().await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let outcome = handle.await;
+        if detached {
+            assert_eq!(outcome.unwrap(), 1);
+            assert_eq!(entries(&log)[1..], ["slept 1"]);
+        } else {
+            assert!(matches!(outcome, Err(Error::Cancelled)), "{outcome:?}");
+            assert_eq!(entries(&log).len(), 1);
+        }
+        assert_eq!(runtime.live_counts().0, 0);
+    }
+}
+
+// ---- resume -------------------------------------------------------------------------------
+
+/// The seed's "replace the continuation when the value is even": from the step that
+/// decides, the rest of the pipeline runs from another value, with a step pushed at its end.
+fn even_replaced(wait: bool) -> pipelines::Pipeline<i32, Log> {
+    pipeline!(|value: i32, log: &Log, current| {
+        value + 1;
+        {
+            async move {
+                if wait {
+                    sleep_ms(100).await;
+                }
+            }
+        }
+        .await;
+        {
+            if value % 2 == 0 {
+                let mut rest = current.continuation();
+                rest.innermost_mut().set_value(value * 100);
+                rest.innermost_mut()
+                    .push(Step::new(|value: &i32, log: &Log| {
+                        push(log, format!("pushed step on {value}"));
+                        Outcome::Value(value + 5)
+                    }));
+                Some(rest)
+            } else {
+                None
+            }
+        };
+        push(log, format!("rest on {value}"));
+        value + 1;
+    })
+}
+
+#[test]
+fn resuming_a_replaced_continuation_synchronously() {
+    let (runtime, log) = logging_runtime();
+    let p = even_replaced(false);
+    assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 206);
+    assert_eq!(run_sync(&runtime, &p, 2).unwrap(), 4);
+    assert_eq!(
+        entries(&log),
+        ["rest on 200", "pushed step on 201", "rest on 3"]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resuming_a_replaced_continuation_after_a_wait() {
+    let (runtime, log) = logging_runtime();
+    let p = even_replaced(true);
+    let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(99)).await;
+    assert!(handle.try_result().is_none());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(handle.try_result().unwrap().unwrap(), 206);
+    assert_eq!(entries(&log), ["rest on 200", "pushed step on 201"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_step_can_resume_the_continuation_it_was_given() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        later(current.continuation().with_value(value * 10)).await;
+        push(log, format!("rest on {value}"));
+    });
+    let handle = runtime.invoke_pipeline(&p, 3).unwrap();
+    assert_eq!(handle.await.unwrap(), 30);
+    assert_eq!(entries(&log), ["rest on 30"]);
+}
+
+async fn later(rest: Continuation<i32, Log>) -> Continuation<i32, Log> {
+    sleep_ms(100).await;
+    rest
+}
+
+#[test]
+fn a_capture_two_levels_deep_flows_out_through_both_levels() {
+    let (runtime, log) = logging_runtime();
+    let inner = pipeline!(|value: i32, log: &Log, current| {
+        {
+            let rest = current.continuation();
+            let idents: Vec<String> = rest.frames().map(|f| f.ident().name().to_owned()).collect();
+            push(log, format!("captured {} frames", idents.len()));
+            rest.with_value(value * 10)
+        };
+        push(log, format!("inner rest on {value}"));
+        value + 1;
+    });
+    let middle = pipeline!(|value: i32, log: &Log| {
+        inner.clone();
+        push(log, format!("middle rest on {value}"));
+        value + 100;
+        finally!(|_error| {
+            push(log, "middle finally");
+        });
+    });
+    let outer = pipeline!(|value: i32, log: &Log| {
+        middle.clone();
+        push(log, format!("outer rest on {value}"));
+        value + 1000;
+        finally!(|_error| {
+            push(log, "outer finally");
+        });
+    });
+    assert_eq!(run_sync(&runtime, &outer, 1).unwrap(), 1111);
+    assert_eq!(
+        entries(&log),
+        [
+            "captured 3 frames",
+            "inner rest on 10",
+            "middle rest on 11",
+            "middle finally",
+            "outer rest on 111",
+            "outer finally"
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_muted_level_keeps_its_own_value_when_resumed() {
+    let (runtime, log) = logging_runtime();
+    let inner = pipeline!(|value: i32, log: &Log, current| {
+        sleep_ms(10).await;
+        current.continuation().with_value(value * 10);
+        push(log, format!("inner rest on {value}"));
+        value + 1;
+    });
+    let outer = pipeline!(|value: i32, log: &Log| {
+        value + 1;
+        inner.clone().muted();
+        push(log, format!("outer rest on {value}"));
+    });
+    let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
+    assert_eq!(handle.await.unwrap(), 2);
+    assert_eq!(entries(&log), ["inner rest on 20", "outer rest on 2"]);
+}
+
+#[test]
+fn a_step_inserted_at_the_front_runs_a_nested_pipeline_whose_result_becomes_the_value() {
+    let (runtime, log) = logging_runtime();
+    let times_ten = pipeline!(|value: i32, log: &Log| {
+        push(log, format!("inserted on {value}"));
+        value * 10;
+    });
+    let times_ten_again = times_ten.clone();
+    let with_a_step_after = pipeline!(|value: i32, log: &Log, current| {
+        {
+            let mut rest = current.continuation();
+            rest.innermost_mut().insert(times_ten.clone());
+            rest
+        };
+        value + 1;
+    });
+    let with_nothing_after = pipeline!(|value: i32, log: &Log, current| {
+        {
+            let mut rest = current.continuation();
+            rest.innermost_mut().insert(times_ten_again.clone());
+            assert_eq!(rest.innermost().remaining(), 1);
+            rest
+        };
+    });
+    assert_eq!(run_sync(&runtime, &with_a_step_after, 2).unwrap(), 21);
+    assert_eq!(run_sync(&runtime, &with_nothing_after, 2).unwrap(), 20);
+    assert_eq!(entries(&log), ["inserted on 2", "inserted on 2"]);
+}
+
+#[test]
+fn appending_the_rest_of_the_pipeline_runs_the_tail_twice() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        {
+            let mut rest = current.continuation();
+            let again = rest.clone().into_pipeline();
+            rest.innermost_mut().push(again);
+            rest
+        };
+        push(
+            log,
+            format!("tail on {value} by {}", current.parent().is_some()),
+        );
+        value + 1;
+    });
+    assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 3);
+    assert_eq!(entries(&log), ["tail on 1 by false", "tail on 2 by true"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_frame_runs_in_its_pipelines_queue_as_a_new_child() {
+    let (runtime, log) = logging_runtime();
+    let inner = pipeline!(|value: i32, log: &Log, current| {
+        {
+            push(log, format!("captured by {}", current.ident().id()));
+            current.continuation().with_value(5)
+        };
+        sleep_ms(100).await;
+        push(
+            log,
+            format!("inner rest on {value} by {}", current.ident().id()),
+        );
+    })
+    .enqueued()
+    .set_queue("inner");
+    let outer = pipeline!(|value: i32, _log: &Log| {
+        inner.clone();
+    });
+    let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let queue = runtime.queue("inner").unwrap();
+    assert_eq!((queue.running(), queue.performed()), (1, 1));
+    let active = runtime.active();
+    let frame = active
+        .iter()
+        .find(|queue| queue.name() == "inner")
+        .map(|queue| queue.instances()[0].clone())
+        .unwrap();
+    assert_eq!(frame.parent(), Some(handle.ident()));
+    assert_eq!(handle.await.unwrap(), 5);
+    let lines = entries(&log);
+    assert_eq!(
+        lines,
+        [
+            lines[0].clone(),
+            format!("inner rest on 5 by {}", frame.ident().id())
+        ]
+    );
+    assert_ne!(lines[0], format!("captured by {}", frame.ident().id()));
+    assert_eq!(runtime.queue("inner").unwrap().performed(), 2);
+}
+
+#[test]
+fn a_continuation_shows_its_frames() {
+    let runtime = Runtime::builder(()).start().unwrap();
+    let inner = pipeline!(|value: i32, _ctx: &(), current| {
+        {
+            let rest = current.continuation();
+            let frames: Vec<(usize, bool, i32)> = rest
+                .frames()
+                .map(|frame| (frame.remaining(), frame.is_muted(), *frame.value()))
+                .collect();
+            assert_eq!(frames, [(1, false, 3), (0, true, 3), (2, false, 2)]);
+            assert_eq!(rest.len(), 3);
+            assert!(rest.frame(3).is_none());
+            value
+        };
+        value + 1;
+    });
+    let middle = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        inner.clone();
+    });
+    let outer = pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+        middle.clone().muted();
+        value + 1;
+        value + 1;
+    });
+    assert_eq!(
+        runtime
+            .invoke_pipeline(&outer, 1)
+            .unwrap()
+            .try_result()
+            .unwrap()
+            .unwrap(),
+        4
+    );
+}

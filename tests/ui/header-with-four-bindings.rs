@@ -1,0 +1,7 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|value: i32, _ctx: &(), current, extra: u8| {
+        value + 1;
+    });
+}

@@ -1,7 +1,0 @@
-use pipelines::pipeline;
-
-fn main() {
-    let _p = pipeline!(|value: i32, _ctx: &(), extra: u8| {
-        value + 1;
-    });
-}
