@@ -318,7 +318,7 @@ async fn use_existing_shares_a_live_instance_with_equal_arguments() {
     let other = runtime.invoke("load", 2_u32).unwrap();
     assert_eq!(first.ident(), same.ident());
     assert_ne!(first.ident(), other.ident());
-    assert_eq!(*same.argument(), 1);
+    assert_eq!(same.argument(), Some(&1));
     assert_eq!(
         (
             first.await.unwrap(),

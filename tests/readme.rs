@@ -264,6 +264,133 @@ mod rescue_and_finally {
 }
 
 #[rustfmt::skip]
+mod continuations {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use pipelines::{pipeline, Runtime};
+
+    #[derive(Debug, Clone)]
+    struct Lookup {
+        key: String,
+        data: Option<String>,
+        stale: bool,
+    }
+
+    impl Lookup {
+        fn of(key: &str) -> Self {
+            Lookup { key: key.to_owned(), data: None, stale: false }
+        }
+    }
+
+    #[derive(Default)]
+    struct App {
+        cache: Mutex<HashMap<String, String>>,
+        shown: Mutex<Vec<String>>,
+    }
+
+    impl App {
+        fn cached(&self, key: &str) -> Option<String> {
+            self.cache.lock().unwrap().get(key).cloned()
+        }
+        async fn fetch_if_missing(&self, mut lookup: Lookup) -> Lookup {
+            if lookup.data.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                lookup.data = Some(format!("fresh {}", lookup.key));
+            }
+            lookup
+        }
+        fn remember_and_show(&self, lookup: &Lookup) {
+            if let (Some(data), false) = (&lookup.data, lookup.stale) {
+                self.cache.lock().unwrap().insert(lookup.key.clone(), data.clone());
+            }
+            self.shown.lock().unwrap().push(format!("{:?} stale={}", lookup.data, lookup.stale));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_while_revalidate() {
+        // README begin
+        let lookup = pipeline!(|lookup: Lookup, app: &App, current| {
+            {
+                match app.cached(&lookup.key) {
+                    Some(cached) => {
+                        // Refetch in the background: the rest of this pipeline, run again
+                        // without the cached answer, as a detached fork.
+                        let refetch = current.continuation().with_value(Lookup::of(&lookup.key));
+                        current.fork_detached(refetch)?;
+                        Lookup { data: Some(cached), stale: true, ..lookup }
+                    }
+                    None => lookup,
+                }
+            };
+            app.fetch_if_missing(lookup).await;   // ready at once when the cache answered
+            app.remember_and_show(&lookup);
+        });
+        // README end
+        let runtime = Runtime::builder(App::default()).start().unwrap();
+        let first = runtime.invoke_pipeline(&lookup, Lookup::of("a")).unwrap().await.unwrap();
+        assert!(!first.stale);
+        let mut second = runtime.invoke_pipeline(&lookup, Lookup::of("a")).unwrap();
+        assert!(second.try_result().unwrap().unwrap().stale, "answered from the cache");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::task::yield_now().await;
+        let shown = runtime.context().shown.lock().unwrap().clone();
+        let fresh = r#"Some("fresh a") stale=false"#;
+        assert_eq!(shown, [fresh, r#"Some("fresh a") stale=true"#, fresh]);
+        assert_eq!(runtime.live_counts().0, 0);
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Order {
+        total: u32,
+        reviewed: bool,
+        charged: bool,
+    }
+
+    #[derive(Default)]
+    struct Shop;
+
+    impl Shop {
+        fn price(&self, order: Order) -> Order {
+            Order { total: order.total * 2, ..order }
+        }
+        async fn charge(&self, order: Order) -> Order {
+            tokio::task::yield_now().await;
+            Order { charged: true, ..order }
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_a_step() {
+        let review = pipeline!(|order: Order, _shop: &Shop| {
+            Order { reviewed: true, ..order };
+        });
+        // README begin
+        let checkout = pipeline!(|order: Order, shop: &Shop, current| {
+            shop.price(order);
+            {
+                let mut rest = current.continuation();   // the steps after this one, then the parents'
+                if order.total > 1_000 {
+                    rest.innermost_mut().insert(review.clone());   // a nested pipeline, run first
+                }
+                rest                                     // returned: the run goes on with it
+            };
+            shop.charge(order).await;
+        });
+        // README end
+        let runtime = Runtime::builder(Shop).start().unwrap();
+        let small = Order { total: 100, reviewed: false, charged: false };
+        let big = Order { total: 600, ..small.clone() };
+        let small = runtime.invoke_pipeline(&checkout, small).unwrap().await.unwrap();
+        let big = runtime.invoke_pipeline(&checkout, big).unwrap().await.unwrap();
+        assert_eq!((small.total, small.reviewed, small.charged), (200, false, true));
+        assert_eq!((big.total, big.reviewed, big.charged), (1200, true, true));
+    }
+}
+
+#[rustfmt::skip]
 mod the_runtime {
     use std::sync::atomic::{AtomicU32, Ordering};
 

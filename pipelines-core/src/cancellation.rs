@@ -28,7 +28,8 @@ pub(crate) type Sharer<V> = oneshot::Sender<Result<V, Error>>;
 /// The typed control block of one instance.
 pub(crate) struct Control<V> {
     signals: Signals,
-    argument: V,
+    /// Empty while the argument is still a future (`invoke_future`).
+    argument: OnceLock<V>,
     result: OnceLock<V>,
     sharers: Mutex<Vec<Sharer<V>>>,
     /// The outcome of an instance whose task the executor dropped (it shut down): the
@@ -42,9 +43,16 @@ pub(crate) struct Control<V> {
 
 impl<V> Control<V> {
     pub(crate) fn new(argument: V, admitted: bool) -> Self {
+        let control = Control::pending(admitted);
+        let _ = control.argument.set(argument);
+        control
+    }
+
+    /// The control block of an instance whose argument is not known yet.
+    pub(crate) fn pending(admitted: bool) -> Self {
         Control {
             signals: Signals::new(admitted),
-            argument,
+            argument: OnceLock::new(),
             result: OnceLock::new(),
             sharers: Mutex::new(Vec::new()),
             outcome: Mutex::new(None),
@@ -52,8 +60,14 @@ impl<V> Control<V> {
         }
     }
 
-    pub(crate) fn argument(&self) -> &V {
-        &self.argument
+    /// The argument, once it is known.
+    pub(crate) fn argument(&self) -> Option<&V> {
+        self.argument.get()
+    }
+
+    /// Records the argument of an instance invoked with a future, once it resolved.
+    pub(crate) fn set_argument(&self, argument: V) {
+        let _ = self.argument.set(argument);
     }
 
     /// Remembers who to wake, then tells whether there is something to react to. In this
@@ -154,7 +168,7 @@ pub(crate) trait ErasedControl: Send + Sync + 'static {
     /// Tells an instance waiting for its children that they are done.
     fn children_done(&self);
     fn is_suspended(&self) -> bool;
-    fn argument_any(&self) -> &dyn Any;
+    fn argument_any(&self) -> Option<&dyn Any>;
     fn result_any(&self) -> Option<&dyn Any>;
     fn value_type(&self) -> &'static str;
     fn as_any(&self) -> &dyn Any;
@@ -182,8 +196,8 @@ impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
         self.signals.is_suspended()
     }
 
-    fn argument_any(&self) -> &dyn Any {
-        &self.argument
+    fn argument_any(&self) -> Option<&dyn Any> {
+        self.argument.get().map(|argument| argument as &dyn Any)
     }
 
     fn result_any(&self) -> Option<&dyn Any> {

@@ -316,6 +316,17 @@ pub enum InvokeError {
         /// The panic message.
         message: String,
     },
+    /// [`Runtime::invoke_future`](crate::Runtime::invoke_future) was given a pipeline
+    /// whose queue must see the argument to admit it: a queue per key (the key is
+    /// computed from the argument) or `use_existing` (arguments are compared). Await the
+    /// argument first and call [`invoke`](crate::Runtime::invoke).
+    #[error("pipeline `{pipeline}` needs its argument at once ({needs})")]
+    ArgumentNeeded {
+        /// The pipeline's name.
+        pipeline: String,
+        /// What needs it: `"a queue per key"` or `"use_existing"`.
+        needs: &'static str,
+    },
 }
 
 /// Why [`RuntimeBuilder::start`](crate::RuntimeBuilder::start) refused to start.

@@ -78,7 +78,7 @@ impl Value {
 
     fn any(&self) -> Option<&dyn Any> {
         match &self.source {
-            Source::Argument(control) => Some(control.argument_any()),
+            Source::Argument(control) => control.argument_any(),
             Source::Result(control) => control.result_any(),
             Source::Kept(kept) => Some(kept.as_any()),
         }

@@ -133,18 +133,19 @@ impl<V> Invocation<V> {
     }
 
     /// The argument the instance was invoked with (for a shared `use_existing` result,
-    /// the argument of the instance that runs).
+    /// the argument of the instance that runs); `None` while an argument given as a future
+    /// ([`Runtime::invoke_future`](crate::Runtime::invoke_future)) has not resolved.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
     /// let p = pipeline!(|value: i32, _ctx: &()| { value * 2; });
     /// let runtime = Runtime::builder(()).start().unwrap();
-    /// assert_eq!(*runtime.invoke_pipeline(&p, 4).unwrap().argument(), 4);
+    /// assert_eq!(runtime.invoke_pipeline(&p, 4).unwrap().argument(), Some(&4));
     /// ```
-    pub fn argument(&self) -> &V {
+    pub fn argument(&self) -> Option<&V> {
         match &self.held {
             Held::Control(control) => control.argument(),
-            Held::Argument(argument) => argument,
+            Held::Argument(argument) => Some(argument),
         }
     }
 

@@ -278,7 +278,8 @@ impl<C: Send + Sync + 'static> Core<C> {
                                 .control
                                 .as_any()
                                 .downcast_ref::<Control<V>>()
-                                .is_some_and(|other| (identity.eq)(other.argument(), &argument))
+                                .and_then(|other| other.argument())
+                                .is_some_and(|other| (identity.eq)(other, &argument))
                         })
                     })?;
                     let found =

@@ -150,6 +150,11 @@ where
     /// this instance's tree too, as cancelling any non-detached child does: use
     /// [`fork_detached`](Current::fork_detached) when it should not.
     ///
+    /// The fork joins its pipeline's queue like any child: in a queue with no room it
+    /// waits for a slot, and if that slot is the one this instance keeps (an enqueued
+    /// pipeline with `max(1)` forking itself), it never gets it. Fork pipelines whose
+    /// queue has room (unrestricted, the default, always has).
+    ///
     /// # Errors
     ///
     /// Why the fork could not start: its queue refused it ([`Error::Dropped`]) or its

@@ -12,21 +12,24 @@
 //! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
 //! - `current.rs`: [`Current`], a step's view of its instance
 //! - `quick.rs`: the quick path of a root invocation, and its adoption as an instance
+//! - `pending.rs`: a root invoked with a future for its argument
 //! - `task.rs`: the tokio task that drives an instance once it waits (and its parked form)
 
 mod builder;
 mod core;
 mod current;
 mod parked;
+mod pending;
 mod quick;
 mod task;
 
 use std::any::type_name;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::error::{CancelError, InvokeError};
+use crate::error::{BoxError, CancelError, InvokeError};
 use crate::hooks::Hooks;
 use crate::ident::{Ident, Name};
 use crate::instance::in_step;
@@ -228,6 +231,93 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     {
         let (pipeline, name, queue) = self.resolve::<V>(name)?;
         self.core.start_root(pipeline, name, argument, queue)
+    }
+
+    /// Invokes the pipeline registered under `name` with an argument that is still a
+    /// future (the seed system's promise as an argument): the instance joins its queue
+    /// now, so it keeps its place in arrival order and can be cancelled, restarted,
+    /// replaced or refused at once, and waits for the argument as its first suspension.
+    /// Once the argument is there, it runs as if invoked with it.
+    ///
+    /// An argument that fails (or panics) fails the invocation with its error, reported
+    /// once to the error reporter like an unhandled step error; no step ran, so there is
+    /// no value for `rescue!` or `finally!` to run with, and they do not run. The same
+    /// holds for an instance cancelled while its argument is pending.
+    ///
+    /// # Errors
+    ///
+    /// As [`invoke`](Runtime::invoke); besides, [`InvokeError::ArgumentNeeded`] for a
+    /// pipeline whose queue needs the argument to admit it (per key, `use_existing`), and
+    /// [`InvokeError::NoExecutor`] outside a tokio runtime (something must wait for the
+    /// argument).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pipelines::{pipeline, BoxError, Runtime};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let save = pipeline!(|value: u32, _ctx: &()| { value * 10; }).enqueued();
+    /// let runtime = Runtime::builder(()).register("save", save).start().unwrap();
+    /// let later = async {
+    ///     tokio::time::sleep(Duration::from_millis(100)).await;
+    ///     Ok::<_, BoxError>(4_u32)
+    /// };
+    /// let first = runtime.invoke_future("save", later).unwrap();
+    /// // Joined at once: the next invocation waits behind it, in arrival order.
+    /// let second = runtime.invoke("save", 5_u32).unwrap();
+    /// assert_eq!(runtime.queue("save").unwrap().waiting(), 1);
+    /// assert_eq!(first.await.unwrap(), 40);
+    /// assert_eq!(second.await.unwrap(), 50);
+    /// # }
+    /// ```
+    pub fn invoke_future<V, F, E>(
+        &self,
+        name: &str,
+        argument: F,
+    ) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<V, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let (pipeline, name, _) = self.resolve::<V>(name)?;
+        let argument = Box::pin(async move { argument.await.map_err(Into::into) });
+        self.core.start_root_future(pipeline, name, argument)
+    }
+
+    /// [`invoke_future`](Runtime::invoke_future) for a pipeline value, registered or not
+    /// (named and queued as [`invoke_pipeline`](Runtime::invoke_pipeline) says).
+    ///
+    /// # Errors
+    ///
+    /// As [`invoke_future`](Runtime::invoke_future).
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, BoxError, Runtime};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let double = pipeline!(|value: i32, _ctx: &()| { value * 2; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline_future(&double, async { Ok::<_, BoxError>(4) }).unwrap();
+    /// assert_eq!(handle.await.unwrap(), 8);
+    /// # }
+    /// ```
+    pub fn invoke_pipeline_future<V, F, E>(
+        &self,
+        pipeline: &Pipeline<V, C>,
+        argument: F,
+    ) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<V, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let name = Name::Static(pipeline.site_name());
+        let argument = Box::pin(async move { argument.await.map_err(Into::into) });
+        self.core.start_root_future(pipeline, name, argument)
     }
 
     /// Resolves the pipeline registered under `name` once, as a typed handle: invoking

@@ -1,0 +1,277 @@
+//! A root invoked with a future for its argument (`Runtime::invoke_future`): it joins its
+//! queue at once (so it keeps its place in arrival order, can be cancelled, restarted,
+//! replaced or refused like any invocation), and its task waits for the argument as the
+//! instance's first suspension. Once the argument is there, the task drives the instance
+//! like any other.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::core::contained;
+use super::task::Task;
+use super::{Canceller, Core};
+use crate::behaviour::Behaviour;
+use crate::cancellation::{Control, ErasedControl};
+use crate::error::{BoxError, Error, InvokeError};
+use crate::hooks::InstanceSpan;
+use crate::ident::{Ident, Name};
+use crate::instance::Instance;
+use crate::invocation::Invocation;
+use crate::pipeline::Pipeline;
+use crate::queue::QueueSpec;
+use crate::registry::{Admission, Effects, Ending, Join};
+
+type Argument<V> = Pin<Box<dyn Future<Output = Result<V, BoxError>> + Send>>;
+
+impl<C: Send + Sync + 'static> Core<C> {
+    /// Joins `pipeline`'s queue now and spawns the task that waits for `argument`, then
+    /// runs the instance.
+    pub(super) fn start_root_future<V>(
+        self: &Arc<Self>,
+        pipeline: &Pipeline<V, C>,
+        name: Name,
+        argument: Argument<V>,
+    ) -> Result<Invocation<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(InvokeError::Stopped);
+        }
+        let config = pipeline.config();
+        let concurrency = config.concurrency;
+        let computed;
+        let queue = match &config.queue {
+            QueueSpec::Implicit => {
+                computed = Name::Static(pipeline.site_name());
+                &computed
+            }
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => queue,
+            QueueSpec::Keyed(_) => {
+                return Err(InvokeError::ArgumentNeeded {
+                    pipeline: name.to_string(),
+                    needs: "a queue per key",
+                })
+            }
+        };
+        if concurrency.use_existing() {
+            return Err(InvokeError::ArgumentNeeded {
+                pipeline: name.to_string(),
+                needs: "use_existing",
+            });
+        }
+        let Some(executor) = self.executor() else {
+            return Err(InvokeError::NoExecutor);
+        };
+        let ident = self.ident(&name);
+        let control = Arc::new(Control::pending(false));
+        let canceller = Arc::clone(self) as Arc<dyn Canceller>;
+        if concurrency.behaviour() == Behaviour::Dropping
+            && self.lock().refuses_at_once(queue, concurrency, &ident)
+        {
+            self.deliver_events();
+            return Ok(Invocation::ready(
+                ident,
+                control,
+                canceller,
+                Err(Error::Dropped),
+            ));
+        }
+        let mut fx = Effects::default();
+        let admission = self.lock().join(
+            Join {
+                id: ident.id,
+                ident: &ident,
+                queue,
+                keyed: false,
+                concurrency,
+                control: Arc::clone(&control) as Arc<dyn ErasedControl>,
+                parent: None,
+                detached: false,
+                cancel_on_shutdown: config.cancel_on_shutdown,
+                existing: None,
+                pipeline_key: pipeline.key(),
+            },
+            &mut fx,
+        );
+        self.after(fx);
+        let admitted = match admission? {
+            Admission::Drop => {
+                let dropped = Err(Error::Dropped);
+                return Ok(Invocation::ready(ident, control, canceller, dropped));
+            }
+            Admission::Start => true,
+            Admission::Wait => false,
+        };
+        let span = InstanceSpan::new(&ident, queue);
+        span.state(if admitted { "started" } else { "waiting" });
+        span.state("suspended");
+        // Waiting for the argument is its first suspension.
+        control.set_suspended(true);
+        drop(executor.spawn(PendingArgument {
+            state: State::Argument {
+                argument,
+                pipeline: pipeline.clone(),
+                admitted,
+                span,
+            },
+            ident: ident.clone(),
+            control: Arc::clone(&control),
+            core: Arc::clone(self),
+        }));
+        Ok(Invocation::running(ident, control, canceller))
+    }
+}
+
+/// The task of a root invoked with a future for its argument.
+struct PendingArgument<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    state: State<V, C>,
+    ident: Ident,
+    control: Arc<Control<V>>,
+    core: Arc<Core<C>>,
+}
+
+enum State<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// Waiting for the argument.
+    Argument {
+        argument: Argument<V>,
+        pipeline: Pipeline<V, C>,
+        /// Held a slot when it joined.
+        admitted: bool,
+        span: InstanceSpan,
+    },
+    /// Running as any instance does.
+    Running(Task<V, C>),
+    Done,
+}
+
+impl<V, C> Future for PendingArgument<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let State::Running(task) = &mut this.state {
+            return Pin::new(task).poll(cx);
+        }
+        let State::Argument { argument, .. } = &mut this.state else {
+            return Poll::Ready(());
+        };
+        this.control.register(cx.waker());
+        if this.control.is_cancelled() {
+            this.core.hooks().cancelled_while_waiting(&this.ident);
+            this.end(Ending::Cancelled, Error::Cancelled);
+            return Poll::Ready(());
+        }
+        let polled = catch_unwind(AssertUnwindSafe(|| argument.as_mut().poll(cx)));
+        let value = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(value))) => value,
+            Ok(Poll::Ready(Err(error))) => {
+                // No value to run `rescue!` or `finally!` with: the invocation fails.
+                let error = Error::new(error);
+                this.core.hooks().report(&this.ident, &error);
+                this.end(Ending::Failed(error.clone()), error);
+                return Poll::Ready(());
+            }
+            Err(panic) => {
+                let error = Error::from_panic(panic);
+                this.core.hooks().report(&this.ident, &error);
+                this.end(Ending::Failed(error.clone()), error);
+                return Poll::Ready(());
+            }
+        };
+        this.control.set_suspended(false);
+        match contained("clone", || value.clone()) {
+            Ok(kept) => this.control.set_argument(kept),
+            Err(refused) => {
+                let error = Error::new(refused);
+                this.core.hooks().report(&this.ident, &error);
+                this.end(Ending::Failed(error.clone()), error);
+                return Poll::Ready(());
+            }
+        }
+        let State::Argument {
+            pipeline,
+            admitted,
+            span,
+            ..
+        } = std::mem::replace(&mut this.state, State::Done)
+        else {
+            return Poll::Ready(());
+        };
+        let instance = Instance::new(
+            pipeline,
+            this.ident.id,
+            this.ident.clone(),
+            Arc::clone(&this.control),
+            value,
+            admitted,
+            span,
+        );
+        this.state = State::Running(Task {
+            instance: Some(instance),
+            core: Arc::clone(&this.core),
+        });
+        match &mut this.state {
+            State::Running(task) => Pin::new(task).poll(cx),
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+impl<V, C> PendingArgument<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// Ends the invocation before it had a value: no step ran, so no `finally!` either.
+    fn end(&mut self, ending: Ending, error: Error) {
+        let admitted = match std::mem::replace(&mut self.state, State::Done) {
+            State::Argument { admitted, .. } => admitted || self.control.is_admitted(),
+            _ => return,
+        };
+        let id = self.ident.id;
+        if !admitted && !matches!(ending, Ending::Cancelled) {
+            self.core.withdraw(id);
+        }
+        self.core.finish(id, ending, None);
+        self.control.complete(Err(error));
+    }
+}
+
+impl<V, C> Drop for PendingArgument<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        // The executor dropped the task while the argument was pending (it shut down):
+        // nothing can wait for it any more.
+        if matches!(self.state, State::Argument { .. }) {
+            self.end(Ending::Failed(Error::NoExecutor), Error::NoExecutor);
+        }
+    }
+}
+
+// Nothing inside is pinned: the argument future is boxed, the task is `Unpin`.
+impl<V, C> Unpin for PendingArgument<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+}
