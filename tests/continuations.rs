@@ -493,3 +493,76 @@ fn a_continuation_shows_its_frames() {
         4
     );
 }
+
+#[test]
+fn the_watcher_sees_a_fork_and_a_resumed_frame_like_any_child() {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let runtime = Runtime::builder(())
+        .watcher(move |event| {
+            sink.lock()
+                .unwrap()
+                .push(format!("{:?} #{}", event.kind(), event.ident().id()));
+        })
+        .start()
+        .unwrap();
+    let p = pipeline!(|value: i32, _ctx: &(), current| {
+        {
+            if value == 1 {
+                current.fork(current.continuation().with_value(2)).unwrap();
+            }
+        };
+        value + 1;
+    });
+    let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    let root = handle.ident().id();
+    let fork = root + 1;
+    let seen = events.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            format!("Admitted #{root}"),
+            format!("Started #{root}"),
+            format!("Admitted #{fork}"),
+            format!("Started #{fork}"),
+            format!("Finished #{fork}"),
+            format!("Finished #{root}"),
+        ]
+    );
+}
+
+#[test]
+fn a_continuation_captured_in_rescue_runs_the_rest_of_rescue_then_finally() {
+    let (runtime, log) = logging_runtime();
+    let p = pipeline!(|value: i32, log: &Log, current| {
+        Err::<i32, _>("no");
+        rescue!(|error| {
+            {
+                let mut rest = current.continuation().with_value(value * 10);
+                rest.innermost_mut()
+                    .insert(Step::new(|value: &i32, log: &Log| {
+                        push(log, format!("inserted on {value}"));
+                        Outcome::Keep
+                    }));
+                rest
+            };
+            push(log, format!("rescue rest on {value}: {error}"));
+            value + 1;
+        });
+        finally!(|error| {
+            push(
+                log,
+                format!("finally on {value}, error: {}", error.is_some()),
+            );
+        });
+    });
+    assert_eq!(run_sync(&runtime, &p, 4).unwrap(), 41);
+    assert_eq!(
+        entries(&log),
+        [
+            "inserted on 40",
+            "rescue rest on 40: step failed: no",
+            "finally on 41, error: true"
+        ]
+    );
+}

@@ -1,5 +1,6 @@
 //! Random traces against the reference model (issue 6). Proptest generates a
-//! configuration (behaviour, max 1..4, use_existing, nesting, per-key queues) and a
+//! configuration (behaviour, max 1..4, use_existing, nesting, nesting reached through a
+//! resumed continuation, per-key queues) and a
 //! sequence of events (invocations, cancellations, stop, time passing); the real runtime
 //! runs them under tokio's paused clock, and what its callers and its watcher saw must
 //! equal what `model::expected` says. Every trace is also checked for the invariants:
@@ -116,7 +117,21 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
             };
         });
     });
-    let entry = if config.nested { outer } else { work };
+    let resumed_child = work.clone();
+    let resumed = pipeline!(|value: u8, ctx: &Shared, current| {
+        current.continuation();
+        &resumed_child;
+        finally!(|error| {
+            {
+                ctx.finally_runs.fetch_add(1, Ordering::SeqCst);
+            };
+        });
+    });
+    let entry = match (config.nested, config.resumed) {
+        (true, false) => outer,
+        (true, true) => resumed,
+        (false, _) => work,
+    };
     let runtime = Runtime::builder(ctx.clone())
         .register("entry", entry)
         .watcher(move |event| {
@@ -300,14 +315,18 @@ fn config() -> impl Strategy<Value = Config> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(behaviour, max, use_existing, nested, keyed)| Config {
-            behaviour,
-            max,
-            use_existing,
-            nested,
-            keyed,
-        })
+        .prop_map(
+            |(behaviour, max, use_existing, nested, resumed, keyed)| Config {
+                behaviour,
+                max,
+                use_existing,
+                nested,
+                resumed: nested && resumed,
+                keyed,
+            },
+        )
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -358,6 +377,7 @@ fn enqueued_one_at_a_time() -> Config {
         max: 1,
         use_existing: false,
         nested: false,
+        resumed: false,
         keyed: false,
     }
 }

@@ -88,7 +88,7 @@ pub const NESTING_LIMIT: usize = 128;
 /// Builds a [`Pipeline`] from a block of steps.
 ///
 /// ```text
-/// pipeline!(|value: V, ctx: &C| {
+/// pipeline!(|value: V, ctx: &C| {            // or |value: V, ctx: &C, current|
 ///     step;                                   // each statement is one step
 ///     future_step.await;                      // a step ending in `.await` may wait
 ///     rescue!(|error| { step; step; });       // optional: handles an error of the steps
@@ -129,6 +129,42 @@ pub const NESTING_LIMIT: usize = 128;
 /// let runtime = Runtime::builder(Api { base: "https://example.com".into() }).start().unwrap();
 /// let url = runtime.invoke_pipeline(&fetch, "a".into()).unwrap().try_result().unwrap();
 /// assert_eq!(url.unwrap(), "https://example.com/a");
+/// ```
+///
+/// # A step's view of its instance, and continuations
+///
+/// A third header binding, `|value: V, ctx: &C, current|`, gives every step of the
+/// pipeline (`rescue!` and `finally!` included) a [`Current`]: its instance's ident, its
+/// parent's, the runtime that runs it, and its [`Continuation`] (SEMANTICS 2.1):
+///
+/// - a continuation's frames run innermost first: the rest of this pipeline after the
+///   step, then the rest of each pipeline it is nested in, up to the instance that
+///   drives them all (a root, a detached child or a fork); each frame has its value, and
+///   steps can be inserted before or pushed after its remaining ones;
+/// - a step that returns a continuation **resumes** it: each nested level ends there
+///   (its `finally!` is part of the continuation, so it does not run twice) and the
+///   driving instance runs the frames, each frame's result becoming the next outer
+///   frame's value (a muted frame leaves the outer value as it was); synchronously when
+///   nothing waits;
+/// - [`Current::fork`] starts a continuation as a new child of this instance, inline
+///   until it waits, while the step carries on; [`Current::fork_detached`] when
+///   cancelling the fork must not climb to this instance;
+/// - [`Continuation::into_pipeline`] turns the rest into a pipeline value;
+/// - resumed and forked frames are children like any other: they join their pipeline's
+///   queue, get fresh idents, are cancelled with their parent, run their `finally!`, and
+///   the watcher sees them.
+///
+/// ```
+/// use pipelines::{pipeline, Runtime};
+///
+/// let p = pipeline!(|value: i32, _ctx: &(), current| {
+///     // An odd value goes on doubled: the rest of the run, from another value.
+///     if value % 2 == 1 { Some(current.continuation().with_value(value * 2)) } else { None };
+///     value + 1;
+/// });
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// assert_eq!(runtime.invoke_pipeline(&p, 3).unwrap().try_result().unwrap().unwrap(), 7);
+/// assert_eq!(runtime.invoke_pipeline(&p, 4).unwrap().try_result().unwrap().unwrap(), 5);
 /// ```
 ///
 /// # Examples

@@ -27,6 +27,10 @@ pub(crate) struct Config {
     /// Invocations go to an unrestricted outer pipeline whose one step runs the
     /// configured one as a child (nesting depth 2).
     pub(crate) nested: bool,
+    /// With `nested`: the outer pipeline's first step resumes its own continuation
+    /// (SEMANTICS 2.1), so the child runs from a resumed frame. Nobody can tell: the
+    /// model expects exactly what it expects for `nested`.
+    pub(crate) resumed: bool,
     /// One queue per key (`argument % 2`).
     pub(crate) keyed: bool,
 }

@@ -73,6 +73,21 @@ where
                 }
                 .no_such_step(),
             },
+            // `finally!` after a `rescue!` frame sees the error `rescue!` handled, as it
+            // would have without the capture (unless the rest failed with a new one).
+            StepCall::Finally {
+                index,
+                value,
+                ctx,
+                error: None,
+                current,
+            } if section == Section::Rescue => original.run_step(StepCall::Finally {
+                index,
+                value,
+                ctx,
+                error: error.as_ref(),
+                current,
+            }),
             // The sections that follow are the original's, step for step.
             other => original.run_step(other),
         })
