@@ -25,11 +25,18 @@ use crate::signals::Signals;
 /// A caller sharing the result of a live instance (`use_existing`).
 pub(crate) type Sharer<V> = oneshot::Sender<Result<V, Error>>;
 
+/// An instance's argument: known when it was invoked, or set once when the future it
+/// was invoked with resolves (`invoke_future`). Two variants, so that the common case
+/// pays for no synchronisation.
+enum Argument<V> {
+    Known(V),
+    Pending(OnceLock<V>),
+}
+
 /// The typed control block of one instance.
 pub(crate) struct Control<V> {
     signals: Signals,
-    /// Empty while the argument is still a future (`invoke_future`).
-    argument: OnceLock<V>,
+    argument: Argument<V>,
     result: OnceLock<V>,
     sharers: Mutex<Vec<Sharer<V>>>,
     /// The outcome of an instance whose task the executor dropped (it shut down): the
@@ -43,16 +50,18 @@ pub(crate) struct Control<V> {
 
 impl<V> Control<V> {
     pub(crate) fn new(argument: V, admitted: bool) -> Self {
-        let control = Control::pending(admitted);
-        let _ = control.argument.set(argument);
-        control
+        Control::with_argument(Argument::Known(argument), admitted)
     }
 
     /// The control block of an instance whose argument is not known yet.
     pub(crate) fn pending(admitted: bool) -> Self {
+        Control::with_argument(Argument::Pending(OnceLock::new()), admitted)
+    }
+
+    fn with_argument(argument: Argument<V>, admitted: bool) -> Self {
         Control {
             signals: Signals::new(admitted),
-            argument: OnceLock::new(),
+            argument,
             result: OnceLock::new(),
             sharers: Mutex::new(Vec::new()),
             outcome: Mutex::new(None),
@@ -62,12 +71,17 @@ impl<V> Control<V> {
 
     /// The argument, once it is known.
     pub(crate) fn argument(&self) -> Option<&V> {
-        self.argument.get()
+        match &self.argument {
+            Argument::Known(argument) => Some(argument),
+            Argument::Pending(argument) => argument.get(),
+        }
     }
 
     /// Records the argument of an instance invoked with a future, once it resolved.
     pub(crate) fn set_argument(&self, argument: V) {
-        let _ = self.argument.set(argument);
+        if let Argument::Pending(pending) = &self.argument {
+            let _ = pending.set(argument);
+        }
     }
 
     /// Remembers who to wake, then tells whether there is something to react to. In this
@@ -197,7 +211,7 @@ impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
     }
 
     fn argument_any(&self) -> Option<&dyn Any> {
-        self.argument.get().map(|argument| argument as &dyn Any)
+        self.argument().map(|argument| argument as &dyn Any)
     }
 
     fn result_any(&self) -> Option<&dyn Any> {

@@ -78,7 +78,8 @@ pub enum Outcome<V, C> {
     Cancel,
     /// Replace the rest of the run with this continuation (SEMANTICS 2.1): every nested
     /// level ends here, and the instance that drives them runs the continuation's frames.
-    Resume(Continuation<V, C>),
+    /// (Boxed: a continuation is large, and every step's outcome is moved around.)
+    Resume(Box<Continuation<V, C>>),
 }
 
 /// An opaque future inside [`Outcome::Future`].
@@ -202,7 +203,7 @@ impl<V, C> IntoOutcome<V, C> for Muted<V, C> {
 
 impl<V, C> IntoOutcome<V, C> for Continuation<V, C> {
     fn into_outcome(self) -> Outcome<V, C> {
-        Outcome::Resume(self)
+        Outcome::Resume(Box::new(self))
     }
 }
 

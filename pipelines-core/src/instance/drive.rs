@@ -425,7 +425,7 @@ where
                 // is cancelled, as `cancel(ident)` would.
                 core.cancel_id(self.id);
             }
-            Outcome::Resume(continuation) => self.resume(continuation),
+            Outcome::Resume(continuation) => self.resume(*continuation),
         }
     }
 
