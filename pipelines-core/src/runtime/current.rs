@@ -157,8 +157,10 @@ where
     ///
     /// # Errors
     ///
-    /// Why the fork could not start: its queue refused it ([`Error::Dropped`]) or its
-    /// configuration ([`Error::Step`] with the [`InvokeError`](crate::InvokeError)).
+    /// Why the fork could not start: its queue refused it ([`Error::Dropped`]), its
+    /// queue's configuration did ([`Error::Failed`], whose source is the
+    /// [`InvokeError`](crate::InvokeError)), or it would nest too deep on this thread
+    /// outside any tokio runtime ([`Error::NestingTooDeep`]).
     ///
     /// # Examples
     ///
