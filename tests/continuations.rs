@@ -414,7 +414,7 @@ fn appending_the_rest_of_the_pipeline_runs_the_tail_twice() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_resumed_frame_runs_in_its_pipelines_queue_as_a_new_child() {
+async fn a_resumed_level_goes_on_in_place_keeping_its_ident_and_its_slot() {
     let (runtime, log) = logging_runtime();
     let inner = pipeline!(|value: i32, log: &Log, current| {
         {
@@ -435,25 +435,110 @@ async fn a_resumed_frame_runs_in_its_pipelines_queue_as_a_new_child() {
     let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     let queue = runtime.queue("inner").unwrap();
-    assert_eq!((queue.running(), queue.performed()), (1, 1));
+    assert_eq!((queue.running(), queue.performed()), (1, 0));
     let active = runtime.active();
-    let frame = active
+    let level = active
         .iter()
         .find(|queue| queue.name() == "inner")
         .map(|queue| queue.instances()[0].clone())
         .unwrap();
-    assert_eq!(frame.parent(), Some(handle.ident()));
+    assert_eq!(level.parent(), Some(handle.ident()));
     assert_eq!(handle.await.unwrap(), 5);
-    let lines = entries(&log);
+    let id = level.ident().id();
     assert_eq!(
-        lines,
+        entries(&log),
         [
-            lines[0].clone(),
-            format!("inner rest on 5 by {}", frame.ident().id())
+            format!("captured by {id}"),
+            format!("inner rest on 5 by {id}")
         ]
     );
-    assert_ne!(lines[0], format!("captured by {}", frame.ident().id()));
-    assert_eq!(runtime.queue("inner").unwrap().performed(), 2);
+    assert_eq!(runtime.queue("inner").unwrap().performed(), 1);
+}
+
+/// Found by the soak: a level that resumed used to end and hand its `finally!` to a
+/// frame that re-joined its queue; cancelled before that frame got a slot, the level's
+/// `finally!` never ran. Resumed in place, it keeps its slot and runs it once.
+#[tokio::test(start_paused = true)]
+async fn a_level_that_resumed_runs_its_finally_once_even_if_cancelled_right_after() {
+    let (runtime, log) = logging_runtime();
+    let child = pipeline!(|value: i32, log: &Log, current| {
+        push(log, format!("child started on {value}"));
+        sleep_ms(10).await;
+        {
+            (value == 1).then(|| current.continuation().with_value(100))
+        };
+        sleep_ms(10).await;
+        push(log, format!("child rest on {value}"));
+        finally!(|_error| {
+            push(log, format!("child finally on {value}"));
+        });
+    })
+    .enqueued()
+    .set_queue("inner");
+    let root = pipeline!(|value: i32, log: &Log| {
+        child.clone();
+        finally!(|_error| {
+            push(log, format!("root finally on {value}"));
+        });
+    });
+    let first = runtime.invoke_pipeline(&root, 1).unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let second = runtime.invoke_pipeline(&root, 2).unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
+    runtime.cancel(first.ident()).unwrap();
+    assert!(matches!(first.await, Err(Error::Cancelled)));
+    assert_eq!(second.await.unwrap(), 2);
+    assert_eq!(
+        entries(&log),
+        [
+            "child started on 1",
+            "child finally on 100",
+            "root finally on 1",
+            "child started on 2",
+            "child rest on 2",
+            "child finally on 2",
+            "root finally on 2"
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[test]
+fn a_continuation_captured_elsewhere_runs_as_a_child_in_place_of_the_rest() {
+    let (runtime, log) = logging_runtime();
+    let kept: std::sync::Arc<std::sync::Mutex<Option<Continuation<i32, Log>>>> =
+        std::sync::Arc::default();
+    let keep = kept.clone();
+    let capture = pipeline!(|value: i32, log: &Log, current| {
+        {
+            *keep.lock().unwrap() = Some(current.continuation());
+        };
+        push(log, format!("captured rest on {value}"));
+        value + 1;
+    });
+    let take = kept.clone();
+    let elsewhere = pipeline!(|value: i32, log: &Log| {
+        take.lock()
+            .unwrap()
+            .take()
+            .map(|rest| rest.with_value(value * 10));
+        push(log, format!("never on {value}"));
+        finally!(|_error| {
+            push(log, format!("elsewhere finally on {value}"));
+        });
+    });
+    assert_eq!(run_sync(&runtime, &capture, 1).unwrap(), 2);
+    assert_eq!(run_sync(&runtime, &elsewhere, 3).unwrap(), 31);
+    assert_eq!(
+        entries(&log),
+        [
+            "captured rest on 1",
+            "captured rest on 30",
+            "elsewhere finally on 31"
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
 }
 
 #[test]

@@ -141,18 +141,17 @@ pub const NESTING_LIMIT: usize = 128;
 ///   step, then the rest of each pipeline it is nested in, up to the instance that
 ///   drives them all (a root, a detached child or a fork); each frame has its value, and
 ///   steps can be inserted before or pushed after its remaining ones;
-/// - a step that returns a continuation **resumes** it: each nested level ends there
-///   (its `finally!` is part of the continuation, so it does not run twice) and the
-///   driving instance runs the frames, each frame's result becoming the next outer
-///   frame's value (a muted frame leaves the outer value as it was); synchronously when
-///   nothing waits;
+/// - a step that returns a continuation **resumes** it: each level goes on in place with
+///   its frame (the same instance, ident and queue slot), each frame's result becoming
+///   the next outer frame's value (a muted frame leaves the outer value as it was), and
+///   each level runs its `finally!` once, at its end; synchronously when nothing waits;
 /// - [`Current::fork`] starts a continuation as a new child of this instance, inline
 ///   until it waits, while the step carries on; [`Current::fork_detached`] when
 ///   cancelling the fork must not climb to this instance;
 /// - [`Continuation::into_pipeline`] turns the rest into a pipeline value;
-/// - resumed and forked frames are children like any other: they join their pipeline's
-///   queue, get fresh idents, are cancelled with their parent, run their `finally!`, and
-///   the watcher sees them.
+/// - forked frames are children like any other: they join their pipeline's queue, get
+///   fresh idents, are cancelled with their parent, run their `finally!`, and the
+///   watcher sees them.
 ///
 /// ```
 /// use pipelines::{pipeline, Runtime};

@@ -5,10 +5,9 @@
 //! pipeline, then the rest of each parent up to the instance that drives them all (a
 //! root, a detached child or a fork). A frame is the pipeline it belongs to, the section
 //! and step it goes on from, its value, and the steps inserted before or pushed after
-//! it. Running a continuation is running pipelines: a frame becomes a pipeline of its
-//! remaining steps (`program.rs`), which keeps its site, queue and configuration, so a
-//! resumed or forked frame joins queues, is cancelled and runs `finally!` exactly as a
-//! child of the same pipeline would.
+//! it. A frame's remaining steps become a pipeline (`program.rs`) that keeps its site,
+//! queue and configuration: a resumed level goes on with it in place (the same instance,
+//! in the same slot), and a forked frame runs it as a child of the same pipeline would.
 //!
 //! - `mod.rs`: [`Continuation`] and [`Frame`]
 //! - `step.rs`: [`Step`], a step inserted by hand
@@ -31,9 +30,11 @@ pub use self::step::Step;
 /// A step gets one from [`Current::continuation`](crate::Current::continuation). Then:
 ///
 /// - **resume**: a step that returns a continuation replaces the rest of the run with it.
-///   Every nested level ends there (without its `finally!`, which belongs to the rest),
-///   and the instance that drives them runs the frames innermost first, each frame's
-///   result becoming the next outer frame's value;
+///   Each level goes on in place with its frame: the capturing instance at once, each
+///   parent when the level inside it ends, with that level's result as its value (unless
+///   it ran muted). The instances, their idents and their slots stay; each runs its
+///   `finally!` once, at its end. A continuation captured in another run is run as a
+///   child in place of the remaining steps;
 /// - **fork**: [`Current::fork`](crate::Current::fork) starts it as a new child of the
 ///   capturing instance, while the step carries on;
 /// - **into a pipeline**: [`into_pipeline`](Continuation::into_pipeline) makes the rest a
@@ -205,6 +206,11 @@ impl<V, C> fmt::Debug for Frame<V, C> {
 impl<V, C> Continuation<V, C> {
     pub(crate) fn new(innermost: Frame<V, C>, outer: Vec<Frame<V, C>>) -> Self {
         Continuation { innermost, outer }
+    }
+
+    /// Its innermost frame and the frames around it (innermost first).
+    pub(crate) fn into_frames(self) -> (Frame<V, C>, Vec<Frame<V, C>>) {
+        (self.innermost, self.outer)
     }
 
     /// The frame of the capturing pipeline.

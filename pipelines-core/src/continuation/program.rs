@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{Continuation, Frame, Rest, Step};
 use crate::error::Error;
+use crate::ident::Ident;
 use crate::outcome::Outcome;
 use crate::pipeline::{Layout, Pipeline, Section, StepCall};
 
@@ -24,74 +25,113 @@ where
     /// section, the pushed steps; then the sections that would have followed (`rescue!`
     /// and `finally!` after the main steps, `finally!` after `rescue!`).
     pub(crate) fn into_pipeline(self) -> Pipeline<V, C> {
-        let Frame {
-            front, rest, back, ..
-        } = self;
-        let Rest {
-            pipeline,
-            section,
-            from,
-            error,
-        } = rest;
-        let layout = pipeline.layout();
-        let own = (from..layout.len(section)).map(Entry::Own);
-        let entries: Vec<Entry<V, C>> = front
-            .into_iter()
-            .map(Entry::Inserted)
-            .chain(own)
-            .chain(back.into_iter().map(Entry::Inserted))
-            .collect();
-        let program = Layout {
-            main: entries.len(),
-            rescue: layout.rescue.filter(|_| section == Section::Main),
-            finally: layout.finally.filter(|_| section != Section::Finally),
-            current: true,
-        };
-        let original = pipeline.clone();
-        pipeline.with_steps(program, move |call| match call {
-            StepCall::Main {
-                index,
-                value,
-                ctx,
-                current,
-            } => match entries.get(index) {
-                Some(Entry::Inserted(step)) => step.run(value, ctx),
-                Some(Entry::Own(index)) => run_own(
-                    &original,
-                    section,
-                    *index,
-                    error.as_ref(),
-                    value,
-                    ctx,
-                    current,
-                ),
-                None => StepCall::Main {
-                    index,
-                    value,
-                    ctx,
-                    current,
-                }
-                .no_such_step(),
-            },
-            // `finally!` after a `rescue!` frame sees the error `rescue!` handled, as it
-            // would have without the capture (unless the rest failed with a new one).
-            StepCall::Finally {
-                index,
-                value,
-                ctx,
-                error: None,
-                current,
-            } if section == Section::Rescue => original.run_step(StepCall::Finally {
-                index,
-                value,
-                ctx,
-                error: error.as_ref(),
-                current,
-            }),
-            // The sections that follow are the original's, step for step.
-            other => original.run_step(other),
-        })
+        self.into_parts().1
     }
+
+    /// The value the frame goes on with, and its remaining steps as a pipeline.
+    pub(crate) fn into_parts(self) -> (V, Pipeline<V, C>) {
+        let Frame {
+            value,
+            front,
+            rest,
+            back,
+            ..
+        } = self;
+        (value, program(front, rest, back))
+    }
+
+    /// A frame that runs `instead` as a child in place of what is left of `section` of
+    /// `own`, then the sections that follow it.
+    pub(crate) fn replacing_the_rest(
+        ident: Ident,
+        value: V,
+        own: &Pipeline<V, C>,
+        section: Section,
+        error: Option<Error>,
+        instead: Pipeline<V, C>,
+    ) -> Self {
+        let rest = Rest {
+            pipeline: own.clone(),
+            section,
+            from: own.layout().len(section),
+            error,
+        };
+        let mut frame = Frame::new(ident, value, false, rest);
+        frame.insert(instead);
+        frame
+    }
+}
+
+/// A frame's remaining steps as a pipeline (see [`Frame::into_parts`]).
+fn program<V, C>(front: Vec<Step<V, C>>, rest: Rest<V, C>, back: Vec<Step<V, C>>) -> Pipeline<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    let Rest {
+        pipeline,
+        section,
+        from,
+        error,
+    } = rest;
+    let layout = pipeline.layout();
+    let own = (from..layout.len(section)).map(Entry::Own);
+    let entries: Vec<Entry<V, C>> = front
+        .into_iter()
+        .map(Entry::Inserted)
+        .chain(own)
+        .chain(back.into_iter().map(Entry::Inserted))
+        .collect();
+    let program = Layout {
+        main: entries.len(),
+        rescue: layout.rescue.filter(|_| section == Section::Main),
+        finally: layout.finally.filter(|_| section != Section::Finally),
+        current: true,
+    };
+    let original = pipeline.clone();
+    pipeline.with_steps(program, move |call| match call {
+        StepCall::Main {
+            index,
+            value,
+            ctx,
+            current,
+        } => match entries.get(index) {
+            Some(Entry::Inserted(step)) => step.run(value, ctx),
+            Some(Entry::Own(index)) => run_own(
+                &original,
+                section,
+                *index,
+                error.as_ref(),
+                value,
+                ctx,
+                current,
+            ),
+            None => StepCall::Main {
+                index,
+                value,
+                ctx,
+                current,
+            }
+            .no_such_step(),
+        },
+        // `finally!` after a `rescue!` frame sees the error `rescue!` handled, as it
+        // would have without the capture (unless the rest failed with a new one).
+        StepCall::Finally {
+            index,
+            value,
+            ctx,
+            error: None,
+            current,
+        } if section == Section::Rescue => original.run_step(StepCall::Finally {
+            index,
+            value,
+            ctx,
+            error: error.as_ref(),
+            current,
+        }),
+        // The sections that follow are the original's, step for step.
+        other => original.run_step(other),
+    })
 }
 
 /// Step `index` of `section` of `pipeline`, run as a main step of a frame's pipeline.

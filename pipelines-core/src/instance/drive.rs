@@ -8,11 +8,11 @@ use std::task::{Context, Poll};
 use futures::Future;
 
 use super::{Completion, Ending, InStep, Instance, SharedResult, Waiting};
-use crate::continuation::Continuation;
+use crate::continuation::{Continuation, Frame};
 use crate::error::Error;
 use crate::introspection::InstanceState;
 use crate::outcome::Outcome;
-use crate::pipeline::{Section, StepCall};
+use crate::pipeline::{Pipeline, Section, StepCall};
 use crate::runtime::{ChildStart, Core, Current, FrameView};
 
 impl<V, C> Instance<V, C>
@@ -429,17 +429,36 @@ where
         }
     }
 
-    /// A step returned a continuation (or a child ended with one): a nested instance
-    /// ends with it for its parent to go on with; an instance nobody drives runs it in
-    /// place of the rest of its own steps.
+    /// A step returned a continuation (SEMANTICS 2.1). One captured along this
+    /// instance's own chain is resumed *in place*: this instance adopts its frame (the
+    /// rest of its pipeline as the continuation has it) and goes on, and each parent
+    /// adopts its own frame when the level inside it ends. No level ends early, so each
+    /// keeps its slot and runs its `finally!` once. A continuation captured elsewhere
+    /// runs as a child in place of this pipeline's remaining main steps.
     fn resume(&mut self, continuation: Continuation<V, C>) {
-        if self.nested {
-            // Its own rest (`finally!` included) is in the continuation.
-            self.resumed = Some(Box::new(continuation));
-            self.completed = true;
+        let (innermost, outer) = continuation.into_frames();
+        if innermost.ident() == &self.ident {
+            let (value, pipeline) = innermost.into_parts();
+            self.adopt(pipeline, value);
+            self.outer_frames = (!outer.is_empty()).then(|| outer.into_boxed_slice());
             return;
         }
-        let (value, pipeline) = continuation.into_start();
+        let foreign = Continuation::new(innermost, outer);
+        let (value, pipeline) = foreign.into_start();
+        let instead = Frame::replacing_the_rest(
+            self.ident.clone(),
+            value,
+            &self.pipeline,
+            self.section,
+            self.error.clone(),
+            pipeline,
+        );
+        let (value, pipeline) = instead.into_parts();
+        self.adopt(pipeline, value);
+    }
+
+    /// Goes on with `pipeline` (a frame's remaining steps) from `value`.
+    fn adopt(&mut self, pipeline: Pipeline<V, C>, value: V) {
         self.pipeline = pipeline;
         self.value = value;
         self.section = Section::Main;
@@ -449,12 +468,24 @@ where
         self.break_all = false;
     }
 
-    /// A nested child it waited for has ended: a continuation it resumed replaces this
-    /// instance's rest too; anything else is applied as its completion.
+    /// A nested child it waited for has ended. If the child resumed a continuation that
+    /// holds this instance's frame, this instance adopts it (with the child's result as
+    /// its value, unless the child ran muted) and passes the frames further out on.
     fn child_ended(&mut self, mut child: Instance<V, C>, muted: bool, core: &Arc<Core<C>>) {
-        match child.resumed.take() {
-            Some(continuation) if child.ended_normally() => self.resume(*continuation),
-            _ => self.apply_child(child.into_completion(), muted, core),
+        let frames = child.outer_frames.take();
+        match (frames, child.into_completion()) {
+            (Some(frames), Completion::Finished(result))
+                if frames
+                    .first()
+                    .is_some_and(|frame| frame.ident() == &self.ident) =>
+            {
+                let mut frames = frames.into_vec();
+                let mine = frames.remove(0);
+                let (value, pipeline) = mine.into_parts();
+                self.adopt(pipeline, if muted { value } else { result });
+                self.outer_frames = (!frames.is_empty()).then(|| frames.into_boxed_slice());
+            }
+            (_, completion) => self.apply_child(completion, muted, core),
         }
     }
 

@@ -210,11 +210,6 @@ where
         }
     }
 
-    /// `true` if it ended without an error, a cancellation or a drop.
-    pub(super) fn ended_normally(&self) -> bool {
-        self.final_ending() == Ending::Normally
-    }
-
     /// The ending as the caller will see it.
     fn final_ending(&self) -> Ending {
         match (self.ending, self.cancel) {

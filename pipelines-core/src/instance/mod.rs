@@ -29,7 +29,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::cancellation::Control;
-use crate::continuation::Continuation;
+use crate::continuation::Frame;
 use crate::error::Error;
 use crate::hooks::InstanceSpan;
 use crate::ident::Ident;
@@ -128,8 +128,9 @@ pub(crate) struct Instance<V, C> {
     nested: bool,
     /// Its result does not replace its parent's value.
     muted: bool,
-    /// It ended by resuming a continuation, which its parent goes on with.
-    resumed: Option<Box<Continuation<V, C>>>,
+    /// It resumed a continuation in place: the frames of its parents, outermost last,
+    /// which each parent adopts in turn when the level inside it ends.
+    outer_frames: Option<Box<[Frame<V, C>]>>,
 }
 
 // The interpreter never pins anything inside an instance: futures are boxed and pinned on
@@ -209,7 +210,7 @@ where
             timed_out: false,
             nested: false,
             muted: false,
-            resumed: None,
+            outer_frames: None,
         }
     }
 
