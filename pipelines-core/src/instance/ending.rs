@@ -145,7 +145,7 @@ where
         let id = self.id;
         let retries = self
             .retries
-            .get_or_insert_with(|| Intensity::new(policy, id));
+            .get_or_insert_with(|| Box::new(Intensity::new(policy, id)));
         let Some(delay) = retries.restart(tokio::time::Instant::now()) else {
             return false;
         };

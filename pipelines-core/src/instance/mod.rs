@@ -117,8 +117,9 @@ pub(crate) struct Instance<V, C> {
     /// The registry was told how it ended.
     recorded: bool,
     span: InstanceSpan,
-    /// Retries made so far (`retry` modifier), created at the first failure.
-    retries: Option<Intensity>,
+    /// Retries made so far (`retry` modifier), created at the first failure (boxed: most
+    /// instances never retry, and an instance is moved several times).
+    retries: Option<Box<Intensity>>,
     /// When the main steps must be done (`timeout` modifier), armed when it starts.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     deadline_armed: bool,

@@ -97,12 +97,14 @@ impl<C: Send + Sync + 'static> Core<C> {
 
     /// Carries out what the registry decided, after the lock was released: signals, then
     /// events, then drops the references the registry let go of.
-    pub(super) fn after(&self, fx: Effects) {
+    /// Taken by reference: `Effects` is a few hundred bytes, moved into a call it would
+    /// be copied on every invocation, though it is almost always empty.
+    pub(super) fn after(&self, fx: &mut Effects) {
         if fx.is_empty() {
             self.deliver_events();
             return;
         }
-        let garbage = fx.apply();
+        let garbage = std::mem::take(fx).apply();
         self.deliver_events();
         if !garbage.is_empty() {
             self.drop_garbage(garbage);
@@ -169,7 +171,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(crate) fn cancel_id(&self, id: u64) -> bool {
         let mut fx = Effects::default();
         let cancelled = self.lock().cancel(id, &mut fx);
-        self.after(fx);
+        self.after(&mut fx);
         cancelled
     }
 
@@ -180,7 +182,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             registry.ident_of(ident.id).as_ref() == Some(ident)
                 && registry.cancel(ident.id, &mut fx)
         };
-        self.after(fx);
+        self.after(&mut fx);
         cancelled
     }
 
@@ -188,7 +190,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(crate) fn withdraw(&self, id: u64) {
         let mut fx = Effects::default();
         self.lock().withdraw(id, &mut fx);
-        self.after(fx);
+        self.after(&mut fx);
     }
 
     /// Records how `id` ended; `true` if a cancellation was accepted before its value
@@ -201,7 +203,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     ) -> bool {
         let mut fx = Effects::default();
         let cancelled_first = self.lock().finish(id, ending, result, &mut fx);
-        self.after(fx);
+        self.after(&mut fx);
         cancelled_first
     }
 
@@ -324,7 +326,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 Err(error) => return Err(error),
             }
         };
-        self.after(fx);
+        self.after(&mut fx);
         Ok(match admission {
             Admission::Drop => Joined::Dropped(ident, control),
             Admission::Start | Admission::Wait => {

@@ -481,7 +481,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.shutdown.send_replace(true);
         let mut fx = Effects::default();
         self.core.lock().stop(&mut fx);
-        self.core.after(fx);
+        self.core.after(&mut fx);
     }
 
     /// The active instances, grouped by queue (queues sorted by name; in each, those that

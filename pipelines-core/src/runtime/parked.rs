@@ -92,7 +92,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             }
         };
         drop(registry);
-        self.after(fx);
+        self.after(&mut fx);
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
         match joined {
             // Parked: spawned once admitted, ended at once if cancelled first.

@@ -97,7 +97,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             },
             &mut fx,
         );
-        self.after(fx);
+        self.after(&mut fx);
         let admitted = match admission? {
             Admission::Drop => {
                 let dropped = Err(Error::Dropped);

@@ -151,7 +151,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         if gauge.free() {
             let mut fx = Effects::default();
             self.lock().start_waiting(gauge.id, &mut fx);
-            self.after(fx);
+            self.after(&mut fx);
         }
     }
 
