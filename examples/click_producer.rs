@@ -141,7 +141,7 @@ pub(crate) async fn run(count: u64, seed: u64) -> Report {
         .error_reporter(move |ident, error| {
             let message = match error.downcast_ref::<Failure>() {
                 Some(failure) => format!("{}: {failure}", ident.name()),
-                None => format!("{}: {error}", ident.name()),
+                None => format!("{}: {error:#}", ident.name()),
             };
             reported.lock().unwrap().push(message);
         })

@@ -68,14 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rescue!(|error| {
             // `value` is 1, the value from before `rejecting_future`.
             value + 1;
-            ctx.reset(State::Error(error.to_string()));
+            ctx.reset(State::Error(error.message()));
         });
         finally!(|error| {
             // `error` might be `None`; here it is the error `rescue!` handled.
             value + 1;
             ctx.log(&format!(
                 "finally! saw error: {}",
-                error.map_or("none".to_owned(), ToString::to_string)
+                error.map_or("none".to_owned(), pipelines::Error::message)
             ));
             ctx.log("Running in the end");
         });
@@ -88,16 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let result = runtime.invoke("inc-3", 0)?.await?;
     let state = runtime.context().state();
     assert_eq!(result, 3);
-    assert_eq!(
-        state,
-        Some(State::Error("step failed: Some Error".to_owned()))
-    );
+    assert_eq!(state, Some(State::Error("Some Error".to_owned())));
     assert_eq!(
         *runtime.context().log.lock().unwrap(),
-        [
-            "finally! saw error: step failed: Some Error",
-            "Running in the end"
-        ]
+        ["finally! saw error: Some Error", "Running in the end"]
     );
 
     println!(

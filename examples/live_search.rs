@@ -170,7 +170,7 @@ async fn main() {
         let outcome = match handle.await {
             Ok(results) => format!("results [{results}]"),
             Err(error) if error.is_cancelled() => "cancelled".to_owned(),
-            Err(error) => format!("failed: {error}"),
+            Err(error) => format!("failed: {error:#}"),
         };
         println!("client: {text:?} -> {outcome}");
         outcomes.push(outcome);

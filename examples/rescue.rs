@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rescue!(|error| {
             // `value` is 1, the value from before `rejecting_future`.
             value + 1;
-            ctx.reset(State::Error(error.to_string()));
+            ctx.reset(State::Error(error.message()));
         });
     });
 
@@ -69,10 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let result = runtime.invoke("inc-3", 0)?.await?;
     let state = runtime.context().state();
     assert_eq!(result, 2);
-    assert_eq!(
-        state,
-        Some(State::Error("step failed: Some Error".to_owned()))
-    );
+    assert_eq!(state, Some(State::Error("Some Error".to_owned())));
 
     println!("inc-3 invoked with 0 was rescued: result {result}, state {state:?}");
     Ok(())

@@ -48,7 +48,7 @@ async fn main() {
             }
         })
         .error_reporter(move |ident, error| {
-            push(&reported, format!("reported {}: {error}", ident.name()))
+            push(&reported, format!("reported {}: {error:#}", ident.name()))
         })
         .on_cancel(move |ident| push(&cancelled, format!("on_cancel {}", ident.name())))
         .start()

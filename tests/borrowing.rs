@@ -134,7 +134,7 @@ async fn rescue_and_finally_may_borrow_their_error_in_a_waiting_step() {
     let p = pipeline!(|value: u32, api: &Api| {
         Err::<u32, _>(format!("no {value}"));
         rescue!(|error| {
-            api.note(format!("rescued: {error}")).await;
+            api.note(format!("rescued: {error:#}")).await;
         });
         finally!(|error| {
             api.note(format!("finally: {}", error.is_some())).await;
@@ -218,5 +218,5 @@ async fn a_panic_while_building_a_borrowing_future_is_the_steps_error() {
     let runtime = Runtime::builder(Api::default()).start().unwrap();
     let error = runtime.invoke_pipeline(&p, 2).unwrap().await.unwrap_err();
     assert!(error.is_panic());
-    assert!(error.to_string().contains("too big: 2"), "{error}");
+    assert!(format!("{error:#}").contains("too big: 2"), "{error:#}");
 }

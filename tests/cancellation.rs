@@ -24,7 +24,7 @@ fn runtime(log: &Log) -> Runtime<Log> {
     let reported = log.clone();
     let cancelled = log.clone();
     Runtime::builder(log.clone())
-        .error_reporter(move |ident, error| push(&reported, format!("reported {ident} {error}")))
+        .error_reporter(move |ident, error| push(&reported, format!("reported {ident} {error:#}")))
         .on_cancel(move |ident| push(&cancelled, format!("on_cancel {}", ident.name())))
         .start()
         .unwrap()
@@ -39,7 +39,7 @@ fn forever(tag: &'static str) -> Pipeline<u32, Log> {
                 log,
                 format!(
                     "finally {tag} {}",
-                    error.map_or("none".into(), |e| e.to_string())
+                    error.map_or("none".into(), |e| format!("{e:#}"))
                 ),
             );
         });
@@ -84,7 +84,7 @@ async fn cancelling_a_child_climbs_to_the_top_and_cancels_children_first() {
         entries(&log),
         [
             "on_cancel pipeline@".to_owned() + &leaf_ident.name()["pipeline@".len()..],
-            "finally leaf pipeline instance was cancelled".into(),
+            "finally leaf instance cancelled".into(),
             "finally middle".into(),
             "finally top".into(),
         ],
@@ -114,7 +114,7 @@ async fn cancel_all_and_the_handle_cancel_reach_every_instance_once() {
     assert!(extra.await.unwrap_err().is_cancelled());
     let finals = entries(&log)
         .iter()
-        .filter(|e| e.starts_with("finally p pipeline instance was cancelled"))
+        .filter(|e| e.starts_with("finally p instance cancelled"))
         .count();
     assert_eq!(finals, 4, "finally! ran exactly once per instance");
 }
@@ -134,9 +134,7 @@ async fn cancelling_a_finished_or_foreign_ident_is_a_typed_error() {
             ident: done.ident().to_string()
         }
     );
-    assert!(error
-        .to_string()
-        .starts_with("no live instance is `pipeline@"));
+    assert!(error.to_string().starts_with("no live instance `pipeline@"));
     // An ident of another runtime never cancels an instance here, even with the same id.
     let other = Runtime::builder(Log::default())
         .register("other", forever("other"))
@@ -165,10 +163,7 @@ async fn the_cancel_marker_cancels_its_tree_and_is_not_reported() {
     });
     let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
     assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
-    assert_eq!(
-        entries(&log),
-        ["before", "finally pipeline instance was cancelled"]
-    );
+    assert_eq!(entries(&log), ["before", "finally instance cancelled"]);
     let queue = runtime.queue(p.site_name()).unwrap();
     assert_eq!(queue.last_cancelled(), Some(handle.ident()));
     assert!(queue.last_error().is_none());
@@ -219,7 +214,7 @@ fn audit() -> Pipeline<u32, Log> {
                 log,
                 format!(
                     "finally audit {}",
-                    error.map_or("none".into(), |e| e.to_string())
+                    error.map_or("none".into(), |e| format!("{e:#}"))
                 ),
             );
         });
@@ -292,7 +287,7 @@ async fn cancelling_a_detached_child_does_not_reach_its_parent() {
         entries(&log),
         [
             "on_cancel ".to_owned() + child.name(),
-            "finally audit pipeline instance was cancelled".into(),
+            "finally audit instance cancelled".into(),
             "parent done".into()
         ]
     );
@@ -317,7 +312,7 @@ async fn cancelling_a_parent_cancels_its_detached_children_first() {
     let log = entries(&log);
     let child_final = log
         .iter()
-        .position(|e| e == "finally audit pipeline instance was cancelled")
+        .position(|e| e == "finally audit instance cancelled")
         .unwrap();
     let parent_final = log.iter().position(|e| e == "finally parent").unwrap();
     assert!(child_final < parent_final, "children first: {log:?}");
@@ -336,10 +331,7 @@ async fn cancelling_a_parent_that_waits_for_children_cancels_them() {
     assert_eq!(handle.try_result().unwrap().unwrap(), 1);
     runtime.cancel(handle.ident()).unwrap();
     tokio::task::yield_now().await;
-    assert_eq!(
-        entries(&log)[1],
-        "finally audit pipeline instance was cancelled"
-    );
+    assert_eq!(entries(&log)[1], "finally audit instance cancelled");
     assert_eq!(runtime.live_counts().0, 0);
 }
 
@@ -375,7 +367,7 @@ async fn stop_cancels_all_but_the_survivors_which_finish_normally() {
     assert_eq!(
         entries(&log),
         [
-            "finally victim pipeline instance was cancelled",
+            "finally victim instance cancelled",
             "child of survivor ran",
             "survivor finished"
         ]
@@ -442,7 +434,7 @@ async fn restarting_a_queue_whose_oldest_waits_for_children_cancels_them_and_sta
         [
             "saved 1",
             "saved 2",
-            "finally audit pipeline instance was cancelled",
+            "finally audit instance cancelled",
             "audited 2",
             "finally audit none"
         ]

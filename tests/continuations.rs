@@ -83,7 +83,7 @@ fn rescue_and_finally_steps_see_their_instance_too() {
     let p = pipeline!(|value: i32, log: &Log, current| {
         Err::<i32, _>("boom");
         rescue!(|error| {
-            push(log, format!("rescue {} {error}", current.ident().name()));
+            push(log, format!("rescue {} {error:#}", current.ident().name()));
         });
         finally!(|error| {
             push(
@@ -631,7 +631,7 @@ fn a_continuation_captured_in_rescue_runs_the_rest_of_rescue_then_finally() {
                     }));
                 rest
             };
-            push(log, format!("rescue rest on {value}: {error}"));
+            push(log, format!("rescue rest on {value}: {error:#}"));
             value + 1;
         });
         finally!(|error| {

@@ -16,7 +16,7 @@ fn rescue_starts_from_the_value_before_the_failing_step() {
         Err::<i32, _>("boom");
         value + 1000;
         rescue!(|error| {
-            push(log, format!("rescue saw {value} and {error}"));
+            push(log, format!("rescue saw {value} and {error:#}"));
             value + 1;
         });
     });
@@ -36,7 +36,7 @@ async fn rescue_after_a_failed_future_sees_the_value_before_it() {
         .await;
         value + 1000;
         rescue!(|error| {
-            push(log, error.to_string());
+            push(log, format!("{error:#}"));
             value + 1;
         });
     });
@@ -51,7 +51,7 @@ fn an_unhandled_error_fails_the_pipeline_and_is_reported_once() {
         Err::<i32, _>("unhandled");
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
-    assert_eq!(error.to_string(), "step failed: unhandled");
+    assert_eq!(format!("{error:#}"), "step failed: unhandled");
     let reported = entries(&log);
     assert_eq!(reported.len(), 1);
     assert!(reported[0].starts_with("reported pipeline@tests/errors.rs:"));
@@ -81,11 +81,11 @@ fn an_error_in_rescue_goes_to_finally_with_the_new_error() {
             value + 1000;
         });
         finally!(|error| {
-            push(log, format!("finally saw {}", error.unwrap()));
+            push(log, format!("finally saw {:#}", error.unwrap()));
         });
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
-    assert_eq!(error.to_string(), "step failed: second");
+    assert_eq!(format!("{error:#}"), "step failed: second");
     assert_eq!(
         entries(&log),
         [
@@ -103,7 +103,7 @@ fn finally_runs_on_success_without_an_error_and_threads_the_value() {
         finally!(|error| {
             push(
                 log,
-                format!("finally error {:?}", error.map(|e| e.to_string())),
+                format!("finally error {:?}", error.map(|e| format!("{e:#}"))),
             );
             value * 10;
         });
@@ -121,7 +121,7 @@ fn finally_sees_a_handled_error_and_the_pipeline_succeeds() {
             value + 1;
         });
         finally!(|error| {
-            push(log, format!("finally saw {}", error.unwrap()));
+            push(log, format!("finally saw {:#}", error.unwrap()));
             value + 1;
         });
     });
@@ -140,7 +140,7 @@ fn finally_does_not_swallow_an_unhandled_error() {
         });
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
-    assert_eq!(error.to_string(), "step failed: not handled");
+    assert_eq!(format!("{error:#}"), "step failed: not handled");
     let log = entries(&log);
     assert_eq!(log[0], "cleanup");
     assert_eq!(log.len(), 2, "reported once after finally: {log:?}");
@@ -157,7 +157,7 @@ fn an_error_in_finally_fails_the_pipeline_and_stops_finally() {
         });
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
-    assert_eq!(error.to_string(), "step failed: cleanup failed");
+    assert_eq!(format!("{error:#}"), "step failed: cleanup failed");
     assert_eq!(entries(&log).len(), 1);
 }
 
@@ -171,7 +171,7 @@ fn a_panicking_step_becomes_an_error_with_its_message() {
         };
         rescue!(|error| {
             assert!(error.is_panic());
-            push(log, error.to_string());
+            push(log, format!("{error:#}"));
             value - 1;
         });
     });
@@ -196,7 +196,7 @@ async fn a_panicking_future_becomes_an_error() {
     });
     let error: Error = runtime.invoke_pipeline(&p, 0).unwrap().await.unwrap_err();
     assert!(error.is_panic());
-    assert_eq!(error.to_string(), "step panicked: future exploded");
+    assert_eq!(format!("{error:#}"), "step panicked: future exploded");
 }
 
 #[test]
@@ -222,4 +222,91 @@ fn the_error_type_is_usable_in_rescue_bindings() {
         });
     });
     assert_eq!(run_sync(&runtime, &p, String::new()).unwrap(), "disk");
+}
+
+/// Every error type, printed as an error-chain printer (anyhow, eyre, tracing) prints it:
+/// each message once. A message that repeats its `source()`'s text would show it twice.
+#[tokio::test(start_paused = true)]
+async fn an_error_chain_shows_each_text_once() {
+    use pipelines::{
+        Backoff, CancelError, ChildSpec, Failure, InvokeError, RestartPolicy, SuperviseError,
+        Supervisor, SupervisorError,
+    };
+
+    fn assert_no_repeat(error: &(dyn std::error::Error + 'static), expected: &[&str]) {
+        let messages = support::chain(error);
+        assert_eq!(messages, expected);
+        for (i, outer) in messages.iter().enumerate() {
+            for inner in &messages[i + 1..] {
+                assert!(
+                    !outer.contains(inner.as_str()),
+                    "{outer:?} repeats its source {inner:?}"
+                );
+            }
+        }
+    }
+
+    let io = std::io::Error::other("disk full");
+    let step = Error::new(io);
+    assert_no_repeat(&step, &["step failed", "disk full"]);
+    assert_eq!(step.message(), "disk full");
+    assert_eq!(format!("{step:#}"), "step failed: disk full");
+    assert_no_repeat(&Error::Cancelled, &["instance cancelled"]);
+    assert_no_repeat(&Error::Dropped, &["instance dropped by its queue"]);
+    assert_no_repeat(&Error::NoExecutor, &["no tokio runtime to wait on"]);
+    assert_no_repeat(
+        &Error::TimedOut {
+            limit: Duration::from_millis(300),
+        },
+        &["timed out after 300ms"],
+    );
+    assert_no_repeat(&Error::ResultTaken, &["result already taken"]);
+
+    // A panic keeps its message in its own text (it has no source).
+    let (runtime, _log) = logging_runtime();
+    let panics = pipeline!(|value: i32, _log: &Log| {
+        {
+            if value > 0 {
+                panic!("boom {value}");
+            }
+            value
+        };
+    });
+    let panicked = run_sync(&runtime, &panics, 7).unwrap_err();
+    assert_no_repeat(&panicked, &["step panicked: boom 7"]);
+    assert_eq!(panicked.message(), "boom 7");
+
+    let unknown = runtime.invoke::<i32>("nope", 1).unwrap_err();
+    assert_no_repeat(&unknown, &["no pipeline named `nope`"]);
+    assert_no_repeat(&InvokeError::Stopped, &["runtime stopped"]);
+    let ended = runtime.invoke_pipeline(&panics, 0).unwrap();
+    let cancel = runtime.cancel(ended.ident()).unwrap_err();
+    assert!(matches!(cancel, CancelError::NotLive { .. }));
+    assert_no_repeat(&cancel, &[&format!("no live instance `{}`", ended.ident())]);
+    assert_no_repeat(&SuperviseError::NoExecutor, &["no tokio runtime available"]);
+    assert_no_repeat(
+        &RestartPolicy::new(1, Duration::ZERO).unwrap_err(),
+        &["restart period is zero"],
+    );
+    assert!(Backoff::exponential(Duration::ZERO, Duration::from_secs(1)).is_err());
+
+    // A supervisor that gives up: its last failure is the source, the child's error next.
+    let failure = Failure::new("read", "session timeout").at(42);
+    assert_no_repeat(&failure, &["read failed at offset 42", "session timeout"]);
+    let supervisor = Supervisor::new("fragile")
+        .policy(RestartPolicy::new(1, Duration::from_secs(1)).unwrap())
+        .child(ChildSpec::from_fn("reader", || async {
+            Err::<(), _>(Failure::new("read", "disk error").at(3))
+        }));
+    let handle = runtime.supervise(supervisor).unwrap();
+    let gave_up = handle.await.unwrap_err();
+    assert!(matches!(gave_up, SupervisorError::GaveUp { .. }));
+    assert_no_repeat(
+        &gave_up,
+        &[
+            "supervisor `fragile` gave up after 1 restarts within 1s",
+            "read failed at offset 3",
+            "disk error",
+        ],
+    );
 }

@@ -76,7 +76,7 @@ fn dropping_the_tokio_runtime_with_instances_in_flight_runs_each_finally_once() 
     );
     for handle in &mut handles {
         let error = handle.try_result().unwrap().unwrap_err();
-        assert!(matches!(error, Error::NoExecutor), "{error}");
+        assert!(matches!(error, Error::NoExecutor), "{error:#}");
     }
     assert_eq!(runtime.live_counts().0, 0);
     assert!(runtime.active().is_empty());
@@ -128,7 +128,7 @@ fn invoking_after_the_tokio_runtime_is_gone_reports_no_executor_and_runs_finally
     drop(tokio);
     let mut handle = runtime.invoke("waits", 1_u32).unwrap();
     let error = handle.try_result().unwrap().unwrap_err();
-    assert!(matches!(error, Error::NoExecutor), "{error}");
+    assert!(matches!(error, Error::NoExecutor), "{error:#}");
     assert_eq!(runtime.context().started.load(Ordering::SeqCst), 1);
     assert_eq!(runtime.context().finally.load(Ordering::SeqCst), 1);
     assert_eq!(runtime.live_counts().0, 0);

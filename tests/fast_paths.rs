@@ -201,7 +201,7 @@ fn guarded(second: fn(u32) -> Result<u32, String>) -> Pipeline<u32, Ctx> {
         value + 1000;
         rescue!(|error| {
             {
-                ctx.log(format!("rescued {value}: {error}"));
+                ctx.log(format!("rescued {value}: {error:#}"));
                 value
             };
         });
@@ -254,10 +254,13 @@ fn a_failure_without_rescue_is_reported_and_kept_as_the_queue_s_last_error() {
         .start()
         .unwrap();
     let error = runtime.invoke("p", 1_u32).unwrap().try_result().unwrap();
-    assert_eq!(error.unwrap_err().to_string(), "step failed: two");
+    assert_eq!(format!("{:#}", error.unwrap_err()), "step failed: two");
     assert_eq!(reported.load(Ordering::SeqCst), 1);
     let queue = runtime.queue("p").unwrap();
-    assert_eq!(queue.last_error().unwrap().to_string(), "step failed: two");
+    assert_eq!(
+        format!("{:#}", queue.last_error().unwrap()),
+        "step failed: two"
+    );
     assert_eq!(queue.performed(), 1);
     assert_eq!(queue.running(), 0);
 }
@@ -391,7 +394,7 @@ fn a_kept_result_whose_drop_panics_is_reported_and_changes_no_outcome() {
     let sink = reports.clone();
     let runtime = Runtime::builder(())
         .register("p", p)
-        .error_reporter(move |_, error| sink.lock().unwrap().push(error.to_string()))
+        .error_reporter(move |_, error| sink.lock().unwrap().push(format!("{error:#}")))
         .start()
         .unwrap();
     let explosive = Touchy {

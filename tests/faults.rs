@@ -24,7 +24,7 @@ fn entries(log: &Log) -> Vec<String> {
 fn reporting(log: &Log) -> RuntimeBuilder<Log> {
     let reports = log.clone();
     Runtime::builder(log.clone()).error_reporter(move |ident, error| {
-        push(&reports, format!("reported {}: {error}", ident.name()));
+        push(&reports, format!("reported {}: {error:#}", ident.name()));
     })
 }
 
@@ -157,7 +157,7 @@ async fn a_panicking_error_reporter_is_contained() {
             .unwrap()
             .await
             .unwrap_err();
-        assert_eq!(error.to_string(), "step failed: no");
+        assert_eq!(format!("{error:#}"), "step failed: no");
     }
     still_healthy(&runtime).await;
 }
@@ -179,7 +179,7 @@ async fn a_panicking_transactor_fails_the_instance_it_wrapped() {
         push(log, "step ran");
         value + 1;
         rescue!(|error| {
-            push(log, format!("rescue saw: {error}"));
+            push(log, format!("rescue saw: {error:#}"));
             0;
         });
     });
@@ -237,6 +237,6 @@ async fn a_panicking_on_cancel_hook_is_reported_and_the_cancellation_completes()
     let log = entries(&log);
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(log[0].ends_with("step panicked: the on_cancel hook panicked: on_cancel broke"));
-    assert_eq!(log[1], "finally: pipeline instance was cancelled");
+    assert_eq!(log[1], "finally: instance cancelled");
     still_healthy(&runtime).await;
 }

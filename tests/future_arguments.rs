@@ -164,9 +164,12 @@ async fn an_argument_that_fails_or_panics_fails_the_invocation_and_frees_the_slo
     let next = runtime.invoke_pipeline(&save, 9).unwrap();
     let name = next.ident().name().to_owned();
     let error = failing.await.unwrap_err();
-    assert_eq!(error.to_string(), "step failed: the upload broke");
+    assert_eq!(format!("{error:#}"), "step failed: the upload broke");
     let error = panicking.await.unwrap_err();
-    assert!(error.to_string().contains("argument exploded"), "{error}");
+    assert!(
+        format!("{error:#}").contains("argument exploded"),
+        "{error:#}"
+    );
     assert_eq!(next.await.unwrap(), 90);
     let lines = entries(&log);
     assert_eq!(lines.len(), 4, "{lines:?}");

@@ -14,7 +14,7 @@ type Events = Arc<Mutex<Vec<String>>>;
 /// `kind name#id` for each event, with names shortened to the registration name.
 fn describe(event: &Event) -> String {
     let kind = match event.kind() {
-        EventKind::Failed(error) => format!("Failed({error})"),
+        EventKind::Failed(error) => format!("Failed({error:#})"),
         other => format!("{other:?}"),
     };
     format!("{kind} {}#{}", event.ident().name(), event.ident().id())
@@ -259,7 +259,10 @@ fn queues_keep_their_last_result_error_and_cancellation() {
         Some(&40)
     );
     assert_eq!(queue.last_result().unwrap().type_name(), "u32");
-    assert_eq!(queue.last_error().unwrap().to_string(), "step failed: zero");
+    assert_eq!(
+        format!("{:#}", queue.last_error().unwrap()),
+        "step failed: zero"
+    );
     assert_eq!(queue.last_cancelled(), Some(cancelled.ident()));
     assert!(runtime.is_registered("p"));
     assert!(!runtime.is_registered("q"));

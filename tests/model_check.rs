@@ -250,7 +250,7 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
                 started,
                 ended: ended.unwrap_or(u64::MAX),
             },
-            Err(error) => panic!("unexpected failure: {error}"),
+            Err(error) => panic!("unexpected failure: {error:#}"),
         });
     }
 

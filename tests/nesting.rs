@@ -85,7 +85,7 @@ fn a_childs_unhandled_error_reaches_the_parents_rescue_and_is_not_reported() {
         failing.clone();
         value + 1000;
         rescue!(|error| {
-            push(log, format!("parent rescue at {value}: {error}"));
+            push(log, format!("parent rescue at {value}: {error:#}"));
         });
     });
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 10);
@@ -111,7 +111,7 @@ fn an_error_no_rescue_handles_is_reported_exactly_once_at_the_root() {
         middle.clone();
     });
     let error = run_sync(&runtime, &root, 0).unwrap_err();
-    assert_eq!(error.to_string(), "step failed: deep");
+    assert_eq!(format!("{error:#}"), "step failed: deep");
     assert_eq!(
         entries(&log),
         [format!("reported {} step failed: deep", root.site_name())]
@@ -203,8 +203,8 @@ fn a_cancel_marker_in_a_child_cancels_up_to_the_root_children_first() {
     assert_eq!(
         entries(&log),
         [
-            "child finally: pipeline instance was cancelled",
-            "root finally: pipeline instance was cancelled"
+            "child finally: instance cancelled",
+            "root finally: instance cancelled"
         ]
     );
 }
@@ -231,8 +231,8 @@ async fn stop_cancels_a_waiting_child_and_its_parent_children_first() {
     assert_eq!(
         entries(&log),
         [
-            "child finally: pipeline instance was cancelled",
-            "root finally: pipeline instance was cancelled"
+            "child finally: instance cancelled",
+            "root finally: instance cancelled"
         ]
     );
 }

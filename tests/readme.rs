@@ -243,7 +243,7 @@ mod rescue_and_finally {
             validate(value)?;
             ctx.api.save(value).await;
             rescue!(|error| {                 // the value from before the failing step
-                ctx.toast(format!("not saved: {error}"));
+                ctx.toast(format!("not saved: {error:#}"));
             });
             finally!(|error| {                // Option<&Error>; runs whatever happened
                 ctx.spinner.stop();
@@ -409,7 +409,7 @@ mod the_runtime {
         // README begin
         let runtime = Runtime::builder(context)
             .register("inc-3", inc_3)
-            .error_reporter(|ident, error| eprintln!("{ident} failed: {error}"))
+            .error_reporter(|ident, error| eprintln!("{ident} failed: {error:#}"))
             .transactor(|stretch| { begin(); stretch(); commit(); })
             .start()?;
         let mut handle = runtime.invoke("inc-3", 0)?;   // or runtime.invoke_pipeline(&p, 0)

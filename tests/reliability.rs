@@ -84,8 +84,8 @@ fn synchronous_nesting_up_to_the_limit_runs_and_past_it_is_a_typed_error() {
         "{error:?}"
     );
     assert_eq!(
-        error.to_string(),
-        format!("pipelines nested more than {NESTING_LIMIT} levels deep")
+        format!("{error:#}"),
+        format!("nested more than {NESTING_LIMIT} levels deep")
     );
 }
 

@@ -93,7 +93,7 @@ async fn when_the_policy_gives_up_rescue_runs_with_the_last_error_then_finally()
             ctx.flaky(value)
         };
         rescue!(|error| {
-            ctx.push(format!("rescue: {error}"));
+            ctx.push(format!("rescue: {error:#}"));
             0;
         });
         finally!(|error| {
@@ -184,7 +184,7 @@ async fn a_timeout_drops_the_work_and_rescue_and_finally_run() {
         finally!(|error| {
             ctx.push(format!(
                 "finally: {}",
-                error.map_or("none".into(), |e| e.to_string())
+                error.map_or("none".into(), |e| format!("{e:#}"))
             ));
         });
     })
@@ -196,9 +196,7 @@ async fn a_timeout_drops_the_work_and_rescue_and_finally_run() {
         runtime.context().log(),
         [
             "rescue at 300 with 2: true".to_owned(),
-            "finally: pipeline instance timed out after 300ms: its work was dropped; handle it \
-             in `rescue!` or give the pipeline a longer `timeout`"
-                .into(),
+            "finally: timed out after 300ms".into(),
         ]
     );
 }
@@ -240,7 +238,7 @@ async fn a_timeout_cancels_a_waiting_child_first() {
     assert_eq!(
         runtime.context().log(),
         [
-            "child finally: pipeline instance was cancelled",
+            "child finally: instance cancelled",
             "parent rescue: timed out true"
         ]
     );
@@ -300,7 +298,7 @@ fn an_exponential_backoff_must_start_above_zero_and_be_capped_no_lower_than_its_
         }
     );
     assert_eq!(
-        error.to_string(),
+        format!("{error:#}"),
         "backoff cap 10ms is below its initial delay 1s"
     );
     assert_eq!(
@@ -323,7 +321,7 @@ async fn a_step_retried_with_a_one_nanosecond_period_and_no_backoff_gives_up_aft
             ctx.flaky(value)
         };
         rescue!(|error| {
-            ctx.push(format!("rescue: {error}"));
+            ctx.push(format!("rescue: {error:#}"));
         });
     })
     .retry(RestartPolicy::new(3, Duration::from_nanos(1)).unwrap());

@@ -542,7 +542,7 @@ fn soak(rounds: u64, operations: u64) {
                     .await
                     .expect("every handle resolves");
                 if let Err(error) = &result {
-                    assert!(error.is_cancelled() || error.is_dropped(), "{error}");
+                    assert!(error.is_cancelled() || error.is_dropped(), "{error:#}");
                 }
                 // Nothing else cancels `forking` and `resuming` roots (unrestricted) but
                 // their own thread, and the self-cancelling attached fork from 3, which

@@ -118,7 +118,7 @@ fn a_failed_future_takes_the_error_path() {
         value + 100;
     });
     let error = run_sync(&runtime(()), &p, 1).unwrap_err();
-    assert_eq!(error.to_string(), "step failed: async failure");
+    assert_eq!(format!("{error:#}"), "step failed: async failure");
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn question_mark_inside_a_step_sends_the_error_to_the_error_path() {
     let p = pipeline!(|value: String, _ctx: &()| {
         (value.trim().parse::<i32>()? * 2).to_string();
         rescue!(|error| {
-            format!("rescued: {error}");
+            format!("rescued: {error:#}");
         });
     });
     let runtime = runtime(());

@@ -34,7 +34,7 @@ fn reporter(
         reports
             .lock()
             .unwrap()
-            .push((ident.clone(), error.to_string()))
+            .push((ident.clone(), format!("{error:#}")))
     }
 }
 
@@ -60,8 +60,8 @@ fn a_result_whose_clone_panics_fails_its_instance_and_frees_its_slot() {
     // 12 + 1 = 13: the runtime's clone for the queue's statistics panics.
     let mut failed = runtime.invoke("bump", CloneBomb(12)).unwrap();
     let error = failed.try_result().unwrap().unwrap_err();
-    assert!(error.is_panic(), "{error}");
-    assert!(error.to_string().contains("cloning 13"), "{error}");
+    assert!(error.is_panic(), "{error:#}");
+    assert!(format!("{error:#}").contains("cloning 13"), "{error:#}");
     assert_eq!(runtime.context().finally.load(Ordering::SeqCst), 1);
     assert_eq!(reports.lock().unwrap().len(), 1, "reported once");
     assert_eq!(&reports.lock().unwrap()[0].0, failed.ident());
@@ -117,7 +117,7 @@ async fn a_panicking_hash_or_eq_of_a_use_existing_argument_refuses_the_invocatio
         }
     );
     assert_eq!(
-        error.to_string(),
+        format!("{error:#}"),
         "hash of the argument panicked: hashing 13"
     );
     assert_eq!(runtime.live_counts().0, 0);
@@ -171,7 +171,7 @@ fn a_panicking_nested_argument_clone_is_the_parent_step_error() {
         CloneBomb(13);
         &child;
         rescue!(|error| {
-            CloneBomb(if error.to_string().contains("cloning 13") {
+            CloneBomb(if format!("{error:#}").contains("cloning 13") {
                 100
             } else {
                 0

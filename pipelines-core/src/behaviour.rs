@@ -162,7 +162,7 @@ impl Concurrency {
     /// Why this configuration cannot be used, if it cannot.
     pub(crate) fn problem(&self) -> Option<&'static str> {
         (self.behaviour != Behaviour::Unrestricted && self.max == 0)
-            .then_some("max is 0, so no instance could ever run: use a max of at least 1")
+            .then_some("max is 0, nothing could run")
     }
 }
 

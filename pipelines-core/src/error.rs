@@ -34,7 +34,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let error = runtime.invoke_pipeline(&failing, 7).unwrap().try_result().unwrap().unwrap_err();
 /// assert!(error.is_failed());
-/// assert_eq!(error.to_string(), "step failed: 7 is not welcome");
+/// // `Display` says what happened; the step's own error is the `source()`, and its text is
+/// // `message()`, so an error-chain printer shows each text once. `{:#}` gives both.
+/// assert_eq!(error.to_string(), "step failed");
+/// assert_eq!(error.message(), "7 is not welcome");
+/// assert_eq!(format!("{error:#}"), "step failed: 7 is not welcome");
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -51,15 +55,18 @@ pub enum Error {
     /// The instance never started: its queue refused it.
     Dropped,
     /// A step returned a future that was not ready, but no tokio runtime was available to
-    /// wait for it.
+    /// wait for it. Invoke from inside a tokio runtime, or start the pipelines runtime
+    /// inside one (or give it an executor with `RuntimeBuilder::executor`).
     NoExecutor,
     /// The instance ran longer than its [`timeout`](crate::Pipeline::timeout): what it
-    /// waited on was dropped, and the error path runs (`rescue!` may handle it).
+    /// waited on was dropped, and the error path runs (`rescue!` may handle it). Handle it
+    /// there, or give the pipeline a longer timeout.
     TimedOut {
         /// The limit it exceeded.
         limit: std::time::Duration,
     },
-    /// The invocation's result was already taken (by `try_result` or an earlier `.await`).
+    /// The invocation's result was already taken (by `try_result` or an earlier `.await`):
+    /// keep the result of the first one.
     ResultTaken,
     /// A step nested a pipeline deeper than [`NESTING_LIMIT`](crate::NESTING_LIMIT) levels
     /// on one stack: the step that would nest fails with this error (`rescue!` may handle
@@ -80,8 +87,8 @@ impl Error {
     /// ```
     /// use pipelines::Error;
     /// let error = Error::new("disk full");
-    /// assert_eq!(error.to_string(), "step failed: disk full");
-    /// assert_eq!(Error::new(error.clone()).to_string(), "step failed: disk full");
+    /// assert_eq!(error.message(), "disk full");
+    /// assert_eq!(Error::new(error.clone()).message(), "disk full");
     /// ```
     pub fn new(error: impl Into<BoxError>) -> Self {
         match error.into().downcast::<Error>() {
@@ -109,6 +116,24 @@ impl Error {
                 message: Arc::from(format!("the {hook} panicked: {message}")),
             },
             other => other,
+        }
+    }
+
+    /// What went wrong, in one line: for a step that failed, its own error's text (the
+    /// [`source`](std::error::Error::source), which [`Display`](fmt::Display) leaves out
+    /// so that chain printers do not repeat it); for a panic, its message; for anything
+    /// else, the [`Display`](fmt::Display) text.
+    ///
+    /// ```
+    /// use pipelines::Error;
+    /// assert_eq!(Error::new("disk full").message(), "disk full");
+    /// assert_eq!(Error::Cancelled.message(), "instance cancelled");
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            Error::Failed(source) => source.to_string(),
+            Error::Panicked { message } => message.to_string(),
+            other => other.to_string(),
         }
     }
 
@@ -186,27 +211,25 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Failed(source) => write!(f, "step failed: {source}"),
-            Error::Panicked { message } => write!(f, "step panicked: {message}"),
-            Error::Cancelled => f.write_str("pipeline instance was cancelled"),
-            Error::Dropped => f.write_str(
-                "pipeline instance was dropped: its queue was full and its behaviour is `dropping`",
-            ),
-            Error::NoExecutor => f.write_str(
-                "a step returned a future that was not ready, but no tokio runtime is available: \
-                 invoke from inside a tokio runtime or start the pipelines runtime inside one",
-            ),
-            Error::TimedOut { limit } => write!(
-                f,
-                "pipeline instance timed out after {limit:?}: its work was dropped; handle it in `rescue!` or give the pipeline a longer `timeout`"
-            ),
-            Error::ResultTaken => f.write_str(
-                "the invocation's result was already taken: keep the result of the first \
-                 `try_result` or `.await`",
-            ),
-            Error::NestingTooDeep { limit } => {
-                write!(f, "pipelines nested more than {limit} levels deep")
+            // The step's own error is the `source()`: not repeated here, unless asked for
+            // with `{:#}` (one line with the whole chain, as `anyhow` prints it).
+            Error::Failed(source) if f.alternate() => {
+                write!(f, "step failed: {source}")?;
+                let mut next = source.source();
+                while let Some(cause) = next {
+                    write!(f, ": {cause}")?;
+                    next = cause.source();
+                }
+                Ok(())
             }
+            Error::Failed(_) => f.write_str("step failed"),
+            Error::Panicked { message } => write!(f, "step panicked: {message}"),
+            Error::Cancelled => f.write_str("instance cancelled"),
+            Error::Dropped => f.write_str("instance dropped by its queue"),
+            Error::NoExecutor => f.write_str("no tokio runtime to wait on"),
+            Error::TimedOut { limit } => write!(f, "timed out after {limit:?}"),
+            Error::ResultTaken => f.write_str("result already taken"),
+            Error::NestingTooDeep { limit } => write!(f, "nested more than {limit} levels deep"),
         }
     }
 }
@@ -255,14 +278,19 @@ impl std::error::Error for Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvokeError {
-    /// No pipeline is registered under this name.
-    #[error("no pipeline is registered under the name `{name}`: register it with `Runtime::builder(..).register(\"{name}\", pipeline)`")]
+    /// No pipeline is registered under this name. Register it with
+    /// `Runtime::builder(..).register(name, pipeline)`, or invoke the pipeline value with
+    /// [`invoke_pipeline`](crate::Runtime::invoke_pipeline).
+    #[error("no pipeline named `{name}`")]
     UnknownPipeline {
         /// The name that was asked for.
         name: String,
     },
-    /// The pipeline exists but its value type is not the argument's type.
-    #[error("pipeline `{name}` takes a value of type `{expected}` (with context `{context}`), but was invoked with a value of type `{found}`: pass a `{expected}` (a literal may need a suffix, as in `0_u64`)")]
+    /// The pipeline exists but its value type is not the argument's type. Pass a value
+    /// of the pipeline's type (an integer literal may need a suffix, as in `0_u64`), or
+    /// resolve a typed handle once with [`Runtime::handle`](crate::Runtime::handle), which
+    /// gives literals the right type.
+    #[error("pipeline `{name}` takes `{expected}`, not `{found}`")]
     WrongArgumentType {
         /// The registered name.
         name: String,
@@ -273,15 +301,18 @@ pub enum InvokeError {
         /// The type that was passed.
         found: &'static str,
     },
-    /// The runtime was stopped; it accepts no more invocations.
-    #[error("the runtime was stopped and accepts no more invocations: start a new runtime")]
+    /// The runtime was stopped; it accepts no more invocations. Start a new runtime.
+    #[error("runtime stopped")]
     Stopped,
     /// Waiting work needs a tokio runtime and none is available (neither the current one
-    /// nor the runtime's executor).
-    #[error("no tokio runtime is available to run this: call it from inside a tokio runtime, or give the runtime an executor with `RuntimeBuilder::executor`")]
+    /// nor the runtime's executor). Call from inside a tokio runtime, or give the runtime
+    /// an executor with `RuntimeBuilder::executor`.
+    #[error("no tokio runtime available")]
     NoExecutor,
     /// The pipeline's queue is already used with another concurrency configuration.
-    #[error("queue `{queue}` is configured as {existing} (by `{existing_by}`), but `{requested_by}` asks for {requested}: pipelines sharing a queue must have identical configurations (place them in one `Queue` value, or give them distinct queues)")]
+    /// Pipelines sharing a queue must have identical configurations: put them in one
+    /// [`Queue`](crate::Queue) value, or give them distinct queues.
+    #[error("queue `{queue}` is {existing} (set by `{existing_by}`), not {requested} (asked by `{requested_by}`)")]
     QueueMismatch {
         /// The queue's name.
         queue: String,
@@ -294,14 +325,17 @@ pub enum InvokeError {
         /// The pipeline that asked for it.
         requested_by: String,
     },
-    /// The pipeline's concurrency configuration cannot work.
+    /// The pipeline's concurrency configuration cannot work: `problem` says why (a
+    /// `max(0)` that would never run anything, a `use_existing` queue whose pipeline
+    /// cannot compare arguments). Use a max of at least 1; call `.use_existing()` on the
+    /// pipeline itself (its value type must be `Hash + Eq`).
     #[error("queue `{queue}` cannot use {concurrency}: {problem}")]
     InvalidConcurrency {
         /// The queue's name.
         queue: String,
         /// The configuration that was refused.
         concurrency: Concurrency,
-        /// What is wrong and how to fix it.
+        /// What is wrong.
         problem: &'static str,
     },
     /// User code the runtime runs on the argument before the instance exists panicked:
@@ -343,8 +377,8 @@ pub enum InvokeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// Two pipelines were registered under the same name.
-    #[error("two pipelines are registered under the name `{name}`: give each a distinct name")]
+    /// Two pipelines were registered under the same name: give each a distinct name.
+    #[error("two pipelines named `{name}`")]
     DuplicateName {
         /// The repeated name.
         name: String,
@@ -372,8 +406,8 @@ pub enum StartError {
 #[non_exhaustive]
 pub enum CancelError {
     /// No live instance has this ident: it already ended, never started, or belongs to
-    /// another runtime.
-    #[error("no live instance is `{ident}`: it already ended, was dropped, or belongs to another runtime; nothing was cancelled")]
+    /// another runtime. Nothing was cancelled.
+    #[error("no live instance `{ident}`")]
     NotLive {
         /// The ident that was asked for.
         ident: String,

@@ -58,7 +58,8 @@ pub use producer::{source_fn, Producer, Source};
 pub use queue::Queue;
 pub use runtime::{in_pipeline, Current, Runtime, RuntimeBuilder, WeakRuntime};
 pub use supervision::{
-    Child, ChildSpec, Failure, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
+    Child, ChildSpec, Failure, Restart, Strategy, SuperviseError, Supervisor, SupervisorError,
+    SupervisorHandle,
 };
 pub use timeline::Timeline;
 

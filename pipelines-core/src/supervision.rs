@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::error::{BoxError, Error, InvokeError};
+use crate::error::{BoxError, Error};
 use crate::hooks::EventKind;
 use crate::ident::Ident;
 use crate::ident::Name;
@@ -39,7 +39,9 @@ use crate::runtime::{Core, Runtime};
 /// let failure = Failure::new("read", "session timeout").at(42);
 /// assert_eq!(failure.operation(), "read");
 /// assert_eq!(failure.offset(), Some(42));
-/// assert_eq!(failure.to_string(), "read failed at offset 42: session timeout");
+/// // What failed, once; the error is the `source()`.
+/// assert_eq!(failure.to_string(), "read failed at offset 42");
+/// assert_eq!(failure.error().message(), "session timeout");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -82,21 +84,21 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let error: &dyn fmt::Display = match &self.error {
-            // Show the source's own message, not "step failed: ...".
-            Error::Failed(source) => source,
-            other => other,
-        };
         match self.offset {
-            Some(offset) => write!(f, "{} failed at offset {offset}: {error}", self.operation),
-            None => write!(f, "{} failed: {error}", self.operation),
+            Some(offset) => write!(f, "{} failed at offset {offset}", self.operation),
+            None => write!(f, "{} failed", self.operation),
         }
     }
 }
 
 impl std::error::Error for Failure {
+    /// The child's own error (for an error it returned, that error itself: a child is not
+    /// a step, so no "step failed" layer in between).
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        match &self.error {
+            Error::Failed(source) => Some(&**source),
+            other => Some(other),
+        }
     }
 }
 
@@ -305,13 +307,39 @@ impl Supervisor {
     }
 }
 
+/// Why [`Runtime::supervise`] refused to start a supervisor. Nothing was started.
+///
+/// ```
+/// use pipelines::{ChildSpec, Runtime, SuperviseError, Supervisor};
+///
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let supervisor = Supervisor::new("idle").child(ChildSpec::from_fn("wait", || std::future::pending()));
+/// // Outside a tokio runtime, nothing could run the supervisor.
+/// assert_eq!(runtime.supervise(supervisor).unwrap_err(), SuperviseError::NoExecutor);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuperviseError {
+    /// The runtime was stopped; it starts nothing more. Start a new runtime.
+    #[error("runtime stopped")]
+    Stopped,
+    /// A supervisor runs on a tokio runtime and none is available (neither the current one
+    /// nor the runtime's executor). Call from inside a tokio runtime, or give the runtime
+    /// an executor with `RuntimeBuilder::executor`.
+    #[error("no tokio runtime available")]
+    NoExecutor,
+}
+
 /// Why a supervisor ended other than by [`stop`](SupervisorHandle::stop) or by all its
 /// children ending.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SupervisorError {
-    /// The restart intensity was exceeded.
-    #[error("supervisor `{supervisor}` gave up: more than {max_restarts} restarts within {within:?} (last failure: {last_failure}); its children were stopped and their channels closed")]
+    /// The restart intensity was exceeded: its children were stopped and their channels
+    /// closed. Allow more restarts (or a longer period) in the supervisor's
+    /// [`RestartPolicy`](crate::RestartPolicy), or fix what keeps failing: the last
+    /// failure is the `source()`.
+    #[error("supervisor `{supervisor}` gave up after {max_restarts} restarts within {within:?}")]
     GaveUp {
         /// The supervisor's name.
         supervisor: String,
@@ -319,8 +347,10 @@ pub enum SupervisorError {
         max_restarts: u32,
         /// The policy's period.
         within: Duration,
-        /// What the child that failed last reported.
-        last_failure: String,
+        /// What the child that stopped last reported; `None` when it was a normal exit of
+        /// a permanent child.
+        #[source]
+        last_failure: Option<Failure>,
     },
     /// The tokio runtime dropped the supervisor's task.
     #[error("supervisor `{supervisor}` was dropped by its tokio runtime")]
@@ -384,12 +414,16 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// handle.await.unwrap();
     /// # }
     /// ```
-    pub fn supervise(&self, supervisor: Supervisor) -> Result<SupervisorHandle, InvokeError> {
+    ///
+    /// # Errors
+    ///
+    /// [`SuperviseError`] if the runtime was stopped or no tokio runtime is available.
+    pub fn supervise(&self, supervisor: Supervisor) -> Result<SupervisorHandle, SuperviseError> {
         if self.is_stopped() {
-            return Err(InvokeError::Stopped);
+            return Err(SuperviseError::Stopped);
         }
         let Some(executor) = self.core().executor() else {
-            return Err(InvokeError::NoExecutor);
+            return Err(SuperviseError::NoExecutor);
         };
         let ident = self.core().ident(&supervisor.name);
         let (stop, stopped) = oneshot::channel();
@@ -518,10 +552,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
                 supervisor: run.ident.name().to_owned(),
                 max_restarts: supervisor.policy.max_restarts(),
                 within: supervisor.policy.within(),
-                last_failure: failure.map_or_else(
-                    || "a normal exit of a permanent child".to_owned(),
-                    |failure| failure.to_string(),
-                ),
+                last_failure: failure,
             };
             let reported = Error::new(error.clone());
             run.core.hooks().report(&run.ident, &reported);

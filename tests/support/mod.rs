@@ -18,7 +18,7 @@ pub(crate) fn logging_runtime() -> (Runtime<Log>, Log) {
             reported
                 .lock()
                 .unwrap()
-                .push(format!("reported {} {error}", ident.name()));
+                .push(format!("reported {} {error:#}", ident.name()));
         })
         .start()
         .unwrap();
@@ -48,4 +48,16 @@ where
         .unwrap()
         .try_result()
         .expect("the pipeline should not have waited")
+}
+
+/// Every message of an error chain, outermost first (what `anyhow`'s `{:#}` prints).
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    // Plain `Display`, as chain printers use it (not the `{:#}` one-liner).
+    let mut messages = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(source) = next {
+        messages.push(source.to_string());
+        next = source.source();
+    }
+    messages
 }

@@ -109,7 +109,7 @@ fn an_error_jumps_to_rescue_with_the_previous_value() {
         |section, index, value, error| match (section, index) {
             (0, 1) => Outcome::Error(Error::new("boom")),
             (1, _) => {
-                assert_eq!(error.unwrap().to_string(), "step failed: boom");
+                assert_eq!(format!("{:#}", error.unwrap()), "step failed: boom");
                 Outcome::Value(value * 10)
             }
             (2, _) => {
@@ -135,7 +135,7 @@ fn without_rescue_the_error_survives_finally() {
     });
     let (runtime, mut handle) = run(&p, 0);
     let error = handle.try_result().unwrap().unwrap_err();
-    assert_eq!(error.to_string(), "step failed: kept");
+    assert_eq!(format!("{error:#}"), "step failed: kept");
     assert_eq!(runtime.context().take(), [(0, 0, 0), (2, 0, 0)]);
 }
 

@@ -250,7 +250,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let a = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("q").enqueued();
     /// let b = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("q").dropping();
     /// let error = Runtime::builder(()).register("a", a).register("b", b).start().unwrap_err();
-    /// assert!(error.to_string().contains("queue `q` is configured as enqueued(max 1) (by `a`)"));
+    /// assert!(error.to_string().contains("queue `q` is enqueued(max 1) (set by `a`)"));
     /// ```
     pub fn start(self) -> Result<Runtime<C>, StartError> {
         let mut pipelines: FastMap<Arc<str>, Registered> = FastMap::default();

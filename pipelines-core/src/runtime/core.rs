@@ -242,7 +242,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 return Err(InvokeError::InvalidConcurrency {
                     queue: queue.to_string(),
                     concurrency,
-                    problem: "use_existing must compare arguments: call `.use_existing()` on the pipeline (its value type must be `Hash + Eq`)",
+                    problem: "arguments cannot be compared",
                 })
             }
         };
