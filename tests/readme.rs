@@ -590,6 +590,31 @@ mod hooks_and_introspection {
 }
 
 #[rustfmt::skip]
+mod event_streams {
+    use pipelines::{pipeline, Runtime};
+
+    #[tokio::test(start_paused = true)]
+    async fn runs() -> super::Outcome {
+        let context = ();
+        // README begin
+        use futures::StreamExt;
+        let runtime = Runtime::builder(context).event_stream(1024).start()?;
+        let mut events = runtime.events()?;                 // every event from now on
+        let monitor = tokio::spawn(async move {
+            while let Some(event) = events.next().await {   // ends when the runtime is gone
+                println!("{} {:?} in {}", event.ident(), event.kind(), event.queue());
+            }
+        });
+        // README end
+        let p = pipeline!(|value: u8, _ctx: &()| { value + 1; });
+        assert_eq!(runtime.invoke_pipeline(&p, 1)?.try_result().unwrap()?, 2);
+        drop(runtime);
+        monitor.await?;
+        Ok(())
+    }
+}
+
+#[rustfmt::skip]
 mod retries_and_timeouts {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
