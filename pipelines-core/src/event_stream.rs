@@ -30,9 +30,10 @@ use crate::hooks::{Event, EventKind};
 /// (its ident and queue are those of the event that follows it). It never slows the
 /// runtime or other subscribers. Dropping a stream unsubscribes it.
 ///
-/// The stream ends once the runtime is gone: every `Runtime` clone, every
-/// [`Invocation`](crate::Invocation) and every instance still running (they keep it
-/// alive), after the last events.
+/// The stream ends, after the last events, once the runtime is gone: every `Runtime`
+/// clone, and what keeps it alive (an [`Invocation`](crate::Invocation), a
+/// [`PipelineHandle`](crate::PipelineHandle), an instance still running). Stopping the
+/// runtime does not end it: the ends of the instances it cancels follow.
 ///
 /// # Examples
 ///

@@ -500,8 +500,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # Errors
     ///
     /// [`SubscribeError::NotEnabled`] if the runtime was built without
-    /// [`event_stream`](RuntimeBuilder::event_stream): a runtime nobody subscribes to
-    /// records no events and keeps its fast paths.
+    /// [`event_stream`](RuntimeBuilder::event_stream): such a runtime records no events
+    /// (unless it has a watcher), so it keeps its fast paths.
     ///
     /// ```
     /// use futures::{FutureExt, StreamExt};
