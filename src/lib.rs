@@ -30,9 +30,10 @@
 //!   [`Pipeline::enqueued`], [`Pipeline::keep_latest`], [`Pipeline::use_existing`],
 //!   [`Pipeline::set_queue`], [`Queue`];
 //! - the runtime, cancellation, hooks and introspection: [`Runtime`], [`RuntimeBuilder`],
-//!   [`Invocation`], [`Event`], [`Runtime::active`];
+//!   [`Invocation`], [`Event`], [`Runtime::events`] (a stream of them),
+//!   [`Runtime::active`];
 //! - retries, timeouts, supervision and producers: [`Pipeline::retry`],
-//!   [`Pipeline::timeout`], [`Supervisor`], [`Producer`];
+//!   [`Pipeline::retry_if`], [`Pipeline::timeout`], [`Supervisor`], [`Producer`];
 //! - pictures of what happened: [`Timeline`].
 //!
 //! A restartable search, as a taste:

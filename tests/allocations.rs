@@ -74,6 +74,44 @@ fn a_synchronous_invoke_that_nothing_observes_allocates_nothing() {
 }
 
 #[test]
+fn events_cost_allocations_only_on_a_runtime_built_with_an_event_stream() {
+    let inc_3 = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+        inc(value);
+        inc(value);
+    });
+    let invoke_1000 = |runtime: &Runtime<()>| {
+        let _ = runtime.invoke("inc-3", 0_u64).unwrap().try_result();
+        allocations_during(|| {
+            for i in 0..1000_u64 {
+                let _ = runtime.invoke("inc-3", i).unwrap().try_result();
+            }
+        })
+    };
+    // Without the opt-in there is nothing to subscribe to, and nothing is recorded: the
+    // quick runs stay allocation-free.
+    let plain = Runtime::builder(())
+        .register("inc-3", inc_3.clone())
+        .start()
+        .unwrap();
+    assert_eq!(
+        plain.events().unwrap_err(),
+        pipelines::SubscribeError::NotEnabled
+    );
+    assert_eq!(invoke_1000(&plain), 0);
+    // With it, every invocation is an ordinary instance (its control block at least),
+    // subscriber or not.
+    let streaming = Runtime::builder(())
+        .register("inc-3", inc_3)
+        .event_stream(16)
+        .start()
+        .unwrap();
+    assert!(invoke_1000(&streaming) >= 1000);
+    let _subscriber = streaming.events().unwrap();
+    assert!(invoke_1000(&streaming) >= 1000);
+}
+
+#[test]
 fn a_per_key_queue_that_comes_and_goes_allocates_no_queue_state() {
     let keyed = pipeline!(|value: u64, _ctx: &()| {
         inc(value);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pipelines::{
     pipeline, CancelError, ChildSpec, Error, InvokeError, Queue, Runtime, StartError,
-    SuperviseError, Supervisor,
+    SubscribeError, SuperviseError, Supervisor,
 };
 
 fn inc() -> pipelines::Pipeline<u32, ()> {
@@ -196,5 +196,22 @@ fn waiting_without_any_tokio_runtime() {
     assert!(
         first.is_some(),
         "without an executor nothing is left running"
+    );
+}
+
+#[test]
+fn subscribing_to_events_without_the_opt_in_or_with_an_impossible_capacity() {
+    let runtime = Runtime::builder(()).register("inc", inc()).start().unwrap();
+    let error = runtime.events().unwrap_err();
+    assert_eq!(error, SubscribeError::NotEnabled);
+    assert_eq!(error.to_string(), "event streams are not enabled");
+    // A watcher records events, but only `event_stream` makes them a stream.
+    let watched = Runtime::builder(()).watcher(|_| {}).start().unwrap();
+    assert_eq!(watched.events().unwrap_err(), SubscribeError::NotEnabled);
+    let error = Runtime::builder(()).event_stream(0).start().unwrap_err();
+    assert_eq!(error, StartError::EventCapacity { capacity: 0 });
+    assert_eq!(
+        error.to_string(),
+        "event stream capacity 0 is outside 1..=65536"
     );
 }

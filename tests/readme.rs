@@ -157,16 +157,43 @@ mod api {
             self.call().await;
             key.loaded()
         }
-        /// Fails the first two times.
-        pub(crate) async fn fetch(&self, id: u64) -> Result<u64, String> {
+        /// Busy the first two times; id 0 is never found.
+        pub(crate) async fn fetch(&self, id: u64) -> Result<u64, FetchError> {
             self.call().await;
-            if self.calls.load(Ordering::SeqCst) <= 2 {
-                Err("flaky".into())
+            if id == 0 {
+                Err(FetchError::NotFound)
+            } else if self.calls.load(Ordering::SeqCst) <= 2 {
+                Err(FetchError::Busy)
             } else {
                 Ok(id * 10)
             }
         }
     }
+
+    /// What `Api::fetch` fails with.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum FetchError {
+        Busy,
+        NotFound,
+    }
+
+    impl FetchError {
+        /// Worth another try.
+        pub(crate) fn is_transient(&self) -> bool {
+            matches!(self, FetchError::Busy)
+        }
+    }
+
+    impl std::fmt::Display for FetchError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(match self {
+                FetchError::Busy => "busy",
+                FetchError::NotFound => "not found",
+            })
+        }
+    }
+
+    impl std::error::Error for FetchError {}
 }
 
 #[rustfmt::skip]
@@ -563,12 +590,38 @@ mod hooks_and_introspection {
 }
 
 #[rustfmt::skip]
+mod event_streams {
+    use pipelines::{pipeline, Runtime};
+
+    #[tokio::test(start_paused = true)]
+    async fn runs() -> super::Outcome {
+        let context = ();
+        // README begin
+        use futures::StreamExt;
+        let runtime = Runtime::builder(context).event_stream(1024).start()?;
+        let mut events = runtime.events()?;                 // every event from now on
+        let monitor = tokio::spawn(async move {
+            while let Some(event) = events.next().await {   // ends when the runtime is gone
+                println!("{} {:?} in {}", event.ident(), event.kind(), event.queue());
+            }
+        });
+        // README end
+        let p = pipeline!(|value: u8, _ctx: &()| { value + 1; });
+        assert_eq!(runtime.invoke_pipeline(&p, 1)?.try_result().unwrap()?, 2);
+        drop(runtime);
+        monitor.await?;
+        Ok(())
+    }
+}
+
+#[rustfmt::skip]
 mod retries_and_timeouts {
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use pipelines::{pipeline, Backoff, RestartPolicy, Runtime};
 
-    use super::api::Api;
+    use super::api::{Api, FetchError};
 
     fn cached(id: u64) -> u64 {
         id
@@ -578,15 +631,21 @@ mod retries_and_timeouts {
     async fn runs() -> super::Outcome {
         // README begin
         let fetch = pipeline!(|id: u64, api: &Api| {
-            api.fetch(id).await;            // fails now and then
+            api.fetch(id).await;            // Result<u64, FetchError>: busy now and then
             rescue!(|error| { cached(id); });
         })
-        .retry(RestartPolicy::new(3, Duration::from_secs(10))?
-            .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2))?))
+        .retry_if(
+            RestartPolicy::new(3, Duration::from_secs(10))?
+                .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2))?),
+            |error| error.downcast_ref::<FetchError>().is_some_and(FetchError::is_transient),
+        )
         .timeout(Duration::from_secs(5));
         // README end
         let runtime = Runtime::builder(Api::default()).start().unwrap();
         assert_eq!(runtime.invoke_pipeline(&fetch, 4).unwrap().await.unwrap(), 40, "the third try");
+        // Not found is not transient: rescued after one try.
+        assert_eq!(runtime.invoke_pipeline(&fetch, 0).unwrap().await.unwrap(), 0);
+        assert_eq!(runtime.context().calls.load(Ordering::SeqCst), 4);
         Ok(())
     }
 }

@@ -1,12 +1,14 @@
 //! The `retry` and `timeout` modifiers (issue 4): a retried instance resumes at the failed
 //! step with the value from before it; a timed-out instance takes the error path with
-//! `Error::TimedOut`, and `finally!` still runs. Exact timings under the paused clock.
+//! `Error::TimedOut`, and `finally!` still runs. `retry_if` retries only the errors its
+//! predicate accepts, and a panic is retried only with `retry_panics(true)` (issue 14).
+//! Exact timings under the paused clock.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Backoff, InvalidPolicy, RestartPolicy, Runtime};
+use pipelines::{pipeline, Backoff, Error, InvalidPolicy, RestartPolicy, Runtime};
 use tokio::time::{sleep, Instant};
 
 #[derive(Default)]
@@ -337,4 +339,323 @@ async fn a_step_retried_with_a_one_nanosecond_period_and_no_backoff_gives_up_aft
         "the first try and 3 retries"
     );
     assert_eq!(runtime.context().log(), ["rescue: step failed: flaky at 1"]);
+}
+
+/// What the `retry_if` tests' steps fail with: busy is worth another try, gone is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    Busy,
+    Gone,
+}
+
+impl std::fmt::Display for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fetch::Busy => "busy",
+            Fetch::Gone => "gone",
+        })
+    }
+}
+
+impl std::error::Error for Fetch {}
+
+fn is_busy(error: &Error) -> bool {
+    error.downcast_ref::<Fetch>() == Some(&Fetch::Busy)
+}
+
+/// Fails with `script[n]` at its n-th call (counted in `calls`), then succeeds.
+fn scripted(calls: &AtomicU32, script: &[Fetch], value: u32) -> Result<u32, Fetch> {
+    let call = calls.fetch_add(1, Ordering::SeqCst) as usize;
+    script
+        .get(call)
+        .map_or(Ok(value * 10), |failure| Err(*failure))
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_if_retries_only_the_errors_its_predicate_accepts() {
+    let start = Instant::now();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        value + 1;
+        {
+            ctx.push(format!("try with {value} at {}", millis_since(start)));
+            async move {
+                sleep(Duration::from_millis(1)).await;
+                scripted(&counter, &[Fetch::Busy, Fetch::Busy, Fetch::Gone], value)
+            }
+        }
+        .await;
+        rescue!(|error| {
+            ctx.push(format!(
+                "rescue with {value} at {}: {error:#}",
+                millis_since(start)
+            ));
+            0;
+        });
+    })
+    .retry_if(
+        RestartPolicy::new(5, Duration::from_secs(60))
+            .unwrap()
+            .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
+        is_busy,
+    );
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 0);
+    // Busy twice: retried at the same step, with the value from before it; gone: rescued
+    // at once, though the policy had restarts left.
+    assert_eq!(
+        runtime.context().log(),
+        [
+            "try with 2 at 0",
+            "try with 2 at 101",
+            "try with 2 at 202",
+            "rescue with 2 at 203: step failed: gone",
+        ]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn an_error_the_predicate_refuses_takes_the_error_path_at_once_and_uses_no_restart() {
+    // Gone first: no retry, no backoff (so no executor needed), rescued inside `invoke`.
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        scripted(&counter, &[Fetch::Gone, Fetch::Busy], value);
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error:#}"));
+        });
+    })
+    .retry_if(
+        RestartPolicy::new(1, Duration::from_secs(60))
+            .unwrap()
+            .with_backoff(Backoff::Fixed(Duration::from_secs(1))),
+        move |error: &Error| {
+            seen.lock().unwrap().push(error.message());
+            is_busy(error)
+        },
+    );
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    let result = runtime.invoke_pipeline(&p, 3).unwrap().try_result();
+    assert_eq!(result.map(Result::unwrap), Some(3));
+    assert_eq!(runtime.context().log(), ["rescue: step failed: gone"]);
+    assert_eq!(*asked.lock().unwrap(), ["gone"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_if_keeps_the_policy_s_counter_and_exponential_backoff() {
+    let start = Instant::now();
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = asked.clone();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            ctx.push(format!("try at {}", millis_since(start)));
+            Err::<u32, _>(Fetch::Busy)
+        };
+        rescue!(|error| {
+            ctx.push(format!("rescue at {}: {error:#}", millis_since(start)));
+        });
+    })
+    .retry_if(
+        RestartPolicy::new(3, Duration::from_secs(60))
+            .unwrap()
+            .with_backoff(
+                Backoff::exponential(Duration::from_millis(10), Duration::from_millis(25)).unwrap(),
+            ),
+        move |error: &Error| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            is_busy(error)
+        },
+    );
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 7).unwrap().await.unwrap(), 7);
+    // Tries at 0, then after 10, 20 and 25 (capped) ms; the policy gives up after 3.
+    assert_eq!(
+        runtime.context().log(),
+        [
+            "try at 0",
+            "try at 10",
+            "try at 30",
+            "try at 55",
+            "rescue at 55: step failed: busy",
+        ]
+    );
+    // Asked at each failure, the last one included (then the policy said no).
+    assert_eq!(asked.load(Ordering::SeqCst), 4);
+}
+
+/// Panics at its first `panics` calls (counted in `calls`), then doubles the value.
+fn panicky(calls: &AtomicU32, panics: u32, value: u32) -> u32 {
+    if calls.fetch_add(1, Ordering::SeqCst) < panics {
+        panic!("transient panic");
+    }
+    value * 2
+}
+
+#[test]
+fn a_panicking_step_is_not_retried_by_default_even_by_a_predicate_that_accepts_everything() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let asked = Arc::new(AtomicU32::new(0));
+    let seen = asked.clone();
+    let policy = RestartPolicy::new(3, Duration::from_secs(60)).unwrap();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        panicky(&counter, 1, value);
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error:#}"));
+        });
+    });
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    let everything = p.clone().retry_if(policy, move |_: &Error| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        true
+    });
+    for pipeline in [p.retry(policy), everything] {
+        calls.store(0, Ordering::SeqCst);
+        let result = runtime.invoke_pipeline(&pipeline, 5).unwrap().try_result();
+        assert_eq!(result.map(Result::unwrap), Some(5), "rescued, not retried");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "tried once");
+    }
+    assert_eq!(
+        runtime.context().log(),
+        ["rescue: step panicked: transient panic"; 2]
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "the predicate never saw the panic"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_nested_pipeline_is_not_retried_by_default() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let child = pipeline!(|value: u32, _ctx: &Ctx| {
+        sleep(Duration::from_millis(10)).await;
+        panicky(&counter, 1, value);
+    });
+    let p = pipeline!(|value: u32, _ctx: &Ctx| {
+        &child;
+    })
+    .retry(RestartPolicy::new(3, Duration::from_secs(60)).unwrap());
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    let error = runtime.invoke_pipeline(&p, 5).unwrap().await.unwrap_err();
+    assert!(error.is_panic(), "{error:#}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // With the opt-in, the nested pipeline runs again and succeeds.
+    calls.store(0, Ordering::SeqCst);
+    let p = p.retry_panics(true);
+    assert_eq!(runtime.invoke_pipeline(&p, 5).unwrap().await.unwrap(), 10);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_retry_panics_a_panicking_step_is_retried_after_the_backoff_within_the_policy() {
+    let start = Instant::now();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    // `retry_panics` may come before `retry`.
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        value + 1;
+        {
+            ctx.push(format!("try with {value} at {}", millis_since(start)));
+            panicky(&counter, 2, value)
+        };
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error:#}"));
+        });
+    })
+    .retry_panics(true)
+    .retry(
+        RestartPolicy::new(2, Duration::from_secs(60))
+            .unwrap()
+            .with_backoff(Backoff::Fixed(Duration::from_millis(50))),
+    );
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 4);
+    assert_eq!(
+        runtime.context().log(),
+        ["try with 2 at 0", "try with 2 at 50", "try with 2 at 100"]
+    );
+    // One panic more than the policy allows: the last panic is rescued.
+    calls.store(0, Ordering::SeqCst);
+    let counter = calls.clone();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        panicky(&counter, 3, value);
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error:#}"));
+        });
+    })
+    .retry(RestartPolicy::new(2, Duration::from_secs(60)).unwrap())
+    .retry_panics(true);
+    let result = runtime.invoke_pipeline(&p, 1).unwrap().try_result();
+    assert_eq!(result.map(Result::unwrap), Some(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        runtime.context().log()[3..],
+        ["rescue: step panicked: transient panic"]
+    );
+}
+
+#[test]
+fn with_retry_panics_the_predicate_decides_for_panics_too() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let p = pipeline!(|value: u32, _ctx: &Ctx| {
+        if value == 0 {
+            scripted(&counter, &[Fetch::Gone], value)
+        } else {
+            Ok(panicky(&counter, 1, value))
+        };
+    })
+    .retry_if(
+        RestartPolicy::new(3, Duration::from_secs(60)).unwrap(),
+        |error: &Error| error.is_panic(),
+    )
+    .retry_panics(true);
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    // A panic the predicate accepts is retried.
+    let result = runtime.invoke_pipeline(&p, 4).unwrap().try_result();
+    assert_eq!(result.map(Result::unwrap), Some(8));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // An error it refuses is not.
+    calls.store(0, Ordering::SeqCst);
+    let error = runtime
+        .invoke_pipeline(&p, 0)
+        .unwrap()
+        .try_result()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.downcast_ref::<Fetch>(), Some(&Fetch::Gone));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_panicking_predicate_fails_the_step_with_its_panic_unretried() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        scripted(&counter, &[Fetch::Busy], value);
+        rescue!(|error| {
+            ctx.push(format!("rescue: {error:#}"));
+        });
+    })
+    .retry_if(
+        RestartPolicy::new(3, Duration::from_secs(60)).unwrap(),
+        |_: &Error| -> bool { panic!("predicate bug") },
+    )
+    .retry_panics(true);
+    let runtime = Runtime::builder(Ctx::default()).start().unwrap();
+    let result = runtime.invoke_pipeline(&p, 2).unwrap().try_result();
+    assert_eq!(result.map(Result::unwrap), Some(2));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        runtime.context().log(),
+        ["rescue: step panicked: the retry predicate panicked: predicate bug"]
+    );
 }

@@ -387,6 +387,40 @@ pub enum StartError {
     /// work (see [`InvokeError::QueueMismatch`] and [`InvokeError::InvalidConcurrency`]).
     #[error(transparent)]
     Queue(#[from] InvokeError),
+    /// The capacity given to
+    /// [`RuntimeBuilder::event_stream`](crate::RuntimeBuilder::event_stream) is zero (no
+    /// event could be kept for a subscriber) or above 65,536 (the most undelivered events
+    /// the runtime keeps for its watcher, too). Give a capacity from 1 to 65,536; it is
+    /// rounded up to a power of two, and that many events are allocated at `start`.
+    #[error("event stream capacity {capacity} is outside 1..=65536")]
+    EventCapacity {
+        /// The capacity given.
+        capacity: usize,
+    },
+}
+
+/// Why [`Runtime::events`](crate::Runtime::events) could not subscribe.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{Runtime, SubscribeError};
+///
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let error = runtime.events().unwrap_err();
+/// assert_eq!(error, SubscribeError::NotEnabled);
+/// assert_eq!(error.to_string(), "event streams are not enabled");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The runtime was built without
+    /// [`RuntimeBuilder::event_stream`](crate::RuntimeBuilder::event_stream). A runtime
+    /// records events only when someone will read them, because recording them costs
+    /// every invocation its fast path; build it with `.event_stream(capacity)` to
+    /// subscribe (or use [`RuntimeBuilder::watcher`](crate::RuntimeBuilder::watcher)).
+    #[error("event streams are not enabled")]
+    NotEnabled,
 }
 
 /// Why a cancellation request did nothing.

@@ -13,10 +13,22 @@
 //! counted instead of kept, and the next event kept is preceded by
 //! [`EventKind::Lagged`] with the count: a watcher slower than the runtime loses events
 //! (and is told how many), it never makes the runtime's memory grow without bound.
+//!
+//! Event streams ([`Runtime::events`](crate::Runtime::events)): delivering an event also
+//! sends it, with its sequence number (its place among the events kept), into a tokio
+//! broadcast channel that every [`EventStream`](crate::EventStream) reads from. Sent by
+//! the one deliverer, outside every lock, so subscribers see the watcher's order (the
+//! registry's decision order). A subscriber remembers the sequence number the log had
+//! reached when it subscribed: it skips events kept before (still on their way when it
+//! subscribed) and counts the ones it lost, from the gaps, when it falls behind.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use tokio::sync::broadcast;
+
+use crate::error::Error;
 use crate::hooks::{Event, EventKind, Hooks};
 
 /// Undelivered events kept at most; see [`EventKind::Lagged`].
@@ -25,9 +37,13 @@ pub(crate) const EVENT_BACKLOG: usize = 1 << 16;
 /// Events of others a caller delivers, past its own, before it hands the rest over.
 pub(crate) const EXTRA_PER_CALL: usize = 64;
 
-#[derive(Default)]
+/// An event and its sequence number, as event streams receive them.
+pub(crate) type Sequenced = (u64, Event);
+
 pub(crate) struct EventLog {
     state: Mutex<LogState>,
+    /// Where delivered events are also sent, when the runtime has event streams.
+    stream: Option<broadcast::Sender<Sequenced>>,
 }
 
 #[derive(Default)]
@@ -45,6 +61,42 @@ struct LogState {
 }
 
 impl EventLog {
+    /// A log for a watcher, and for event streams holding `stream_capacity` events each.
+    pub(crate) fn new(stream_capacity: Option<usize>) -> Self {
+        EventLog {
+            state: Mutex::default(),
+            stream: stream_capacity.map(broadcast::Sender::new),
+        }
+    }
+
+    /// A receiver of the events kept from now on, and the sequence number of the first
+    /// of them; `None` without event streams.
+    pub(crate) fn subscribe(&self) -> Option<(u64, broadcast::Receiver<Sequenced>)> {
+        let stream = self.stream.as_ref()?;
+        // Under the log's lock: every event numbered from `from` on is taken out of the
+        // backlog after this, so it is sent after the receiver exists.
+        let state = self.lock();
+        Some((state.recorded, stream.subscribe()))
+    }
+
+    /// Sends a delivered event to the event streams, if any subscriber is there to read
+    /// it. Sending may drop an event a lagging subscriber did not read, and its error's
+    /// `Drop` is user code: a panic there is reported for the event's instance.
+    fn publish(&self, sequence: u64, event: Event, hooks: &Hooks) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        if stream.receiver_count() == 0 {
+            return;
+        }
+        let ident = event.ident.clone();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(stream.send((sequence, event)))))
+        {
+            let error = Error::from_hook_panic("drop of an event no subscriber read", panic);
+            hooks.report(&ident, &error);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, LogState> {
         // Consistent at every unlock: no user code runs under this lock.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -128,17 +180,20 @@ fn hand_over(role: Role, hooks: Hooks, executor: Option<tokio::runtime::Handle>)
     }
 }
 
-/// Delivers the next event; the lock is released while the watcher runs.
+/// Delivers the next event (to the watcher, then to the event streams); the lock is
+/// released meanwhile.
 fn deliver_one<'a>(
     log: &'a EventLog,
     mut state: MutexGuard<'a, LogState>,
     hooks: &Hooks,
 ) -> MutexGuard<'a, LogState> {
     let event = state.backlog.pop_front();
+    let sequence = state.delivered;
     state.delivered += 1;
     drop(state);
     if let Some(event) = event {
         hooks.watch(&event);
+        log.publish(sequence, event, hooks);
     }
     log.lock()
 }
@@ -183,7 +238,10 @@ impl Drop for Role {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use futures::{FutureExt, StreamExt};
+
     use super::{EventLog, EVENT_BACKLOG};
+    use crate::event_stream::EventStream;
     use crate::hooks::{Event, EventKind, Hooks};
     use crate::ident::Ident;
     use crate::ident::Name;
@@ -211,7 +269,7 @@ mod tests {
             })),
             ..Hooks::default()
         };
-        let log = Arc::new(EventLog::default());
+        let log = Arc::new(EventLog::new(None));
         for id in 0..EVENT_BACKLOG as u64 + 10 {
             log.record(event(id));
         }
@@ -227,5 +285,23 @@ mod tests {
         ));
         assert!(matches!(tail[1], (1_000_000, EventKind::Started)));
         assert_eq!(tail.len(), 2);
+    }
+
+    #[test]
+    fn a_subscriber_skips_events_kept_before_it_subscribed_though_delivered_after() {
+        // Another caller was delivering when the subscription was made: the events it had
+        // kept then reach the channel afterwards, and are not the subscriber's.
+        let log = Arc::new(EventLog::new(Some(16)));
+        log.record(event(1));
+        log.record(event(2));
+        let (from, receiver) = log.subscribe().unwrap();
+        assert_eq!(from, 2);
+        log.record(event(3));
+        log.deliver(&Hooks::default(), || None);
+        let mut stream = EventStream::new(from, receiver);
+        let first = stream.next().now_or_never().flatten().unwrap();
+        assert_eq!(first.ident().id(), 3);
+        assert!(stream.next().now_or_never().is_none());
+        assert!(EventLog::new(None).subscribe().is_none());
     }
 }

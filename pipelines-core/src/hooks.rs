@@ -61,7 +61,9 @@ pub enum EventKind {
     Cancelling,
     /// The watcher fell behind: this many events before this one were not kept (at most
     /// 65,536 undelivered events are kept), so counts built from events are off by them.
-    /// The event's ident and queue are those of the next event kept.
+    /// The event's ident and queue are those of the next event kept. An
+    /// [`EventStream`](crate::EventStream) is told the same way when its subscriber fell
+    /// more than the stream's capacity behind and lost this many events.
     Lagged {
         /// Events not delivered.
         missed: u64,

@@ -23,6 +23,7 @@ mod behaviour;
 mod cancellation;
 mod continuation;
 pub mod error;
+mod event_stream;
 mod events;
 mod hooks;
 mod ident;
@@ -43,7 +44,10 @@ mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
 pub use continuation::{Continuation, Frame, Step};
-pub use error::{BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartError};
+pub use error::{
+    BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartError, SubscribeError,
+};
+pub use event_stream::EventStream;
 /// The boxed future [`Child::run`] returns (re-exported from `futures`).
 pub use futures::future::BoxFuture;
 pub use hooks::{Event, EventKind};

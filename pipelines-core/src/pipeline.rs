@@ -15,7 +15,7 @@ use crate::behaviour::{Behaviour, Concurrency};
 use crate::error::Error;
 use crate::ident::Name;
 use crate::outcome::Outcome;
-use crate::policy::RestartPolicy;
+use crate::policy::{RestartPolicy, Retry, RetryWhen};
 use crate::queue::{Queue, QueueSpec};
 use crate::runtime::Current;
 
@@ -155,7 +155,9 @@ pub(crate) struct Config<V> {
     pub(crate) identity: Option<ArgsIdentity<V>>,
     pub(crate) cancel_on_shutdown: bool,
     pub(crate) detached: bool,
-    pub(crate) retry: Option<RestartPolicy>,
+    pub(crate) retry: Option<Retry>,
+    /// Whether a step's panic may be retried (`retry_panics`); off by default.
+    pub(crate) retry_panics: bool,
     pub(crate) timeout: Option<Duration>,
 }
 
@@ -167,7 +169,8 @@ impl<V> Clone for Config<V> {
             identity: self.identity,
             cancel_on_shutdown: self.cancel_on_shutdown,
             detached: self.detached,
-            retry: self.retry,
+            retry: self.retry.clone(),
+            retry_panics: self.retry_panics,
             timeout: self.timeout,
         }
     }
@@ -242,6 +245,7 @@ impl<V, C> Pipeline<V, C> {
                     cancel_on_shutdown: true,
                     detached: false,
                     retry: None,
+                    retry_panics: false,
                     timeout: None,
                 },
             }),
@@ -456,6 +460,13 @@ impl<V, C> Pipeline<V, C> {
     /// pipeline that fails counts as its step failing. Waiting between retries needs a
     /// tokio runtime; without one, a retry that must wait is not made.
     ///
+    /// Every error is retried except a panic ([`Error::Panicked`], in the step or in a
+    /// pipeline it nests): a panic is a bug, and running the same code on the same value
+    /// again would most likely panic again. [`retry_panics`](Pipeline::retry_panics)
+    /// opts in. To retry only some errors, use [`retry_if`](Pipeline::retry_if). Errors
+    /// after a timeout or a cancellation are never retried. `retry` replaces an earlier
+    /// `retry` or `retry_if` (its predicate included).
+    ///
     /// ```
     /// use std::sync::atomic::{AtomicU32, Ordering};
     /// use std::time::Duration;
@@ -473,7 +484,96 @@ impl<V, C> Pipeline<V, C> {
     /// # }
     /// ```
     pub fn retry(self, policy: RestartPolicy) -> Self {
-        self.configured(|config| config.retry = Some(policy))
+        self.configured(|config| config.retry = Some(Retry { policy, when: None }))
+    }
+
+    /// Retries a failed main step as [`retry`](Pipeline::retry) does, but only when
+    /// `retry_when` returns `true` for its error; any other error takes the error path
+    /// at once (and uses up none of the policy's restarts). The predicate sees the error
+    /// as `rescue!` would: match on it, or look inside with
+    /// [`Error::downcast_ref`].
+    ///
+    /// Panics are not given to the predicate, and not retried, unless
+    /// [`retry_panics`](Pipeline::retry_panics) opts in; then the predicate decides for
+    /// them too ([`Error::is_panic`] tells them apart). A predicate that panics is not
+    /// obeyed: the step fails with [`Error::Panicked`] naming the predicate, unretried.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use pipelines::{pipeline, RestartPolicy, Runtime};
+    ///
+    /// #[derive(Debug)]
+    /// enum FetchError { Busy, NotFound }
+    /// impl std::fmt::Display for FetchError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str(match self { FetchError::Busy => "busy", FetchError::NotFound => "not found" })
+    ///     }
+    /// }
+    /// impl std::error::Error for FetchError {}
+    ///
+    /// // Busy twice, then not found.
+    /// fn fetch_once(calls: &AtomicU32) -> Result<u32, FetchError> {
+    ///     match calls.fetch_add(1, Ordering::SeqCst) {
+    ///         0 | 1 => Err(FetchError::Busy),
+    ///         _ => Err(FetchError::NotFound),
+    ///     }
+    /// }
+    ///
+    /// // Retried while busy, not once it is not found.
+    /// let fetch = pipeline!(|id: u32, calls: &AtomicU32| {
+    ///     fetch_once(calls);
+    ///     rescue!(|error| { 0; });
+    /// })
+    /// .retry_if(RestartPolicy::new(5, Duration::from_secs(60)).unwrap(), |error| {
+    ///     matches!(error.downcast_ref::<FetchError>(), Some(FetchError::Busy))
+    /// });
+    /// let runtime = Runtime::builder(AtomicU32::new(0)).start().unwrap();
+    /// assert_eq!(runtime.invoke_pipeline(&fetch, 7).unwrap().try_result().unwrap().unwrap(), 0);
+    /// assert_eq!(runtime.context().load(Ordering::SeqCst), 3);
+    /// ```
+    pub fn retry_if(
+        self,
+        policy: RestartPolicy,
+        retry_when: impl Fn(&Error) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let when: RetryWhen = Arc::new(retry_when);
+        self.configured(|config| {
+            config.retry = Some(Retry {
+                policy,
+                when: Some(when),
+            })
+        })
+    }
+
+    /// Whether a panicking main step may be retried by [`retry`](Pipeline::retry) or
+    /// [`retry_if`](Pipeline::retry_if) (off by default: a panic goes to `rescue!` at
+    /// once). With `true`, a panic ([`Error::Panicked`]) is retried like any other error,
+    /// if the predicate of `retry_if` accepts it. Use it for code that panics on a
+    /// transient condition you cannot change (a third-party client that `unwrap`s a
+    /// network result). Order does not matter: it may come before or after `retry`; on
+    /// its own it does nothing.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use pipelines::{pipeline, RestartPolicy, Runtime};
+    ///
+    /// let shaky = pipeline!(|value: u32, calls: &AtomicU32| {
+    ///     if calls.fetch_add(1, Ordering::SeqCst) == 0 { panic!("connection reset") } else { value * 2 };
+    /// });
+    /// let policy = RestartPolicy::new(3, Duration::from_secs(60)).unwrap();
+    /// let runtime = Runtime::builder(AtomicU32::new(0)).start().unwrap();
+    ///
+    /// let error = runtime.invoke_pipeline(&shaky.clone().retry(policy), 4).unwrap().try_result().unwrap();
+    /// assert!(error.unwrap_err().is_panic()); // not retried
+    ///
+    /// runtime.context().store(0, Ordering::SeqCst);
+    /// let retried = shaky.retry(policy).retry_panics(true);
+    /// assert_eq!(runtime.invoke_pipeline(&retried, 4).unwrap().try_result().unwrap().unwrap(), 8);
+    /// ```
+    pub fn retry_panics(self, retry: bool) -> Self {
+        self.configured(|config| config.retry_panics = retry)
     }
 
     /// Limits how long an instance's main steps may take: past `limit`, what it waits on

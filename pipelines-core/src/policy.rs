@@ -1,13 +1,16 @@
 //! Restart policies: at most N restarts within a period, and the backoff between them.
 //! Shared by supervisors (restarting a child) and the `retry` modifier (re-running a
-//! failed step), through one [`Intensity`] counter.
+//! failed step), through one [`Intensity`] counter. The `retry` modifier adds what to
+//! retry ([`Retry`]): the errors a predicate accepts, panics only when asked.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::InvalidPolicy;
+use crate::error::{Error, InvalidPolicy};
 
 /// How long to wait before a restart (or a retry).
 ///
@@ -142,7 +145,8 @@ impl Backoff {
 
 /// When to give up: at most `max_restarts` restarts within `within`, with `backoff`
 /// between them. Used by supervisors (restarts of children) and by
-/// [`Pipeline::retry`](crate::Pipeline::retry) (retries of a failed step).
+/// [`Pipeline::retry`](crate::Pipeline::retry) and
+/// [`Pipeline::retry_if`](crate::Pipeline::retry_if) (retries of a failed step).
 ///
 /// Built with [`RestartPolicy::new`], which refuses a zero period: a policy always gives
 /// up after at most `max_restarts` restarts made at one instant.
@@ -258,6 +262,34 @@ impl RestartPolicy {
     /// ```
     pub const fn backoff(&self) -> Backoff {
         self.backoff
+    }
+}
+
+/// The predicate of [`Pipeline::retry_if`](crate::Pipeline::retry_if).
+pub(crate) type RetryWhen = Arc<dyn Fn(&Error) -> bool + Send + Sync + 'static>;
+
+/// Which errors a pipeline's `retry` modifier retries (see
+/// [`Pipeline::retry_if`](crate::Pipeline::retry_if)): the policy says how often and how
+/// long to wait, `when` which errors (all when absent).
+#[derive(Clone)]
+pub(crate) struct Retry {
+    pub(crate) policy: RestartPolicy,
+    pub(crate) when: Option<RetryWhen>,
+}
+
+impl Retry {
+    /// Whether a main step that failed with `error` is retried (the policy permitting).
+    /// A panic only with `panics` (then the predicate decides too); the predicate is
+    /// user code: its panic is returned as the error the step now fails with, unretried.
+    pub(crate) fn accepts(&self, error: &Error, panics: bool) -> Result<bool, Error> {
+        if error.is_panic() && !panics {
+            return Ok(false);
+        }
+        match &self.when {
+            None => Ok(true),
+            Some(when) => catch_unwind(AssertUnwindSafe(|| when(error)))
+                .map_err(|panic| Error::from_hook_panic("retry predicate", panic)),
+        }
     }
 }
 

@@ -134,14 +134,26 @@ where
     }
 
     /// The `retry` modifier: a failed main step is run again (same index, same value)
-    /// after the policy's backoff, unless the policy gives up or a timeout fired.
-    fn retry(&mut self) -> bool {
-        let Some(policy) = self.pipeline.config().retry else {
+    /// after the policy's backoff, unless the error is not one to retry (a panic without
+    /// `retry_panics`, one the `retry_if` predicate refuses), the policy gives up or a
+    /// timeout fired. A panicking predicate replaces `error` with its panic.
+    fn retry(&mut self, error: &mut Error) -> bool {
+        let config = self.pipeline.config();
+        let Some(retry) = &config.retry else {
             return false;
         };
         if self.timed_out || self.cancel.is_some() {
             return false;
         }
+        match retry.accepts(error, config.retry_panics) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(panicked) => {
+                *error = panicked;
+                return false;
+            }
+        }
+        let policy = retry.policy;
         let id = self.id;
         let retries = self
             .retries
@@ -159,8 +171,8 @@ where
     }
 
     /// The error path of SEMANTICS 1.2.
-    pub(super) fn fail(&mut self, error: Error) {
-        if self.section == Section::Main && self.retry() {
+    pub(super) fn fail(&mut self, mut error: Error) {
+        if self.section == Section::Main && self.retry(&mut error) {
             return;
         }
         match self.section {

@@ -18,8 +18,8 @@
 //!   (it holds a slot), its `waiting` list (it waits for one), or neither once it is
 //!   cancelling (a cancellation frees the slot at once). An entry whose own steps are over
 //!   but whose children still run keeps its slot until it is removed.
-//! - An entry's `state` says `Running` while its instance is suspended unless a watcher
-//!   is set: suspensions are a flag in the control block, which introspection reads.
+//! - An entry's `state` says `Running` while its instance is suspended unless events are
+//!   recorded (a watcher or event streams): suspensions are a flag in the control block, which introspection reads.
 //! - A queue's gauge counts the slots held (its `live` entries and its quick runs) and
 //!   its `waiting` entries; the count never passes the queue's limit. A quick run
 //!   (`quick.rs`) holds a slot in the gauge only, never as an entry; it gives it back when
@@ -167,7 +167,7 @@ pub(crate) struct Registry {
     /// nobody holds it any more) so a per-key queue that comes and goes per invocation
     /// allocates no gauge.
     free_queue_slots: Vec<(QueueId, Arc<Gauge>)>,
-    /// Where events are recorded: only when a watcher will read them.
+    /// Where events are recorded: only when a watcher or event streams will read them.
     log: Option<Arc<EventLog>>,
     /// Reused by cancellations, so that one allocates nothing once they have grown.
     scratch: CancelScratch,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Core, Runtime};
 use crate::error::{Error, StartError};
-use crate::events::EventLog;
+use crate::events::{EventLog, EVENT_BACKLOG};
 use crate::hooks::{Event, Hooks};
 use crate::ident::{Ident, Name};
 use crate::pipeline::Pipeline;
@@ -57,6 +57,8 @@ pub struct RuntimeBuilder<C> {
     pub(super) pipelines: Vec<Registered>,
     pub(super) hooks: Hooks,
     pub(super) executor: Option<tokio::runtime::Handle>,
+    /// Each event stream's capacity, when `events()` may subscribe.
+    pub(super) event_capacity: Option<usize>,
 }
 
 impl<C> fmt::Debug for RuntimeBuilder<C> {
@@ -67,6 +69,7 @@ impl<C> fmt::Debug for RuntimeBuilder<C> {
                 &self.pipelines.iter().map(|p| &*p.name).collect::<Vec<_>>(),
             )
             .field("hooks", &self.hooks)
+            .field("event_capacity", &self.event_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -196,6 +199,49 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         self
     }
 
+    /// Lets [`Runtime::events`](crate::Runtime::events) subscribe to the runtime's events
+    /// as [`EventStream`](crate::EventStream)s, each able to fall `capacity` events behind
+    /// before it loses the oldest (and is told how many, with
+    /// [`EventKind::Lagged`](crate::EventKind::Lagged)). The events are those the
+    /// [watcher](RuntimeBuilder::watcher) is told, in the same order; a runtime may have
+    /// both.
+    ///
+    /// It is an opt-in because recording events has a cost, paid by every invocation
+    /// whether a subscriber is there or not: like a watcher, it turns off quick runs (a
+    /// synchronous invocation then gets a registry entry and a control block, as when a
+    /// watcher is set). A runtime built without it records nothing, and `events()` is
+    /// refused with [`SubscribeError::NotEnabled`](crate::SubscribeError::NotEnabled).
+    ///
+    /// `capacity` must be from 1 to 65,536, else `start` refuses with
+    /// [`StartError::EventCapacity`]. It is rounded up to a power of two, and the buffer
+    /// (shared by all subscribers, about a hundred bytes per event) is allocated at `start`.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use pipelines::{pipeline, EventKind, Runtime};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let runtime = Runtime::builder(()).event_stream(1024).start().unwrap();
+    /// let mut events = runtime.events().unwrap();
+    /// let slow = pipeline!(|value: u32, _ctx: &()| {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    /// });
+    /// runtime.invoke_pipeline(&slow, 1).unwrap().await.unwrap();
+    /// let mut kinds = Vec::new();
+    /// while let Some(event) = events.next().await {
+    ///     let end = matches!(event.kind(), EventKind::Finished);
+    ///     kinds.push(format!("{:?}", event.kind()));
+    ///     if end { break; }
+    /// }
+    /// assert_eq!(kinds, ["Admitted", "Started", "Suspended", "Resumed", "Finished"]);
+    /// # }
+    /// ```
+    pub fn event_stream(mut self, capacity: usize) -> Self {
+        self.event_capacity = Some(capacity);
+        self
+    }
+
     /// Sets the `on_cancel` hook: told which instance was cancelled while it waited on a
     /// future. The future itself is dropped, which stops the work behind it; use the hook
     /// for what dropping cannot undo (telling a server, releasing a lock elsewhere).
@@ -239,8 +285,9 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         self
     }
 
-    /// Starts the runtime. Fails if two pipelines share a name, or if pipelines that
-    /// share a queue disagree on its configuration.
+    /// Starts the runtime. Fails if two pipelines share a name, if pipelines that share
+    /// a queue disagree on its configuration, or if the capacity given to
+    /// [`event_stream`](RuntimeBuilder::event_stream) is out of range.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
@@ -254,11 +301,14 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// ```
     pub fn start(self) -> Result<Runtime<C>, StartError> {
         let mut pipelines: FastMap<Arc<str>, Registered> = FastMap::default();
-        let events = self
-            .hooks
-            .watcher
-            .is_some()
-            .then(|| Arc::new(EventLog::default()));
+        if let Some(capacity) = self.event_capacity {
+            if capacity == 0 || capacity > EVENT_BACKLOG {
+                return Err(StartError::EventCapacity { capacity });
+            }
+        }
+        // Events are recorded only for someone who will read them (see quick runs).
+        let events = (self.hooks.watcher.is_some() || self.event_capacity.is_some())
+            .then(|| Arc::new(EventLog::new(self.event_capacity)));
         let mut registry = Registry::new(events.clone());
         for mut registered in self.pipelines {
             if pipelines.contains_key(&registered.name) {

@@ -67,10 +67,11 @@ pub(crate) struct Core<C> {
     pub(super) shutdown: tokio::sync::watch::Sender<bool>,
     pub(super) next_id: AtomicU64,
     pub(super) registry: Mutex<Registry>,
-    /// The watcher's events (also recorded into by the registry), when there is one.
+    /// The events (also recorded into by the registry), when a watcher or event streams
+    /// read them.
     pub(super) events: Option<Arc<EventLog>>,
     /// Root invocations may run without an entry when nothing could see them (no
-    /// watcher, no transactor): see `quick.rs`.
+    /// watcher, no event stream, no transactor): see `quick.rs`.
     pub(super) quick_runs: bool,
 }
 
@@ -155,8 +156,8 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 
     /// Records a suspension or a resumption. The control block's flag (set by the
-    /// driver) is what introspection reads; the registry hears of it only when a watcher
-    /// must be told, in order with everything else it decides.
+    /// driver) is what introspection reads; the registry hears of it only when events
+    /// are recorded (a watcher or event streams), in order with everything else it decides.
     pub(crate) fn set_state(&self, id: u64, state: InstanceState) {
         if self.events.is_some() {
             self.lock().set_state(id, state);

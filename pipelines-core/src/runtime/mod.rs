@@ -29,7 +29,8 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::error::{BoxError, CancelError, InvokeError};
+use crate::error::{BoxError, CancelError, InvokeError, SubscribeError};
+use crate::event_stream::EventStream;
 use crate::hooks::Hooks;
 use crate::ident::{Ident, Name};
 use crate::instance::in_step;
@@ -155,6 +156,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             pipelines: Vec::new(),
             hooks: Hooks::default(),
             executor: None,
+            event_capacity: None,
         }
     }
 
@@ -482,6 +484,51 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         let mut fx = Effects::default();
         self.core.lock().stop(&mut fx);
         self.core.after(&mut fx);
+    }
+
+    /// Subscribes to the runtime's events: a [`Stream`](futures::Stream) of every
+    /// [`Event`](crate::Event) the runtime records from now on, in the order it decided
+    /// them (the order the [watcher](RuntimeBuilder::watcher) sees). Events are sent to the
+    /// stream when they are delivered: after a synchronous `invoke` returns, its events
+    /// are in the stream (unless another thread was delivering at that moment; they follow
+    /// shortly). Any number of subscribers may read at once, each at its own pace; one that
+    /// falls behind by more than the capacity given to
+    /// [`event_stream`](RuntimeBuilder::event_stream) is told how many events it missed
+    /// ([`EventKind::Lagged`](crate::EventKind::Lagged)), and never slows the runtime. See
+    /// [`EventStream`].
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError::NotEnabled`] if the runtime was built without
+    /// [`event_stream`](RuntimeBuilder::event_stream): such a runtime records no events
+    /// (unless it has a watcher), so it keeps its fast paths.
+    ///
+    /// ```
+    /// use futures::{FutureExt, StreamExt};
+    /// use pipelines::{pipeline, EventKind, Runtime};
+    ///
+    /// let runtime = Runtime::builder(()).event_stream(64).start().unwrap();
+    /// let inc = pipeline!(|value: u32, _ctx: &()| { value + 1; });
+    /// runtime.invoke_pipeline(&inc, 1).unwrap(); // before anyone subscribed: not seen
+    /// let mut first = runtime.events().unwrap();
+    /// let ident = runtime.invoke_pipeline(&inc, 2).unwrap().ident().clone();
+    /// let mut second = runtime.events().unwrap();
+    /// // Synchronous: its events are there already.
+    /// let event = first.next().now_or_never().flatten().unwrap();
+    /// assert_eq!(event.ident(), &ident);
+    /// assert!(matches!(event.kind(), EventKind::Admitted));
+    /// assert_eq!(first.by_ref().take(2).collect::<Vec<_>>().now_or_never().unwrap().len(), 2);
+    /// assert!(first.next().now_or_never().is_none()); // nothing more yet
+    /// assert!(second.next().now_or_never().is_none()); // subscribed after them
+    /// ```
+    pub fn events(&self) -> Result<EventStream, SubscribeError> {
+        let (from, receiver) = self
+            .core
+            .events
+            .as_ref()
+            .and_then(|log| log.subscribe())
+            .ok_or(SubscribeError::NotEnabled)?;
+        Ok(EventStream::new(from, receiver))
     }
 
     /// The active instances, grouped by queue (queues sorted by name; in each, those that

@@ -1,13 +1,14 @@
 //! The quick path of a root invocation (SEMANTICS 3.2 unchanged; DESIGN.md "Quick runs").
 //!
 //! Most invocations of a synchronous pipeline start and end inside `invoke`. When nothing
-//! could see such an instance in between (no watcher, no transactor, no `tracing`
-//! subscriber, and a queue whose other invocations never act on its live instances: not
-//! restartable, not `use_existing`, not per key), it needs no registry entry, no control
-//! block and no `Instance`: its queue holds a slot for it as a count, its steps run on
-//! the bare value, and the slot is given back with its result. The moment it needs to be
-//! seen (a future that waits, a nested pipeline, an error, a break, a cancellation, a
-//! `finally!`), it becomes an ordinary instance at the step it reached, keeping its slot.
+//! could see such an instance in between (no watcher or event stream, no transactor, no
+//! `tracing` subscriber, and a queue whose other invocations never act on its live
+//! instances: not restartable, not `use_existing`, not per key), it needs no registry
+//! entry, no control block and no `Instance`: its queue holds a slot for it as a count,
+//! its steps run on the bare value, and the slot is given back with its result. The
+//! moment it needs to be seen (a future that waits, a nested pipeline, an error, a break,
+//! a cancellation, a `finally!`), it becomes an ordinary instance at the step it reached,
+//! keeping its slot.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
