@@ -153,6 +153,30 @@ fn a_synchronous_nested_pipeline_allocates_a_control_block_per_instance() {
     assert_eq!(count, 4);
 }
 
+#[test]
+fn a_synchronous_use_existing_invoke_allocates_its_control_block_and_its_index_list() {
+    // `use_existing` hashes the argument with the keyed hasher: drawing its keys (once
+    // per process) and hashing allocate nothing.
+    let shared = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+    })
+    .use_existing();
+    let runtime = Runtime::builder(())
+        .register("shared", shared)
+        .start()
+        .unwrap();
+    let _ = runtime.invoke("shared", 0_u64).unwrap().try_result();
+    let count = allocations_during(|| {
+        for i in 0..1000_u64 {
+            let result = runtime.invoke("shared", i).unwrap().try_result();
+            assert_eq!(result.unwrap().unwrap(), i + 1);
+        }
+    });
+    // Per invocation: the control block, and the list of ids under the argument's hash
+    // in the queue's `use_existing` index (dropped when the instance's steps end).
+    assert_eq!(count, 2000);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_dropping_queue_refuses_without_allocating() {
     let busy = pipeline!(|value: String, _ctx: &()| {
