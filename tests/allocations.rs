@@ -1,5 +1,7 @@
 //! Heap allocations of the synchronous invoke path, counted exactly with a counting global
-//! allocator. A pipeline whose steps never wait must cost no allocation at all.
+//! allocator. A quick run (a root whose steps never wait and that nothing observes) must
+//! cost no allocation at all; every other instance costs at least its control block, and
+//! each test below states what else it may allocate.
 // The counting allocator must implement `GlobalAlloc`, an unsafe trait; it only forwards
 // to the system allocator.
 #![allow(unsafe_code)]

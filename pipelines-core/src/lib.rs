@@ -114,8 +114,10 @@ pub const NESTING_LIMIT: usize = 128;
 /// `()` or `None` keeps it; `Err` goes to `rescue!`; a pipeline runs as a child; the
 /// markers [`Break`], [`BreakAll`] and [`Cancel`] stop the pipeline. Each step sees the
 /// value as the header binds it: `value: V` gives each step its own clone, `value: &V` a
-/// borrow (no clone). The value needs a type in the header; `return` is not a step (use
-/// [`Break`]); `?` anywhere in a step, macro arguments included, takes the error path.
+/// borrow (a synchronous step clones nothing; a waiting step that names the value borrows
+/// its future's own clone, see below). The value needs a type in the header; `return` is
+/// not a step (use [`Break`]); `?` anywhere in a step, macro arguments included, takes
+/// the error path.
 ///
 /// # What a waiting step may borrow
 ///
