@@ -59,8 +59,24 @@
 //!
 //! This crate re-exports [`pipelines_core`]; see the repository's `README.md` and
 //! `DESIGN.md` for the concepts and the design.
+//!
+//! # Features
+//!
+//! - `timeline` (on by default): [`Timeline`], a watcher that records what happened to
+//!   each instance and renders it as an ASCII chart or an SVG picture.
+//! - `tracing`: a `tracing` span per instance, entered while its steps run, with an event
+//!   for each change of its state.
+//!
+// Without `timeline` there is no `Timeline` to link to: the link points to this section.
+#![cfg_attr(not(feature = "timeline"), doc = "[`Timeline`]: #features")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
+// docs.rs (nightly) labels the items a feature gates; stable builds never see this.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use pipelines_core::*;
+// Also re-exported by name, so that docs.rs labels it with the feature it needs (the
+// glob re-export above carries no such label).
+#[cfg(feature = "timeline")]
+pub use pipelines_core::Timeline;

@@ -1,5 +1,7 @@
 //! Heap allocations of the synchronous invoke path, counted exactly with a counting global
-//! allocator. A pipeline whose steps never wait must cost no allocation at all.
+//! allocator. A quick run (a root whose steps never wait and that nothing observes) must
+//! cost no allocation at all; every other instance costs at least its control block, and
+//! each test below states what else it may allocate.
 // The counting allocator must implement `GlobalAlloc`, an unsafe trait; it only forwards
 // to the system allocator.
 #![allow(unsafe_code)]
@@ -189,6 +191,30 @@ fn a_synchronous_nested_pipeline_allocates_a_control_block_per_instance() {
     // Three control blocks (the root and its two children) and the root's list of
     // children in the registry (allocated once, reused by the second child).
     assert_eq!(count, 4);
+}
+
+#[test]
+fn a_synchronous_use_existing_invoke_allocates_its_control_block_and_its_index_list() {
+    // `use_existing` hashes the argument with the keyed hasher: drawing its keys (once
+    // per process) and hashing allocate nothing.
+    let shared = pipeline!(|value: u64, _ctx: &()| {
+        inc(value);
+    })
+    .use_existing();
+    let runtime = Runtime::builder(())
+        .register("shared", shared)
+        .start()
+        .unwrap();
+    let _ = runtime.invoke("shared", 0_u64).unwrap().try_result();
+    let count = allocations_during(|| {
+        for i in 0..1000_u64 {
+            let result = runtime.invoke("shared", i).unwrap().try_result();
+            assert_eq!(result.unwrap().unwrap(), i + 1);
+        }
+    });
+    // Per invocation: the control block, and the list of ids under the argument's hash
+    // in the queue's `use_existing` index (dropped when the instance's steps end).
+    assert_eq!(count, 2000);
 }
 
 #[tokio::test(flavor = "current_thread")]

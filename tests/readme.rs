@@ -108,6 +108,59 @@ fn the_readme_blocks_are_the_ones_compiled_here() {
     );
 }
 
+/// The code blocks of a file's crate documentation (its `//!` lines).
+fn crate_doc_blocks(source: &str) -> Vec<String> {
+    let docs: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .collect();
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in docs {
+        match &mut current {
+            None if line.starts_with("```") => current = Some(Vec::new()),
+            Some(lines) if line.starts_with("```") => {
+                blocks.push(lines.join("\n"));
+                current = None;
+            }
+            Some(lines) => lines.push(line),
+            None => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_member_crates_readmes_show_compiled_examples() {
+    // Each Rust block of a member crate's README is a README.md block (compiled above)
+    // or a doctest of pipelines-core's crate documentation.
+    let mut compiled = rust_blocks(include_str!("../README.md"));
+    compiled.extend(crate_doc_blocks(include_str!(
+        "../pipelines-core/src/lib.rs"
+    )));
+    for (crate_name, readme) in [
+        (
+            "pipelines-core",
+            include_str!("../pipelines-core/README.md"),
+        ),
+        (
+            "pipelines-macros",
+            include_str!("../pipelines-macros/README.md"),
+        ),
+    ] {
+        let blocks = rust_blocks(readme);
+        assert!(!blocks.is_empty(), "{crate_name}'s README has an example");
+        for block in blocks {
+            assert!(
+                compiled.contains(&block),
+                "{crate_name}'s README shows an example that is not compiled: copy one of \
+                 README.md's blocks or pipelines-core's crate docs, verbatim:\n{block}"
+            );
+        }
+    }
+}
+
 /// An API client whose methods borrow `self` and their arguments, as in the README.
 mod api {
     use std::sync::atomic::{AtomicU32, Ordering};

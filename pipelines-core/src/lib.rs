@@ -1,5 +1,5 @@
-//! The runtime of [`pipelines`](https://docs.rs/pipelines): the step interpreter, the
-//! invocation handle and the runtime that `pipeline!` targets.
+//! The runtime of the `pipelines` crate: the step interpreter, the invocation handle and
+//! the runtime that `pipeline!` targets.
 //!
 //! Use it through the `pipelines` crate, which re-exports everything here.
 //!
@@ -15,9 +15,21 @@
 //! // Nothing waited, so the result is there as soon as `invoke` returns.
 //! assert_eq!(runtime.invoke("inc-3", 0).unwrap().try_result().unwrap().unwrap(), 3);
 //! ```
+//!
+//! # Features
+//!
+//! - `timeline` (on by default): [`Timeline`], a watcher that records what happened to
+//!   each instance and renders it as an ASCII chart or an SVG picture.
+//! - `tracing`: a `tracing` span per instance, entered while its steps run, with an event
+//!   for each change of its state.
+//!
+// Without `timeline` there is no `Timeline` to link to: the link points to this section.
+#![cfg_attr(not(feature = "timeline"), doc = "[`Timeline`]: #features")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
+// docs.rs (nightly) labels the items a feature gates; stable builds never see this.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod behaviour;
 mod cancellation;
@@ -40,6 +52,7 @@ mod registry;
 mod runtime;
 mod signals;
 mod supervision;
+#[cfg(feature = "timeline")]
 mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
@@ -65,6 +78,7 @@ pub use supervision::{
     Child, ChildSpec, Failure, Restart, Strategy, SuperviseError, Supervisor, SupervisorError,
     SupervisorHandle,
 };
+#[cfg(feature = "timeline")]
 pub use timeline::Timeline;
 
 /// How many pipelines may run one inside the other on one thread's stack: a step that
@@ -105,8 +119,10 @@ pub const NESTING_LIMIT: usize = 128;
 /// `()` or `None` keeps it; `Err` goes to `rescue!`; a pipeline runs as a child; the
 /// markers [`Break`], [`BreakAll`] and [`Cancel`] stop the pipeline. Each step sees the
 /// value as the header binds it: `value: V` gives each step its own clone, `value: &V` a
-/// borrow (no clone). The value needs a type in the header; `return` is not a step (use
-/// [`Break`]); `?` anywhere in a step, macro arguments included, takes the error path.
+/// borrow (a synchronous step clones nothing; a waiting step that names the value borrows
+/// its future's own clone, see below). The value needs a type in the header; `return` is
+/// not a step (use [`Break`]); `?` anywhere in a step, macro arguments included, takes
+/// the error path.
 ///
 /// # What a waiting step may borrow
 ///

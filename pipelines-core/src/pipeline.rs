@@ -404,10 +404,8 @@ impl<V, C> Pipeline<V, C> {
         self.configured(|config| {
             config.concurrency = config.concurrency.with_use_existing(true);
             config.identity = Some(ArgsIdentity {
-                hash: |value| {
-                    std::hash::BuildHasherDefault::<crate::queue::FastHasher>::default()
-                        .hash_one(value)
-                },
+                // Keyed: the arguments may be chosen by whoever calls the program.
+                hash: |value| crate::queue::KeyedState.hash_one(value),
                 eq: |a, b| a == b,
             });
         })

@@ -1,18 +1,21 @@
 //! Queues (SEMANTICS 3.1): which queue an instance joins, the queue as a value, and the
-//! hash maps the registry keys by instance id. What the registry keeps per queue is in
-//! `registry/queue_state.rs`.
+//! hashers of the runtime's maps: a fast fixed one for keys the runtime or the program
+//! chooses, a keyed one for keys that come from arguments. What the registry keeps per
+//! queue is in `registry/queue_state.rs`.
 
+use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::ident::Name;
 
-/// FNV-1a, for the registry's maps: keys are short names chosen by the program and
-/// instance numbers, not attacker input, so a fast hash beats SipHash's flooding
-/// resistance on the invoke path.
+/// FNV-1a, for maps whose keys the runtime or the program chooses: instance and queue
+/// ids, registered pipeline names. Nobody outside the program picks them, so a fast
+/// fixed hash beats SipHash's flooding resistance on the invoke path. Keys computed from
+/// arguments (which whoever calls the program may choose) use [`KeyedState`] instead.
 pub(crate) struct FastHasher(u64);
 
 impl Default for FastHasher {
@@ -41,6 +44,28 @@ impl Hasher for FastHasher {
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+/// SipHash-1-3 (std's `RandomState`) under keys drawn once per process, for what is
+/// hashed from arguments: `use_existing` arguments and the names of per-key queues. With
+/// a fixed public hash such as FNV, whoever chooses the arguments can choose ones that
+/// land in the same bucket and turn every lookup, made under the registry's lock, into a
+/// scan; with secret keys they cannot tell where an argument lands. One set of keys per
+/// process, not per map, because `use_existing` hashes through a plain `fn` pointer
+/// (`ArgsIdentity::hash`), which carries no state. Drawing the keys and hashing allocate
+/// nothing.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyedState;
+
+impl BuildHasher for KeyedState {
+    type Hasher = DefaultHasher;
+
+    fn build_hasher(&self) -> DefaultHasher {
+        static KEYS: OnceLock<RandomState> = OnceLock::new();
+        KEYS.get_or_init(RandomState::new).build_hasher()
+    }
+}
+
+pub(crate) type KeyedMap<K, V> = HashMap<K, V, KeyedState>;
 
 /// A named queue that carries its own concurrency configuration. Pipelines placed in it
 /// with [`Pipeline::in_queue`](crate::Pipeline::in_queue) take both its name and its
@@ -208,5 +233,27 @@ impl<V> fmt::Debug for QueueSpec<V> {
             QueueSpec::Explicit(name) => write!(f, "explicit {name:?}"),
             QueueSpec::Keyed(_) => f.write_str("per key"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+
+    use super::{FastHasher, KeyedState};
+
+    #[test]
+    fn the_keyed_hash_is_stable_within_the_process_and_not_the_fixed_one() {
+        // Equal arguments must meet in the `use_existing` index, from any thread.
+        let here = KeyedState.hash_one("article-7");
+        let elsewhere = std::thread::spawn(|| KeyedState.hash_one("article-7"))
+            .join()
+            .unwrap();
+        assert_eq!(here, elsewhere);
+        assert_ne!(
+            here,
+            BuildHasherDefault::<FastHasher>::default().hash_one("article-7"),
+            "keyed by the process's secret keys, not FNV"
+        );
     }
 }

@@ -4,8 +4,9 @@
 //! at, holds the current value, and at most one thing it waits on: a step's future or a
 //! child instance. [`Instance::drive`] runs steps synchronously, inline, until one of them
 //! waits on something that is not ready, or until the instance completes. Nothing is
-//! spawned or boxed for steps that do not wait. A root's first synchronous steps may
-//! run before it is an instance at all (`quick.rs`).
+//! spawned, and no future or child is boxed, for steps that do not wait (an instance,
+//! a synchronous child included, still has its control block: `tests/allocations.rs`).
+//! A root's first synchronous steps may run before it is an instance at all (`quick.rs`).
 //!
 //! Keeping the state explicit (rather than lowering the body to an `async` block) is what
 //! lets the runtime run the synchronous stretch in the caller's stack, stop between steps

@@ -75,7 +75,7 @@ use crate::hooks::{Event, EventKind};
 use crate::ident::Ident;
 use crate::ident::Name;
 use crate::introspection::{InstanceState, KeptResult};
-use crate::queue::FastMap;
+use crate::queue::{FastMap, KeyedMap};
 
 use self::queue_state::QueueState;
 
@@ -162,7 +162,8 @@ pub(crate) struct Registry {
     /// Queues live in a slab and entries refer to them by index, so the hot paths never
     /// hash or compare a queue name (only joining looks the name up, once).
     queues: Vec<Option<QueueState>>,
-    queue_ids: FastMap<Name, QueueId>,
+    /// Keyed, not FNV: a per-key queue's name is computed from an argument.
+    queue_ids: KeyedMap<Name, QueueId>,
     /// Empty slots of `queues`, each with the gauge its last queue had, reused (when
     /// nobody holds it any more) so a per-key queue that comes and goes per invocation
     /// allocates no gauge.

@@ -42,7 +42,8 @@ pub(crate) struct QueueState {
     pub(crate) live: List,
     /// Admitted instances waiting for a slot, in arrival order.
     pub(crate) waiting: List,
-    /// `use_existing` index: argument hash -> ids of live, unfinished instances.
+    /// `use_existing` index: argument hash -> ids of live, unfinished instances. The
+    /// hashes are keyed (`KeyedState`), so FNV's mix of them is as unpredictable.
     pub(crate) existing: FastMap<u64, Vec<u64>>,
     /// Bumped whenever `existing` changes, so a lookup made outside the lock can be
     /// validated.
