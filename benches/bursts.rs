@@ -907,7 +907,7 @@ fn scaling(config: &Config) -> Vec<ScalingLine> {
                 "work",
                 yield_job()
                     .enqueued()
-                    .set_queue_by(|value: &u64| format!("k{}", value % PER_KEY_KEYS)),
+                    .queue_by(|value: &u64| format!("k{}", value % PER_KEY_KEYS)),
             )
             .start()
             .unwrap();

@@ -34,7 +34,7 @@ async fn main() {
         };
     })
     .enqueued()
-    .set_queue_by(|article: &Article| format!("upvote-{}", article.id));
+    .queue_by(|article: &Article| format!("upvote-{}", article.id));
     let runtime = Runtime::builder(Votes::default())
         .register("upvote", upvote)
         .start()

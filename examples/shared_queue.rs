@@ -56,14 +56,14 @@ async fn main() {
         *state.lock().unwrap() = value;
     })
     .enqueued()
-    .set_queue("state-updates");
+    .queue("state-updates");
     let dec_state = pipeline!(|value: i64, state: &Mutex<i64>| {
         *state.lock().unwrap();
         async_dec(value).await;
         *state.lock().unwrap() = value;
     })
     .enqueued()
-    .set_queue("state-updates");
+    .queue("state-updates");
     let runtime = Runtime::builder(Mutex::new(10))
         .register("inc", inc_state)
         .register("dec", dec_state)

@@ -28,7 +28,7 @@
 //! - steps, errors, nesting: [`pipeline!`], [`Outcome`], [`Error`];
 //! - queues and behaviours: [`Pipeline::restartable`], [`Pipeline::dropping`],
 //!   [`Pipeline::enqueued`], [`Pipeline::keep_latest`], [`Pipeline::use_existing`],
-//!   [`Pipeline::set_queue`], [`Queue`];
+//!   [`Pipeline::queue`], [`Queue`];
 //! - the runtime, cancellation, hooks and introspection: [`Runtime`], [`RuntimeBuilder`],
 //!   [`Invocation`], [`Event`], [`Runtime::events`] (a stream of them),
 //!   [`Runtime::active`];

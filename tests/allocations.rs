@@ -118,7 +118,7 @@ fn a_per_key_queue_that_comes_and_goes_allocates_no_queue_state() {
     let keyed = pipeline!(|value: u64, _ctx: &()| {
         inc(value);
     })
-    .set_queue_by(|value: &u64| format!("key-{}", value % 4))
+    .queue_by(|value: &u64| format!("key-{}", value % 4))
     .enqueued();
     let runtime = Runtime::builder(())
         .register("keyed", keyed)

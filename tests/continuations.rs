@@ -428,7 +428,7 @@ async fn a_resumed_level_goes_on_in_place_keeping_its_ident_and_its_slot() {
         );
     })
     .enqueued()
-    .set_queue("inner");
+    .queue("inner");
     let outer = pipeline!(|value: i32, _log: &Log| {
         inner.clone();
     });
@@ -474,7 +474,7 @@ async fn a_level_that_resumed_runs_its_finally_once_even_if_cancelled_right_afte
         });
     })
     .enqueued()
-    .set_queue("inner");
+    .queue("inner");
     let root = pipeline!(|value: i32, log: &Log| {
         child.clone();
         finally!(|_error| {

@@ -354,7 +354,7 @@ async fn under_concurrent_use_every_subscriber_reads_the_watcher_s_sequence() {
 fn a_lagged_event_names_the_event_that_follows_it() {
     let runtime = Runtime::builder(()).event_stream(2).start().unwrap();
     let mut events = runtime.events().unwrap();
-    let p = inc().set_queue("counted");
+    let p = inc().queue("counted");
     let ident = runtime.invoke_pipeline(&p, 1).unwrap().ident().clone();
     let first = events.next().now_or_never().flatten().unwrap();
     assert!(matches!(first.kind(), EventKind::Lagged { missed: 1 }));

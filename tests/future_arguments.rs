@@ -104,7 +104,7 @@ async fn behaviours_act_on_an_invocation_whose_argument_is_pending() {
     let (runtime, log) = logging_runtime();
     let dropped = Arc::default();
     // Restartable: the newer invocation cancels the pending one, whose argument stops.
-    let search = logged("search").restartable().set_queue("search");
+    let search = logged("search").restartable().queue("search");
     let stale = runtime
         .invoke_pipeline_future(&search, later(1, 100, &dropped))
         .unwrap();
@@ -113,7 +113,7 @@ async fn behaviours_act_on_an_invocation_whose_argument_is_pending() {
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     assert_eq!(fresh.await.unwrap(), 20);
     // Dropping: the pending one holds the slot, the next is refused at once.
-    let click = logged("click").dropping().set_queue("click");
+    let click = logged("click").dropping().queue("click");
     let held = runtime
         .invoke_pipeline_future(&click, later(3, 100, &dropped))
         .unwrap();
@@ -121,7 +121,7 @@ async fn behaviours_act_on_an_invocation_whose_argument_is_pending() {
     assert!(matches!(refused.try_result(), Some(Err(Error::Dropped))));
     assert_eq!(held.await.unwrap(), 30);
     // Keep-latest: a pending one waiting for the slot is replaced by a newer one.
-    let refresh = logged("refresh").keep_latest().set_queue("refresh");
+    let refresh = logged("refresh").keep_latest().queue("refresh");
     let running = runtime
         .invoke_pipeline_future(&refresh, later(5, 50, &dropped))
         .unwrap();
@@ -214,7 +214,7 @@ fn what_needs_the_argument_at_once_is_refused() {
     let per_key = pipeline!(|value: u32, _ctx: &()| {
         value;
     })
-    .set_queue_by(|value: &u32| value.to_string());
+    .queue_by(|value: &u32| value.to_string());
     let shared = pipeline!(|value: u32, _ctx: &()| {
         value;
     })

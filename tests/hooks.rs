@@ -144,7 +144,7 @@ async fn active_instances_are_grouped_by_queue_with_state_and_arguments() {
     let child = pipeline!(|value: u32, _ctx: &()| {
         std::future::pending::<()>().await;
     })
-    .set_queue("children");
+    .queue("children");
     let parent = pipeline!(|value: u32, _ctx: &()| {
         &child;
     });

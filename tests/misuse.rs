@@ -86,8 +86,8 @@ fn registering_two_pipelines_under_one_name() {
 #[test]
 fn sharing_a_queue_with_another_configuration() {
     let error = Runtime::builder(())
-        .register("a", inc().set_queue("q").dropping())
-        .register("b", inc().set_queue("q"))
+        .register("a", inc().queue("q").dropping())
+        .register("b", inc().queue("q"))
         .start()
         .unwrap_err();
     assert!(matches!(
@@ -101,10 +101,10 @@ fn sharing_a_queue_with_another_configuration() {
     // Only knowable at invoke: two unregistered pipelines.
     let runtime = Runtime::builder(()).start().unwrap();
     runtime
-        .invoke_pipeline(&inc().set_queue("late").enqueued(), 1)
+        .invoke_pipeline(&inc().queue("late").enqueued(), 1)
         .unwrap();
     let error = runtime
-        .invoke_pipeline(&inc().set_queue("late").restartable(), 1)
+        .invoke_pipeline(&inc().queue("late").restartable(), 1)
         .unwrap_err();
     assert!(matches!(error, InvokeError::QueueMismatch { .. }));
 }

@@ -80,7 +80,7 @@ fn work_pipeline(config: Config) -> Pipeline<u8, Shared> {
         work
     };
     if config.keyed {
-        work.set_queue_by(|value: &u8| format!("key-{}", model::key(*value)))
+        work.queue_by(|value: &u8| format!("key-{}", model::key(*value)))
     } else {
         work
     }

@@ -57,7 +57,7 @@ fn registration_renames_the_implicit_queue_and_two_names_make_two_queues() {
 #[test]
 fn an_explicit_queue_is_kept_when_registered() {
     let runtime = Runtime::builder(Log::default())
-        .register("named", quick().set_queue("explicit"))
+        .register("named", quick().queue("explicit"))
         .start()
         .unwrap();
     let handle = runtime.invoke("named", 1_u32).unwrap();
@@ -68,7 +68,7 @@ fn an_explicit_queue_is_kept_when_registered() {
 
 #[tokio::test(start_paused = true)]
 async fn a_nested_pipeline_keeps_its_own_queue() {
-    let inner = slow("inner").enqueued().set_queue("inner-queue");
+    let inner = slow("inner").enqueued().queue("inner-queue");
     let outer = pipeline!(|value: u32, _log: &Log| {
         &inner;
     });
@@ -93,7 +93,7 @@ async fn pipelines_with_the_same_configuration_share_a_queue() {
     let log = Log::default();
     let runtime = Runtime::builder(log.clone())
         .register("save-title", slow("title").in_queue(&saves))
-        .register("save-body", slow("body").enqueued().set_queue("saves"))
+        .register("save-body", slow("body").enqueued().queue("saves"))
         .start()
         .unwrap();
     let a = runtime.invoke("save-title", 1_u32).unwrap();
@@ -112,8 +112,8 @@ async fn pipelines_with_the_same_configuration_share_a_queue() {
 #[test]
 fn a_shared_queue_with_differing_configurations_is_refused_at_start() {
     let error = Runtime::builder(Log::default())
-        .register("a", quick().set_queue("q").enqueued())
-        .register("b", quick().set_queue("q").restartable().max(2))
+        .register("a", quick().queue("q").enqueued())
+        .register("b", quick().queue("q").restartable().max(2))
         .start()
         .unwrap_err();
     match &error {
@@ -144,8 +144,8 @@ fn a_shared_queue_with_differing_configurations_is_refused_at_start() {
 #[test]
 fn a_shared_queue_mismatch_only_knowable_at_invoke_is_refused_there() {
     // Unregistered pipelines: the runtime learns their queues when they are invoked.
-    let first = quick().set_queue("late").dropping();
-    let second = quick().set_queue("late").enqueued();
+    let first = quick().queue("late").dropping();
+    let second = quick().queue("late").enqueued();
     let runtime = Runtime::builder(Log::default()).start().unwrap();
     runtime.invoke_pipeline(&first, 1).unwrap();
     let error = runtime.invoke_pipeline(&second, 1).unwrap_err();
@@ -156,7 +156,7 @@ fn a_shared_queue_mismatch_only_knowable_at_invoke_is_refused_there() {
 
 #[tokio::test(start_paused = true)]
 async fn a_nested_child_whose_queue_mismatches_fails_the_step() {
-    let child = quick().set_queue("clash").enqueued();
+    let child = quick().queue("clash").enqueued();
     let parent = pipeline!(|value: u32, _log: &Log| {
         &child;
         rescue!(|error| {
@@ -164,7 +164,7 @@ async fn a_nested_child_whose_queue_mismatches_fails_the_step() {
         });
     });
     let runtime = Runtime::builder(Log::default())
-        .register("owner", quick().set_queue("clash").dropping())
+        .register("owner", quick().queue("clash").dropping())
         .start()
         .unwrap();
     let handled = runtime.invoke_pipeline(&parent, 0).unwrap().await.unwrap();
@@ -212,7 +212,7 @@ fn a_use_existing_queue_needs_a_pipeline_that_compares_arguments() {
 async fn a_queue_per_key_isolates_keys_and_is_forgotten_when_empty() {
     let upvote = slow("upvote")
         .dropping()
-        .set_queue_by(|article: &u32| format!("upvote-{article}"));
+        .queue_by(|article: &u32| format!("upvote-{article}"));
     let log = Log::default();
     let runtime = Runtime::builder(log.clone())
         .register("upvote", upvote)
@@ -238,7 +238,7 @@ async fn many_distinct_keys_leave_nothing_behind() {
         tokio::task::yield_now().await;
     })
     .enqueued()
-    .set_queue_by(|user: &u32| format!("user-{user}"));
+    .queue_by(|user: &u32| format!("user-{user}"));
     let runtime = Runtime::builder(Log::default()).start().unwrap();
     let handles: Vec<_> = (0..1000)
         .map(|user| runtime.invoke_pipeline(&per_user, user).unwrap())
@@ -256,11 +256,23 @@ fn a_million_distinct_per_key_queues_leave_nothing_behind() {
         value + 1;
     })
     .enqueued()
-    .set_queue_by(|key: &u32| format!("key-{key}"));
+    .queue_by(|key: &u32| format!("key-{key}"));
     let runtime = Runtime::builder(Log::default()).start().unwrap();
     for key in 0..1_000_000 {
         let mut handle = runtime.invoke_pipeline(&per_key, key).unwrap();
         assert_eq!(handle.try_result().unwrap().unwrap(), key + 1);
     }
     assert_eq!(runtime.live_counts(), (0, 0), "no instance, no queue");
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_queue_setters_still_work() {
+    let named = quick().set_queue("former");
+    let keyed = quick().set_queue_by(|value: &u32| format!("former-{value}"));
+    let runtime = Runtime::builder(Log::default()).start().unwrap();
+    runtime.invoke_pipeline(&named, 1).unwrap();
+    assert_eq!(runtime.queue("former").unwrap().performed(), 1);
+    let handle = runtime.invoke_pipeline(&keyed, 2).unwrap();
+    assert!(handle.is_finished());
 }

@@ -626,7 +626,7 @@ mod hooks_and_introspection {
             .on_cancel(|ident| println!("{ident} cancelled while waiting"))
             .start()?;
         // README end
-        let save = pipeline!(|value: u8, _ctx: &()| { std::future::pending::<()>().await; }).set_queue("save");
+        let save = pipeline!(|value: u8, _ctx: &()| { std::future::pending::<()>().await; }).queue("save");
         let ident = runtime.invoke_pipeline(&save, 1)?.ident().clone();
         // README continued
         runtime.active();          // live instances by queue: ident, state, parent, argument

@@ -193,7 +193,7 @@ fn stop_cancels_a_long_detached_chain_and_many_per_key_queues() {
         let per_key = pipeline!(|key: usize, _ctx: &()| {
             std::future::pending::<()>().await;
         })
-        .set_queue_by(|key: &usize| format!("key-{key}"))
+        .queue_by(|key: &usize| format!("key-{key}"))
         .enqueued();
         let keyed: Vec<_> = (0..keys)
             .map(|key| runtime.invoke_pipeline(&per_key, key).unwrap())

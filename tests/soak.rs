@@ -283,7 +283,7 @@ fn resuming() -> Pipeline<u64, Arc<Ctx>> {
     let child = resuming_child()
         .enqueued()
         .max(RESUMED_MAX)
-        .set_queue(RESUMED_QUEUE);
+        .queue(RESUMED_QUEUE);
     let inserted = inserted();
     pipeline!(|value: u64, ctx: &Arc<Ctx>, current| {
         {

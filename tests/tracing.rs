@@ -101,7 +101,7 @@ async fn each_instance_has_a_span_under_its_parent_with_its_state_changes() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         value + 1;
     })
-    .set_queue("children");
+    .queue("children");
     let parent = pipeline!(|value: u32, _ctx: &()| {
         &child;
     });

@@ -143,7 +143,7 @@ fn a_panicking_queue_key_function_refuses_the_invocation() {
     let save = pipeline!(|value: u32, _ctx: &()| {
         value;
     })
-    .set_queue_by(|value: &u32| {
+    .queue_by(|value: &u32| {
         assert!(*value != 0, "no key for 0");
         format!("doc-{value}")
     });
@@ -166,7 +166,7 @@ fn a_panicking_nested_argument_clone_is_the_parent_step_error() {
     let child = pipeline!(|value: CloneBomb, _ctx: &()| {
         CloneBomb(value.0);
     })
-    .set_queue_by(|value: &CloneBomb| format!("child-{}", value.0));
+    .queue_by(|value: &CloneBomb| format!("child-{}", value.0));
     let parent = pipeline!(|value: &CloneBomb, _ctx: &()| {
         CloneBomb(13);
         &child;

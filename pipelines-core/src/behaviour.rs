@@ -90,6 +90,7 @@ impl Concurrency {
     /// let queue = Concurrency::new(Behaviour::Enqueued).with_max(3);
     /// assert_eq!(queue.with_behaviour(Behaviour::Dropping).to_string(), "dropping(max 3)");
     /// ```
+    #[must_use]
     pub const fn with_behaviour(mut self, behaviour: Behaviour) -> Self {
         self.behaviour = behaviour;
         self
@@ -105,6 +106,7 @@ impl Concurrency {
     /// # use pipelines::{Behaviour, Concurrency};
     /// assert_eq!(Concurrency::new(Behaviour::Restartable).with_max(3).max(), 3);
     /// ```
+    #[must_use]
     pub const fn with_max(mut self, max: usize) -> Self {
         self.max = max;
         self
@@ -116,6 +118,7 @@ impl Concurrency {
     /// # use pipelines::{Behaviour, Concurrency};
     /// assert!(Concurrency::new(Behaviour::Enqueued).with_use_existing(true).use_existing());
     /// ```
+    #[must_use]
     pub const fn with_use_existing(mut self, use_existing: bool) -> Self {
         self.use_existing = use_existing;
         self

@@ -290,6 +290,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(fresh.await.unwrap(), "results for rust");
     /// # }
     /// ```
+    #[must_use]
     pub fn restartable(self) -> Self {
         self.with_behaviour(Behaviour::Restartable)
     }
@@ -312,6 +313,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(first.await.unwrap(), 1);
     /// # }
     /// ```
+    #[must_use]
     pub fn dropping(self) -> Self {
         self.with_behaviour(Behaviour::Dropping)
     }
@@ -337,6 +339,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(*runtime.context().lock().unwrap(), [1, 2, 3]);
     /// # }
     /// ```
+    #[must_use]
     pub fn enqueued(self) -> Self {
         self.with_behaviour(Behaviour::Enqueued)
     }
@@ -360,6 +363,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!((running.await.unwrap(), latest.await.unwrap()), (1, 3));
     /// # }
     /// ```
+    #[must_use]
     pub fn keep_latest(self) -> Self {
         self.with_behaviour(Behaviour::KeepLatest)
     }
@@ -372,6 +376,7 @@ impl<V, C> Pipeline<V, C> {
     /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).restartable().max(3);
     /// assert_eq!(p.concurrency().max(), 3);
     /// ```
+    #[must_use]
     pub fn max(self, max: usize) -> Self {
         self.configured(|config| config.concurrency = config.concurrency.with_max(max))
     }
@@ -397,6 +402,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(runtime.queue("load").unwrap().performed(), 1);
     /// # }
     /// ```
+    #[must_use]
     pub fn use_existing(self) -> Self
     where
         V: Hash + Eq,
@@ -418,6 +424,7 @@ impl<V, C> Pipeline<V, C> {
     /// let flush = pipeline!(|value: u8, _ctx: &()| { value; }).cancel_on_shutdown(false);
     /// assert!(!flush.is_cancel_on_shutdown());
     /// ```
+    #[must_use]
     pub fn cancel_on_shutdown(self, cancel: bool) -> Self {
         self.configured(|config| config.cancel_on_shutdown = cancel)
     }
@@ -448,6 +455,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(*runtime.context().lock().unwrap(), ["saved 5", "audited 5"]);
     /// # }
     /// ```
+    #[must_use]
     pub fn detached(self) -> Self {
         self.configured(|config| config.detached = true)
     }
@@ -481,6 +489,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(runtime.context().load(Ordering::SeqCst), 3);
     /// # }
     /// ```
+    #[must_use]
     pub fn retry(self, policy: RestartPolicy) -> Self {
         self.configured(|config| config.retry = Some(Retry { policy, when: None }))
     }
@@ -530,6 +539,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(runtime.invoke_pipeline(&fetch, 7).unwrap().try_result().unwrap().unwrap(), 0);
     /// assert_eq!(runtime.context().load(Ordering::SeqCst), 3);
     /// ```
+    #[must_use]
     pub fn retry_if(
         self,
         policy: RestartPolicy,
@@ -570,6 +580,7 @@ impl<V, C> Pipeline<V, C> {
     /// let retried = shaky.retry(policy).retry_panics(true);
     /// assert_eq!(runtime.invoke_pipeline(&retried, 4).unwrap().try_result().unwrap().unwrap(), 8);
     /// ```
+    #[must_use]
     pub fn retry_panics(self, retry: bool) -> Self {
         self.configured(|config| config.retry_panics = retry)
     }
@@ -596,6 +607,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(runtime.invoke_pipeline(&slow, 5).unwrap().await.unwrap(), 0);
     /// # }
     /// ```
+    #[must_use]
     pub fn timeout(self, limit: Duration) -> Self {
         self.configured(|config| config.timeout = Some(limit))
     }
@@ -605,14 +617,25 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("shared");
+    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).queue("shared");
     /// let runtime = Runtime::builder(()).register("p", p).start().unwrap();
     /// runtime.invoke("p", 1_u8).unwrap();
     /// assert_eq!(runtime.queue("shared").unwrap().performed(), 1);
     /// ```
-    pub fn set_queue(self, name: impl Into<String>) -> Self {
+    #[must_use]
+    pub fn queue(self, name: impl Into<String>) -> Self {
         let name: Arc<str> = Arc::from(name.into());
         self.configured(|config| config.queue = QueueSpec::Explicit(Name::Shared(name)))
+    }
+
+    /// The former name of [`queue`](Pipeline::queue).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `queue` (one naming scheme for builders)"
+    )]
+    #[must_use]
+    pub fn set_queue(self, name: impl Into<String>) -> Self {
+        self.queue(name)
     }
 
     /// Runs each instance in the queue named by `key(argument)`: one queue per key (per
@@ -626,16 +649,27 @@ impl<V, C> Pipeline<V, C> {
     ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     /// })
     /// .dropping()
-    /// .set_queue_by(|article: &u32| format!("upvote-{article}"));
+    /// .queue_by(|article: &u32| format!("upvote-{article}"));
     /// let runtime = Runtime::builder(()).register("upvote", upvote).start().unwrap();
     /// let one = runtime.invoke("upvote", 1_u32).unwrap();
     /// let two = runtime.invoke("upvote", 2_u32).unwrap(); // another queue: not dropped
     /// assert_eq!((one.await.unwrap(), two.await.unwrap()), (1, 2));
     /// # }
     /// ```
-    pub fn set_queue_by(self, key: impl Fn(&V) -> String + Send + Sync + 'static) -> Self {
+    #[must_use]
+    pub fn queue_by(self, key: impl Fn(&V) -> String + Send + Sync + 'static) -> Self {
         let key: Arc<dyn Fn(&V) -> String + Send + Sync> = Arc::new(key);
         self.configured(|config| config.queue = QueueSpec::Keyed(key))
+    }
+
+    /// The former name of [`queue_by`](Pipeline::queue_by).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `queue_by` (one naming scheme for builders)"
+    )]
+    #[must_use]
+    pub fn set_queue_by(self, key: impl Fn(&V) -> String + Send + Sync + 'static) -> Self {
+        self.queue_by(key)
     }
 
     /// Runs the pipeline in `queue`, with the queue's concurrency configuration.
@@ -647,6 +681,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(p.concurrency().behaviour(), Behaviour::Enqueued);
     /// assert_eq!(p.concurrency().max(), 2);
     /// ```
+    #[must_use]
     pub fn in_queue(self, queue: &Queue) -> Self {
         let (name, concurrency) = (queue.shared_name(), queue.concurrency());
         self.configured(|config| {
@@ -727,6 +762,7 @@ impl<V, C> Pipeline<V, C> {
     /// assert_eq!(runtime.invoke_pipeline(&outer, 0).unwrap().try_result().unwrap().unwrap(), 2);
     /// assert_eq!(runtime.context().load(Ordering::SeqCst), 100);
     /// ```
+    #[must_use]
     pub fn muted(self) -> Muted<V, C> {
         Muted(self)
     }

@@ -99,6 +99,7 @@ impl Backoff {
     /// assert!(delay >= Duration::from_millis(50) && delay <= Duration::from_millis(100));
     /// # Ok::<(), pipelines::InvalidPolicy>(())
     /// ```
+    #[must_use]
     pub const fn with_jitter(self) -> Self {
         match self {
             Backoff::Exponential { initial, max, .. } => Backoff::Exponential {
@@ -228,6 +229,7 @@ impl RestartPolicy {
     /// let p = RestartPolicy::default().with_backoff(Backoff::Fixed(Duration::from_secs(1)));
     /// assert_eq!(p.backoff(), Backoff::Fixed(Duration::from_secs(1)));
     /// ```
+    #[must_use]
     pub const fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self

@@ -136,6 +136,7 @@ impl<S: Source> Producer<S> {
     }
 
     /// The same producer, starting at `offset`.
+    #[must_use]
     pub fn starting_at(mut self, offset: u64) -> Self {
         self.offset = offset;
         self

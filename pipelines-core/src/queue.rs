@@ -133,6 +133,7 @@ impl Queue {
     /// # use pipelines::{Behaviour, Queue};
     /// assert_eq!(Queue::new("q").restartable().concurrency().behaviour(), Behaviour::Restartable);
     /// ```
+    #[must_use]
     pub fn restartable(self) -> Self {
         self.behaviour(Behaviour::Restartable)
     }
@@ -143,6 +144,7 @@ impl Queue {
     /// # use pipelines::{Behaviour, Queue};
     /// assert_eq!(Queue::new("q").dropping().concurrency().behaviour(), Behaviour::Dropping);
     /// ```
+    #[must_use]
     pub fn dropping(self) -> Self {
         self.behaviour(Behaviour::Dropping)
     }
@@ -153,6 +155,7 @@ impl Queue {
     /// # use pipelines::{Behaviour, Queue};
     /// assert_eq!(Queue::new("q").enqueued().concurrency().behaviour(), Behaviour::Enqueued);
     /// ```
+    #[must_use]
     pub fn enqueued(self) -> Self {
         self.behaviour(Behaviour::Enqueued)
     }
@@ -163,6 +166,7 @@ impl Queue {
     /// # use pipelines::{Behaviour, Queue};
     /// assert_eq!(Queue::new("q").keep_latest().concurrency().behaviour(), Behaviour::KeepLatest);
     /// ```
+    #[must_use]
     pub fn keep_latest(self) -> Self {
         self.behaviour(Behaviour::KeepLatest)
     }
@@ -173,6 +177,7 @@ impl Queue {
     /// # use pipelines::Queue;
     /// assert_eq!(Queue::new("q").enqueued().max(3).concurrency().max(), 3);
     /// ```
+    #[must_use]
     pub fn max(mut self, max: usize) -> Self {
         self.concurrency = self.concurrency.with_max(max);
         self
@@ -187,6 +192,7 @@ impl Queue {
     /// # use pipelines::Queue;
     /// assert!(Queue::new("q").use_existing().concurrency().use_existing());
     /// ```
+    #[must_use]
     pub fn use_existing(mut self) -> Self {
         self.concurrency = self.concurrency.with_use_existing(true);
         self

@@ -61,6 +61,7 @@ impl Failure {
     }
 
     /// The same failure, at `offset`.
+    #[must_use]
     pub fn at(mut self, offset: u64) -> Self {
         self.offset = Some(offset);
         self
@@ -227,6 +228,7 @@ impl ChildSpec {
     }
 
     /// Sets the restart type.
+    #[must_use]
     pub fn restart(mut self, restart: Restart) -> Self {
         self.restart = restart;
         self
@@ -289,18 +291,21 @@ impl Supervisor {
     }
 
     /// Sets which children restart when one stops.
+    #[must_use]
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.strategy = strategy;
         self
     }
 
     /// Sets the restart intensity and backoff.
+    #[must_use]
     pub fn policy(mut self, policy: RestartPolicy) -> Self {
         self.policy = policy;
         self
     }
 
     /// Adds a child; children start in the order they are added.
+    #[must_use]
     pub fn child(mut self, child: ChildSpec) -> Self {
         self.children.push(child);
         self

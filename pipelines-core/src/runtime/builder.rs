@@ -86,6 +86,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     ///     .unwrap();
     /// assert!(runtime.is_registered("inc"));
     /// ```
+    #[must_use]
     pub fn register<V>(mut self, name: impl Into<String>, pipeline: Pipeline<V, C>) -> Self
     where
         V: Clone + Send + Sync + 'static,
@@ -128,6 +129,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let _ = runtime.invoke_pipeline(&failing, 1).unwrap();
     /// assert_eq!(count.load(Ordering::SeqCst), 1);
     /// ```
+    #[must_use]
     pub fn error_reporter(
         mut self,
         reporter: impl Fn(&Ident, &Error) + Send + Sync + 'static,
@@ -161,6 +163,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let _ = runtime.invoke_pipeline(&p, 0).unwrap();
     /// assert_eq!(*log.lock().unwrap(), ["begin", "step", "step", "commit"]);
     /// ```
+    #[must_use]
     pub fn transactor(
         mut self,
         transactor: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
@@ -194,6 +197,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let _ = runtime.invoke_pipeline(&failing, 1).unwrap();
     /// assert!(matches!(events.lock().unwrap()[2], EventKind::Failed(_)));
     /// ```
+    #[must_use]
     pub fn watcher(mut self, watcher: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.hooks.watcher = Some(Arc::new(watcher));
         self
@@ -237,6 +241,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// assert_eq!(kinds, ["Admitted", "Started", "Suspended", "Resumed", "Finished"]);
     /// # }
     /// ```
+    #[must_use]
     pub fn event_stream(mut self, capacity: usize) -> Self {
         self.event_capacity = Some(capacity);
         self
@@ -265,6 +270,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// assert_eq!(*cancelled.lock().unwrap(), [ident]);
     /// # }
     /// ```
+    #[must_use]
     pub fn on_cancel(mut self, on_cancel: impl Fn(&Ident) + Send + Sync + 'static) -> Self {
         self.hooks.on_cancel = Some(Arc::new(on_cancel));
         self
@@ -280,6 +286,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let runtime = Runtime::builder(()).executor(tokio_runtime.handle().clone()).start().unwrap();
     /// # drop(runtime);
     /// ```
+    #[must_use]
     pub fn executor(mut self, handle: tokio::runtime::Handle) -> Self {
         self.executor = Some(handle);
         self
@@ -294,8 +301,8 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let runtime = Runtime::builder("config").start().unwrap();
     /// assert_eq!(*runtime.context(), "config");
     ///
-    /// let a = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("q").enqueued();
-    /// let b = pipeline!(|value: u8, _ctx: &()| { value; }).set_queue("q").dropping();
+    /// let a = pipeline!(|value: u8, _ctx: &()| { value; }).queue("q").enqueued();
+    /// let b = pipeline!(|value: u8, _ctx: &()| { value; }).queue("q").dropping();
     /// let error = Runtime::builder(()).register("a", a).register("b", b).start().unwrap_err();
     /// assert!(error.to_string().contains("queue `q` is enqueued(max 1) (set by `a`)"));
     /// ```
