@@ -13,10 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{
-    Backoff, BoxError, ChildSpec, EventKind, Failure, Producer, Restart, RestartPolicy, Runtime,
-    Source, Supervisor,
-};
+use pipelines::supervision::{ChildSpec, Failure, Producer, Restart, Source, Supervisor};
+use pipelines::{Backoff, BoxError, EventKind, RestartPolicy, Runtime};
 use tokio::sync::mpsc;
 
 /// A seeded xorshift64*: the same "random" clicks and failures on every run.

@@ -31,9 +31,10 @@
 //!   [`Pipeline::queue`], [`Queue`];
 //! - the runtime, cancellation, hooks and introspection: [`Runtime`], [`RuntimeBuilder`],
 //!   [`Invocation`], [`Event`], [`Runtime::events`] (a stream of them),
-//!   [`Runtime::active`];
+//!   [`Runtime::active`] (the [`introspection`] module);
 //! - retries, timeouts, supervision and producers: [`Pipeline::retry`],
-//!   [`Pipeline::retry_if`], [`Pipeline::timeout`], [`Supervisor`], [`Producer`];
+//!   [`Pipeline::retry_if`], [`Pipeline::timeout`], the [`supervision`] module
+//!   ([`Supervisor`](supervision::Supervisor), [`Producer`](supervision::Producer));
 //! - pictures of what happened: [`Timeline`].
 //!
 //! A restartable search, as a taste:

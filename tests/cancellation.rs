@@ -4,9 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{
-    pipeline, Cancel, CancelError, Ident, InstanceState, InvokeError, Pipeline, Runtime,
-};
+use pipelines::introspection::InstanceState;
+use pipelines::{pipeline, Cancel, CancelError, Ident, InvokeError, Pipeline, Runtime};
 use tokio::time::sleep;
 
 type Log = Arc<Mutex<Vec<String>>>;

@@ -156,7 +156,10 @@ async fn a_run_that_waits_goes_on_from_the_step_it_reached() {
     let mut handle = runtime.invoke("p", 1_u32).unwrap();
     assert!(handle.try_result().is_none());
     let info = runtime.instance(handle.ident()).unwrap();
-    assert_eq!(info.state(), pipelines::InstanceState::Suspended);
+    assert_eq!(
+        info.state(),
+        pipelines::introspection::InstanceState::Suspended
+    );
     assert_eq!(info.argument().downcast_ref::<u32>(), Some(&1));
     assert_eq!(runtime.queue("p").unwrap().running(), 1);
     assert_eq!(handle.await.unwrap(), 21);

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipelines::{pipeline, BoxError, Error, InstanceState, InvokeError, Runtime};
+use pipelines::introspection::InstanceState;
+use pipelines::{pipeline, BoxError, Error, InvokeError, Runtime};
 use support::{entries, logging_runtime, push, Log};
 use tokio::time::{sleep, Instant};
 

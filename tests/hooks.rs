@@ -4,9 +4,8 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pipelines::{
-    in_pipeline, pipeline, Event, EventKind, InstanceState, Pipeline, Runtime, WeakRuntime,
-};
+use pipelines::introspection::InstanceState;
+use pipelines::{in_pipeline, pipeline, Event, EventKind, Pipeline, Runtime, WeakRuntime};
 use tokio::time::sleep;
 
 type Events = Arc<Mutex<Vec<String>>>;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use pipelines::supervision::{ChildSpec, SuperviseError, Supervisor};
 use pipelines::{
-    pipeline, CancelError, ChildSpec, Error, InvokeError, Queue, Runtime, StartError,
-    SubscribeError, SuperviseError, Supervisor,
+    pipeline, CancelError, Error, InvokeError, Queue, Runtime, StartError, SubscribeError,
 };
 
 fn inc() -> pipelines::Pipeline<u32, ()> {

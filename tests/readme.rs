@@ -707,10 +707,8 @@ mod retries_and_timeouts {
 mod supervision {
     use std::time::Duration;
 
-    use pipelines::{
-        Backoff, BoxError, ChildSpec, Producer, Restart, RestartPolicy, Runtime, Source, Strategy,
-        Supervisor,
-    };
+    use pipelines::{Backoff, BoxError, RestartPolicy, Runtime};
+    use pipelines::supervision::{ChildSpec, Producer, Restart, Source, Strategy, Supervisor};
 
     #[derive(Clone, Debug, PartialEq)]
     struct Click(u64);

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{
-    source_fn, Backoff, BoxFuture, Child, ChildSpec, EventKind, Failure, Producer, Restart,
-    RestartPolicy, Runtime, Strategy, Supervisor, SupervisorError, SupervisorHandle,
+use pipelines::supervision::{
+    source_fn, Child, ChildSpec, Failure, Producer, Restart, Strategy, Supervisor, SupervisorError,
+    SupervisorHandle,
 };
+use pipelines::{Backoff, BoxFuture, EventKind, RestartPolicy, Runtime};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 

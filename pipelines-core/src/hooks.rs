@@ -77,7 +77,7 @@ pub enum EventKind {
     ChildStarted,
     /// A supervised child stopped without failing.
     ChildExited,
-    /// A supervised child failed; the error wraps a [`Failure`](crate::Failure).
+    /// A supervised child failed; the error wraps a [`Failure`](crate::supervision::Failure).
     ChildFailed(Error),
     /// A supervised child is started again, after this many restarts of its supervisor.
     ChildRestarted {

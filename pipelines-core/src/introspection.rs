@@ -1,7 +1,21 @@
 //! Introspection (SEMANTICS 5): snapshots of the live instances and of each queue.
 //!
 //! Snapshots are taken under the runtime's lock and handed out as plain values, so
-//! looking at them never blocks the runtime.
+//! looking at them never blocks the runtime. [`Runtime::active`](crate::Runtime::active),
+//! [`Runtime::instance`](crate::Runtime::instance) and
+//! [`Runtime::queue`](crate::Runtime::queue) return them.
+//!
+//! ```
+//! use pipelines::introspection::{InstanceState, QueueInfo};
+//! use pipelines::{pipeline, Runtime};
+//!
+//! let runtime = Runtime::builder(()).register("inc", pipeline!(|v: u8, _c: &()| { v + 1; })).start().unwrap();
+//! runtime.invoke("inc", 1_u8).unwrap();
+//! let queue: QueueInfo = runtime.queue("inc").unwrap();
+//! assert_eq!(queue.performed(), 1);
+//! assert!(runtime.active().is_empty());
+//! # let _ = InstanceState::Running;
+//! ```
 
 use std::any::Any;
 use std::fmt;

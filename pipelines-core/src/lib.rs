@@ -40,7 +40,7 @@ mod events;
 mod hooks;
 mod ident;
 mod instance;
-mod introspection;
+pub mod introspection;
 mod invocation;
 pub mod outcome;
 mod pipeline;
@@ -51,7 +51,7 @@ mod queue;
 mod registry;
 mod runtime;
 mod signals;
-mod supervision;
+pub mod supervision;
 #[cfg(feature = "timeline")]
 mod timeline;
 
@@ -61,23 +61,18 @@ pub use error::{
     BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartError, SubscribeError,
 };
 pub use event_stream::EventStream;
-/// The boxed future [`Child::run`] returns (re-exported from `futures`).
+/// The boxed future [`Child::run`](supervision::Child::run) returns (re-exported from
+/// `futures`).
 pub use futures::future::BoxFuture;
 pub use hooks::{Event, EventKind};
 pub use ident::Ident;
-pub use introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::{Muted, Pipeline};
 pub use pipeline_handle::PipelineHandle;
 pub use policy::{Backoff, RestartPolicy};
-pub use producer::{source_fn, Producer, Source};
 pub use queue::Queue;
 pub use runtime::{in_pipeline, Current, Runtime, RuntimeBuilder, WeakRuntime};
-pub use supervision::{
-    Child, ChildSpec, Failure, Restart, Strategy, SuperviseError, Supervisor, SupervisorError,
-    SupervisorHandle,
-};
 #[cfg(feature = "timeline")]
 pub use timeline::Timeline;
 

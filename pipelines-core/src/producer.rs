@@ -17,7 +17,8 @@ use crate::supervision::{Child, Failure};
 /// # Examples
 ///
 /// ```
-/// use pipelines::{BoxError, Source};
+/// use pipelines::BoxError;
+/// use pipelines::supervision::Source;
 ///
 /// /// An in-memory log.
 /// struct Log(Vec<String>);
@@ -44,7 +45,7 @@ pub trait Source: Send + 'static {
 /// A [`Source`] made of a function `offset -> future of Result<Option<item>, error>`.
 ///
 /// ```
-/// use pipelines::source_fn;
+/// use pipelines::supervision::source_fn;
 /// let numbers = source_fn(|offset: u64| async move {
 ///     Ok::<_, std::io::Error>((offset < 3).then_some(offset * 10))
 /// });
@@ -86,14 +87,15 @@ where
 /// - **No silent stop**: a failed read is a [`Failure`] tagged `read` with its offset; a
 ///   consumer that dropped the channel is a failure tagged `publish`.
 ///
-/// A producer is a [`Child`]: run it under a [`Supervisor`](crate::Supervisor) to have
+/// A producer is a [`Child`]: run it under a [`Supervisor`](crate::supervision::Supervisor) to have
 /// it restarted where it failed. It ends normally at the end of the data; dropping it
 /// (its supervisor stopped or gave up) closes the channel.
 ///
 /// # Examples
 ///
 /// ```
-/// use pipelines::{source_fn, ChildSpec, Producer, Restart, Runtime, Supervisor};
+/// use pipelines::Runtime;
+/// use pipelines::supervision::{source_fn, ChildSpec, Producer, Restart, Supervisor};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {

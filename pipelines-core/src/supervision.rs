@@ -6,6 +6,20 @@
 //! back to the supervisor when it stops, so a restart calls [`Child::run`] again on the
 //! same value: a child keeps what it needs to resume (a producer, its offset). Children
 //! are stopped by a signal, not aborted, for the same reason.
+//!
+//! ```
+//! use std::time::Duration;
+//! use pipelines::supervision::{ChildSpec, RestartPolicy, Strategy, Supervisor};
+//!
+//! let supervisor = Supervisor::new("ingest")
+//!     .strategy(Strategy::OneForOne)
+//!     .policy(RestartPolicy::new(3, Duration::from_secs(5)).unwrap())
+//!     .child(ChildSpec::from_fn("idle", || std::future::pending()));
+//! # let _ = supervisor;
+//! ```
+
+pub use crate::policy::{Backoff, RestartPolicy};
+pub use crate::producer::{source_fn, Producer, Source};
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,7 +37,7 @@ use crate::error::{BoxError, Error};
 use crate::hooks::EventKind;
 use crate::ident::Ident;
 use crate::ident::Name;
-use crate::policy::{Intensity, RestartPolicy};
+use crate::policy::Intensity;
 use crate::runtime::{Core, Runtime};
 
 /// Why a child stopped with a failure: what failed, at which offset (if it has one), and
@@ -34,7 +48,7 @@ use crate::runtime::{Core, Runtime};
 /// # Examples
 ///
 /// ```
-/// use pipelines::Failure;
+/// use pipelines::supervision::Failure;
 ///
 /// let failure = Failure::new("read", "session timeout").at(42);
 /// assert_eq!(failure.operation(), "read");
@@ -112,7 +126,8 @@ impl std::error::Error for Failure {
 /// # Examples
 ///
 /// ```
-/// use pipelines::{BoxFuture, Child, Failure};
+/// use pipelines::BoxFuture;
+/// use pipelines::supervision::{Child, Failure};
 ///
 /// /// Counts up to 3, failing once at 2; resumes where it failed.
 /// struct Counter { next: u32, failed: bool }
@@ -179,7 +194,7 @@ pub enum Strategy {
 /// A child with its name and restart type.
 ///
 /// ```
-/// use pipelines::{ChildSpec, Restart};
+/// use pipelines::supervision::{ChildSpec, Restart};
 ///
 /// let spec = ChildSpec::from_fn("tick", || async { Ok(()) }).restart(Restart::Transient);
 /// assert_eq!(spec.name(), "tick");
@@ -214,7 +229,7 @@ impl ChildSpec {
     /// the future.
     ///
     /// ```
-    /// use pipelines::{ChildSpec, Failure};
+    /// use pipelines::supervision::{ChildSpec, Failure};
     ///
     /// let spec = ChildSpec::from_fn("ping", || async { Err(Failure::new("ping", "no answer")) });
     /// assert_eq!(spec.name(), "ping");
@@ -250,7 +265,8 @@ impl ChildSpec {
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use pipelines::{ChildSpec, Failure, Restart, RestartPolicy, Runtime, Supervisor};
+/// use pipelines::{RestartPolicy, Runtime};
+/// use pipelines::supervision::{ChildSpec, Failure, Restart, Supervisor};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
@@ -315,7 +331,8 @@ impl Supervisor {
 /// Why [`Runtime::supervise`] refused to start a supervisor. Nothing was started.
 ///
 /// ```
-/// use pipelines::{ChildSpec, Runtime, SuperviseError, Supervisor};
+/// use pipelines::Runtime;
+/// use pipelines::supervision::{ChildSpec, SuperviseError, Supervisor};
 ///
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let supervisor = Supervisor::new("idle").child(ChildSpec::from_fn("wait", || std::future::pending()));
@@ -342,7 +359,7 @@ pub enum SuperviseError {
 pub enum SupervisorError {
     /// The restart intensity was exceeded: its children were stopped and their channels
     /// closed. Allow more restarts (or a longer period) in the supervisor's
-    /// [`RestartPolicy`](crate::RestartPolicy), or fix what keeps failing: the last
+    /// [`RestartPolicy`], or fix what keeps failing: the last
     /// failure is the `source()`.
     #[error("supervisor `{supervisor}` gave up after {max_restarts} restarts within {within:?}")]
     GaveUp {
@@ -408,7 +425,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// Its children start at once, in order.
     ///
     /// ```
-    /// # use pipelines::{ChildSpec, Runtime, Supervisor};
+    /// # use pipelines::Runtime;
+    /// # use pipelines::supervision::{ChildSpec, Supervisor};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let runtime = Runtime::builder(()).start().unwrap();

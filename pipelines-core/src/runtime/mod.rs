@@ -537,15 +537,16 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     ///
     /// An instance leaves this list the moment it stops holding (or waiting for) a slot:
     /// once cancelled, it is not listed, so the list agrees with
-    /// [`QueueInfo::running`](crate::QueueInfo::running) and
-    /// [`QueueInfo::waiting`](crate::QueueInfo::waiting). It stays live until its
+    /// [`QueueInfo::running`](crate::introspection::QueueInfo::running) and
+    /// [`QueueInfo::waiting`](crate::introspection::QueueInfo::waiting). It stays live until its
     /// `finally!` is done: [`instance`](Runtime::instance) and
     /// [`live_counts`](Runtime::live_counts) still see it, with the state
-    /// [`Cancelling`](crate::InstanceState::Cancelling), so a hook such as the watcher's
+    /// [`Cancelling`](crate::introspection::InstanceState::Cancelling), so a hook such as the watcher's
     /// `Cancelling` event can still look it up.
     ///
     /// ```
-    /// use pipelines::{pipeline, InstanceState, Runtime};
+    /// use pipelines::{pipeline, Runtime};
+    /// use pipelines::introspection::InstanceState;
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let save = pipeline!(|value: u32, _ctx: &()| {
@@ -570,7 +571,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// its `finally!` is done (a cancelled instance included, see [`active`](Runtime::active)).
     ///
     /// ```
-    /// # use pipelines::{pipeline, InstanceState, Runtime};
+    /// # use pipelines::{pipeline, Runtime};
+    /// # use pipelines::introspection::InstanceState;
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
