@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::ident::Name;
 use crate::outcome::Outcome;
 use crate::policy::{RestartPolicy, Retry, RetryWhen};
-use crate::queue::{Queue, QueueSpec};
+use crate::queue::{Queue, QueueOf, QueueSpec};
 use crate::runtime::Current;
 
 /// Where a `pipeline!` expression stands in the source. Every pipeline one expression
@@ -719,6 +719,11 @@ impl<V, C> Pipeline<V, C> {
     /// ```
     pub fn is_detached(&self) -> bool {
         self.definition.config.detached
+    }
+
+    /// The queue an invocation joins, as far as it is known without the argument.
+    pub(crate) fn queue_of(&self) -> QueueOf<'_, V> {
+        self.definition.config.queue.of(self.site_name())
     }
 
     pub(crate) fn config(&self) -> &Config<V> {

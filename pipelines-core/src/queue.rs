@@ -3,6 +3,7 @@
 //! chooses, a keyed one for keys that come from arguments. What the registry keeps per
 //! queue is in `registry/queue_state.rs`.
 
+use std::borrow::Cow;
 use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -218,6 +219,28 @@ pub(crate) enum QueueSpec<V> {
     Explicit(Name),
     /// Computed from the invocation's argument: one queue per key.
     Keyed(Arc<dyn Fn(&V) -> String + Send + Sync>),
+}
+
+/// The queue an invocation joins, as far as it is known without looking at the argument.
+pub(crate) enum QueueOf<'a, V> {
+    /// Named by the configuration, or after the `pipeline!` site (borrowed where possible:
+    /// no reference count to touch).
+    Fixed(Cow<'a, Name>),
+    /// One queue per key: the key function, to call on the argument.
+    Keyed(&'a (dyn Fn(&V) -> String + Send + Sync)),
+}
+
+impl<V> QueueSpec<V> {
+    /// The queue of a pipeline whose `pipeline!` site is named `site`.
+    pub(crate) fn of(&self, site: &'static str) -> QueueOf<'_, V> {
+        match self {
+            QueueSpec::Implicit => QueueOf::Fixed(Cow::Owned(Name::Static(site))),
+            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => {
+                QueueOf::Fixed(Cow::Borrowed(queue))
+            }
+            QueueSpec::Keyed(key) => QueueOf::Keyed(&**key),
+        }
+    }
 }
 
 impl<V> Clone for QueueSpec<V> {

@@ -15,6 +15,24 @@ use crate::outcome::Outcome;
 use crate::pipeline::{Pipeline, Section, StepCall};
 use crate::runtime::{ChildStart, Core, Current, FrameView};
 
+/// Where an instance stands, for a step it runs or a child it drives: its fields are
+/// borrowed one by one (a macro, not a method), so a child it holds in `waiting` can be
+/// driven while the view is lent.
+macro_rules! here {
+    ($instance:ident, $outer:expr) => {
+        FrameView {
+            pipeline: &$instance.pipeline,
+            section: $instance.section,
+            index: $instance.index,
+            value: &$instance.value,
+            error: $instance.error.as_ref(),
+            ident: &$instance.ident,
+            muted: $instance.muted,
+            outer: $outer,
+        }
+    };
+}
+
 impl<V, C> Instance<V, C>
 where
     V: Clone + Send + Sync + 'static,
@@ -142,16 +160,7 @@ where
                     }
                 }
                 Waiting::Child { child, .. } => {
-                    let here = FrameView {
-                        pipeline: &self.pipeline,
-                        section: self.section,
-                        index: self.index,
-                        value: &self.value,
-                        error: self.error.as_ref(),
-                        ident: &self.ident,
-                        muted: self.muted,
-                        outer,
-                    };
+                    let here = here!(self, outer);
                     if child.drive(core, cx, Some(&here)).is_pending() {
                         self.mark_suspended(core);
                         return Poll::Pending;
@@ -305,16 +314,7 @@ where
         let index = self.index;
         let value = &self.value;
         let ctx = core.context();
-        let here = FrameView {
-            pipeline: &self.pipeline,
-            section: self.section,
-            index,
-            value,
-            error: self.error.as_ref(),
-            ident: &self.ident,
-            muted: self.muted,
-            outer,
-        };
+        let here = here!(self, outer);
         let current = layout.current.then(|| Current::lent(core, self.id, &here));
         let current = current.as_ref();
         let call = match self.section {
@@ -375,16 +375,7 @@ where
                     // The child runs inline; it is boxed only if it has to wait.
                     ChildStart::Run(mut child) => {
                         child.set_nested(muted);
-                        let here = FrameView {
-                            pipeline: &self.pipeline,
-                            section: self.section,
-                            index: self.index,
-                            value: &self.value,
-                            error: self.error.as_ref(),
-                            ident: &self.ident,
-                            muted: self.muted,
-                            outer,
-                        };
+                        let here = here!(self, outer);
                         let polled = child.drive(core, cx, Some(&here));
                         match polled {
                             Poll::Ready(()) => self.child_ended(child, muted, core),
@@ -436,15 +427,14 @@ where
     /// keeps its slot and runs its `finally!` once. A continuation captured elsewhere
     /// runs as a child in place of this pipeline's remaining main steps.
     fn resume(&mut self, continuation: Continuation<V, C>) {
-        let (innermost, outer) = continuation.into_frames();
-        if innermost.ident() == &self.ident {
+        if continuation.innermost().ident() == &self.ident {
+            let (innermost, outer) = continuation.into_frames();
             let (value, pipeline) = innermost.into_parts();
             self.adopt(pipeline, value);
             self.outer_frames = (!outer.is_empty()).then(|| outer.into_boxed_slice());
             return;
         }
-        let foreign = Continuation::new(innermost, outer);
-        let (value, pipeline) = foreign.into_start();
+        let (value, pipeline) = continuation.into_start();
         let instead = Frame::replacing_the_rest(
             self.ident.clone(),
             value,

@@ -3,6 +3,7 @@
 //! stretch inline, starts nested children, and carries out the registry's decisions
 //! (signals, events, drops) after the lock is released.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,7 +25,7 @@ use crate::instance::{Completion, Instance};
 use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::queue::{FastMap, QueueSpec};
+use crate::queue::{FastMap, QueueOf};
 use crate::registry::{Admission, Effects, Ending, Garbage, Gauge, Join, Registry};
 
 /// What a nested pipeline step turned into.
@@ -221,20 +222,15 @@ impl<C: Send + Sync + 'static> Core<C> {
         V: Clone + Send + Sync + 'static,
     {
         let config = pipeline.config();
-        // Borrowed from the configuration where possible: no reference count to touch.
-        let computed;
-        let (queue, keyed) = match &config.queue {
-            QueueSpec::Implicit => {
-                computed = Name::Static(pipeline.site_name());
-                (&computed, false)
-            }
-            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => (queue, false),
+        let (queue, keyed) = match pipeline.queue_of() {
+            QueueOf::Fixed(queue) => (queue, false),
             // User code: called before the lock is taken.
-            QueueSpec::Keyed(key) => {
-                computed = Name::Shared(Arc::from(contained("queue key", || key(&argument))?));
-                (&computed, true)
+            QueueOf::Keyed(key) => {
+                let key = contained("queue key", || key(&argument))?;
+                (Cow::Owned(Name::Shared(Arc::from(key))), true)
             }
         };
+        let queue: &Name = &queue;
         let concurrency = config.concurrency;
         let identity = match (concurrency.use_existing(), config.identity) {
             (false, _) => None,
@@ -440,15 +436,10 @@ impl<C: Send + Sync + 'static> Core<C> {
         V: Clone + Send + Sync + 'static,
     {
         let detached = pipeline.is_detached();
-        // The child would be driven one level deeper on this stack: past the limit, a
-        // detached child goes to a task of its own (a fresh stack), anything else fails.
-        let too_deep = crate::instance::driving_depth() >= crate::NESTING_LIMIT;
-        let on_a_task = too_deep && detached && self.executor().is_some();
-        if too_deep && !on_a_task {
-            return ChildStart::Refused(Error::NestingTooDeep {
-                limit: crate::NESTING_LIMIT,
-            });
-        }
+        let on_a_task = match self.nesting_room(detached) {
+            Ok(on_a_task) => on_a_task,
+            Err(too_deep) => return ChildStart::Refused(too_deep),
+        };
         let name = Name::Static(pipeline.site_name());
         match self.join(pipeline, name, value, Some(parent), detached) {
             Err(error) => ChildStart::Refused(Error::new(error)),
@@ -456,18 +447,8 @@ impl<C: Send + Sync + 'static> Core<C> {
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => ChildStart::Dropped,
             Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
             Ok(Joined::Shared { receiver, .. }) => ChildStart::Shared(receiver),
-            Ok(Joined::Run(mut instance, _)) if detached => {
-                // Runs inline within the parent's stretch, then on a task of its own.
-                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-                if on_a_task
-                    || !instance.is_admitted()
-                    || instance.drive(self, &mut cx, None).is_pending()
-                {
-                    self.wait_on_task(instance);
-                } else {
-                    let ident = instance.ident().clone();
-                    let _ = self.finish_root(&ident, instance.into_completion());
-                }
+            Ok(Joined::Run(instance, _)) if detached => {
+                self.run_unwaited(instance, on_a_task);
                 ChildStart::Detached
             }
             Ok(Joined::Run(instance, _)) => ChildStart::Run(instance),
@@ -487,31 +468,48 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let too_deep = crate::instance::driving_depth() >= crate::NESTING_LIMIT;
-        let on_a_task = too_deep && self.executor().is_some();
-        if too_deep && !on_a_task {
-            return Err(Error::NestingTooDeep {
-                limit: crate::NESTING_LIMIT,
-            });
-        }
+        let on_a_task = self.nesting_room(true)?;
         let name = Name::Static(pipeline.site_name());
         match self.join(pipeline, name, value, Some(parent), detached) {
             Err(error) => Err(Error::new(error)),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => Err(Error::Dropped),
             Ok(Joined::Shared { ident, .. }) => Ok(ident),
-            Ok(Joined::Run(mut instance, _)) => {
+            Ok(Joined::Run(instance, _)) => {
                 let ident = instance.ident().clone();
-                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-                if on_a_task
-                    || !instance.is_admitted()
-                    || instance.drive(self, &mut cx, None).is_pending()
-                {
-                    self.wait_on_task(instance);
-                } else {
-                    let _ = self.finish_root(&ident, instance.into_completion());
-                }
+                self.run_unwaited(instance, on_a_task);
                 Ok(ident)
             }
+        }
+    }
+
+    /// Whether a child fits on this stack: it would be driven one level deeper. Past
+    /// the limit, a child nobody waits for (`unwaited`: detached, a fork) goes to a task
+    /// of its own, a fresh stack (`Ok(true)`); anything else fails.
+    fn nesting_room(&self, unwaited: bool) -> Result<bool, Error> {
+        let too_deep = crate::instance::driving_depth() >= crate::NESTING_LIMIT;
+        let on_a_task = too_deep && unwaited && self.executor().is_some();
+        if too_deep && !on_a_task {
+            return Err(Error::NestingTooDeep {
+                limit: crate::NESTING_LIMIT,
+            });
+        }
+        Ok(on_a_task)
+    }
+
+    /// Runs a child nobody waits for (detached, a fork) inline within its parent's
+    /// stretch, then, if it waits, on a task of its own (at once if `on_a_task`); its
+    /// unhandled error goes to the error reporter.
+    fn run_unwaited<V>(self: &Arc<Self>, mut instance: Instance<V, C>, on_a_task: bool)
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if on_a_task || !instance.is_admitted() || instance.drive(self, &mut cx, None).is_pending()
+        {
+            self.wait_on_task(instance);
+        } else {
+            let ident = instance.ident().clone();
+            let _ = self.finish_root(&ident, instance.into_completion());
         }
     }
 

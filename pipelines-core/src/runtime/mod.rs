@@ -286,7 +286,6 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         E: Into<BoxError>,
     {
         let (pipeline, name, _) = self.resolve::<V>(name)?;
-        let argument = Box::pin(async move { argument.await.map_err(Into::into) });
         self.core.start_root_future(pipeline, name, argument)
     }
 
@@ -318,7 +317,6 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         E: Into<BoxError>,
     {
         let name = Name::Static(pipeline.site_name());
-        let argument = Box::pin(async move { argument.await.map_err(Into::into) });
         self.core.start_root_future(pipeline, name, argument)
     }
 

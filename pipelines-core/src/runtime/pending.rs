@@ -21,7 +21,7 @@ use crate::ident::{Ident, Name};
 use crate::instance::Instance;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::queue::QueueSpec;
+use crate::queue::QueueOf;
 use crate::registry::{Admission, Effects, Ending, Join};
 
 type Argument<V> = Pin<Box<dyn Future<Output = Result<V, BoxError>> + Send>>;
@@ -29,34 +29,29 @@ type Argument<V> = Pin<Box<dyn Future<Output = Result<V, BoxError>> + Send>>;
 impl<C: Send + Sync + 'static> Core<C> {
     /// Joins `pipeline`'s queue now and spawns the task that waits for `argument`, then
     /// runs the instance.
-    pub(super) fn start_root_future<V>(
+    pub(super) fn start_root_future<V, F, E>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
         name: Name,
-        argument: Argument<V>,
+        argument: F,
     ) -> Result<Invocation<V>, InvokeError>
     where
         V: Clone + Send + Sync + 'static,
+        F: Future<Output = Result<V, E>> + Send + 'static,
+        E: Into<BoxError>,
     {
         if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
             return Err(InvokeError::Stopped);
         }
         let config = pipeline.config();
         let concurrency = config.concurrency;
-        let computed;
-        let queue = match &config.queue {
-            QueueSpec::Implicit => {
-                computed = Name::Static(pipeline.site_name());
-                &computed
-            }
-            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => queue,
-            QueueSpec::Keyed(_) => {
-                return Err(InvokeError::ArgumentNeeded {
-                    pipeline: name.to_string(),
-                    needs: "a queue per key",
-                })
-            }
+        let QueueOf::Fixed(queue) = pipeline.queue_of() else {
+            return Err(InvokeError::ArgumentNeeded {
+                pipeline: name.to_string(),
+                needs: "a queue per key",
+            });
         };
+        let queue: &Name = &queue;
         if concurrency.use_existing() {
             return Err(InvokeError::ArgumentNeeded {
                 pipeline: name.to_string(),
@@ -113,7 +108,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         control.set_suspended(true);
         drop(executor.spawn(PendingArgument {
             state: State::Argument {
-                argument,
+                argument: Box::pin(async move { argument.await.map_err(Into::into) }),
                 pipeline: pipeline.clone(),
                 admitted,
                 span,
@@ -182,16 +177,11 @@ where
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => value,
             Ok(Poll::Ready(Err(error))) => {
-                // No value to run `rescue!` or `finally!` with: the invocation fails.
-                let error = Error::new(error);
-                this.core.hooks().report(&this.ident, &error);
-                this.end(Ending::Failed(error.clone()), error);
+                this.fail(Error::new(error));
                 return Poll::Ready(());
             }
             Err(panic) => {
-                let error = Error::from_panic(panic);
-                this.core.hooks().report(&this.ident, &error);
-                this.end(Ending::Failed(error.clone()), error);
+                this.fail(Error::from_panic(panic));
                 return Poll::Ready(());
             }
         };
@@ -199,9 +189,7 @@ where
         match contained("clone", || value.clone()) {
             Ok(kept) => this.control.set_argument(kept),
             Err(refused) => {
-                let error = Error::new(refused);
-                this.core.hooks().report(&this.ident, &error);
-                this.end(Ending::Failed(error.clone()), error);
+                this.fail(Error::new(refused));
                 return Poll::Ready(());
             }
         }
@@ -239,6 +227,13 @@ where
     V: Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
+    /// The argument failed (or panicked, or its `Clone` did): with no value to run
+    /// `rescue!` or `finally!` with, the invocation fails, reported like a step's error.
+    fn fail(&mut self, error: Error) {
+        self.core.hooks().report(&self.ident, &error);
+        self.end(Ending::Failed(error.clone()), error);
+    }
+
     /// Ends the invocation before it had a value: no step ran, so no `finally!` either.
     fn end(&mut self, ending: Ending, error: Error) {
         let admitted = match std::mem::replace(&mut self.state, State::Done) {

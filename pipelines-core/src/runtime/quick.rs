@@ -24,7 +24,7 @@ use crate::ident::{Ident, Name};
 use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::queue::QueueSpec;
+use crate::queue::QueueOf;
 use crate::registry::{Effects, Gauge, QueueId, Replaced, Reservation};
 
 /// What the quick path made of an invocation.
@@ -50,15 +50,10 @@ impl<C: Send + Sync + 'static> Core<C> {
     {
         let config = pipeline.config();
         let concurrency = config.concurrency;
-        let computed;
-        let queue = match &config.queue {
-            QueueSpec::Implicit => {
-                computed = Name::Static(pipeline.site_name());
-                &computed
-            }
-            QueueSpec::Registered(queue) | QueueSpec::Explicit(queue) => queue,
-            QueueSpec::Keyed(_) => return Quick::Declined(argument),
+        let QueueOf::Fixed(queue) = pipeline.queue_of() else {
+            return Quick::Declined(argument);
         };
+        let queue: &Name = &queue;
         if !self.quick_runs
             // Its steps see their instance: it needs one from the start.
             || pipeline.layout().current
