@@ -151,6 +151,11 @@ impl fmt::Debug for Hooks {
 }
 
 impl Hooks {
+    /// `true` if stretches run inside a transactor.
+    pub(crate) fn has_transactor(&self) -> bool {
+        self.transactor.is_some()
+    }
+
     /// Runs `stretch` inside the transactor, if there is one. A panicking transactor is
     /// an error for the instance whose stretch it wrapped (the caller fails it).
     pub(crate) fn in_transaction(&self, stretch: &mut dyn FnMut()) -> Result<(), Error> {

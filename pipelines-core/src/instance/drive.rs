@@ -33,6 +33,15 @@ macro_rules! here {
     };
 }
 
+/// How far a walk over an instance's state goes (see [`Instance::probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Everything: steps, outcomes, the error path, the end.
+    Run,
+    /// Up to the first thing that changes the instance's course or runs user code.
+    Probe,
+}
+
 impl<V, C> Instance<V, C>
 where
     V: Clone + Send + Sync + 'static,
@@ -55,43 +64,81 @@ where
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
     ) -> Poll<()> {
+        self.walk(core, cx, outer, Walk::Run)
+    }
+
+    /// Polls only what the instance waits on (the innermost future), running no user
+    /// code: `Pending` means a [`drive`](Instance::drive) now would run no step either.
+    /// The runtime uses it to open a transaction only for stretches that run steps. It
+    /// is the same walk as `drive`, stopped where `drive` would go on.
+    pub(crate) fn probe(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
+        self.walk(core, cx, None, Walk::Probe)
+    }
+
+    fn walk(
+        &mut self,
+        core: &Arc<Core<C>>,
+        cx: &mut Context<'_>,
+        outer: Option<&FrameView<'_, V, C>>,
+        walk: Walk,
+    ) -> Poll<()> {
         let _in_step = InStep::enter();
         let span = self.span.clone();
         let _entered = span.enter();
         loop {
-            match catch_unwind(AssertUnwindSafe(|| self.run(core, cx, outer))) {
+            match catch_unwind(AssertUnwindSafe(|| self.run(core, cx, outer, walk))) {
                 Ok(poll) => return poll,
                 Err(payload) => {
+                    let error = Error::from_panic(payload);
                     // A future that panicked is finished for good: drop it.
                     if matches!(self.waiting, Waiting::Future(_) | Waiting::Resolved(_)) {
                         self.waiting = Waiting::Nothing;
+                        if walk == Walk::Probe {
+                            // The error path may run user code (a `retry_if` predicate):
+                            // left to `drive`.
+                            self.waiting = Waiting::Resolved(Outcome::Error(error));
+                            return Poll::Ready(());
+                        }
                     }
-                    self.fail(Error::from_panic(payload));
+                    self.fail(error);
                 }
             }
         }
     }
 
+    /// The one walk over the instance's state. `Walk::Probe` returns `Ready` wherever
+    /// `Walk::Run` would change the instance's course or run user code.
     fn run(
         &mut self,
         core: &Arc<Core<C>>,
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
+        walk: Walk,
     ) -> Poll<()> {
+        let probe = walk == Walk::Probe;
         loop {
             if self.completed {
+                if probe {
+                    return Poll::Ready(());
+                }
                 self.record_end(core);
                 return Poll::Ready(());
             }
             if !self.admitted {
                 // A slot given counts as started (the registry said so), even if a
                 // cancellation arrived before this driver ran: it then runs `finally!`.
+                let signalled = self.control.is_admitted()
+                    || self.cancel.is_some()
+                    || self.control.is_cancelled();
+                if signalled && probe {
+                    return Poll::Ready(());
+                }
                 if self.control.is_admitted() {
                     self.admitted = true;
                     self.span.state("started");
                     continue;
                 }
-                if self.cancel.is_some() || self.control.is_cancelled() {
+                if signalled {
                     // Cancelled while it waited for a slot: no step and no `finally!`.
                     self.ending = self.cancel.unwrap_or(Ending::Cancelled);
                     self.completed = true;
@@ -117,15 +164,19 @@ where
                 && !self.unpolled_future
                 && self.deadline_passed(cx)
             {
+                if probe {
+                    return Poll::Ready(());
+                }
                 self.time_out();
                 continue;
             }
             if self.cancel.is_some() && self.section != Section::Finally {
                 match &mut self.waiting {
+                    Waiting::Children => {}
+                    _ if probe => return Poll::Ready(()),
                     // Children first: the child runs its own `finally!`, then reports
                     // `Cancelled`, which cancels this instance below.
                     Waiting::Child { child, .. } => child.request_cancel(),
-                    Waiting::Children => {}
                     waiting => {
                         if matches!(waiting, Waiting::Future(_)) {
                             core.hooks().cancelled_while_waiting(&self.ident);
@@ -141,9 +192,11 @@ where
             self.unpolled_future = false;
             match &mut self.waiting {
                 Waiting::Future(future) => match future.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        self.mark_suspended(core);
-                        return Poll::Pending;
+                    Poll::Pending if self.suspend(core, cx) => return Poll::Pending,
+                    Poll::Pending => {}
+                    Poll::Ready(outcome) if probe => {
+                        self.waiting = Waiting::Resolved(outcome);
+                        return Poll::Ready(());
                     }
                     Poll::Ready(outcome) => {
                         self.waiting = Waiting::Nothing;
@@ -151,6 +204,7 @@ where
                         self.apply(outcome, core, cx, outer);
                     }
                 },
+                Waiting::Resolved(_) if probe => return Poll::Ready(()),
                 Waiting::Resolved(_) => {
                     if let Waiting::Resolved(outcome) =
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
@@ -160,10 +214,20 @@ where
                     }
                 }
                 Waiting::Child { child, .. } => {
-                    let here = here!(self, outer);
-                    if child.drive(core, cx, Some(&here)).is_pending() {
-                        self.mark_suspended(core);
-                        return Poll::Pending;
+                    let polled = if probe {
+                        child.probe(core, cx)
+                    } else {
+                        let here = here!(self, outer);
+                        child.drive(core, cx, Some(&here))
+                    };
+                    if polled.is_pending() {
+                        if self.suspend(core, cx) {
+                            return Poll::Pending;
+                        }
+                        continue;
+                    }
+                    if probe {
+                        return Poll::Ready(());
                     }
                     if let Waiting::Child { child, muted } =
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
@@ -173,19 +237,18 @@ where
                     }
                 }
                 Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
-                    Poll::Pending => {
-                        self.mark_suspended(core);
-                        return Poll::Pending;
-                    }
+                    Poll::Pending if self.suspend(core, cx) => return Poll::Pending,
+                    Poll::Pending => {}
                     Poll::Ready(result) => {
-                        if let Waiting::Shared { muted, .. } =
-                            std::mem::replace(&mut self.waiting, Waiting::Nothing)
-                        {
-                            self.mark_resumed(core);
-                            self.apply_shared(result.unwrap_or(Err(Error::Cancelled)), muted, core);
+                        if let Waiting::Shared { muted, .. } = self.waiting {
+                            self.waiting = Waiting::SharedReady {
+                                result: result.unwrap_or(Err(Error::Cancelled)),
+                                muted,
+                            };
                         }
                     }
                 },
+                Waiting::SharedReady { .. } if probe => return Poll::Ready(()),
                 Waiting::SharedReady { .. } => {
                     if let Waiting::SharedReady { result, muted } =
                         std::mem::replace(&mut self.waiting, Waiting::Nothing)
@@ -195,16 +258,24 @@ where
                     }
                 }
                 Waiting::Backoff(delay) => match delay.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        self.mark_suspended(core);
-                        return Poll::Pending;
-                    }
+                    Poll::Pending if self.suspend(core, cx) => return Poll::Pending,
+                    Poll::Pending => {}
+                    // The step runs again (see below), and a slept sleep stays ready.
+                    Poll::Ready(()) if probe => return Poll::Ready(()),
                     // Retry: the same step, with the same value.
                     Poll::Ready(()) => {
                         self.waiting = Waiting::Nothing;
                         self.mark_resumed(core);
                     }
                 },
+                Waiting::Children if probe => {
+                    self.control.register(cx.waker());
+                    let cancelling = self.cancel.is_some() && self.section != Section::Finally;
+                    if cancelling && !self.control.take_children_done() {
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(());
+                }
                 Waiting::Children => {
                     if !self.no_executor && core.await_children(self.id) {
                         self.control.register(cx.waker());
@@ -216,9 +287,21 @@ where
                         self.cancel_now();
                     }
                 }
+                Waiting::Nothing if probe => return Poll::Ready(()),
                 Waiting::Nothing => self.run_next_step(core, cx, outer),
             }
         }
+    }
+
+    /// Before returning `Pending`: a cancellation must wake whoever polls (the control
+    /// block's waker). `false` if one arrived meanwhile, so the walk goes on instead.
+    fn suspend(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> bool {
+        self.control.register(cx.waker());
+        if self.cancel.is_none() && self.control.is_cancelled() {
+            return false;
+        }
+        self.mark_suspended(core);
+        true
     }
 
     pub(super) fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
@@ -236,67 +319,6 @@ where
             self.span.state("resumed");
             self.control.set_suspended(false);
             core.set_state(self.id, InstanceState::Running);
-        }
-    }
-
-    /// Polls only what the instance waits on (the innermost future), running no step.
-    /// `Pending` means a [`drive`](Instance::drive) now would run no step either; the
-    /// runtime uses it to open a transaction only for stretches that run steps.
-    pub(crate) fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.control.register(cx.waker());
-        if self.section == Section::Main && self.deadline_passed(cx) {
-            return Poll::Ready(());
-        }
-        if !self.admitted {
-            let signalled = self.control.is_admitted() || self.control.is_cancelled();
-            return if signalled || self.cancel.is_some() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            };
-        }
-        let cancelling = self.cancel.is_some() || self.control.is_cancelled();
-        if cancelling && self.section != Section::Finally {
-            return match self.waiting {
-                Waiting::Children if !self.control.take_children_done() => Poll::Pending,
-                _ => Poll::Ready(()),
-            };
-        }
-        match &mut self.waiting {
-            Waiting::Future(future) => match catch_unwind(AssertUnwindSafe(|| {
-                let _in_step = InStep::enter();
-                future.as_mut().poll(cx)
-            }))
-            .map_err(Error::from_panic)
-            {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(outcome)) => {
-                    self.waiting = Waiting::Resolved(outcome);
-                    Poll::Ready(())
-                }
-                Err(panic) => {
-                    self.waiting = Waiting::Resolved(Outcome::Error(panic));
-                    Poll::Ready(())
-                }
-            },
-            Waiting::Child { child, .. } => child.poll_waiting(cx),
-            Waiting::Backoff(delay) => delay.as_mut().poll(cx),
-            Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(result) => {
-                    if let Waiting::Shared { muted, .. } = self.waiting {
-                        self.waiting = Waiting::SharedReady {
-                            result: result.unwrap_or(Err(Error::Cancelled)),
-                            muted,
-                        };
-                    }
-                    Poll::Ready(())
-                }
-            },
-            Waiting::Children
-            | Waiting::Nothing
-            | Waiting::Resolved(_)
-            | Waiting::SharedReady { .. } => Poll::Ready(()),
         }
     }
 

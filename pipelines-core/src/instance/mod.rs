@@ -69,7 +69,7 @@ type SharedResult<V> = Result<V, Error>;
 enum Waiting<V, C> {
     Nothing,
     Future(StepFuture<V, C>),
-    /// The future resolved (see [`Instance::poll_waiting`]); its outcome is applied by the
+    /// The future resolved (see [`Instance::probe`]); its outcome is applied by the
     /// next [`Instance::drive`].
     Resolved(Outcome<V, C>),
     Child {

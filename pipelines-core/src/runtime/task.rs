@@ -38,7 +38,7 @@ where
         let control = instance.control();
         let polled = catch_unwind(AssertUnwindSafe(|| {
             // A wake-up whose future is still pending runs no step: no transaction.
-            if instance.poll_waiting(cx).is_pending() {
+            if this.core.hooks().has_transactor() && instance.probe(&this.core, cx).is_pending() {
                 return Poll::Pending;
             }
             this.core.run_stretch(instance, cx)
