@@ -444,3 +444,70 @@ async fn restarting_a_queue_whose_oldest_waits_for_children_cancels_them_and_sta
         "nothing live; the two queues remain"
     );
 }
+
+/// A parent's children are a linked list: children that end in the middle of it leave
+/// it, and a cancellation still reaches every one that is left, in joining order.
+#[tokio::test(start_paused = true)]
+async fn children_that_end_leave_their_parents_list_and_a_cancellation_reaches_the_rest() {
+    let log = Log::default();
+    let child = pipeline!(|value: u32, log: &Log| {
+        sleep(Duration::from_millis(if value % 2 == 0 {
+            10
+        } else {
+            1000
+        }))
+        .await;
+        push(log, format!("ended {value}"));
+        finally!(|error| {
+            push(
+                log,
+                format!(
+                    "finally {value}: {}",
+                    error.map_or("none".into(), |e| format!("{e:#}"))
+                ),
+            );
+        });
+    })
+    .detached();
+    let parent = pipeline!(|value: u32, log: &Log| {
+        1_u32;
+        &child;
+        2_u32;
+        &child;
+        3_u32;
+        &child;
+        4_u32;
+        &child;
+        5_u32;
+        &child;
+        sleep(Duration::from_millis(1000)).await;
+        finally!(|_error| {
+            push(log, format!("finally parent {value}"));
+        });
+    });
+    let runtime = Runtime::builder(log.clone()).start().unwrap();
+    let handle = runtime.invoke_pipeline(&parent, 0).unwrap();
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        entries(&log),
+        ["ended 2", "finally 2: none", "ended 4", "finally 4: none"]
+    );
+    assert_eq!(
+        runtime.live_counts().0,
+        4,
+        "the parent and children 1, 3 and 5"
+    );
+    runtime.cancel(handle.ident()).unwrap();
+    assert!(handle.await.unwrap_err().is_cancelled());
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        entries(&log)[4..],
+        [
+            "finally 1: instance cancelled",
+            "finally 3: instance cancelled",
+            "finally 5: instance cancelled",
+            "finally parent 5",
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+}

@@ -272,6 +272,8 @@ fn two_workers() -> tokio::runtime::Runtime {
 struct Held {
     ids: std::collections::HashSet<u64>,
     peak: usize,
+    /// Instances whose end was told.
+    ended: usize,
 }
 
 #[test]
@@ -286,13 +288,23 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
     })
     .restartable()
     .max(2);
-    let held = Arc::new(std::sync::Mutex::new(Held::default()));
+    let held = Arc::new((
+        std::sync::Mutex::new(Held::default()),
+        std::sync::Condvar::new(),
+    ));
     let sink = held.clone();
     let runtime = Runtime::builder(())
         .register("work", work)
         .executor(tokio.handle().clone())
         .watcher(move |event| {
-            let mut held = sink.lock().unwrap();
+            let mut held = sink.0.lock().unwrap();
+            if matches!(
+                event.kind(),
+                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled
+            ) {
+                held.ended += 1;
+                sink.1.notify_all();
+            }
             let id = event.ident().id();
             match event.kind() {
                 EventKind::Started => {
@@ -327,7 +339,16 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
             let _ = handle.await;
         }
     });
-    let held = held.lock().unwrap();
+    // Events are delivered after the decisions they record, possibly on another thread
+    // once the handles have resolved: wait until every end has been told.
+    let total = (THREADS * PER_THREAD) as usize;
+    let (held, _) = held
+        .1
+        .wait_timeout_while(held.0.lock().unwrap(), Duration::from_secs(60), |held| {
+            held.ended < total
+        })
+        .unwrap();
+    assert_eq!(held.ended, total);
     assert!(
         held.peak <= 2,
         "events show {} slots held at once",

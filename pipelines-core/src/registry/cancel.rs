@@ -67,11 +67,10 @@ impl Registry {
                 continue;
             }
             scratch.stack.push((id, true));
-            if let Some(entry) = self.entries.get(&id) {
-                scratch
-                    .stack
-                    .extend(entry.children.iter().rev().map(|child| (*child, false)));
-            }
+            // Pushed last first, so the first child is visited first.
+            scratch
+                .stack
+                .extend(self.children_last_first(id).map(|child| (child, false)));
         }
     }
 
@@ -133,10 +132,9 @@ impl Registry {
             if is_top && entry.cancel_on_shutdown {
                 tops.push(id);
             } else {
-                let children = entry.children.iter();
-                stack.extend(children.filter_map(|child| {
-                    let detached = self.entries.get(child)?.detached;
-                    Some((*child, detached))
+                stack.extend(self.children_last_first(id).filter_map(|child| {
+                    let detached = self.entries.get(&child)?.detached;
+                    Some((child, detached))
                 }));
             }
         }

@@ -30,10 +30,12 @@
 //! - `members` counts the entries of each queue, in whatever place. A per-key queue is
 //!   forgotten (its slab slot reused, its statistics dropped) as soon as it has no
 //!   members; a queue with a fixed name is kept for the runtime's life. `queue_ids` names
-//!   exactly the occupied slots of `queues`, `free_queue_slots` the empty ones.
-//! - An entry's `children` are the live entries that joined with it as their parent. An
-//!   entry is removed only once its own steps are over and it has no live children;
-//!   removing the last child of such a parent removes the parent too.
+//!   exactly the occupied slots of the `queues` slab (only per-key queues, which never
+//!   have quick runs, are removed, so no gauge held outside names a reused slot).
+//! - An entry's `children` list (first and last, linked through the children's sibling
+//!   links, in joining order) holds exactly the live entries that joined with it as their
+//!   parent. An entry is removed only once its own steps are over and it has no live
+//!   children; removing the last child of such a parent removes the parent too.
 //! - An entry is in its queue's `use_existing` index (under the hash its `existing`
 //!   holds) from joining until it is cancelled, withdrawn or its steps end; the queue's
 //!   `generation` changes with every change of that index.
@@ -66,6 +68,8 @@ mod queue_state;
 mod quick;
 
 use std::sync::Arc;
+
+use slab::Slab;
 
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::cancellation::ErasedControl;
@@ -101,7 +105,11 @@ struct Entry {
     control: Arc<dyn ErasedControl>,
     parent: Option<u64>,
     detached: bool,
-    children: Vec<u64>,
+    /// Its live children, in joining order: an intrusive list through the children's
+    /// sibling links, so a child leaves in O(1) however many siblings it has.
+    children: Siblings,
+    prev_sibling: Option<u64>,
+    next_sibling: Option<u64>,
     state: InstanceState,
     place: Place,
     prev: Option<u64>,
@@ -118,6 +126,19 @@ struct Entry {
     /// A root waiting for a slot, kept here instead of on a task until it is admitted
     /// (then spawned) or cancelled (then ended by the canceller).
     parked: Option<Box<dyn Parked>>,
+}
+
+/// The ends of an entry's list of children.
+#[derive(Debug, Default, Clone, Copy)]
+struct Siblings {
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+impl Siblings {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
 }
 
 /// A request to join a queue.
@@ -161,13 +182,12 @@ pub(crate) struct Registry {
     entries: FastMap<u64, Entry>,
     /// Queues live in a slab and entries refer to them by index, so the hot paths never
     /// hash or compare a queue name (only joining looks the name up, once).
-    queues: Vec<Option<QueueState>>,
+    queues: Slab<QueueState>,
     /// Keyed, not FNV: a per-key queue's name is computed from an argument.
     queue_ids: KeyedMap<Name, QueueId>,
-    /// Empty slots of `queues`, each with the gauge its last queue had, reused (when
-    /// nobody holds it any more) so a per-key queue that comes and goes per invocation
-    /// allocates no gauge.
-    free_queue_slots: Vec<(QueueId, Arc<Gauge>)>,
+    /// The gauges of forgotten queues, reused (when nobody holds them any more) so a
+    /// per-key queue that comes and goes per invocation allocates no gauge.
+    spare_gauges: Vec<Arc<Gauge>>,
     /// Where events are recorded: only when a watcher or event streams will read them.
     log: Option<Arc<EventLog>>,
     /// Reused by cancellations, so that one allocates nothing once they have grown.
@@ -202,11 +222,11 @@ impl Registry {
     }
 
     fn queue(&self, queue: QueueId) -> Option<&QueueState> {
-        self.queues.get(queue).and_then(Option::as_ref)
+        self.queues.get(queue)
     }
 
     fn queue_mut(&mut self, queue: QueueId) -> Option<&mut QueueState> {
-        self.queues.get_mut(queue).and_then(Option::as_mut)
+        self.queues.get_mut(queue)
     }
 
     fn queue_named(&self, name: &Name) -> Option<&QueueState> {
@@ -230,24 +250,25 @@ impl Registry {
         let id = match self.queue_ids.get(queue) {
             Some(id) => *id,
             None => {
-                let (id, gauge) = match self.free_queue_slots.pop() {
-                    Some((id, mut gauge)) => match Arc::get_mut(&mut gauge) {
+                let slot = self.queues.vacant_entry();
+                let id = slot.key();
+                let gauge = match self.spare_gauges.pop() {
+                    Some(mut gauge) => match Arc::get_mut(&mut gauge) {
                         Some(reused) => {
                             *reused = Gauge::new(id, concurrency);
-                            (id, gauge)
+                            gauge
                         }
-                        None => (id, Arc::new(Gauge::new(id, concurrency))),
+                        None => Arc::new(Gauge::new(id, concurrency)),
                     },
-                    None => {
-                        let id = self.queues.len();
-                        (id, Arc::new(Gauge::new(id, concurrency)))
-                    }
+                    None => Arc::new(Gauge::new(id, concurrency)),
                 };
-                let state = QueueState::new(queue.clone(), concurrency, by.clone(), keyed, gauge);
-                match self.queues.get_mut(id) {
-                    Some(slot) => *slot = Some(state),
-                    None => self.queues.push(Some(state)),
-                }
+                slot.insert(QueueState::new(
+                    queue.clone(),
+                    concurrency,
+                    by.clone(),
+                    keyed,
+                    gauge,
+                ));
                 self.queue_ids.insert(queue.clone(), id);
                 id
             }
@@ -407,7 +428,9 @@ impl Registry {
                 control: join.control,
                 parent: join.parent,
                 detached: join.detached,
-                children: Vec::new(),
+                children: Siblings::default(),
+                prev_sibling: None,
+                next_sibling: None,
                 state: InstanceState::Waiting,
                 place: Place::None,
                 prev: None,
@@ -421,8 +444,8 @@ impl Registry {
                 parked: None,
             },
         );
-        if let Some(parent) = join.parent.and_then(|parent| self.entries.get_mut(&parent)) {
-            parent.children.push(id);
+        if let Some(parent) = join.parent {
+            self.add_child(parent, id);
         }
         if let Some(state) = self.queue_mut(queue) {
             state.members += 1;
@@ -637,10 +660,10 @@ impl Registry {
             let Some(parent_id) = entry.parent else {
                 return;
             };
+            self.remove_child(parent_id, entry.prev_sibling, entry.next_sibling);
             let Some(parent) = self.entries.get_mut(&parent_id) else {
                 return;
             };
-            parent.children.retain(|child| *child != id);
             if parent.children.is_empty() {
                 if parent.done {
                     next = Some(parent_id);
@@ -652,6 +675,52 @@ impl Registry {
         }
     }
 
+    /// Appends `child` to `parent`'s children.
+    fn add_child(&mut self, parent: u64, child: u64) {
+        let Some(last) = self.entries.get_mut(&parent).map(|parent| {
+            let last = parent.children.last.replace(child);
+            parent.children.first.get_or_insert(child);
+            last
+        }) else {
+            return;
+        };
+        if let Some(last) = last.and_then(|last| self.entries.get_mut(&last)) {
+            last.next_sibling = Some(child);
+        }
+        if let Some(child) = self.entries.get_mut(&child) {
+            child.prev_sibling = last;
+            child.next_sibling = None;
+        }
+    }
+
+    /// Unlinks a removed child, whose siblings were `prev` and `next`, from `parent`.
+    fn remove_child(&mut self, parent: u64, prev: Option<u64>, next: Option<u64>) {
+        match prev.and_then(|prev| self.entries.get_mut(&prev)) {
+            Some(prev) => prev.next_sibling = next,
+            None => {
+                if let Some(parent) = self.entries.get_mut(&parent) {
+                    parent.children.first = next;
+                }
+            }
+        }
+        match next.and_then(|next| self.entries.get_mut(&next)) {
+            Some(next) => next.prev_sibling = prev,
+            None => {
+                if let Some(parent) = self.entries.get_mut(&parent) {
+                    parent.children.last = prev;
+                }
+            }
+        }
+    }
+
+    /// `id`'s live children, last first.
+    fn children_last_first(&self, id: u64) -> impl Iterator<Item = u64> + '_ {
+        let last = self.entries.get(&id).and_then(|entry| entry.children.last);
+        std::iter::successors(last, |child| {
+            self.entries.get(child).and_then(|child| child.prev_sibling)
+        })
+    }
+
     /// Gives back what a burst made the tables grow to, once nothing is live: a runtime
     /// that was busy for a moment does not keep its peak memory forever. Small tables
     /// are kept, so a steady trickle of invocations does not reallocate.
@@ -660,7 +729,7 @@ impl Registry {
         if self.entries.capacity() > KEPT {
             self.entries = FastMap::default();
         }
-        for state in self.queues.iter_mut().flatten() {
+        for (_, state) in self.queues.iter_mut() {
             if state.existing.capacity() > KEPT {
                 state.existing = FastMap::default();
             }
@@ -673,14 +742,14 @@ impl Registry {
             .queue(queue)
             .is_some_and(|state| state.keyed && state.members == 0)
         {
-            if let Some(state) = self.queues[queue].take() {
+            if let Some(state) = self.queues.try_remove(queue) {
                 self.queue_ids.remove(&state.name);
                 // Its statistics go with it (the last result dropped outside the lock).
                 let stats = std::mem::take(&mut *state.gauge.stats());
                 if let Some(last) = stats.last_result {
                     fx.discard_result(last);
                 }
-                self.free_queue_slots.push((queue, state.gauge));
+                self.spare_gauges.push(state.gauge);
             }
         }
     }
