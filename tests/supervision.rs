@@ -416,6 +416,26 @@ async fn stopping_the_runtime_stops_its_supervisors() {
     while receiver.recv().await.is_some() {}
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_goes_on_without_its_handle_until_the_runtime_stops() {
+    let endless = source_fn(|offset: u64| async move { Ok::<_, std::io::Error>(Some(offset)) });
+    let (sender, mut receiver) = mpsc::channel(4);
+    let runtime = Runtime::builder(()).start().unwrap();
+    let handle = runtime
+        .supervise(
+            Supervisor::new("endless")
+                .child(ChildSpec::new("numbers", Producer::new(endless, sender))),
+        )
+        .unwrap();
+    drop(handle);
+    for expected in 0..100 {
+        assert_eq!(receiver.recv().await, Some(expected));
+    }
+    runtime.stop();
+    // The channel closes once the supervisor has stopped its child and dropped it.
+    ended(async { while receiver.recv().await.is_some() {} }).await;
+}
+
 /// Awaits `future`, failing the test if it has not ended after an hour of (paused, so
 /// virtual) time: a supervisor that hangs fails the test instead of hanging it.
 async fn ended<F: Future>(future: F) -> F::Output {

@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Core, Runtime};
 use crate::error::{Error, StartError};
 use crate::events::{EventLog, EVENT_BACKLOG};
@@ -340,7 +342,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 hooks: self.hooks,
                 executor,
                 stopped: AtomicBool::new(false),
-                shutdown: tokio::sync::watch::channel(false).0,
+                shutdown: CancellationToken::new(),
                 next_id: AtomicU64::new(1),
                 registry: Mutex::new(registry),
                 quick_runs,

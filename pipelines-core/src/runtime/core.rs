@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::builder::Registered;
 use super::quick::Quick;
@@ -64,8 +65,8 @@ pub(crate) struct Core<C> {
     pub(super) hooks: Hooks,
     pub(super) executor: Option<tokio::runtime::Handle>,
     pub(super) stopped: AtomicBool,
-    /// Tells supervisors the runtime stopped.
-    pub(super) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Cancelled when the runtime stops; each supervisor's stop signal is a child of it.
+    pub(super) shutdown: CancellationToken,
     pub(super) next_id: AtomicU64,
     pub(super) registry: Mutex<Registry>,
     /// The events (also recorded into by the registry), when a watcher or event streams
@@ -553,9 +554,9 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.finish_root(&ident, instance.into_completion())
     }
 
-    /// Resolves once the runtime was stopped.
-    pub(crate) fn shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shutdown.subscribe()
+    /// A stop signal that the runtime's stop fires too.
+    pub(crate) fn stop_signal(&self) -> CancellationToken {
+        self.shutdown.child_token()
     }
 
     /// `true` if an instance that waits could be spawned (without cloning a handle).

@@ -478,7 +478,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// ```
     pub fn stop(&self) {
         self.core.stopped.store(true, Ordering::Release);
-        self.core.shutdown.send_replace(true);
+        self.core.shutdown.cancel();
         let mut fx = Effects::default();
         self.core.lock().stop(&mut fx);
         self.core.after(&mut fx);
