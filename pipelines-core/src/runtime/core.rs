@@ -91,6 +91,10 @@ impl<C: Send + Sync + 'static> Core<C> {
         &self.hooks
     }
 
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, Registry> {
         // The registry is consistent at every unlock (no user code runs under the lock),
         // so a poisoned lock is still safe to use.
