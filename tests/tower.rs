@@ -15,6 +15,9 @@ use tower::{Service, ServiceExt};
 
 const WORK: Duration = Duration::from_millis(100);
 
+/// A behaviour's name, and how a pipeline is given it.
+type Configure = (&'static str, fn(Pipeline<u32, ()>) -> Pipeline<u32, ()>);
+
 /// Doubles its value after `WORK`.
 fn slow_double() -> Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
@@ -49,7 +52,7 @@ async fn settle() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn every_behaviour_answers_through_ready_and_oneshot() {
-    let behaviours: [(&str, fn(Pipeline<u32, ()>) -> Pipeline<u32, ()>); 6] = [
+    let behaviours: [Configure; 6] = [
         ("unrestricted", |p| p),
         ("restartable", Pipeline::restartable),
         ("dropping", Pipeline::dropping),
@@ -64,13 +67,15 @@ async fn every_behaviour_answers_through_ready_and_oneshot() {
         assert_eq!(service.oneshot(5).await.unwrap(), 10, "{name}: oneshot");
     }
     // A pipeline that never waits answers in `call` itself.
-    let (_runtime, service) = service_of(pipeline!(|value: u32, _ctx: &()| { value + 1; }));
+    let (_runtime, service) = service_of(pipeline!(|value: u32, _ctx: &()| {
+        value + 1;
+    }));
     assert_eq!(service.oneshot(1).now_or_never().unwrap().unwrap(), 2);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn only_a_full_dropping_queue_is_not_ready() {
-    let full_but_never_refusing: [(&str, fn(Pipeline<u32, ()>) -> Pipeline<u32, ()>); 4] = [
+    let full_but_never_refusing: [Configure; 4] = [
         ("restartable", Pipeline::restartable),
         ("enqueued", Pipeline::enqueued),
         ("keep-latest", Pipeline::keep_latest),
@@ -131,14 +136,25 @@ async fn a_slot_freed_by_a_cancellation_or_a_quick_run_wakes_the_waiter() {
     let start = Instant::now();
     assert!(running.cancel());
     woken(waiter).await.unwrap();
-    assert_eq!(Instant::now(), start, "woken by the cancellation, not by time");
+    assert_eq!(
+        Instant::now(),
+        start,
+        "woken by the cancellation, not by time"
+    );
 
     // A pipeline that never waits holds its slot only inside `invoke`: always free after.
-    let (_runtime, mut service) =
-        service_of(pipeline!(|value: u32, _ctx: &()| { value + 1; }).dropping());
+    let (_runtime, mut service) = service_of(
+        pipeline!(|value: u32, _ctx: &()| {
+            value + 1;
+        })
+        .dropping(),
+    );
     for value in 0..3 {
         let ready = service.ready().now_or_never().unwrap().unwrap();
-        assert_eq!(ready.call(value).now_or_never().unwrap().unwrap(), value + 1);
+        assert_eq!(
+            ready.call(value).now_or_never().unwrap().unwrap(),
+            value + 1
+        );
     }
 }
 

@@ -231,10 +231,7 @@ impl<V> Future for ServiceFuture<V> {
 impl<V> fmt::Debug for ServiceFuture<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
-            State::Invoked(invocation) => f
-                .debug_tuple("ServiceFuture")
-                .field(invocation)
-                .finish(),
+            State::Invoked(invocation) => f.debug_tuple("ServiceFuture").field(invocation).finish(),
             State::NotInvoked(error) => f.debug_tuple("ServiceFuture").field(error).finish(),
         }
     }
@@ -309,7 +306,7 @@ impl ServiceError {
     /// may be tried again later (an HTTP server answers 503).
     ///
     /// ```
-    /// use pipelines::{Error, InvokeError};
+    /// use pipelines::InvokeError;
     /// use pipelines::service::ServiceError;
     ///
     /// let stopped = ServiceError::Invoke { pipeline: "export".into(), source: InvokeError::Stopped };

@@ -254,7 +254,7 @@ mod loom_model {
             let quick = {
                 let queue = Arc::clone(&queue);
                 thread::spawn(move || {
-                    if queue.gauge.free() {
+                    if queue.gauge.free().entry_waits() {
                         let mut waiting = queue.registry.lock().unwrap();
                         queue.fill_slots(&mut waiting);
                     }
@@ -276,6 +276,44 @@ mod loom_model {
         });
     }
 
+    /// Wakes by setting a flag.
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A caller polls for room while the only slot is given back: it sees the slot free,
+    /// or it is woken (a waiter never misses a freed slot).
+    #[test]
+    fn loom_model_a_freed_slot_wakes_a_caller_waiting_for_room() {
+        loom::model(|| {
+            let concurrency = Concurrency::new(Behaviour::Dropping);
+            let gauge = Arc::new(Gauge::new(0, concurrency));
+            assert!(gauge.try_take_quick());
+            let releaser = {
+                let gauge = Arc::clone(&gauge);
+                thread::spawn(move || {
+                    if gauge.free().room_wanted() {
+                        gauge.wake_room_waiters();
+                    }
+                })
+            };
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = std::task::Waker::from(std::sync::Arc::clone(&flag));
+            let mut cx = std::task::Context::from_waker(&waker);
+            let ready = gauge.poll_room(&mut cx).is_ready();
+            releaser.join().unwrap();
+            assert!(ready || flag.0.load(Ordering::SeqCst));
+            assert!(
+                gauge.try_take_quick(),
+                "the bit does not keep quick runs out"
+            );
+        });
+    }
+
     /// A quick run never takes a slot from under a waiting entry.
     #[test]
     fn loom_model_a_quick_run_does_not_overtake() {
@@ -287,7 +325,7 @@ mod loom_model {
             let releaser = {
                 let gauge = Arc::clone(&gauge);
                 thread::spawn(move || {
-                    assert!(gauge.free());
+                    assert!(gauge.free().entry_waits());
                 })
             };
             assert!(!gauge.try_take_quick());

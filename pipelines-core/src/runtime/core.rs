@@ -363,7 +363,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        if self.stopped.load(Ordering::Acquire) {
+        if self.is_stopped() {
             return Err(InvokeError::Stopped);
         }
         let argument = match self.start_quick(pipeline, &name, argument, queue) {

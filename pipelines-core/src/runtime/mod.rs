@@ -206,7 +206,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert!(runtime.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.core.stopped.load(Ordering::Acquire)
+        self.core.is_stopped()
     }
 
     /// Invokes the pipeline registered under `name` with `argument`.
