@@ -86,7 +86,7 @@
 pub use pipelines_core::*;
 // Also re-exported by name, so that docs.rs labels it with the feature it needs (the
 // glob re-export above carries no such label).
-#[cfg(feature = "timeline")]
-pub use pipelines_core::Timeline;
 #[cfg(feature = "tower")]
 pub use pipelines_core::service;
+#[cfg(feature = "timeline")]
+pub use pipelines_core::Timeline;
