@@ -67,9 +67,16 @@
 //!   each instance and renders it as an ASCII chart or an SVG picture.
 //! - `tracing`: a `tracing` span per instance, entered while its steps run, with an event
 //!   for each change of its state.
+//! - `tower`: the [`service`] module: a registered pipeline as a `tower::Service`
+//!   ([`PipelineHandle::into_service`]), whose readiness reflects a full dropping queue.
 //!
 // Without `timeline` there is no `Timeline` to link to: the link points to this section.
 #![cfg_attr(not(feature = "timeline"), doc = "[`Timeline`]: #features")]
+// Without `tower`, the same for its module and method.
+#![cfg_attr(
+    not(feature = "tower"),
+    doc = "[`service`]: #features\n[`PipelineHandle::into_service`]: #features"
+)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -79,5 +86,7 @@
 pub use pipelines_core::*;
 // Also re-exported by name, so that docs.rs labels it with the feature it needs (the
 // glob re-export above carries no such label).
+#[cfg(feature = "tower")]
+pub use pipelines_core::service;
 #[cfg(feature = "timeline")]
 pub use pipelines_core::Timeline;

@@ -749,3 +749,42 @@ mod supervision {
         Ok(())
     }
 }
+
+#[rustfmt::skip]
+mod tower_service {
+    use std::time::Duration;
+
+    use pipelines::{pipeline, Runtime};
+    use tower::load_shed::error::Overloaded;
+    use tower::load_shed::LoadShed;
+    use tower::ServiceExt;
+
+    struct Warehouse;
+
+    impl Warehouse {
+        async fn export(&self, rows: u32) -> u32 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rows
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn runs() -> super::Outcome {
+        // README begin
+        let export = pipeline!(|rows: u32, warehouse: &Warehouse| {
+            warehouse.export(rows).await;               // slow
+        })
+        .dropping();                                    // one export at a time, others refused
+        let runtime = Runtime::builder(Warehouse).register("export", export).start()?;
+
+        let service = LoadShed::new(runtime.handle::<u32>("export")?.into_service());
+        let running = tokio::spawn(service.clone().oneshot(1_000));
+        tokio::task::yield_now().await;                 // the export starts and holds the slot
+        let busy = service.clone().oneshot(2_000).await.unwrap_err();
+        assert!(busy.is::<Overloaded>());               // not ready: refused at once (HTTP 503)
+        assert_eq!(running.await??, 1_000);
+        // README end
+        assert_eq!(service.oneshot(3_000).await?, 3_000);
+        Ok(())
+    }
+}

@@ -22,9 +22,16 @@
 //!   each instance and renders it as an ASCII chart or an SVG picture.
 //! - `tracing`: a `tracing` span per instance, entered while its steps run, with an event
 //!   for each change of its state.
+//! - `tower`: the [`service`] module: a registered pipeline as a `tower::Service`
+//!   ([`PipelineHandle::into_service`]), whose readiness reflects a full dropping queue.
 //!
 // Without `timeline` there is no `Timeline` to link to: the link points to this section.
 #![cfg_attr(not(feature = "timeline"), doc = "[`Timeline`]: #features")]
+// Without `tower`, the same for its module and method.
+#![cfg_attr(
+    not(feature = "tower"),
+    doc = "[`service`]: #features\n[`PipelineHandle::into_service`]: #features"
+)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -50,6 +57,9 @@ mod producer;
 mod queue;
 mod registry;
 mod runtime;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod service;
 mod signals;
 pub mod supervision;
 #[cfg(feature = "timeline")]

@@ -3,7 +3,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+#[cfg(feature = "tower")]
+use std::task::{Context, Poll};
 
+#[cfg(feature = "tower")]
+use crate::behaviour::Behaviour;
 use crate::error::InvokeError;
 use crate::ident::Name;
 use crate::invocation::Invocation;
@@ -87,6 +91,56 @@ where
     /// The name the pipeline is registered under.
     pub fn name(&self) -> &str {
         self.name.as_str()
+    }
+
+    /// The pipeline as a [`tower` service](crate::service::PipelineService): calling it
+    /// invokes the pipeline through this handle.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Runtime};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let runtime = Runtime::builder(())
+    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value + 1; }))
+    ///     .start()
+    ///     .unwrap();
+    /// let inc = runtime.handle::<u8>("inc").unwrap().into_service();
+    /// assert_eq!(inc.oneshot(41).await.unwrap(), 42);
+    /// # }
+    /// ```
+    #[cfg(feature = "tower")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+    pub fn into_service(self) -> crate::service::PipelineService<V, C> {
+        crate::service::PipelineService::new(self)
+    }
+
+    /// Whether the pipeline's queue would take one more invocation: `Pending` only for a
+    /// full dropping queue with a fixed name (and not `use_existing`, which may share a
+    /// live instance), `cx` being woken when a slot frees or the runtime stops; an error
+    /// once the runtime was stopped.
+    #[cfg(feature = "tower")]
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<Result<(), InvokeError>> {
+        if self.core.is_stopped() {
+            return Poll::Ready(Err(InvokeError::Stopped));
+        }
+        let Some(gauge) = self.queue.as_ref().filter(|gauge| {
+            gauge.concurrency.behaviour() == Behaviour::Dropping
+                && !gauge.concurrency.use_existing()
+        }) else {
+            return Poll::Ready(Ok(()));
+        };
+        if gauge.poll_room(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        // `stop` sets its flag, then wakes the registered: registered before its wake,
+        // this caller is woken; after it, the flag is seen here.
+        if self.core.is_stopped() {
+            Poll::Ready(Err(InvokeError::Stopped))
+        } else {
+            Poll::Pending
+        }
     }
 }
 

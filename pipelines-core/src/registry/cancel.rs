@@ -108,7 +108,7 @@ impl Registry {
         let (place, queue) = (entry.place, entry.queue);
         self.leave_existing(id);
         // Cancelling frees the slot at once.
-        self.unlink(id);
+        self.unlink(id, fx);
         (place == Place::Live).then_some(queue)
     }
 

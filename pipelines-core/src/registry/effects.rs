@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::Gauge;
 use crate::cancellation::ErasedControl;
 use crate::ident::Ident;
 use crate::introspection::{ErasedKept, KeptResult};
@@ -18,6 +19,9 @@ pub(crate) struct Effects {
     pub(crate) start: Few<Box<dyn Parked>>,
     /// Parked roots that were cancelled: ended here.
     pub(crate) end: Few<Box<dyn Parked>>,
+    /// Queues that gave a slot back while somebody waited for room: their waiters are
+    /// woken (`gauge.rs`).
+    pub(crate) room_freed: Few<Arc<Gauge>>,
     pub(super) garbage: Garbage,
 }
 
@@ -133,6 +137,7 @@ impl Effects {
             && self.children_done.is_empty()
             && self.start.is_empty()
             && self.end.is_empty()
+            && self.room_freed.is_empty()
             && self.garbage.is_empty()
     }
 
@@ -154,6 +159,9 @@ impl Effects {
         }
         for parked in self.end {
             parked.end();
+        }
+        for gauge in self.room_freed {
+            gauge.wake_room_waiters();
         }
         self.garbage
     }

@@ -16,13 +16,30 @@
 //! - A quick run takes a slot only while nobody waits (checked in the same
 //!   compare-and-swap), so it never overtakes a waiting entry (SEMANTICS 3.2: waiting
 //!   instances start in arrival order).
+//! - A caller that waits for room in a full queue (a `tower` service's `poll_ready`)
+//!   registers its waker in the gauge's list and sets the word's `ROOM_WANTED` bit, both
+//!   under the list's lock, then reads whether a slot is free from that same operation.
+//!   Whoever gives a slot back learns from its `fetch_sub` whether the bit is set; only
+//!   then does it take the list's lock, clear the bit and wake the list (after the
+//!   registry's lock, if it holds it). So giving a slot back costs nothing more when
+//!   nobody waits, and no waiter misses a slot: either its registration comes first in
+//!   the word's order (the give-back sees the bit), or the give-back does (the waiter
+//!   sees the slot free). Waking grants nothing: the woken caller looks again, and
+//!   another may have taken the slot meanwhile.
 
 #[cfg(pipelines_loom)]
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::{
+    atomic::{AtomicU64, Ordering},
+    Mutex as WakerLock,
+};
 #[cfg(not(pipelines_loom))]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Mutex as WakerLock,
+};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use super::queue_state::Stats;
 use super::QueueId;
@@ -33,6 +50,9 @@ const SLOT: u64 = 1;
 /// One entry waiting, in the gauge's word (the high half).
 const WAITER: u64 = 1 << 32;
 const SLOTS: u64 = WAITER - 1;
+/// Somebody waits for room (a slot to free) with a waker in the gauge's list; the top
+/// bit, so the waiting entries keep 31 bits.
+const ROOM_WANTED: u64 = 1 << 63;
 
 /// The shared, lock-free part of a queue (see the module doc).
 pub(crate) struct Gauge {
@@ -46,6 +66,26 @@ pub(crate) struct Gauge {
     counts: AtomicU64,
     /// Its own small lock: a quick run records its result without the registry's.
     stats: Mutex<Stats>,
+    /// The callers waiting for room (see the module doc), woken when a slot is given
+    /// back; touched only while `ROOM_WANTED` says somebody waits.
+    room_waiters: WakerLock<Vec<Waker>>,
+}
+
+/// What giving a slot back found in the gauge's word.
+#[must_use]
+pub(crate) struct Freed(u64);
+
+impl Freed {
+    /// An entry waits for a slot: the registry must start it.
+    pub(crate) fn entry_waits(&self) -> bool {
+        self.0 & !ROOM_WANTED >= WAITER
+    }
+
+    /// A caller waits for room: [`Gauge::wake_room_waiters`] must wake it (outside the
+    /// registry's lock).
+    pub(crate) fn room_wanted(&self) -> bool {
+        self.0 & ROOM_WANTED != 0
+    }
 }
 
 impl Gauge {
@@ -56,6 +96,7 @@ impl Gauge {
             limit: u64::try_from(concurrency.limit()).map_or(SLOTS, |limit| limit.min(SLOTS)),
             counts: AtomicU64::new(0),
             stats: Mutex::new(Stats::default()),
+            room_waiters: WakerLock::new(Vec::new()),
         }
     }
 
@@ -66,7 +107,7 @@ impl Gauge {
 
     /// Takes a slot for a quick run: only if one is free and nobody waits for one.
     pub(crate) fn try_take_quick(&self) -> bool {
-        self.take_if(|counts| counts < self.limit)
+        self.take_if(|counts| counts & !ROOM_WANTED < self.limit)
     }
 
     fn take_if(&self, free: impl Fn(u64) -> bool) -> bool {
@@ -93,10 +134,55 @@ impl Gauge {
         self.counts.fetch_add(SLOT, Ordering::AcqRel);
     }
 
-    /// Gives a slot back. `true` if an entry waits: a quick run must then have the
-    /// registry start it.
-    pub(crate) fn free(&self) -> bool {
-        self.counts.fetch_sub(SLOT, Ordering::AcqRel) >= WAITER
+    /// Gives a slot back, and says who waits for it: an entry (a quick run must then have
+    /// the registry start it), a caller waiting for room (to be woken).
+    pub(crate) fn free(&self) -> Freed {
+        Freed(self.counts.fetch_sub(SLOT, Ordering::AcqRel))
+    }
+
+    /// `Ready` if a slot is free; otherwise `Pending`, with `cx`'s waker registered to be
+    /// woken when one is given back (or by [`wake_room_waiters`](Gauge::wake_room_waiters)).
+    /// A waker already in the list is not added twice.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.has_free_slot() {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.room_waiters();
+        if !waiters.iter().any(|waiter| waiter.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        // Set under the list's lock, and read in the same operation: a slot given back
+        // before this is seen here, one given back after it sees the bit.
+        let counts = self.counts.fetch_or(ROOM_WANTED, Ordering::AcqRel);
+        drop(waiters);
+        if counts & SLOTS < self.limit {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Wakes every caller waiting for room. Called without the registry's lock: a waker
+    /// is foreign code.
+    pub(crate) fn wake_room_waiters(&self) {
+        let woken = {
+            let mut waiters = self.room_waiters();
+            // Cleared under the list's lock, so the bit is set whenever the list holds a
+            // waiter registered since the last wake.
+            self.counts.fetch_and(!ROOM_WANTED, Ordering::AcqRel);
+            std::mem::take(&mut *waiters)
+        };
+        for waker in woken {
+            waker.wake();
+        }
+    }
+
+    fn room_waiters(&self) -> impl std::ops::DerefMut<Target = Vec<Waker>> + '_ {
+        // Only pushes and takes happen under this lock: a poisoned one is consistent.
+        self.room_waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn has_free_slot(&self) -> bool {
@@ -168,7 +254,7 @@ mod loom_model {
             let quick = {
                 let queue = Arc::clone(&queue);
                 thread::spawn(move || {
-                    if queue.gauge.free() {
+                    if queue.gauge.free().entry_waits() {
                         let mut waiting = queue.registry.lock().unwrap();
                         queue.fill_slots(&mut waiting);
                     }
@@ -190,6 +276,44 @@ mod loom_model {
         });
     }
 
+    /// Wakes by setting a flag.
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A caller polls for room while the only slot is given back: it sees the slot free,
+    /// or it is woken (a waiter never misses a freed slot).
+    #[test]
+    fn loom_model_a_freed_slot_wakes_a_caller_waiting_for_room() {
+        loom::model(|| {
+            let concurrency = Concurrency::new(Behaviour::Dropping);
+            let gauge = Arc::new(Gauge::new(0, concurrency));
+            assert!(gauge.try_take_quick());
+            let releaser = {
+                let gauge = Arc::clone(&gauge);
+                thread::spawn(move || {
+                    if gauge.free().room_wanted() {
+                        gauge.wake_room_waiters();
+                    }
+                })
+            };
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = std::task::Waker::from(std::sync::Arc::clone(&flag));
+            let mut cx = std::task::Context::from_waker(&waker);
+            let ready = gauge.poll_room(&mut cx).is_ready();
+            releaser.join().unwrap();
+            assert!(ready || flag.0.load(Ordering::SeqCst));
+            assert!(
+                gauge.try_take_quick(),
+                "the bit does not keep quick runs out"
+            );
+        });
+    }
+
     /// A quick run never takes a slot from under a waiting entry.
     #[test]
     fn loom_model_a_quick_run_does_not_overtake() {
@@ -201,7 +325,7 @@ mod loom_model {
             let releaser = {
                 let gauge = Arc::clone(&gauge);
                 thread::spawn(move || {
-                    assert!(gauge.free());
+                    assert!(gauge.free().entry_waits());
                 })
             };
             assert!(!gauge.try_take_quick());

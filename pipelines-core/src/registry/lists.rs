@@ -1,10 +1,13 @@
 //! The intrusive lists of a queue (its `live` and `waiting` lists): entries are linked
 //! through their `prev` and `next` ids, so joining, leaving and starting are O(1).
-//! Unlinking a live entry gives its slot back to the queue's gauge; linking and unlinking
-//! a waiting one keeps the gauge's count of waiting entries.
+//! Unlinking a live entry gives its slot back to the queue's gauge (and has whoever waits
+//! for room woken after the lock); linking and unlinking a waiting one keeps the gauge's
+//! count of waiting entries.
+
+use std::sync::Arc;
 
 use super::queue_state::List;
-use super::{Place, Registry};
+use super::{Effects, Place, Registry};
 
 impl Registry {
     pub(super) fn link(&mut self, id: u64, place: Place) {
@@ -39,7 +42,7 @@ impl Registry {
         }
     }
 
-    pub(super) fn unlink(&mut self, id: u64) {
+    pub(super) fn unlink(&mut self, id: u64, fx: &mut Effects) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -54,7 +57,9 @@ impl Registry {
         let list: &mut List = match place {
             Place::Live => {
                 // The caller starts waiting entries afterwards if it should.
-                state.gauge.free();
+                if state.gauge.free().room_wanted() {
+                    fx.room_freed.push(Arc::clone(&state.gauge));
+                }
                 &mut state.live
             }
             Place::Waiting => {

@@ -486,7 +486,7 @@ impl Registry {
             .queue(queue)
             .and_then(|state| state.waiting.head.filter(|_| state.gauge.try_take()))
         {
-            self.unlink(next);
+            self.unlink(next, fx);
             self.start(next);
             if let Some(entry) = self.entries.get_mut(&next) {
                 entry.control.set_admitted();
@@ -642,7 +642,7 @@ impl Registry {
         let mut next = Some(id);
         while let Some(id) = next.take() {
             let place = self.entries.get(&id).map(|entry| entry.place);
-            self.unlink(id);
+            self.unlink(id, fx);
             let Some(entry) = self.entries.remove(&id) else {
                 return;
             };

@@ -92,6 +92,10 @@ impl<C: Send + Sync + 'static> Core<C> {
         &self.hooks
     }
 
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, Registry> {
         // The registry is consistent at every unlock (no user code runs under the lock),
         // so a poisoned lock is still safe to use.
@@ -360,7 +364,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        if self.stopped.load(Ordering::Acquire) {
+        if self.is_stopped() {
             return Err(InvokeError::Stopped);
         }
         let argument = match self.start_quick(pipeline, &name, argument, queue) {

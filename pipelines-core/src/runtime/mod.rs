@@ -206,7 +206,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert!(runtime.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.core.stopped.load(Ordering::Acquire)
+        self.core.is_stopped()
     }
 
     /// Invokes the pipeline registered under `name` with `argument`.
@@ -482,6 +482,15 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         let mut fx = Effects::default();
         self.core.lock().stop(&mut fx);
         self.core.after(&mut fx);
+        // A service waiting for room in a full dropping queue learns that the runtime
+        // stopped (after the flag: it looks at it again once registered, see
+        // `PipelineHandle::poll_room`).
+        #[cfg(feature = "tower")]
+        for registered in self.core.pipelines.values() {
+            if let Some(gauge) = &registered.gauge {
+                gauge.wake_room_waiters();
+            }
+        }
     }
 
     /// Subscribes to the runtime's events: a [`Stream`](futures::Stream) of every

@@ -142,12 +142,17 @@ impl<C: Send + Sync + 'static> Core<C> {
         Invocation::quick(ident, argument, result)
     }
 
-    /// Gives a quick run's slot back; if an instance waits for it, the registry starts it.
+    /// Gives a quick run's slot back; if an instance waits for it, the registry starts it;
+    /// if a caller waits for room, it is woken.
     fn give_back(&self, gauge: &Gauge) {
-        if gauge.free() {
+        let freed = gauge.free();
+        if freed.entry_waits() {
             let mut fx = Effects::default();
             self.lock().start_waiting(gauge.id, &mut fx);
             self.after(&mut fx);
+        }
+        if freed.room_wanted() {
+            gauge.wake_room_waiters();
         }
     }
 
