@@ -27,6 +27,8 @@ pub(crate) struct Pipeline {
 /// step with a misuse, the steps of a misplaced section...), re-emitted where they are
 /// type-checked with the header's bindings in scope but never run: rust-analyzer keeps
 /// their types and completions, and rustc reports their type errors with the misuse.
+/// The stand-ins of a pipeline follow one another in one sequence, main section first,
+/// so a later one sees what an earlier one's `let` binds.
 pub(crate) struct StandIn {
     /// The error bindings of the section they were written in (outermost first: a
     /// section nested in another, an error, sees both).

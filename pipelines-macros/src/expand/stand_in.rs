@@ -1,9 +1,10 @@
 //! The stand-ins of a `pipeline!` with errors (see `model::StandIn`): one more arm of
 //! the step closure, past the main section's last step (so never called, and the crate
-//! does not compile anyway), where each stand-in is an `async` block that is built and
-//! dropped. The header's bindings are bound as for a step, a section's error bindings
-//! to `loop {}` with their types, and the statements follow as written: type-checked, in
-//! their own order, with `.await` and `?` allowed anywhere (the block returns a `Result`).
+//! does not compile anyway), where one `async` block is built and dropped. In it, the
+//! header's bindings are bound as for a step, and each stand-in follows in turn: its
+//! section's error bindings bound to `loop {}` at their types, then its statements as
+//! written. All are type-checked, in their order, with `.await` and `?` allowed
+//! anywhere (the block returns a `Result`).
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -23,20 +24,25 @@ pub(super) fn arm(model: &Pipeline, steps: &Steps<'_>) -> Option<TokenStream> {
         .into_iter()
         .flatten()
         .map(|binding| binding.bind(&binding.lent));
-    let blocks = model
+    let stand_ins = model
         .stand_ins
         .iter()
-        .map(|stand_in| block(stand_in, private));
+        .map(|stand_in| in_sequence(stand_in, private));
     Some(quote! {
         #private::StepCall::Main { index: #index, value: __pipelines_value, ctx: __pipelines_ctx, current: __pipelines_current } => {
             #(#bindings)*
-            #(#blocks)*
+            #[allow(unused, unreachable_code)]
+            let _ = async {
+                #(#stand_ins)*
+                ::core::result::Result::<(), #private::BoxError>::Ok(())
+            };
             #private::Outcome::Keep
         }
     })
 }
 
-fn block(stand_in: &StandIn, private: &TokenStream) -> TokenStream {
+/// One stand-in's part of the sequence.
+fn in_sequence(stand_in: &StandIn, private: &TokenStream) -> TokenStream {
     let errors = stand_in.errors.iter().map(|(Binding { pat, ty }, kind)| {
         let ty = match (ty, kind) {
             (Some(ty), _) => quote!(#ty),
@@ -47,12 +53,8 @@ fn block(stand_in: &StandIn, private: &TokenStream) -> TokenStream {
     });
     let statements = stand_in.statements.iter().map(statement);
     quote! {
-        #[allow(unused, unreachable_code)]
-        let _ = async {
-            #(#errors)*
-            #(#statements)*
-            ::core::result::Result::<(), #private::BoxError>::Ok(())
-        };
+        #(#errors)*
+        #(#statements)*
     }
 }
 

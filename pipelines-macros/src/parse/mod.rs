@@ -8,6 +8,8 @@
 mod closure;
 mod stand_in;
 mod step;
+#[cfg(test)]
+mod tests;
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
@@ -191,12 +193,11 @@ fn parse_pipeline(input: TokenStream, errors: &mut Errors) -> Option<Pipeline> {
     let extra_named = names_any(&statements, &extra);
     let mut main = Reader::new(&names, "pipeline!", standing_in);
     let (rescue, finally) = parse_body(statements, &mut main, errors, &mut recovered);
-    // The main section's stand-in first, as it is written first (its misplaced steps
-    // come after the sections, which are done by now).
-    let mut sections = Recovered::default();
-    std::mem::swap(&mut recovered.stand_ins, &mut sections.stand_ins);
-    let main = main.finish(Vec::new(), &mut recovered);
-    recovered.stand_ins.append(&mut sections.stand_ins);
+    let (main, main_stand_in) = main.finish(Vec::new());
+    // First, as the main steps are written first (the sections' are in already).
+    if let Some(main_stand_in) = main_stand_in {
+        recovered.stand_ins.insert(0, main_stand_in);
+    }
 
     let (Some(value), Some(ctx)) = (value, ctx) else {
         if errors.is_empty() {
@@ -204,13 +205,10 @@ fn parse_pipeline(input: TokenStream, errors: &mut Errors) -> Option<Pipeline> {
         }
         return None;
     };
-    // Nor when a step names a binding past the third, which nothing would bind.
-    if extra_named {
-        return None;
-    }
-    // No model without the value's type: `Pipeline<_, C>` would be a new error wherever
+    // No model when a step names a binding past the third, which nothing would bind,
+    // nor without the value's type: `Pipeline<_, C>` would be a new error wherever
     // nothing after the macro says what `_` is.
-    if !value_typed {
+    if extra_named || !value_typed {
         return None;
     }
     // `&V` borrows the value; `&'static T` (a lifetime named) is a value of that type.
@@ -362,6 +360,10 @@ fn statement_macro(statement: &Stmt) -> Option<&Macro> {
 struct Recovered {
     stand_ins: Vec<StandIn>,
     items: Vec<Item>,
+    /// What the `let`s read so far bind: a step of a later section that names it stands
+    /// in, after them (the stand-ins are one sequence), rather than name what nothing
+    /// binds.
+    let_names: Vec<syn::Ident>,
 }
 
 /// Reads the statements of one section into its steps, setting aside what stands in.
@@ -394,19 +396,26 @@ impl<'a> Reader<'a> {
                     recovered.items.push(item);
                 }
             }
-            Read::Step(step) if !self.standing_in => self.steps.push(step),
+            Read::Step(step)
+                if !self.standing_in
+                    && !mentions_any(statement.to_token_stream(), &recovered.let_names) =>
+            {
+                self.steps.push(step)
+            }
             Read::Step(_) | Read::Rejected => self.stand_in.push(statement),
             Read::Let => {
+                if let Stmt::Local(local) = &statement {
+                    recovered.let_names.extend(bound_names(&local.pat));
+                }
                 self.stand_in.push(statement);
                 self.standing_in = true;
             }
         }
     }
 
-    /// The steps; what stands in goes to `recovered`, with the error bindings in scope.
-    fn finish(self, errors: Vec<(Binding, SectionKind)>, recovered: &mut Recovered) -> Vec<Step> {
-        recovered.stand_ins.extend(stand_in(self.stand_in, errors));
-        self.steps
+    /// The steps, and what stands in (with the error bindings in scope).
+    fn finish(self, errors: Vec<(Binding, SectionKind)>) -> (Vec<Step>, Option<StandIn>) {
+        (self.steps, stand_in(self.stand_in, errors))
     }
 }
 
@@ -555,6 +564,7 @@ fn parse_section(
     // Without an error binding, nothing binds what the steps may call the error: the
     // section is dropped, as they could not be expanded without a new error.
     let error = error?;
-    let steps = reader.finish(in_scope, recovered);
+    let (steps, stands_in) = reader.finish(in_scope);
+    recovered.stand_ins.extend(stands_in);
     keep.then_some(Section { error, steps })
 }

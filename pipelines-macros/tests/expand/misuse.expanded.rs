@@ -100,13 +100,6 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                                 let doubled = value * 2;
                                 doubled + 1;
                                 value + 3;
-                                ::core::result::Result::<
-                                    (),
-                                    ::pipelines::__private::BoxError,
-                                >::Ok(())
-                            };
-                            #[allow(unused, unreachable_code)]
-                            let _ = async {
                                 let error: &::pipelines::__private::Error = loop {};
                                 std::future::ready(0).await + 1;
                                 ::core::result::Result::<
