@@ -28,9 +28,10 @@ pub(crate) fn expand_failure(failure: Failure) -> TokenStream {
             let best_effort = expand(model);
             quote! {{ #errors #best_effort }}
         }
-        // No typed value or no context: the steps could name what nothing binds, and
-        // the pipeline has no type to give. Diverging, so that the failed `pipeline!`
-        // adds no type error of its own.
+        // No model: the header does not parse, or binds no typed value or no context
+        // (or a fourth binding that a step names). The steps are not re-emitted, as
+        // they could name what nothing binds, and the pipeline has no type to give:
+        // only the errors, in a diverging block that adds no type error of its own.
         None => quote! {{ #errors loop {} }},
     }
 }

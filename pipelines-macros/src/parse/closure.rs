@@ -17,9 +17,10 @@ pub(super) enum Body {
 
 /// Reads `tokens` as a closure, then `rest` (tokens after it, which the caller reports).
 /// When the closure does not parse but its header does and its body is a block, only the
-/// statements that do not parse are lost (each reported with syn's error at its tokens),
-/// so the others still build a model and keep their types. Otherwise the error, worded by
-/// `describe`, is reported and nothing is returned.
+/// statements that do not parse are lost (each reported with syn's error at its tokens;
+/// re-emitting them would add rustc's own parse errors to it), so the others still build
+/// a model and keep their types. Otherwise the error, worded by `describe`, is reported
+/// and nothing is returned.
 pub(super) fn read_closure(
     tokens: TokenStream,
     errors: &mut Errors,
