@@ -3,7 +3,8 @@
 //!
 //! The macro works in phases, each in its own module: `parse` reads the tokens into the
 //! `model` (header, steps, `rescue!`, `finally!`), reporting every misuse it finds at
-//! once, and `expand` generates the code.
+//! once, and `expand` generates the code. A `pipeline!` with errors still expands to its
+//! best effort beside them (`expand::expand_failure`), so its types survive in an editor.
 //!
 //! ```text
 //! let p = pipelines::pipeline!(|value: i32, _ctx: &()| { value + 1; });
@@ -24,8 +25,11 @@ use proc_macro::TokenStream;
 #[doc(hidden)]
 #[proc_macro]
 pub fn pipeline_impl(input: TokenStream) -> TokenStream {
-    match syn::parse::Parser::parse(parse::parse_pipeline, input) {
+    match parse::parse(input.into()) {
         Ok(model) => expand::expand(&model).into(),
-        Err(errors) => expand::expand_errors(errors).into(),
+        Err(failure) => expand::expand_failure(failure).into(),
     }
 }
+
+#[cfg(test)]
+mod snapshots;

@@ -1,7 +1,7 @@
 //! What a `pipeline!` invocation means, once parsed and checked.
 
 use proc_macro2::TokenStream;
-use syn::{Expr, Pat, Type};
+use syn::{Expr, Item, Pat, Stmt, Type};
 
 /// A whole `pipeline!` invocation.
 pub(crate) struct Pipeline {
@@ -16,9 +16,46 @@ pub(crate) struct Pipeline {
     pub(crate) main: Vec<Step>,
     pub(crate) rescue: Option<Section>,
     pub(crate) finally: Option<Section>,
+    /// Statements the body holds that are not steps, kept only while the invocation has
+    /// errors (see [`StandIn`]); empty for a correct one.
+    pub(crate) stand_ins: Vec<StandIn>,
+    /// Items written among the steps (an error), kept so that what names them resolves.
+    pub(crate) items: Vec<Item>,
+}
+
+/// Statements of a `pipeline!` with errors that are not steps of its model (a `let`, a
+/// step with a misuse, the steps of a misplaced section...), re-emitted where they are
+/// type-checked with the header's bindings in scope but never run: rust-analyzer keeps
+/// their types and completions, and rustc reports their type errors with the misuse.
+/// The stand-ins of a pipeline follow one another in one sequence, main section first,
+/// so a later one sees what an earlier one's `let` binds.
+pub(crate) struct StandIn {
+    /// The error bindings of the section they were written in (outermost first: a
+    /// section nested in another, an error, sees both).
+    pub(crate) errors: Vec<(Binding, SectionKind)>,
+    /// As written, in order; prepared so that they add no error of their own (a `return`
+    /// is replaced).
+    pub(crate) statements: Vec<Stmt>,
+}
+
+/// `rescue!` or `finally!`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SectionKind {
+    Rescue,
+    Finally,
+}
+
+impl SectionKind {
+    pub(crate) fn macro_name(self) -> &'static str {
+        match self {
+            SectionKind::Rescue => "rescue!",
+            SectionKind::Finally => "finally!",
+        }
+    }
 }
 
 /// A pattern with an optional type, as in a closure parameter.
+#[derive(Clone)]
 pub(crate) struct Binding {
     pub(crate) pat: Pat,
     pub(crate) ty: Option<Type>,

@@ -7,17 +7,33 @@
 //! boxed, to the interpreter, which polls it. Generated code names only
 //! `<runtime crate>::__private::...` and `::core::...`.
 
+mod stand_in;
+
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Type;
 
 use crate::model::{Binding, Pipeline, Section, Step, StepKind};
+use crate::parse::Failure;
 
-pub(crate) fn expand_errors(error: syn::Error) -> TokenStream {
-    let errors = error.to_compile_error();
-    // Diverging, so the failed `pipeline!` does not add type errors of its own.
-    quote! {{ #errors loop {} }}
+/// A `pipeline!` with errors: a `compile_error!` at each error's span and, when a model
+/// could be built, its expansion (stand-ins included) beside them. It is type-checked
+/// like a correct one, so code inside and after the macro keeps its types, and never
+/// runs: the crate does not compile.
+pub(crate) fn expand_failure(failure: Failure) -> TokenStream {
+    let errors = failure.errors.to_compile_error();
+    match &failure.model {
+        Some(model) => {
+            let best_effort = expand(model);
+            quote! {{ #errors #best_effort }}
+        }
+        // No model: the header does not parse, or binds no typed value or no context
+        // (or a fourth binding that a step names). The steps are not re-emitted, as
+        // they could name what nothing binds, and the pipeline has no type to give:
+        // only the errors, in a diverging block that adds no type error of its own.
+        None => quote! {{ #errors loop {} }},
+    }
 }
 
 pub(crate) fn expand(model: &Pipeline) -> TokenStream {
@@ -86,6 +102,9 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     let rescue_len = section_len(&model.rescue);
     let finally_len = section_len(&model.finally);
     let sees_current = model.current.is_some();
+    arms.extend(stand_in::arm(model, &steps));
+    // Items written among the steps (an error): beside the steps, for what names them.
+    let items = &model.items;
 
     quote! {{
         static __PIPELINES_SITE: #private::Site = #private::Site::new(::core::concat!(
@@ -105,6 +124,10 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
                 use #private::{
                     OptionKind as _, ResultKind as _, ResultOptionKind as _, TraitKind as _, ValueKind as _,
                 };
+                #(
+                    #[allow(unused)]
+                    #items
+                )*
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
                     #(#arms)*

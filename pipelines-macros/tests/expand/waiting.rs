@@ -1,0 +1,30 @@
+async fn halve(value: i32) -> Result<i32, String> {
+    if value % 2 == 0 {
+        Ok(value / 2)
+    } else {
+        Err(format!("{value} is odd"))
+    }
+}
+
+/// Waiting steps (one naming the value, one naming nothing), nested pipelines, `rescue!`
+/// and `finally!`: halves the value (an odd one is rescued as -1), adds one in a child,
+/// multiplies by ten in another, and subtracts 100 at the end after an error.
+pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
+    let add_one = pipelines::pipeline!(|value: i32, _ctx: &()| {
+        value + 1;
+    });
+    pipelines::pipeline!(|value: i32, _ctx: &()| {
+        halve(value).await;
+        std::future::ready(()).await;
+        add_one.clone();
+        pipelines::pipeline!(|value: i32, _ctx: &()| {
+            value * 10;
+        });
+        rescue!(|error| {
+            if error.to_string().is_empty() { 0 } else { -1 };
+        });
+        finally!(|error| {
+            if error.is_some() { Some(value - 100) } else { None };
+        });
+    })
+}

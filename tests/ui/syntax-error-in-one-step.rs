@@ -1,0 +1,10 @@
+use pipelines::pipeline;
+
+fn main() {
+    // A step that does not parse costs only that step: the others are still expanded
+    // and type-checked.
+    let _p = pipeline!(|value: i32, _ctx: &()| {
+        value +;
+        "not an i32";
+    });
+}
