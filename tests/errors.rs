@@ -308,3 +308,58 @@ async fn an_error_chain_shows_each_text_once() {
         ],
     );
 }
+
+/// An argument no `Debug` can print: a refusal must still be `Debug` (for `unwrap`).
+#[derive(Clone, PartialEq)]
+struct Document(String);
+
+fn document(text: &str) -> Document {
+    Document(text.to_owned())
+}
+
+#[test]
+fn a_refused_invocation_gives_its_argument_back() {
+    use pipelines::{InvokeError, Refused, Runtime};
+    let save = pipeline!(|value: Document, _ctx: &()| {
+        value;
+    })
+    .queue("saves");
+    let runtime = Runtime::builder(())
+        .register("save", save.clone())
+        .start()
+        .unwrap();
+
+    // Refused before any queue is looked at: an unknown name.
+    let refused = runtime.invoke("missing", document("a")).unwrap_err();
+    assert_eq!(
+        refused,
+        InvokeError::UnknownPipeline {
+            name: "missing".into()
+        }
+    );
+    assert_eq!(refused.to_string(), "no pipeline named `missing`");
+    assert!(format!("{refused:?}").starts_with("Refused { error: UnknownPipeline"));
+    assert!(refused.into_argument() == document("a"));
+
+    // Refused by the queue: another configuration of `saves`.
+    let conflicting = save.clone().dropping();
+    let refused = runtime
+        .invoke_pipeline(&conflicting, document("b"))
+        .unwrap_err();
+    assert!(matches!(*refused, InvokeError::QueueMismatch { .. }));
+    let (error, argument) = refused.into_parts();
+    assert!(matches!(error, InvokeError::QueueMismatch { .. }));
+    assert!(argument == document("b"));
+
+    // Refused by a stopped runtime, through a typed handle; `?` turns it into the error.
+    let handle = runtime.handle::<Document>("save").unwrap();
+    runtime.stop();
+    let refused: Refused<Document> = handle.invoke(document("c")).unwrap_err();
+    assert_eq!(*refused.error(), InvokeError::Stopped);
+    assert!(*refused.argument() == document("c"));
+    let through_question_mark = || -> Result<(), InvokeError> {
+        handle.invoke(document("d"))?;
+        Ok(())
+    };
+    assert_eq!(through_question_mark(), Err(InvokeError::Stopped));
+}

@@ -32,7 +32,7 @@ fn invoking_with_the_wrong_argument_type() {
     let runtime = Runtime::builder(()).register("inc", inc()).start().unwrap();
     let error = runtime.invoke("inc", 1_i64).unwrap_err();
     assert!(matches!(
-        error,
+        *error,
         InvokeError::WrongArgumentType {
             expected: "u32",
             found: "i64",
@@ -106,7 +106,7 @@ fn sharing_a_queue_with_another_configuration() {
     let error = runtime
         .invoke_pipeline(&inc().queue("late").restartable(), 1)
         .unwrap_err();
-    assert!(matches!(error, InvokeError::QueueMismatch { .. }));
+    assert!(matches!(*error, InvokeError::QueueMismatch { .. }));
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn a_use_existing_queue_for_a_pipeline_that_cannot_compare_arguments() {
     let error = runtime
         .invoke_pipeline(&inc().in_queue(&Queue::new("shared").use_existing()), 1)
         .unwrap_err();
-    assert!(matches!(error, InvokeError::InvalidConcurrency { .. }));
+    assert!(matches!(*error, InvokeError::InvalidConcurrency { .. }));
     assert_eq!(
         format!("{error:#}"),
         "queue `shared` cannot use unrestricted + use_existing: arguments cannot be compared"

@@ -149,7 +149,7 @@ fn a_shared_queue_mismatch_only_knowable_at_invoke_is_refused_there() {
     let runtime = Runtime::builder(Log::default()).start().unwrap();
     runtime.invoke_pipeline(&first, 1).unwrap();
     let error = runtime.invoke_pipeline(&second, 1).unwrap_err();
-    assert!(matches!(error, InvokeError::QueueMismatch { .. }));
+    assert!(matches!(*error, InvokeError::QueueMismatch { .. }));
     assert!(format!("{error:#}")
         .starts_with("queue `late` is dropping(max 1) (set by `pipeline@tests/queues.rs:"));
 }
@@ -185,7 +185,7 @@ fn a_max_of_zero_is_refused_with_a_clear_error() {
     let error = runtime
         .invoke_pipeline(&quick().dropping().max(0), 1)
         .unwrap_err();
-    assert!(matches!(error, InvokeError::InvalidConcurrency { .. }));
+    assert!(matches!(*error, InvokeError::InvalidConcurrency { .. }));
 }
 
 #[test]

@@ -125,7 +125,7 @@ async fn a_panicking_hash_or_eq_of_a_use_existing_argument_refuses_the_invocatio
     let first = runtime.invoke("fetch", Touchy(7)).unwrap();
     let error = runtime.invoke("fetch", Touchy(7)).unwrap_err();
     assert!(matches!(
-        error,
+        *error,
         InvokeError::ArgumentPanicked {
             operation: "eq",
             ..

@@ -272,8 +272,11 @@ impl std::error::Error for Error {
 /// use pipelines::{InvokeError, Runtime};
 ///
 /// let runtime = Runtime::builder(()).start().unwrap();
-/// let error = runtime.invoke::<i32>("missing", 1).unwrap_err();
-/// assert!(matches!(error, InvokeError::UnknownPipeline { .. }));
+/// // `invoke` gives the argument back with the error (a `Refused`), which derefs to it.
+/// let refused = runtime.invoke::<i32>("missing", 1).unwrap_err();
+/// assert!(matches!(*refused, InvokeError::UnknownPipeline { .. }));
+/// let error: InvokeError = refused.into();
+/// assert_eq!(error.to_string(), "no pipeline named `missing`");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -361,6 +364,104 @@ pub enum InvokeError {
         /// What needs it: `"a queue per key"` or `"use_existing"`.
         needs: &'static str,
     },
+}
+
+/// An invocation the runtime refused, with the argument it was given back (as tokio's
+/// `SendError<T>` gives back the value it could not send). It dereferences to the
+/// [`InvokeError`] that says why, compares equal to it, and converts into it (so `?`
+/// works in a function that returns `InvokeError`). Nothing ran.
+///
+/// # Examples
+///
+/// ```
+/// use pipelines::{pipeline, InvokeError, Runtime};
+///
+/// let runtime = Runtime::builder(()).start().unwrap();
+/// let refused = runtime.invoke("missing", String::from("report.csv")).unwrap_err();
+/// assert!(matches!(*refused, InvokeError::UnknownPipeline { .. }));
+/// assert_eq!(refused.to_string(), "no pipeline named `missing`");
+/// // Not lost: the argument comes back, to retry or to hand elsewhere.
+/// assert_eq!(refused.into_argument(), "report.csv");
+/// ```
+pub struct Refused<V> {
+    error: InvokeError,
+    argument: V,
+}
+
+impl<V> Refused<V> {
+    pub(crate) fn new(error: InvokeError, argument: V) -> Self {
+        Refused { error, argument }
+    }
+
+    /// Why the invocation was refused.
+    pub fn error(&self) -> &InvokeError {
+        &self.error
+    }
+
+    /// The argument the invocation was given.
+    pub fn argument(&self) -> &V {
+        &self.argument
+    }
+
+    /// Takes the argument back.
+    #[must_use]
+    pub fn into_argument(self) -> V {
+        self.argument
+    }
+
+    /// Why, and the argument.
+    #[must_use]
+    pub fn into_parts(self) -> (InvokeError, V) {
+        (self.error, self.argument)
+    }
+
+    /// Why, dropping the argument.
+    #[must_use]
+    pub fn into_error(self) -> InvokeError {
+        self.error
+    }
+}
+
+impl<V> std::ops::Deref for Refused<V> {
+    type Target = InvokeError;
+
+    fn deref(&self) -> &InvokeError {
+        &self.error
+    }
+}
+
+/// Shows the error, not the argument: `V` need not be `Debug` for `unwrap()` to work.
+impl<V> fmt::Debug for Refused<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The refusal's own message: a `Refused` is its [`InvokeError`] with the argument attached.
+impl<V> fmt::Display for Refused<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<V> std::error::Error for Refused<V> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl<V> PartialEq<InvokeError> for Refused<V> {
+    fn eq(&self, other: &InvokeError) -> bool {
+        self.error == *other
+    }
+}
+
+impl<V> From<Refused<V>> for InvokeError {
+    fn from(refused: Refused<V>) -> Self {
+        refused.error
+    }
 }
 
 /// Why [`RuntimeBuilder::start`](crate::RuntimeBuilder::start) refused to start.

@@ -68,7 +68,7 @@ mod timeline;
 pub use behaviour::{Behaviour, Concurrency};
 pub use continuation::{Continuation, Frame, Step};
 pub use error::{
-    BoxError, CancelError, Error, InvalidPolicy, InvokeError, StartError, SubscribeError,
+    BoxError, CancelError, Error, InvalidPolicy, InvokeError, Refused, StartError, SubscribeError,
 };
 pub use event_stream::EventStream;
 /// The boxed future [`Child::run`](supervision::Child::run) returns (re-exported from

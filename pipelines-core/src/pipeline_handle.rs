@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 #[cfg(feature = "tower")]
 use crate::behaviour::Behaviour;
-use crate::error::InvokeError;
+use crate::error::{InvokeError, Refused};
 use crate::ident::Name;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
@@ -79,7 +79,7 @@ where
     /// let inc = runtime.handle::<u8>("inc").unwrap();
     /// assert_eq!(inc.invoke(41).unwrap().try_result().unwrap().unwrap(), 42);
     /// ```
-    pub fn invoke(&self, argument: V) -> Result<Invocation<V>, InvokeError> {
+    pub fn invoke(&self, argument: V) -> Result<Invocation<V>, Refused<V>> {
         self.core.start_root(
             &self.pipeline,
             self.name.clone(),

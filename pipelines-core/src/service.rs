@@ -147,7 +147,7 @@ where
     fn call(&mut self, value: V) -> ServiceFuture<V> {
         let state = match self.handle.invoke(value) {
             Ok(invocation) => State::Invoked(invocation),
-            Err(source) => State::NotInvoked(self.not_invoked(source)),
+            Err(source) => State::NotInvoked(self.not_invoked(source.into_error())),
         };
         ServiceFuture { state }
     }

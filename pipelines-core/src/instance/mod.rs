@@ -222,6 +222,12 @@ where
         self.muted = muted;
     }
 
+    /// The argument back, from an instance that never ran a step (its value is still
+    /// the argument).
+    pub(crate) fn into_argument(self) -> V {
+        self.value
+    }
+
     pub(crate) fn ident(&self) -> &Ident {
         &self.ident
     }

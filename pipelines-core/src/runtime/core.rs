@@ -18,7 +18,7 @@ use super::task::Task;
 use super::Canceller;
 use crate::behaviour::Behaviour;
 use crate::cancellation::{Control, ErasedControl};
-use crate::error::{Error, InvokeError};
+use crate::error::{Error, InvokeError, Refused};
 use crate::events::EventLog;
 use crate::hooks::{Hooks, InstanceSpan};
 use crate::ident::{Ident, Name};
@@ -222,16 +222,25 @@ impl<C: Send + Sync + 'static> Core<C> {
         argument: V,
         parent: Option<u64>,
         detached: bool,
-    ) -> Result<Joined<V, C>, InvokeError>
+    ) -> Result<Joined<V, C>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
     {
+        // Every refusal below happens while the argument is still here: it goes back.
+        macro_rules! or_refuse {
+            ($result:expr) => {
+                match $result {
+                    Ok(value) => value,
+                    Err(error) => return Err(Refused::new(error, argument)),
+                }
+            };
+        }
         let config = pipeline.config();
         let (queue, keyed) = match pipeline.queue_of() {
             QueueOf::Fixed(queue) => (queue, false),
             // User code: called before the lock is taken.
             QueueOf::Keyed(key) => {
-                let key = contained("queue key", || key(&argument))?;
+                let key = or_refuse!(contained("queue key", || key(&argument)));
                 (Cow::Owned(Name::Shared(Arc::from(key))), true)
             }
         };
@@ -240,16 +249,14 @@ impl<C: Send + Sync + 'static> Core<C> {
         let identity = match (concurrency.use_existing(), config.identity) {
             (false, _) => None,
             (true, Some(identity)) => Some(identity),
-            (true, None) => {
-                return Err(InvokeError::InvalidConcurrency {
-                    queue: queue.to_string(),
-                    concurrency,
-                    problem: "arguments cannot be compared",
-                })
-            }
+            (true, None) => or_refuse!(Err(InvokeError::InvalidConcurrency {
+                queue: queue.to_string(),
+                concurrency,
+                problem: "arguments cannot be compared",
+            })),
         };
         let hash = match identity {
-            Some(identity) => Some(contained("hash", || (identity.hash)(&argument))?),
+            Some(identity) => Some(or_refuse!(contained("hash", || (identity.hash)(&argument)))),
             None => None,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +270,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             }
         }
         let control = Arc::new(Control::new(
-            contained("clone", || argument.clone())?,
+            or_refuse!(contained("clone", || argument.clone())),
             false,
         ));
         let pipeline_key = pipeline.key();
@@ -276,7 +283,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 if !candidates.is_empty() {
                     // Equality is user code: compared without the lock, then validated.
                     drop(registry);
-                    let found = contained("eq", || {
+                    let found = or_refuse!(contained("eq", || {
                         candidates.iter().find(|candidate| {
                             candidate
                                 .control
@@ -285,7 +292,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                                 .and_then(|other| other.argument())
                                 .is_some_and(|other| (identity.eq)(other, &argument))
                         })
-                    })?;
+                    }));
                     let found =
                         found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
                     registry = self.lock();
@@ -325,7 +332,10 @@ impl<C: Send + Sync + 'static> Core<C> {
             };
             match registry.join(join, &mut fx) {
                 Ok(admission) => break admission,
-                Err(error) => return Err(error),
+                Err(error) => {
+                    drop(registry);
+                    return Err(Refused::new(error, argument));
+                }
             }
         };
         self.after(&mut fx);
@@ -360,12 +370,12 @@ impl<C: Send + Sync + 'static> Core<C> {
         name: Name,
         argument: V,
         queue: Option<&Arc<Gauge>>,
-    ) -> Result<Invocation<V>, InvokeError>
+    ) -> Result<Invocation<V>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
     {
         if self.is_stopped() {
-            return Err(InvokeError::Stopped);
+            return Err(Refused::new(InvokeError::Stopped, argument));
         }
         let argument = match self.start_quick(pipeline, &name, argument, queue) {
             Quick::Done(invocation) => return invocation,
@@ -447,7 +457,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         };
         let name = Name::Static(pipeline.site_name());
         match self.join(pipeline, name, value, Some(parent), detached) {
-            Err(error) => ChildStart::Refused(Error::new(error)),
+            Err(refused) => ChildStart::Refused(Error::new(refused.into_error())),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) if detached => ChildStart::Detached,
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => ChildStart::Dropped,
             Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
@@ -476,7 +486,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         let on_a_task = self.nesting_room(true)?;
         let name = Name::Static(pipeline.site_name());
         match self.join(pipeline, name, value, Some(parent), detached) {
-            Err(error) => Err(Error::new(error)),
+            Err(refused) => Err(Error::new(refused.into_error())),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => Err(Error::Dropped),
             Ok(Joined::Shared { ident, .. }) => Ok(ident),
             Ok(Joined::Run(instance, _)) => {

@@ -29,7 +29,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::error::{BoxError, CancelError, InvokeError, SubscribeError};
+use crate::error::{BoxError, CancelError, InvokeError, Refused, SubscribeError};
 use crate::event_stream::EventStream;
 use crate::hooks::Hooks;
 use crate::ident::{Ident, Name};
@@ -216,6 +216,10 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// no pipeline has this name, if its value type is not `V`, if its queue
     /// configuration conflicts with the queue's, or if the runtime was stopped.
     ///
+    /// # Errors
+    ///
+    /// A [`Refused`] with the [`InvokeError`] that says why, and the argument, given back.
+    ///
     /// ```
     /// use pipelines::{pipeline, InvokeError, Runtime};
     ///
@@ -225,14 +229,17 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     ///     .unwrap();
     /// assert_eq!(runtime.invoke("inc", 1).unwrap().try_result().unwrap().unwrap(), 2);
     /// let wrong = runtime.invoke("inc", "one").unwrap_err();
-    /// assert!(matches!(wrong, InvokeError::WrongArgumentType { .. }));
+    /// assert!(matches!(*wrong, InvokeError::WrongArgumentType { .. }));
+    /// assert_eq!(wrong.into_argument(), "one", "the argument comes back");
     /// ```
-    pub fn invoke<V>(&self, name: &str, argument: V) -> Result<Invocation<V>, InvokeError>
+    pub fn invoke<V>(&self, name: &str, argument: V) -> Result<Invocation<V>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
     {
-        let (pipeline, name, queue) = self.resolve::<V>(name)?;
-        self.core.start_root(pipeline, name, argument, queue)
+        match self.resolve::<V>(name) {
+            Ok((pipeline, name, queue)) => self.core.start_root(pipeline, name, argument, queue),
+            Err(error) => Err(Refused::new(error, argument)),
+        }
     }
 
     /// Invokes the pipeline registered under `name` with an argument that is still a
@@ -279,14 +286,16 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         &self,
         name: &str,
         argument: F,
-    ) -> Result<Invocation<V>, InvokeError>
+    ) -> Result<Invocation<V>, Refused<F>>
     where
         V: Clone + Send + Sync + 'static,
         F: Future<Output = Result<V, E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        let (pipeline, name, _) = self.resolve::<V>(name)?;
-        self.core.start_root_future(pipeline, name, argument)
+        match self.resolve::<V>(name) {
+            Ok((pipeline, name, _)) => self.core.start_root_future(pipeline, name, argument),
+            Err(error) => Err(Refused::new(error, argument)),
+        }
     }
 
     /// [`invoke_future`](Runtime::invoke_future) for a pipeline value, registered or not
@@ -310,7 +319,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         &self,
         pipeline: &Pipeline<V, C>,
         argument: F,
-    ) -> Result<Invocation<V>, InvokeError>
+    ) -> Result<Invocation<V>, Refused<F>>
     where
         V: Clone + Send + Sync + 'static,
         F: Future<Output = Result<V, E>> + Send + 'static,
@@ -397,7 +406,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         &self,
         pipeline: &Pipeline<V, C>,
         argument: V,
-    ) -> Result<Invocation<V>, InvokeError>
+    ) -> Result<Invocation<V>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
     {

@@ -10,7 +10,7 @@ use super::core::contained;
 use super::task::Task;
 use super::{Canceller, Core};
 use crate::cancellation::{Control, ErasedControl};
-use crate::error::{Error, InvokeError};
+use crate::error::{Error, Refused};
 use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::instance::Instance;
@@ -52,16 +52,17 @@ impl<C: Send + Sync + 'static> Core<C> {
         name: Name,
         queue: &Name,
         argument: V,
-    ) -> Result<Invocation<V>, InvokeError>
+    ) -> Result<Invocation<V>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
     {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ident = Ident { name, id };
-        let control = Arc::new(Control::new(
-            contained("clone", || argument.clone())?,
-            false,
-        ));
+        let kept = match contained("clone", || argument.clone()) {
+            Ok(kept) => kept,
+            Err(error) => return Err(Refused::new(error, argument)),
+        };
+        let control = Arc::new(Control::new(kept, false));
         let span = InstanceSpan::new(&ident, queue);
         span.state("waiting");
         let instance = Instance::new(
@@ -85,10 +86,18 @@ impl<C: Send + Sync + 'static> Core<C> {
             Ok(admission) => Err((admission, task)),
             Err(error) => {
                 drop(registry);
-                // Never joined: the instance is dropped, not run (a task's drop would run
-                // it to its end).
-                drop(task.instance.take());
-                return Err(error);
+                // Never joined: the instance is taken apart, not run (a task's drop would
+                // run it to its end), and the argument goes back to the caller.
+                return match task.instance.take() {
+                    Some(instance) => Err(Refused::new(error, instance.into_argument())),
+                    // Unreachable: the task was built with its instance just above.
+                    None => Ok(Invocation::ready(
+                        ident,
+                        control,
+                        Arc::clone(self) as Arc<dyn Canceller>,
+                        Err(Error::Dropped),
+                    )),
+                };
             }
         };
         drop(registry);
@@ -104,13 +113,12 @@ impl<C: Send + Sync + 'static> Core<C> {
                 Ok(Invocation::running(ident, control, canceller))
             }
             Err((admission, mut task)) => {
-                let Some(mut instance) = task.instance.take() else {
-                    return Err(InvokeError::Stopped);
-                };
-                if admission == Admission::Drop {
+                let (Some(mut instance), false) =
+                    (task.instance.take(), admission == Admission::Drop)
+                else {
                     let dropped = Err(Error::Dropped);
                     return Ok(Invocation::ready(ident, control, canceller, dropped));
-                }
+                };
                 // The queue had room after all.
                 instance.admitted_at_join();
                 Ok(self.carry_on(instance, control, true))

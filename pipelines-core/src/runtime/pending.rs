@@ -15,7 +15,7 @@ use super::task::Task;
 use super::{Canceller, Core};
 use crate::behaviour::Behaviour;
 use crate::cancellation::{Control, ErasedControl};
-use crate::error::{BoxError, Error, InvokeError};
+use crate::error::{BoxError, Error, InvokeError, Refused};
 use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::instance::Instance;
@@ -34,32 +34,34 @@ impl<C: Send + Sync + 'static> Core<C> {
         pipeline: &Pipeline<V, C>,
         name: Name,
         argument: F,
-    ) -> Result<Invocation<V>, InvokeError>
+    ) -> Result<Invocation<V>, Refused<F>>
     where
         V: Clone + Send + Sync + 'static,
         F: Future<Output = Result<V, E>> + Send + 'static,
         E: Into<BoxError>,
     {
         if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(InvokeError::Stopped);
+            return Err(Refused::new(InvokeError::Stopped, argument));
         }
         let config = pipeline.config();
         let concurrency = config.concurrency;
         let QueueOf::Fixed(queue) = pipeline.queue_of() else {
-            return Err(InvokeError::ArgumentNeeded {
+            let needed = InvokeError::ArgumentNeeded {
                 pipeline: name.to_string(),
                 needs: "a queue per key",
-            });
+            };
+            return Err(Refused::new(needed, argument));
         };
         let queue: &Name = &queue;
         if concurrency.use_existing() {
-            return Err(InvokeError::ArgumentNeeded {
+            let needed = InvokeError::ArgumentNeeded {
                 pipeline: name.to_string(),
                 needs: "use_existing",
-            });
+            };
+            return Err(Refused::new(needed, argument));
         }
         let Some(executor) = self.executor() else {
-            return Err(InvokeError::NoExecutor);
+            return Err(Refused::new(InvokeError::NoExecutor, argument));
         };
         let ident = self.ident(&name);
         let control = Arc::new(Control::pending(false));
@@ -93,7 +95,11 @@ impl<C: Send + Sync + 'static> Core<C> {
             &mut fx,
         );
         self.after(&mut fx);
-        let admitted = match admission? {
+        let admission = match admission {
+            Ok(admission) => admission,
+            Err(error) => return Err(Refused::new(error, argument)),
+        };
+        let admitted = match admission {
             Admission::Drop => {
                 let dropped = Err(Error::Dropped);
                 return Ok(Invocation::ready(ident, control, canceller, dropped));

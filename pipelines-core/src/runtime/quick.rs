@@ -18,7 +18,7 @@ use super::parked::root_join;
 use super::Core;
 use crate::behaviour::Behaviour;
 use crate::cancellation::Control;
-use crate::error::{Error, InvokeError};
+use crate::error::{Error, Refused};
 use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
@@ -30,7 +30,7 @@ use crate::registry::{Effects, Gauge, QueueId, Replaced, Reservation};
 /// What the quick path made of an invocation.
 pub(super) enum Quick<V> {
     /// It was handled (ran, was refused, or failed to join).
-    Done(Result<Invocation<V>, InvokeError>),
+    Done(Result<Invocation<V>, Refused<V>>),
     /// It must take the ordinary path; the argument is handed back.
     Declined(V),
 }
@@ -72,7 +72,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                     resolved = gauge;
                     &resolved
                 }
-                Err(error) => return Quick::Done(Err(error)),
+                Err(error) => return Quick::Done(Err(Refused::new(error, argument))),
             },
         };
         match gauge.reserve() {
@@ -94,7 +94,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             Ok(kept) => kept,
             Err(error) => {
                 self.give_back(gauge);
-                return Quick::Done(Err(error));
+                return Quick::Done(Err(Refused::new(error, argument)));
             }
         };
         let QuickRun { index, value, stop } = run_quick(pipeline, self.context(), argument);
