@@ -1,0 +1,17 @@
+//! # pipelines-redis
+//!
+//! Fleet scale for [`pipelines`]: queues whose behaviour and `max` hold across every
+//! runtime connected to the same Redis, and a Redis Streams source for producers.
+//!
+//! # Features
+//!
+//! - `testing`: [`testing::RedisServer`], a throwaway `redis-server` on a free loopback
+//!   port, for tests, benches and examples.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
