@@ -12,6 +12,12 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod error;
+mod fleet;
+
+pub use error::FleetError;
+pub use fleet::{AuditEntry, Fleet, FleetBuilder, FleetQueue, FleetStats, Lease};
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
