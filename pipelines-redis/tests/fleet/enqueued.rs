@@ -8,7 +8,7 @@ use std::time::Duration;
 use pipelines::{pipeline, Pipeline};
 use pipelines_redis::AuditEntry;
 
-use crate::support::{self, enter, fixture, leave, observed_peak, script_calls, Ctx};
+use crate::support::{self, enter, fixture, leave, observed_peak, script_calls, token, Ctx};
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -20,15 +20,9 @@ struct Job {
 /// that at most `max` run at once and that its fencing token is the highest yet.
 fn counted(max: i64) -> Pipeline<Job, Arc<Ctx>> {
     pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
-        enter(
-            &ctx.redis,
-            &job.key,
-            ctx.fleet.lease(current).unwrap().token(),
-            max,
-        )
-        .await;
+        enter(&ctx.redis, &job.key, token(ctx, current), max).await;
         tokio::time::sleep(Duration::from_micros(300)).await;
-        leave(&ctx.redis, &job.key).await;
+        leave(&ctx.redis, &job.key, token(ctx, current)).await;
     })
 }
 
@@ -274,16 +268,10 @@ async fn a_lease_is_renewed_while_its_instance_runs_past_its_ttl() {
         return;
     };
     let slow = pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
-        enter(
-            &ctx.redis,
-            &job.key,
-            ctx.fleet.lease(current).unwrap().token(),
-            1,
-        )
-        .await;
+        enter(&ctx.redis, &job.key, token(ctx, current), 1).await;
         // Five times the lease's time to live.
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        leave(&ctx.redis, &job.key).await;
+        leave(&ctx.redis, &job.key, token(ctx, current)).await;
     });
     let wrapped: Vec<_> = fixture
         .fleets

@@ -5,3 +5,5 @@
 mod support;
 
 mod enqueued;
+mod stress;
+mod timelines;

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::Runtime;
+use pipelines::{Current, Runtime};
 use pipelines_redis::testing::RedisServer;
 use pipelines_redis::Fleet;
 use redis::aio::ConnectionManager;
@@ -53,11 +53,14 @@ pub(crate) async fn fixture(members: usize) -> Option<Fixture> {
     })
 }
 
-/// Counts, in Redis, the user's steps running at once per key, keeps the highest count,
-/// and, for a queue of max 1, checks that fencing tokens only increase per key (-1 when
-/// one did not; with several holders, a later one may start its step first).
+/// Counts, in Redis, the user's steps running at once per key (a set of their fencing
+/// tokens, so that counting out is idempotent: a cancelled step's `finally!` counts it
+/// out whether or not it got in, and commands of one connection run in order), keeps the
+/// highest count, and, for a queue of max 1, checks that fencing tokens only increase
+/// per key (-1 when one did not; with several holders, a later one may start first).
 const ENTER: &str = r"
-local live = redis.call('INCR', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[1])
+local live = redis.call('SCARD', KEYS[1])
 if live > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], live) end
 local token = tonumber(ARGV[1])
 if ARGV[2] == '1' and token <= tonumber(redis.call('GET', KEYS[3]) or '0') then return -1 end
@@ -88,12 +91,22 @@ pub(crate) async fn enter(
     }
 }
 
-pub(crate) async fn leave(redis: &ConnectionManager, key: &str) {
-    let _: i64 = redis::cmd("DECR")
+/// Counts a step out (idempotent).
+pub(crate) async fn leave(redis: &ConnectionManager, key: &str, token: u64) {
+    let _: i64 = redis::cmd("SREM")
         .arg(format!("test:live:{key}"))
+        .arg(token)
         .query_async(&mut redis.clone())
         .await
         .unwrap();
+}
+
+/// The fencing token of the lease the step's instance runs under.
+pub(crate) fn token(
+    ctx: &Ctx,
+    current: &Current<'_, impl Clone + Send + Sync + 'static, Arc<Ctx>>,
+) -> u64 {
+    ctx.fleet.lease(current).map_or(0, |lease| lease.token())
 }
 
 /// The most user steps that ran at once for `key`, as the observer saw it.
