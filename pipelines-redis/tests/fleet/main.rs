@@ -7,3 +7,4 @@ mod support;
 mod enqueued;
 mod stress;
 mod timelines;
+mod use_existing;
