@@ -5,6 +5,7 @@
 mod support;
 
 mod enqueued;
+mod outage;
 mod stress;
 mod timelines;
 mod use_existing;
