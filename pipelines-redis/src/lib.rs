@@ -14,9 +14,11 @@
 
 mod error;
 mod fleet;
+mod stream;
 
 pub use error::FleetError;
 pub use fleet::{AuditEntry, Fleet, FleetBuilder, FleetQueue, FleetStats, Lease};
+pub use stream::{RedisStreamSource, StreamEntry, StreamError, StreamSourceBuilder};
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
