@@ -118,6 +118,7 @@ pub enum StreamError {
 /// # let _ = source;
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Debug, Clone)]
 pub struct StreamSourceBuilder {
@@ -237,6 +238,7 @@ impl StreamSourceBuilder {
 /// }
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 pub struct RedisStreamSource {
     connection: ConnectionManager,

@@ -86,6 +86,7 @@ impl Fleet {
     /// let save = fleet.queue("saves").enqueued().wrap(save);
     /// # let _ = save;
     /// # }
+    /// # let _ = build;
     /// ```
     pub fn lease<V, C>(&self, current: &Current<'_, V, C>) -> Option<Lease>
     where

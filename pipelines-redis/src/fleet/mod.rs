@@ -62,6 +62,7 @@ pub(crate) enum Signal {
 /// # let _ = saves;
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Clone)]
 pub struct Fleet {
@@ -90,6 +91,7 @@ impl fmt::Debug for Fleet {
 /// # let _ = fleet;
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Debug, Clone)]
 pub struct FleetBuilder {

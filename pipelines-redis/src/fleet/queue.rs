@@ -47,6 +47,7 @@ use super::Fleet;
 /// assert_eq!(runtime.invoke("save", "doc-1".to_string())?.await?, "saved doc-1");
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Debug, Clone)]
 pub struct FleetQueue {

@@ -18,6 +18,7 @@ use crate::error::FleetError;
 /// assert!(stats.peak <= 1, "an enqueued max-1 queue never had two holders");
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
