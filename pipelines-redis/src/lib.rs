@@ -35,6 +35,9 @@
 //!
 //! - `testing`: [`testing::RedisServer`], a throwaway `redis-server` on a free loopback
 //!   port, for tests, benches and examples.
+//!
+// Without `testing` there is no module to link to: the link points to this section.
+#![cfg_attr(not(feature = "testing"), doc = "[`testing::RedisServer`]: #features")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

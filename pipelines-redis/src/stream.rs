@@ -212,7 +212,11 @@ impl StreamSourceBuilder {
     }
 }
 
-/// A [`Source`] over a Redis stream read in a consumer group (see the [module](self)).
+/// A [`Source`] over a Redis stream read in a consumer group: each entry reaches one
+/// consumer of the group; entries left pending by a consumer that went silent are
+/// claimed by another after [`claim_after`](StreamSourceBuilder::claim_after); exactly
+/// once while the consumers live, at least once across a crash (a redelivered entry says
+/// so, [`StreamEntry::redelivered`], and keeps its id).
 ///
 /// The producer's offsets count the entries this source handed out; the source
 /// remembers the last one until the producer asks for the next offset (it is in the

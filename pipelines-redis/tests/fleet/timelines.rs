@@ -125,9 +125,22 @@ async fn restartable_max_1_only_6_is_recorded() {
         (1, 0, 0, 0),
         "{stats:?}"
     );
-    // 1 ran and was cancelled where it ran (finally! there); 2..5 never started.
+    // 1 ran and was cancelled where it ran (finally! there). Whether 2..5 started
+    // depends on how soon each cancelled holder gave its slot back (cancellation
+    // crosses processes); any that did was cancelled where it ran, like 1.
     let log = fixture.runtimes[1].context().log.lock().unwrap().clone();
-    assert_eq!(log, ["start 1", "finally 1 cancelled"]);
+    assert_eq!(log[..2], ["start 1", "finally 1 cancelled"]);
+    for runtime in &fixture.runtimes {
+        let log = runtime.context().log.lock().unwrap().clone();
+        for entry in log.iter().filter(|e| e.starts_with("finally ")) {
+            let expected = if entry.starts_with("finally 6 ") {
+                "ok"
+            } else {
+                "cancelled"
+            };
+            assert!(entry.ends_with(expected), "{log:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
