@@ -55,7 +55,9 @@ pub enum Error {
     /// The instance never started: its queue refused it. A main or `rescue!` step that
     /// returns it (`Err(Error::Dropped)`, as an admission outside the runtime does, such
     /// as a fleet-wide queue's) ends its instance the same way: dropped, `finally!` run
-    /// with this error, no `rescue!`, not reported.
+    /// with this error, no `rescue!`, not reported. So does a refused
+    /// [`Current::fork`](crate::Current::fork)'s error passed on with `?`: match on it
+    /// to carry on without the fork.
     Dropped,
     /// A step returned a future that was not ready, but no tokio runtime was available to
     /// wait for it. Invoke from inside a tokio runtime, or start the pipelines runtime
