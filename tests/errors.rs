@@ -59,6 +59,37 @@ fn an_unhandled_error_fails_the_pipeline_and_is_reported_once() {
 }
 
 #[test]
+fn a_step_returning_dropped_ends_its_instance_as_dropped() {
+    let (runtime, log) = logging_runtime();
+    let refused = pipeline!(|value: i32, log: &Log| {
+        Err::<i32, _>(Error::Dropped);
+        value + 1; // not reached
+        rescue!(|error| {
+            push(log, "rescued");
+        });
+        finally!(|error| {
+            push(log, format!("finally {}", error.unwrap()));
+        });
+    });
+    let error = run_sync(&runtime, &refused, 1).unwrap_err();
+    assert!(error.is_dropped(), "{error:?}");
+    // As a dropped child does, it takes its parent with it.
+    let parent = pipeline!(|value: i32, _log: &Log| {
+        refused.clone();
+        value + 100; // not reached
+    });
+    assert!(run_sync(&runtime, &parent, 1).unwrap_err().is_dropped());
+    // No rescue!, nothing reported; finally! saw the refusal.
+    assert_eq!(
+        entries(&log),
+        [
+            "finally instance dropped by its queue",
+            "finally instance dropped by its queue"
+        ]
+    );
+}
+
+#[test]
 fn a_handled_error_is_not_reported() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {

@@ -52,7 +52,12 @@ pub enum Error {
     },
     /// The instance was cancelled (by `cancel`, `stop`, its queue, or a `Cancel` step).
     Cancelled,
-    /// The instance never started: its queue refused it.
+    /// The instance never started: its queue refused it. A main or `rescue!` step that
+    /// returns it (`Err(Error::Dropped)`, as an admission outside the runtime does, such
+    /// as a fleet-wide queue's) ends its instance the same way: dropped, `finally!` run
+    /// with this error, no `rescue!`, not reported. So does a refused
+    /// [`Current::fork`](crate::Current::fork)'s error passed on with `?`: match on it
+    /// to carry on without the fork.
     Dropped,
     /// A step returned a future that was not ready, but no tokio runtime was available to
     /// wait for it. Invoke from inside a tokio runtime, or start the pipelines runtime

@@ -417,6 +417,12 @@ where
                     ChildStart::Refused(error) => self.fail(error),
                 }
             }
+            // A step that reports a refusal of its own (an admission outside this
+            // runtime, such as a fleet-wide queue's) ends the instance as dropped, the way
+            // a nested child its queue dropped does: no `rescue!`, never reported.
+            Outcome::Error(error) if error.is_dropped() && self.section != Section::Finally => {
+                self.apply_child(Completion::Dropped, false, core)
+            }
             Outcome::Error(error) => self.fail(error),
             Outcome::Break(value) => {
                 if let Some(value) = value {

@@ -1,0 +1,308 @@
+//! Enqueued and dropping fleet queues across three runtimes: max-live never exceeded (as
+//! Redis's own counters and an independent observer saw it), the fleet's arrival order
+//! kept, fencing tokens increasing, refusals as `Error::Dropped`, wake-ups by message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipelines::{pipeline, Pipeline};
+use pipelines_redis::AuditEntry;
+
+use crate::support::{self, enter, fixture, leave, observed_peak, script_calls, token, Ctx};
+
+#[derive(Debug, Clone)]
+struct Job {
+    key: String,
+    n: usize,
+}
+
+/// The user's pipeline: counts itself in and out (in Redis) around a short wait, checking
+/// that at most `max` run at once and that its fencing token is the highest yet.
+fn counted(max: i64) -> Pipeline<Job, Arc<Ctx>> {
+    pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
+        enter(&ctx.redis, &job.key, token(ctx, current), max).await;
+        tokio::time::sleep(Duration::from_micros(300)).await;
+        leave(&ctx.redis, &job.key, token(ctx, current)).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
+    const KEYS: usize = 20;
+    const PER_RUNTIME: usize = 30;
+    let Some(fixture) = fixture(3).await else {
+        return;
+    };
+    let wrapped: Vec<_> = fixture
+        .fleets
+        .iter()
+        .map(|fleet| {
+            fleet
+                .queue("save")
+                .enqueued()
+                .audit(true)
+                .wrap_by(counted(1), |job: &Job| job.key.clone())
+        })
+        .collect();
+    let mut handles = Vec::new();
+    for n in 0..PER_RUNTIME {
+        for key in 0..KEYS {
+            for (runtime, pipeline) in fixture.runtimes.iter().zip(&wrapped) {
+                let job = Job {
+                    key: format!("doc-{key}"),
+                    n,
+                };
+                handles.push(runtime.invoke_pipeline(pipeline, job).unwrap());
+            }
+        }
+    }
+    for handle in handles {
+        let job = handle.await.unwrap();
+        assert!(job.n < PER_RUNTIME);
+    }
+    let fleet = &fixture.fleets[0];
+    for key in 0..KEYS {
+        let queue = format!("save:doc-{key}");
+        let stats = fleet.stats(&queue).await.unwrap();
+        assert_eq!(stats.peak, 1, "{queue}: {stats:?}");
+        assert_eq!(stats.over, 0, "{queue}: {stats:?}");
+        assert_eq!(
+            stats.admitted,
+            (3 * PER_RUNTIME) as u64,
+            "{queue}: {stats:?}"
+        );
+        assert_eq!(stats.released, stats.admitted, "{queue}: {stats:?}");
+        assert_eq!((stats.live, stats.waiting, stats.expired), (0, 0, 0));
+        assert_eq!(
+            observed_peak(&fleet.connection(), &format!("doc-{key}")).await,
+            1
+        );
+        // Admitted in the fleet's arrival order, each after the previous one released.
+        let log = fleet.audit_log(&queue).await.unwrap();
+        let mut last_seq = 0;
+        let mut holding = None;
+        for entry in &log {
+            match entry {
+                AuditEntry::Admitted { seq, id, live, .. } => {
+                    assert!(*seq > last_seq, "{queue}: admitted out of order: {log:?}");
+                    assert_eq!(*live, 1);
+                    assert!(holding.is_none());
+                    last_seq = *seq;
+                    holding = Some(id.clone());
+                }
+                AuditEntry::Released { id, .. } => {
+                    assert_eq!(holding.take().as_ref(), Some(id));
+                }
+                AuditEntry::Waiting { .. } => {}
+                other => panic!("{queue}: unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_max_3_across_three_runtimes() {
+    let Some(fixture) = fixture(3).await else {
+        return;
+    };
+    let wrapped: Vec<_> = fixture
+        .fleets
+        .iter()
+        .map(|fleet| fleet.queue("batch").enqueued().max(3).wrap(counted(3)))
+        .collect();
+    let mut handles = Vec::new();
+    for n in 0..60 {
+        for (runtime, pipeline) in fixture.runtimes.iter().zip(&wrapped) {
+            let job = Job {
+                key: "batch".into(),
+                n,
+            };
+            handles.push(runtime.invoke_pipeline(pipeline, job).unwrap());
+        }
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let stats = fixture.fleets[0].stats("batch").await.unwrap();
+    assert_eq!(
+        (stats.peak, stats.over, stats.admitted),
+        (3, 0, 180),
+        "{stats:?}"
+    );
+    assert!(observed_peak(&fixture.fleets[0].connection(), "batch").await <= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_refuses_with_dropped_while_the_fleet_is_full() {
+    let Some(fixture) = fixture(3).await else {
+        return;
+    };
+    let (release, released) = tokio::sync::watch::channel(false);
+    let hold = pipeline!(|job: Job, ctx: &Arc<Ctx>| {
+        ctx.push(format!("ran {}", job.n));
+        {
+            let mut released = released.clone();
+            async move { released.wait_for(|done| *done).await.map(|_| ()) }
+        }
+        .await;
+        finally!(|error| {
+            ctx.push(format!("finally {}", job.n));
+        });
+    });
+    let wrapped: Vec<_> = fixture
+        .fleets
+        .iter()
+        .map(|fleet| fleet.queue("submit").dropping().max(2).wrap(hold.clone()))
+        .collect();
+    let job = |n| Job {
+        key: "submit".into(),
+        n,
+    };
+    let first = fixture.runtimes[0]
+        .invoke_pipeline(&wrapped[0], job(1))
+        .unwrap();
+    let second = fixture.runtimes[1]
+        .invoke_pipeline(&wrapped[1], job(2))
+        .unwrap();
+    let ctx0 = fixture.runtimes[0].context().clone();
+    let ctx1 = fixture.runtimes[1].context().clone();
+    support::eventually(|| {
+        ctx0.log.lock().unwrap().len() == 1 && ctx1.log.lock().unwrap().len() == 1
+    })
+    .await;
+    // Full: every runtime's new invocation is refused, exactly as a local dropping queue
+    // refuses (no step of the user's pipeline ran, no finally!, nothing reported).
+    for (n, (runtime, pipeline)) in fixture.runtimes.iter().zip(&wrapped).enumerate() {
+        let error = runtime
+            .invoke_pipeline(pipeline, job(10 + n))
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert!(error.is_dropped(), "{error:?}");
+    }
+    release.send(true).unwrap();
+    first.await.unwrap();
+    second.await.unwrap();
+    // Free again.
+    let third = fixture.runtimes[2]
+        .invoke_pipeline(&wrapped[2], job(3))
+        .unwrap();
+    third.await.unwrap();
+    let stats = fixture.fleets[0].stats("submit").await.unwrap();
+    assert_eq!(
+        (stats.admitted, stats.dropped, stats.peak),
+        (3, 3, 2),
+        "{stats:?}"
+    );
+    let logs: Vec<Vec<String>> = fixture
+        .runtimes
+        .iter()
+        .map(|runtime| runtime.context().log.lock().unwrap().clone())
+        .collect();
+    assert_eq!(logs[0], ["ran 1", "finally 1"]);
+    assert_eq!(logs[1], ["ran 2", "finally 2"]);
+    assert_eq!(logs[2], ["ran 3", "finally 3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_instance_is_woken_by_a_message_not_by_polling() {
+    let Some(fixture) = fixture(2).await else {
+        return;
+    };
+    let (release, released) = tokio::sync::watch::channel(false);
+    let hold = pipeline!(|job: Job, ctx: &Arc<Ctx>| {
+        ctx.push(format!("ran {}", job.n));
+        {
+            let mut released = released.clone();
+            async move { released.wait_for(|done| *done).await.map(|_| ()) }
+        }
+        .await;
+    });
+    // A long lease: a waiter's own look (a third of it) would come far too late.
+    let wrapped: Vec<_> = fixture
+        .fleets
+        .iter()
+        .map(|fleet| {
+            fleet
+                .queue("wake")
+                .lease_ttl(Duration::from_secs(120))
+                .wrap(hold.clone())
+        })
+        .collect();
+    let job = |n| Job {
+        key: "wake".into(),
+        n,
+    };
+    // Load the scripts first, so that only the calls below are counted.
+    release.send(true).unwrap();
+    fixture.runtimes[0]
+        .invoke_pipeline(&wrapped[0], job(0))
+        .unwrap()
+        .await
+        .unwrap();
+    release.send(false).unwrap();
+    let observer = fixture.fleets[0].connection();
+    let before = script_calls(&observer).await;
+
+    let first = fixture.runtimes[0]
+        .invoke_pipeline(&wrapped[0], job(1))
+        .unwrap();
+    let ctx0 = fixture.runtimes[0].context().clone();
+    support::eventually(|| ctx0.log.lock().unwrap().len() == 2).await;
+    let second = fixture.runtimes[1]
+        .invoke_pipeline(&wrapped[1], job(2))
+        .unwrap();
+    while fixture.fleets[0].stats("wake").await.unwrap().waiting == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    release.send(true).unwrap();
+    first.await.unwrap();
+    second.await.unwrap();
+    // Two acquisitions and two releases: the waiter was told, it never looked.
+    assert_eq!(script_calls(&observer).await - before, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_renewed_while_its_instance_runs_past_its_ttl() {
+    let Some(fixture) = fixture(2).await else {
+        return;
+    };
+    let slow = pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
+        enter(&ctx.redis, &job.key, token(ctx, current), 1).await;
+        // Five times the lease's time to live.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        leave(&ctx.redis, &job.key, token(ctx, current)).await;
+    });
+    let wrapped: Vec<_> = fixture
+        .fleets
+        .iter()
+        .map(|fleet| {
+            fleet
+                .queue("slow")
+                .lease_ttl(Duration::from_millis(200))
+                .wrap(slow.clone())
+        })
+        .collect();
+    let job = |n| Job {
+        key: "slow".into(),
+        n,
+    };
+    let first = fixture.runtimes[0]
+        .invoke_pipeline(&wrapped[0], job(1))
+        .unwrap();
+    let second = fixture.runtimes[1]
+        .invoke_pipeline(&wrapped[1], job(2))
+        .unwrap();
+    first.await.unwrap();
+    second.await.unwrap();
+    let stats = fixture.fleets[0].stats("slow").await.unwrap();
+    assert_eq!(
+        (stats.admitted, stats.expired, stats.peak),
+        (2, 0, 1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        observed_peak(&fixture.fleets[0].connection(), "slow").await,
+        1
+    );
+}

@@ -1,0 +1,115 @@
+//! Every behaviour under load from three runtimes over many keys: max never exceeded (as
+//! Redis's counters and the observer saw it), every invocation ends (finished, cancelled
+//! or dropped as its behaviour allows), every started instance's `finally!` runs once,
+//! and no slot or waiting place is left behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipelines::pipeline;
+use pipelines_redis::FleetQueue;
+
+use crate::support::{enter, fixture, leave, observed_peak, token, Ctx};
+
+#[derive(Debug, Clone)]
+struct Job {
+    key: String,
+    n: usize,
+}
+
+async fn stress(name: &str, max: usize, configure: impl Fn(FleetQueue) -> FleetQueue) {
+    const KEYS: usize = 10;
+    const PER_RUNTIME: usize = 20;
+    let Some(fixture) = fixture(3).await else {
+        return;
+    };
+    let work = pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
+        ctx.push(format!("start {}:{}", job.key, job.n));
+        enter(&ctx.redis, &job.key, token(ctx, current), max as i64).await;
+        tokio::time::sleep(Duration::from_millis(1 + (job.n % 3) as u64)).await;
+        finally!(|error| {
+            // Counted out also when cancelled in the middle.
+            leave(&ctx.redis, &job.key, token(ctx, current)).await;
+            ctx.push(format!("finally {}:{}", job.key, job.n));
+        });
+    });
+    let wrapped: Vec<_> = fixture
+        .fleets
+        .iter()
+        .map(|fleet| {
+            configure(fleet.queue(name).max(max)).wrap_by(work.clone(), |job: &Job| job.key.clone())
+        })
+        .collect();
+    let mut handles = Vec::new();
+    for n in 0..PER_RUNTIME {
+        for key in 0..KEYS {
+            for (runtime, pipeline) in fixture.runtimes.iter().zip(&wrapped) {
+                let job = Job {
+                    key: format!("{name}-{key}"),
+                    n,
+                };
+                handles.push(runtime.invoke_pipeline(pipeline, job).unwrap());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut finished = 0;
+    for handle in handles {
+        match handle.await {
+            Ok(_) => finished += 1,
+            Err(error) => assert!(error.is_cancelled() || error.is_dropped(), "{error:#}"),
+        }
+    }
+    assert!(finished > 0);
+    let fleet = &fixture.fleets[0];
+    for key in 0..KEYS {
+        let queue = format!("{name}:{name}-{key}");
+        let stats = fleet.stats(&queue).await.unwrap();
+        assert!(
+            stats.peak as usize <= max && stats.over == 0,
+            "{queue}: {stats:?}"
+        );
+        assert_eq!(
+            (stats.live, stats.waiting, stats.expired),
+            (0, 0, 0),
+            "{queue}: {stats:?}"
+        );
+        let peak = observed_peak(&fleet.connection(), &format!("{name}-{key}")).await;
+        assert!(peak as usize <= max, "{queue}: observed {peak}");
+    }
+    for runtime in &fixture.runtimes {
+        let log = runtime.context().log.lock().unwrap().clone();
+        let starts: Vec<&str> = log
+            .iter()
+            .filter_map(|e| e.strip_prefix("start "))
+            .collect();
+        for started in &starts {
+            let finallies = log
+                .iter()
+                .filter(|e| e.strip_prefix("finally ") == Some(started))
+                .count();
+            assert_eq!(finallies, 1, "{started}: {log:?}");
+        }
+        assert_eq!(starts.len() * 2, log.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restartable_under_load() {
+    stress("restart", 2, FleetQueue::restartable).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_latest_under_load() {
+    stress("latest", 1, FleetQueue::keep_latest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_under_load() {
+    stress("drop", 2, FleetQueue::dropping).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_under_load() {
+    stress("enqueue", 2, FleetQueue::enqueued).await;
+}
