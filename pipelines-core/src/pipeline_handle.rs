@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 
 #[cfg(feature = "tower")]
 use crate::behaviour::Behaviour;
-use crate::error::{InvokeError, Refused};
+#[cfg(feature = "tower")]
+use crate::error::InvokeError;
+use crate::error::Refused;
 use crate::ident::Name;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
