@@ -399,10 +399,10 @@ async fn a_child_that_panics_is_restarted_per_policy() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn stopping_the_runtime_stops_its_supervisors() {
+/// A runtime supervising a producer of 0, 1, 2, ... into a channel of 4.
+fn endless() -> (Runtime<()>, SupervisorHandle, mpsc::Receiver<u64>) {
     let endless = source_fn(|offset: u64| async move { Ok::<_, std::io::Error>(Some(offset)) });
-    let (sender, mut receiver) = mpsc::channel(4);
+    let (sender, receiver) = mpsc::channel(4);
     let runtime = Runtime::builder(()).start().unwrap();
     let handle = runtime
         .supervise(
@@ -410,6 +410,12 @@ async fn stopping_the_runtime_stops_its_supervisors() {
                 .child(ChildSpec::new("numbers", Producer::new(endless, sender))),
         )
         .unwrap();
+    (runtime, handle, receiver)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_the_runtime_stops_its_supervisors() {
+    let (runtime, handle, mut receiver) = endless();
     assert_eq!(receiver.recv().await, Some(0));
     runtime.stop();
     handle.await.unwrap();
@@ -418,15 +424,7 @@ async fn stopping_the_runtime_stops_its_supervisors() {
 
 #[tokio::test(start_paused = true)]
 async fn a_supervisor_goes_on_without_its_handle_until_the_runtime_stops() {
-    let endless = source_fn(|offset: u64| async move { Ok::<_, std::io::Error>(Some(offset)) });
-    let (sender, mut receiver) = mpsc::channel(4);
-    let runtime = Runtime::builder(()).start().unwrap();
-    let handle = runtime
-        .supervise(
-            Supervisor::new("endless")
-                .child(ChildSpec::new("numbers", Producer::new(endless, sender))),
-        )
-        .unwrap();
+    let (runtime, handle, mut receiver) = endless();
     drop(handle);
     for expected in 0..100 {
         assert_eq!(receiver.recv().await, Some(expected));

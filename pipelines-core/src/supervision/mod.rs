@@ -250,7 +250,7 @@ impl ChildSpec {
 }
 
 /// A supervisor: children, a strategy and a restart policy. Start it with
-/// [`Runtime::supervise`]; failures, restarts and a give-up are reported through that
+/// [`Runtime::supervise`](crate::Runtime::supervise); failures, restarts and a give-up are reported through that
 /// runtime's error reporter and watcher.
 ///
 /// # Examples
@@ -322,7 +322,7 @@ impl Supervisor {
     }
 }
 
-/// Why [`Runtime::supervise`] refused to start a supervisor. Nothing was started.
+/// Why [`Runtime::supervise`](crate::Runtime::supervise) refused to start a supervisor. Nothing was started.
 ///
 /// ```
 /// use pipelines::Runtime;
