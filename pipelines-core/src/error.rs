@@ -379,7 +379,7 @@ pub enum InvokeError {
 /// # Examples
 ///
 /// ```
-/// use pipelines::{pipeline, InvokeError, Runtime};
+/// use pipelines::{InvokeError, Runtime};
 ///
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let refused = runtime.invoke("missing", String::from("report.csv")).unwrap_err();
