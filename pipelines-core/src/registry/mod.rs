@@ -54,7 +54,9 @@
 //! - `cancel.rs`: which instances a cancellation reaches, and stopping the runtime
 //! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the lock
 //! - `queue_state.rs`: a queue as the registry keeps it
+//! - `queues.rs`: finding, declaring and forgetting queues (the slab and the name index)
 //! - `lists.rs`: the intrusive live and waiting lists of a queue
+//! - `tree.rs`: parents and children (an intrusive list of siblings), removing an entry
 //! - `gauge.rs`: a queue's slot counts and statistics, shared without the lock
 //! - `quick.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
@@ -65,7 +67,9 @@ mod gauge;
 mod introspect;
 mod lists;
 mod queue_state;
+mod queues;
 mod quick;
+mod tree;
 
 use std::sync::Arc;
 
@@ -208,86 +212,6 @@ impl Registry {
             log,
             ..Registry::default()
         }
-    }
-
-    /// Declares a queue with a fixed name (registration); fails if it exists with another
-    /// configuration.
-    pub(crate) fn declare(
-        &mut self,
-        queue: Name,
-        concurrency: Concurrency,
-        by: Name,
-    ) -> Result<Arc<Gauge>, InvokeError> {
-        self.gauge_for(&queue, concurrency, &by)
-    }
-
-    fn queue(&self, queue: QueueId) -> Option<&QueueState> {
-        self.queues.get(queue)
-    }
-
-    fn queue_mut(&mut self, queue: QueueId) -> Option<&mut QueueState> {
-        self.queues.get_mut(queue)
-    }
-
-    fn queue_named(&self, name: &Name) -> Option<&QueueState> {
-        self.queue(*self.queue_ids.get(name)?)
-    }
-
-    fn queue_for(
-        &mut self,
-        queue: &Name,
-        keyed: bool,
-        concurrency: Concurrency,
-        by: &Name,
-    ) -> Result<QueueId, InvokeError> {
-        if let Some(problem) = concurrency.problem() {
-            return Err(InvokeError::InvalidConcurrency {
-                queue: queue.to_string(),
-                concurrency,
-                problem,
-            });
-        }
-        let id = match self.queue_ids.get(queue) {
-            Some(id) => *id,
-            None => {
-                let slot = self.queues.vacant_entry();
-                let id = slot.key();
-                let gauge = match self.spare_gauges.pop() {
-                    Some(mut gauge) => match Arc::get_mut(&mut gauge) {
-                        Some(reused) => {
-                            *reused = Gauge::new(id, concurrency);
-                            gauge
-                        }
-                        None => Arc::new(Gauge::new(id, concurrency)),
-                    },
-                    None => Arc::new(Gauge::new(id, concurrency)),
-                };
-                slot.insert(QueueState::new(
-                    queue.clone(),
-                    concurrency,
-                    by.clone(),
-                    keyed,
-                    gauge,
-                ));
-                self.queue_ids.insert(queue.clone(), id);
-                id
-            }
-        };
-        let Some(state) = self.queue(id) else {
-            // Unreachable: `queue_ids` only names occupied slots. Refusing is the
-            // panic-free answer.
-            return Err(InvokeError::Stopped);
-        };
-        if state.concurrency != concurrency {
-            return Err(InvokeError::QueueMismatch {
-                queue: queue.to_string(),
-                existing: state.concurrency,
-                existing_by: state.configured_by.to_string(),
-                requested: concurrency,
-                requested_by: by.to_string(),
-            });
-        }
-        Ok(id)
     }
 
     /// The live, unfinished instances of `pipeline_key` in `queue` whose argument hashes
@@ -551,17 +475,6 @@ impl Registry {
         }
     }
 
-    /// `true` if `id` has live children; if so, its control is told when they are done.
-    pub(crate) fn await_children(&mut self, id: u64) -> bool {
-        match self.entries.get_mut(&id) {
-            Some(entry) if !entry.children.is_empty() => {
-                entry.wake_when_childless = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Records the end of an instance's own steps. `result` is its control block when it
     /// finished with a value (it holds the value for the queue's statistics).
     ///
@@ -635,92 +548,6 @@ impl Registry {
         cancelled_first
     }
 
-    /// Removes a finished, childless entry: frees its slot, detaches it from its parent
-    /// (which may in turn be removable, and so on up: a loop, not a recursion, so a long
-    /// chain of finished parents cannot overflow the stack), forgets an empty per-key queue.
-    fn remove(&mut self, id: u64, fx: &mut Effects) {
-        let mut next = Some(id);
-        while let Some(id) = next.take() {
-            let place = self.entries.get(&id).map(|entry| entry.place);
-            self.unlink(id, fx);
-            let Some(entry) = self.entries.remove(&id) else {
-                return;
-            };
-            if let Some(state) = self.queue_mut(entry.queue) {
-                state.members -= 1;
-            }
-            if place == Some(Place::Live) {
-                self.fill_slots(entry.queue, fx);
-            }
-            self.forget_queue_if_empty(entry.queue, fx);
-            fx.discard(entry.control);
-            if self.entries.is_empty() {
-                self.release_capacity();
-            }
-            let Some(parent_id) = entry.parent else {
-                return;
-            };
-            self.remove_child(parent_id, entry.prev_sibling, entry.next_sibling);
-            let Some(parent) = self.entries.get_mut(&parent_id) else {
-                return;
-            };
-            if parent.children.is_empty() {
-                if parent.done {
-                    next = Some(parent_id);
-                } else if parent.wake_when_childless {
-                    parent.wake_when_childless = false;
-                    fx.children_done.push(Arc::clone(&parent.control));
-                }
-            }
-        }
-    }
-
-    /// Appends `child` to `parent`'s children.
-    fn add_child(&mut self, parent: u64, child: u64) {
-        let Some(last) = self.entries.get_mut(&parent).map(|parent| {
-            let last = parent.children.last.replace(child);
-            parent.children.first.get_or_insert(child);
-            last
-        }) else {
-            return;
-        };
-        if let Some(last) = last.and_then(|last| self.entries.get_mut(&last)) {
-            last.next_sibling = Some(child);
-        }
-        if let Some(child) = self.entries.get_mut(&child) {
-            child.prev_sibling = last;
-            child.next_sibling = None;
-        }
-    }
-
-    /// Unlinks a removed child, whose siblings were `prev` and `next`, from `parent`.
-    fn remove_child(&mut self, parent: u64, prev: Option<u64>, next: Option<u64>) {
-        match prev.and_then(|prev| self.entries.get_mut(&prev)) {
-            Some(prev) => prev.next_sibling = next,
-            None => {
-                if let Some(parent) = self.entries.get_mut(&parent) {
-                    parent.children.first = next;
-                }
-            }
-        }
-        match next.and_then(|next| self.entries.get_mut(&next)) {
-            Some(next) => next.prev_sibling = prev,
-            None => {
-                if let Some(parent) = self.entries.get_mut(&parent) {
-                    parent.children.last = prev;
-                }
-            }
-        }
-    }
-
-    /// `id`'s live children, last first.
-    fn children_last_first(&self, id: u64) -> impl Iterator<Item = u64> + '_ {
-        let last = self.entries.get(&id).and_then(|entry| entry.children.last);
-        std::iter::successors(last, |child| {
-            self.entries.get(child).and_then(|child| child.prev_sibling)
-        })
-    }
-
     /// Gives back what a burst made the tables grow to, once nothing is live: a runtime
     /// that was busy for a moment does not keep its peak memory forever. Small tables
     /// are kept, so a steady trickle of invocations does not reallocate.
@@ -734,30 +561,6 @@ impl Registry {
                 state.existing = FastMap::default();
             }
         }
-    }
-
-    /// Forgets a per-key queue no entry refers to any more (its slot is reused).
-    fn forget_queue_if_empty(&mut self, queue: QueueId, fx: &mut Effects) {
-        if self
-            .queue(queue)
-            .is_some_and(|state| state.keyed && state.members == 0)
-        {
-            if let Some(state) = self.queues.try_remove(queue) {
-                self.queue_ids.remove(&state.name);
-                // Its statistics go with it (the last result dropped outside the lock).
-                let stats = std::mem::take(&mut *state.gauge.stats());
-                if let Some(last) = stats.last_result {
-                    fx.discard_result(last);
-                }
-                self.spare_gauges.push(state.gauge);
-            }
-        }
-    }
-
-    /// The ident of `id`'s parent, if it has one (and both are live).
-    pub(crate) fn parent_of(&self, id: u64) -> Option<Ident> {
-        let parent = self.entries.get(&id)?.parent?;
-        self.ident_of(parent)
     }
 
     pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {
