@@ -60,6 +60,7 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
         let job = handle.await.unwrap();
         assert!(job.n < PER_RUNTIME);
     }
+    fixture.sync().await;
     let fleet = &fixture.fleets[0];
     for key in 0..KEYS {
         let queue = format!("save:doc-{key}");
@@ -123,6 +124,7 @@ async fn enqueued_max_3_across_three_runtimes() {
     for handle in handles {
         handle.await.unwrap();
     }
+    fixture.sync().await;
     let stats = fixture.fleets[0].stats("batch").await.unwrap();
     assert_eq!(
         (stats.peak, stats.over, stats.admitted),
@@ -183,11 +185,13 @@ async fn dropping_refuses_with_dropped_while_the_fleet_is_full() {
     release.send(true).unwrap();
     first.await.unwrap();
     second.await.unwrap();
-    // Free again.
+    // Free again, once their releases (which their callers do not wait for) have run.
+    fixture.sync().await;
     let third = fixture.runtimes[2]
         .invoke_pipeline(&wrapped[2], job(3))
         .unwrap();
     third.await.unwrap();
+    fixture.sync().await;
     let stats = fixture.fleets[0].stats("submit").await.unwrap();
     assert_eq!(
         (stats.admitted, stats.dropped, stats.peak),
@@ -241,6 +245,7 @@ async fn a_waiting_instance_is_woken_by_a_message_not_by_polling() {
         .await
         .unwrap();
     release.send(false).unwrap();
+    fixture.sync().await;
     let observer = fixture.fleets[0].connection();
     let before = script_calls(&observer).await;
 
@@ -258,6 +263,7 @@ async fn a_waiting_instance_is_woken_by_a_message_not_by_polling() {
     release.send(true).unwrap();
     first.await.unwrap();
     second.await.unwrap();
+    fixture.sync().await;
     // Two acquisitions and two releases: the waiter was told, it never looked.
     assert_eq!(script_calls(&observer).await - before, 4);
 }
@@ -295,6 +301,7 @@ async fn a_lease_is_renewed_while_its_instance_runs_past_its_ttl() {
         .unwrap();
     first.await.unwrap();
     second.await.unwrap();
+    fixture.sync().await;
     let stats = fixture.fleets[0].stats("slow").await.unwrap();
     assert_eq!(
         (stats.admitted, stats.expired, stats.peak),

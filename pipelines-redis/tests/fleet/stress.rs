@@ -61,6 +61,7 @@ async fn stress(name: &str, max: usize, configure: impl Fn(FleetQueue) -> FleetQ
         }
     }
     assert!(finished > 0);
+    fixture.sync().await;
     let fleet = &fixture.fleets[0];
     for key in 0..KEYS {
         let queue = format!("{name}:{name}-{key}");

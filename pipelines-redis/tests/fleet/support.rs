@@ -30,6 +30,16 @@ pub(crate) struct Fixture {
     pub(crate) runtimes: Vec<Runtime<Arc<Ctx>>>,
 }
 
+impl Fixture {
+    /// Waits until Redis has run every member's releases: an invocation's result does
+    /// not wait for its release (`Fleet::sync`).
+    pub(crate) async fn sync(&self) {
+        for fleet in &self.fleets {
+            fleet.sync().await.unwrap();
+        }
+    }
+}
+
 /// A server and `members` runtimes, each with a fleet member of its own; `None` (the
 /// harness printed why) when redis-server is not installed.
 pub(crate) async fn fixture(members: usize) -> Option<Fixture> {
@@ -119,7 +129,7 @@ pub(crate) async fn observed_peak(redis: &ConnectionManager, key: &str) -> i64 {
     peak.unwrap_or(0)
 }
 
-/// How many times Redis ran a script (EVALSHA) so far.
+/// How many times Redis ran a fleet function (FCALL) so far.
 pub(crate) async fn script_calls(redis: &ConnectionManager) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -127,7 +137,7 @@ pub(crate) async fn script_calls(redis: &ConnectionManager) -> u64 {
         .await
         .unwrap();
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .find_map(|line| line.strip_prefix("cmdstat_fcall:calls="))
         .and_then(|rest| rest.split(',').next())
         .and_then(|calls| calls.parse().ok())
         .unwrap_or(0)

@@ -1,77 +1,108 @@
--- Shared by every fleet script. KEYS[1] is the queue's key prefix; ARGV[1] is '1' when
--- the queue keeps an audit log, ARGV[2] its max. Every script first purges expired
--- leases and waiters (handing freed slots to the next waiters), so any member's call
--- frees a crashed member's slots.
-local P = KEYS[1]
-local AUDIT = ARGV[1] == '1'
-local MAX = tonumber(ARGV[2])
-local HOLDERS, TOKENS, CANCELLING = P .. ':h', P .. ':t', P .. ':c'
-local WAITING, WAIT_EXPIRY, WAIT_TTL = P .. ':w', P .. ':wx', P .. ':wt'
-local SEQ, TOKEN, STATS, LOG, CONFIG = P .. ':seq', P .. ':tok', P .. ':s', P .. ':log', P .. ':cfg'
-local EXISTING, LEADS = P .. ':e', P .. ':ea'
+-- Shared by every fleet function. This library is loaded once (FUNCTION LOAD), so these
+-- helpers are defined once, not per call. Each function gets KEYS[1], the queue's key
+-- prefix, and ARGV[1] ('1' when the queue keeps an audit log) and ARGV[2] (its max).
+--
+-- A queue's keys (P = the prefix):
+--   P:h   hash, holder id -> its fencing token (HLEN: live holders)
+--   P:x   sorted set, holder or waiter id -> when its lease or waiting place expires (ms)
+--   P:w   sorted set, waiter id -> its arrival number
+--   P:wt  hash, waiter id -> the lease ttl it asked for
+--   P:c   set, holders asked to cancel (restartable)
+--   P:m   hash: cfg (configuration in force), seq (last arrival number), tok (last
+--         token), peak, and the counters (admitted, released, expired, ...)
+--   P:log list, the audit log (audited queues)
+--   P:e, P:ea, P:f:ID, P:r:ID  use-existing: argument -> leader, leader -> argument,
+--         a leader's followers, its result
+-- Invariant after every call: fewer than max holders means nobody waits.
+
 -- Bookkeeping of an idle queue is kept this long (ms), then forgotten.
 local IDLE_KEEP = 86400000
 
-local clock = redis.call('TIME')
-local NOW_US = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local NOW = math.floor(NOW_US / 1000)
+local function clock()
+  local time = redis.call('TIME')
+  local us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  return us, math.floor(us / 1000)
+end
 
 local function fmt(n) return string.format('%.0f', n) end
-local function member_of(id) return string.match(id, '^(.+)%.%d+$') end
-local function tell(id, message)
-  redis.call('PUBLISH', 'pipelines:m:' .. member_of(id), message)
-end
-local function log(entry)
-  if AUDIT then redis.call('RPUSH', LOG, entry) end
-end
-local function count(field) redis.call('HINCRBY', STATS, field, 1) end
 
--- Fencing tokens increase per queue and stay above every earlier one even if Redis lost
--- the counter (a restart without persistence): never below the server's clock in us.
-local function next_token()
-  local last = tonumber(redis.call('GET', TOKEN) or '0')
-  local token = math.max(last + 1, NOW_US)
-  redis.call('SET', TOKEN, fmt(token))
+local function tell(id, message)
+  redis.call('PUBLISH', 'pipelines:m:' .. string.match(id, '^(.+)%.%d+$'), message)
+end
+
+-- The queue one call works on.
+local function open(keys, args)
+  local P = keys[1]
+  return {
+    P = P, audit = args[1] == '1', max = tonumber(args[2]),
+    h = P .. ':h', x = P .. ':x', w = P .. ':w', wt = P .. ':wt', c = P .. ':c',
+    m = P .. ':m', log = P .. ':log', e = P .. ':e', ea = P .. ':ea',
+  }
+end
+
+local function log(q, entry)
+  if q.audit then redis.call('RPUSH', q.log, entry) end
+end
+
+local function count(q, field) redis.call('HINCRBY', q.m, field, 1) end
+
+-- The counters an admission updates, read once and written once per call.
+local function load_meta(q)
+  local v = redis.call('HMGET', q.m, 'cfg', 'seq', 'tok', 'peak', 'admitted')
+  return {
+    cfg = v[1], seq = tonumber(v[2]) or 0, tok = tonumber(v[3]) or 0,
+    peak = tonumber(v[4]) or 0, admitted = tonumber(v[5]) or 0, dirty = false,
+  }
+end
+
+local function save_meta(q, meta)
+  if meta.dirty then
+    redis.call('HSET', q.m, 'seq', fmt(meta.seq), 'tok', fmt(meta.tok), 'peak', fmt(meta.peak),
+      'admitted', fmt(meta.admitted))
+  end
+end
+
+-- Gives `id` a slot; `live` holders before it. Fencing tokens increase per queue and
+-- stay above every earlier one even if Redis lost the counter (a restart without
+-- persistence): never below the server's clock in us.
+local function admit(q, meta, id, ttl, seq, live, now, now_us)
+  local token = math.max(meta.tok + 1, now_us)
+  meta.tok = token
+  meta.admitted = meta.admitted + 1
+  if live + 1 > meta.peak then meta.peak = live + 1 end
+  meta.dirty = true
+  redis.call('HSET', q.h, id, fmt(token))
+  redis.call('ZADD', q.x, now + ttl, id)
+  if live + 1 > q.max then count(q, 'over') end
+  log(q, 'a ' .. seq .. ' ' .. id .. ' ' .. fmt(token) .. ' ' .. (live + 1))
   return token
 end
 
-local function next_expiry()
-  local first = redis.call('ZRANGE', HOLDERS, 0, 0, 'WITHSCORES')
-  if #first == 0 then return -1 end
-  return math.max(0, tonumber(first[2]) - NOW)
-end
-
-local function drop_holder(id)
-  redis.call('ZREM', HOLDERS, id)
-  redis.call('HDEL', TOKENS, id)
-  redis.call('SREM', CANCELLING, id)
-end
-
-local function drop_waiter(id)
-  redis.call('ZREM', WAITING, id)
-  redis.call('ZREM', WAIT_EXPIRY, id)
-  redis.call('HDEL', WAIT_TTL, id)
+local function drop_waiter(q, id)
+  redis.call('ZREM', q.w, id)
+  redis.call('ZREM', q.x, id)
+  redis.call('HDEL', q.wt, id)
 end
 
 -- use-existing: `id` leads the run for argument `arg`.
-local function lead(id, arg)
+local function lead(q, id, arg)
   if arg ~= '' then
-    redis.call('HSET', EXISTING, arg, id)
-    redis.call('HSET', LEADS, id, arg)
+    redis.call('HSET', q.e, arg, id)
+    redis.call('HSET', q.ea, id, arg)
   end
 end
 
 -- The leader `id` is done: its followers get `payload` ('o' .. json, 'f' .. message,
 -- 'c' cancelled, 'l' lost), by message and, for a follower that missed it, in a key.
-local function finish_leader(id, payload)
-  local arg = redis.call('HGET', LEADS, id)
+local function finish_leader(q, id, payload)
+  local arg = redis.call('HGET', q.ea, id)
   if not arg then return end
-  redis.call('HDEL', LEADS, id)
-  if redis.call('HGET', EXISTING, arg) == id then redis.call('HDEL', EXISTING, arg) end
-  local followers_key = P .. ':f:' .. id
+  redis.call('HDEL', q.ea, id)
+  if redis.call('HGET', q.e, arg) == id then redis.call('HDEL', q.e, arg) end
+  local followers_key = q.P .. ':f:' .. id
   local followers = redis.call('SMEMBERS', followers_key)
   if #followers > 0 then
-    redis.call('SET', P .. ':r:' .. id, payload, 'PX', 60000)
+    redis.call('SET', q.P .. ':r:' .. id, payload, 'PX', 60000)
     for _, follower in ipairs(followers) do
       tell(follower, 'd ' .. follower .. ' ' .. payload)
     end
@@ -79,58 +110,67 @@ local function finish_leader(id, payload)
   end
 end
 
-local function admit(id, ttl, seq)
-  local token = next_token()
-  redis.call('ZADD', HOLDERS, NOW + ttl, id)
-  redis.call('HSET', TOKENS, id, fmt(token))
-  local live = redis.call('ZCARD', HOLDERS)
-  count('admitted')
-  if live > tonumber(redis.call('HGET', STATS, 'peak') or '0') then
-    redis.call('HSET', STATS, 'peak', live)
-  end
-  if live > MAX then count('over') end
-  log('a ' .. seq .. ' ' .. id .. ' ' .. fmt(token) .. ' ' .. live)
-  return token
-end
-
--- Free slots go to the waiters, in arrival order; each is told by a message.
-local function fill()
-  while redis.call('ZCARD', HOLDERS) < MAX do
-    local head = redis.call('ZRANGE', WAITING, 0, 0, 'WITHSCORES')
+-- Free slots go to the waiters, in arrival order; each is told by a message. Returns
+-- the holders after.
+local function fill(q, meta, now, now_us)
+  local live = redis.call('HLEN', q.h)
+  while live < q.max do
+    local head = redis.call('ZRANGE', q.w, 0, 0, 'WITHSCORES')
     if #head == 0 then break end
     local id, seq = head[1], head[2]
-    local ttl = tonumber(redis.call('HGET', WAIT_TTL, id) or '10000')
-    drop_waiter(id)
-    local token = admit(id, ttl, seq)
+    local ttl = tonumber(redis.call('HGET', q.wt, id) or '10000')
+    redis.call('ZREM', q.w, id)
+    redis.call('HDEL', q.wt, id)
+    local token = admit(q, meta, id, ttl, seq, live, now, now_us)
+    live = live + 1
     tell(id, 'a ' .. id .. ' ' .. fmt(token))
   end
+  return live
 end
 
-local function purge()
-  local expired = redis.call('ZRANGEBYSCORE', HOLDERS, '-inf', NOW)
+-- Expired leases and waiting places go (any member's call frees a crashed member's
+-- slots); true if a slot was freed.
+local function purge(q, now)
+  local expired = redis.call('ZRANGEBYSCORE', q.x, '-inf', now)
+  local freed = false
   for _, id in ipairs(expired) do
-    drop_holder(id)
-    count('expired')
-    log('x ' .. id)
-    finish_leader(id, 'l')
+    redis.call('ZREM', q.x, id)
+    if redis.call('HDEL', q.h, id) == 1 then
+      redis.call('SREM', q.c, id)
+      freed = true
+      log(q, 'x ' .. id)
+    else
+      redis.call('ZREM', q.w, id)
+      redis.call('HDEL', q.wt, id)
+      log(q, 'y ' .. id)
+    end
+    count(q, 'expired')
+    finish_leader(q, id, 'l')
   end
-  local gone = redis.call('ZRANGEBYSCORE', WAIT_EXPIRY, '-inf', NOW)
-  for _, id in ipairs(gone) do
-    drop_waiter(id)
-    count('expired')
-    log('y ' .. id)
-    finish_leader(id, 'l')
-  end
-  fill()
+  return freed
 end
 
--- An idle queue forgets its configuration (so it may change) and, after a while, its
--- bookkeeping; tokens stay increasing without it (see next_token).
-local function tidy()
-  if redis.call('ZCARD', HOLDERS) == 0 and redis.call('ZCARD', WAITING) == 0 then
-    redis.call('DEL', CONFIG)
-    for _, key in ipairs({ TOKEN, SEQ, STATS, LOG }) do
-      redis.call('PEXPIRE', key, IDLE_KEEP)
-    end
+-- Purges, and hands freed slots on. Returns the holders after, if it counted them.
+local function settle(q, now, now_us)
+  if not purge(q, now) then return nil end
+  local meta = load_meta(q)
+  local live = fill(q, meta, now, now_us)
+  save_meta(q, meta)
+  return live
+end
+
+-- ms until the first lease or waiting place in the queue expires, -1 if none.
+local function next_expiry(q, now)
+  local first = redis.call('ZRANGE', q.x, 0, 0, 'WITHSCORES')
+  if #first == 0 then return -1 end
+  return math.max(0, tonumber(first[2]) - now)
+end
+
+-- An idle queue's bookkeeping is forgotten after a while (an admission to an idle queue
+-- makes it permanent again); tokens stay increasing without it (see admit).
+local function tidy(q, live)
+  if (live or redis.call('HLEN', q.h)) == 0 and redis.call('ZCARD', q.w) == 0 then
+    redis.call('PEXPIRE', q.m, IDLE_KEEP)
+    if q.audit then redis.call('PEXPIRE', q.log, IDLE_KEEP) end
   end
 end
