@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::lease::{lease_key, ttl_millis};
 use super::registry::{CancelFn, Signal};
+use super::batch::{self, withdrawal};
 use super::scripts::{self, AcquireRequest, Acquired, Followed, Keys};
 use super::{lock, Fleet, Member};
 use crate::error::FleetError;
@@ -47,7 +48,7 @@ pub(crate) struct Gate<V> {
     /// The queue's keys, when it is one queue (not per key).
     pub(crate) keys: Option<Arc<Keys>>,
     /// The configuration every member of the queue must share, as text.
-    pub(crate) config: String,
+    pub(crate) config: Arc<str>,
 }
 
 /// Withdraws an id from Redis if its admission is abandoned half-way (the instance was
@@ -75,22 +76,13 @@ impl Drop for Pending {
         }
         lock(&self.member.registry).close(self.number);
         let payload = if self.leads { "c" } else { "" };
-        self.member.detach(withdraw(
+        self.member.detach(withdrawal(
             self.member.connection.clone(),
             Arc::clone(&self.keys),
             Arc::clone(&self.id),
             payload,
         ));
     }
-}
-
-async fn withdraw(
-    connection: redis::aio::ConnectionManager,
-    keys: Arc<Keys>,
-    id: Arc<str>,
-    payload: &'static str,
-) {
-    let _ = scripts::release(connection, keys, id, None, payload.to_owned()).await;
 }
 
 pub(crate) fn behaviour_code(behaviour: Behaviour) -> &'static str {
@@ -103,12 +95,15 @@ pub(crate) fn behaviour_code(behaviour: Behaviour) -> &'static str {
     }
 }
 
-/// The max a queue asks Redis for (unrestricted: no limit).
-pub(crate) fn fleet_max(concurrency: Concurrency) -> usize {
-    match concurrency.behaviour() {
+/// What the calls for the fleet queue `queue` need to know of it.
+pub(crate) fn queue_keys(queue: String, audit: bool, concurrency: Concurrency) -> Arc<Keys> {
+    let max = match concurrency.behaviour() {
+        // No limit.
         Behaviour::Unrestricted => i32::MAX as usize,
         _ => concurrency.max(),
-    }
+    };
+    let restartable = concurrency.behaviour() == Behaviour::Restartable;
+    Arc::new(Keys::new(queue, audit, max, restartable))
 }
 
 impl<V> Gate<V>
@@ -118,16 +113,12 @@ where
     fn keys(&self, value: &V) -> Arc<Keys> {
         match (&self.keys, &self.key) {
             (Some(keys), _) => Arc::clone(keys),
-            (None, Some(key)) => Arc::new(Keys::new(
+            (None, Some(key)) => queue_keys(
                 format!("{}:{}", self.name, key(value)),
                 self.audit,
-                fleet_max(self.concurrency),
-            )),
-            (None, None) => Arc::new(Keys::new(
-                self.name.clone(),
-                self.audit,
-                fleet_max(self.concurrency),
-            )),
+                self.concurrency,
+            ),
+            (None, None) => queue_keys(self.name.clone(), self.audit, self.concurrency),
         }
     }
 
@@ -171,19 +162,19 @@ where
         };
         let sent = Instant::now();
         let request = AcquireRequest {
-            id: &id,
+            id: Arc::clone(&id),
             behaviour: behaviour_code(self.concurrency.behaviour()),
             ttl_ms: ttl_millis(self.lease_ttl),
-            config: &self.config,
-            argument: &argument,
+            config: Arc::clone(&self.config),
+            argument,
         };
         // An error leaves the guard armed: the request may have reached Redis.
-        let acquired = match scripts::acquire(&member.connection, &keys, request).await {
+        let acquired = match batch::acquire(member, &keys, request).await {
             Ok(acquired) => acquired,
             Err(error) => return Self::failed(error),
         };
         match acquired {
-            Acquired::Admitted(token) => return self.hold(current, pending, token, Some(sent)),
+            Acquired::Admitted(token) => return self.hold(current, pending, token, sent),
             Acquired::Dropped => {
                 pending.settle();
                 return Outcome::Error(Error::Dropped);
@@ -193,7 +184,7 @@ where
                 return Self::failed(FleetError::Mismatch {
                     queue: keys.queue.clone(),
                     existing,
-                    requested: self.config.clone(),
+                    requested: self.config.to_string(),
                 });
             }
             Acquired::Shared(leader) => {
@@ -212,12 +203,12 @@ where
         // Waiting: for a message, or for what the renewer finds.
         match (&mut signal).await {
             Ok(Signal::Admitted { token, confirmed }) => {
-                self.hold(current, pending, token, Some(confirmed))
+                self.hold(current, pending, token, confirmed)
             }
             Ok(Signal::Cancelling { token, confirmed }) => {
                 // Given a slot and asked to give it up at once: hold it, so that
                 // `finally!` releases it, and cancel.
-                self.hold(current, pending, token, Some(confirmed));
+                self.hold(current, pending, token, confirmed);
                 Outcome::Cancel
             }
             Ok(Signal::Lost(detail)) => {
@@ -243,7 +234,7 @@ where
         current: &Current<'_, V, C>,
         mut pending: Pending,
         token: u64,
-        confirmed: Option<Instant>,
+        confirmed: Instant,
     ) -> Outcome<V, C>
     where
         C: Send + Sync + 'static,
@@ -340,7 +331,7 @@ where
         C: Send + Sync + 'static,
     {
         let member = self.fleet.member();
-        let Some((keys, id, token)) = lock(&member.registry).release(&lease_key(current)) else {
+        let Some((keys, id)) = lock(&member.registry).release(&lease_key(current)) else {
             return;
         };
         let payload = match (error, &self.codec) {
@@ -354,7 +345,7 @@ where
         };
         let connection = member.connection.clone();
         member.detach(async move {
-            let _ = scripts::release(connection, keys, id, Some(token), payload).await;
+            let _ = scripts::release(connection, keys, id, payload).await;
         });
     }
 }

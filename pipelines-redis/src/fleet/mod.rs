@@ -4,6 +4,7 @@
 //! local instances behind them.
 
 mod admission;
+mod batch;
 mod lease;
 mod queue;
 mod records;
@@ -14,13 +15,13 @@ mod scripts;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::error::FleetError;
 pub use lease::Lease;
@@ -119,7 +120,18 @@ impl FleetBuilder {
         // Messages arrive as pushes on the command connection: RESP3.
         info.redis.protocol = ProtocolVersion::RESP3;
         let client = redis::Client::open(info).map_err(FleetError::Connect)?;
-        let (pushes, incoming) = mpsc::unbounded_channel();
+        // Messages are routed where the connection hands them over (no task of ours in
+        // between): to the member, once it exists.
+        let router: Arc<OnceLock<Weak<Member>>> = Arc::default();
+        let pushes = {
+            let router = Arc::clone(&router);
+            move |push: PushInfo| {
+                if let Some(member) = router.get().and_then(Weak::upgrade) {
+                    route(&member, push);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_push_sender(pushes)
             .set_automatic_resubscription()
@@ -136,7 +148,7 @@ impl FleetBuilder {
         scripts::load(&mut connection)
             .await
             .map_err(FleetError::Connect)?;
-        let id = member_id();
+        let id: Arc<str> = Arc::from(member_id());
         connection
             .subscribe(scripts::member_channel(&id))
             .await
@@ -145,10 +157,11 @@ impl FleetBuilder {
             id,
             connection,
             registry: Mutex::default(),
+            batches: Mutex::default(),
             renewer: Arc::new(Notify::new()),
             executor: tokio::runtime::Handle::current(),
         });
-        tokio::spawn(dispatch(Arc::downgrade(&member), incoming));
+        let _ = router.set(Arc::downgrade(&member));
         tokio::spawn(renewal::run(
             Arc::downgrade(&member),
             Arc::clone(&member.renewer),
@@ -227,10 +240,12 @@ impl Fleet {
 }
 
 pub(crate) struct Member {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) connection: ConnectionManager,
     /// Its ids in Redis, the local instances behind them, and their renewal groups.
     pub(crate) registry: Mutex<Registry>,
+    /// Admissions waiting for their queue's call on the wire to end.
+    pub(crate) batches: Mutex<batch::Batches>,
     /// Wakes the renewer (something is due sooner than it planned, or the member is gone).
     pub(crate) renewer: Arc<Notify>,
     /// Where guards that run in `Drop` spawn their clean-up, and detached calls finish.
@@ -274,27 +289,22 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Routes the member's messages to its instances until the connection is gone.
-async fn dispatch(member: Weak<Member>, mut incoming: mpsc::UnboundedReceiver<PushInfo>) {
-    while let Some(push) = incoming.recv().await {
-        let Some(member) = member.upgrade() else {
-            return;
-        };
-        match push.kind {
-            PushKind::Message => {
-                if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                    if let Ok(text) = std::str::from_utf8(payload) {
-                        deliver(&member, text);
-                    }
+/// Routes one of the member's messages to its instance.
+fn route(member: &Member, push: PushInfo) {
+    match push.kind {
+        PushKind::Message => {
+            if let Some(Value::BulkString(payload)) = push.data.get(1) {
+                if let Ok(text) = std::str::from_utf8(payload) {
+                    deliver(member, text);
                 }
             }
-            // Subscribed (again, after a reconnection): what was sent meanwhile is lost.
-            PushKind::Subscribe => {
-                lock(&member.registry).check_all();
-                member.renewer.notify_one();
-            }
-            _ => {}
         }
+        // Subscribed (again, after a reconnection): what was sent meanwhile is lost.
+        PushKind::Subscribe => {
+            lock(&member.registry).check_all();
+            member.renewer.notify_one();
+        }
+        _ => {}
     }
 }
 

@@ -8,8 +8,7 @@ use pipelines::{pipeline, Behaviour, Concurrency, Pipeline};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::admission::{fleet_max, Codec, Gate};
-use super::scripts::Keys;
+use super::admission::{queue_keys, Codec, Gate};
 use super::Fleet;
 
 /// A queue whose concurrency behaviour and `max` hold across every member of the fleet
@@ -211,13 +210,9 @@ impl FleetQueue {
         C: Send + Sync + 'static,
     {
         let concurrency = self.concurrency.with_use_existing(codec.is_some());
-        let keys = key.is_none().then(|| {
-            Arc::new(Keys::new(
-                self.name.clone(),
-                self.audit,
-                fleet_max(concurrency),
-            ))
-        });
+        let keys = key
+            .is_none()
+            .then(|| queue_keys(self.name.clone(), self.audit, concurrency));
         let gate = Arc::new(Gate {
             fleet: self.fleet.clone(),
             name: self.name.clone(),
@@ -227,7 +222,7 @@ impl FleetQueue {
             key,
             codec,
             keys,
-            config: concurrency.to_string(),
+            config: Arc::from(concurrency.to_string()),
         });
         let local_queue = format!("fleet:{}", self.name);
         pipeline!(|value: V, _ctx: &C, current| {

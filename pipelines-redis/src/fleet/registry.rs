@@ -85,12 +85,18 @@ struct Entry {
 }
 
 impl Entry {
-    /// How long it may go unconfirmed: a holder stops while its lease still protects it
-    /// (two thirds of the ttl); a waiting place is lost with its ttl.
-    fn limit(&self) -> Duration {
-        match self.state {
-            State::Holding { .. } | State::Lost { .. } => self.ttl * 2 / 3,
-            _ => self.ttl,
+    fn holds(&self) -> bool {
+        matches!(self.state, State::Holding { .. } | State::Lost { .. })
+    }
+
+    /// When it must have been confirmed again: a holder stops while its lease still
+    /// protects it (two thirds of the ttl after its last confirmation); a waiting place
+    /// is lost with its ttl (places are renewed per member and queue: `places`).
+    fn deadline(&self, places: Instant) -> Instant {
+        if self.holds() {
+            self.confirmed + self.ttl * 2 / 3
+        } else {
+            self.confirmed.max(places) + self.ttl
         }
     }
 }
@@ -109,15 +115,24 @@ struct Group {
     in_flight: usize,
     /// The earliest moment one of its ids may have to be cancelled or failed.
     deadline: Instant,
+    /// When Redis last renewed the member's waiting places in the queue (all at once).
+    places: Instant,
+    /// The next call looks where every id stands (messages may have been lost).
+    full: bool,
     /// The last renewal error, for waiters that give up.
     error: Option<String>,
 }
 
-/// One renewal call: a queue, a ttl and up to [`BATCH`] ids, each with its generation.
+/// One renewal call: a queue, a ttl and up to [`BATCH`] ids (the holders, or every id
+/// for a full look), each with its generation.
 pub(crate) struct Batch {
     key: GroupKey,
     pub(crate) ids: Vec<(u64, u32, Arc<str>)>,
     pub(crate) sent: Instant,
+    /// The member has waiters in the queue: their places are renewed.
+    pub(crate) waiters: bool,
+    /// A full look: every id is asked about.
+    pub(crate) full: bool,
 }
 
 impl Batch {
@@ -207,29 +222,27 @@ impl Registry {
             if missed {
                 // Reconnected while its request was on the wire: look at once.
                 group.due = now;
+                group.full = true;
             }
         }
         self.needs_wake(at)
     }
 
     /// The admission holds a lease: recorded for `finally!` and [`Fleet::lease`], renewed
-    /// with the others of its queue. `confirmed` is when Redis gave it (or `None`: no
-    /// earlier than its place was last confirmed). Returns whether it was asked to
-    /// cancel already, and whether the renewer must be woken.
+    /// with the others of its queue. Redis gave it no earlier than `confirmed`. Returns
+    /// whether it was asked to cancel already, and whether the renewer must be woken.
     pub(crate) fn hold(
         &mut self,
         number: u64,
         token: u64,
-        confirmed: Option<Instant>,
+        confirmed: Instant,
         cancel: CancelFn,
         lease: LeaseKey,
     ) -> (bool, bool) {
         let Some(entry) = self.entries.get_mut(&number) else {
             return (false, false);
         };
-        if let Some(confirmed) = confirmed {
-            entry.confirmed = entry.confirmed.min(confirmed);
-        }
+        entry.confirmed = confirmed;
         let asked = entry.cancel_asked;
         entry.state = State::Holding {
             token,
@@ -258,16 +271,12 @@ impl Registry {
         Some(receiver)
     }
 
-    /// `finally!`: the lease the instance holds (its queue, id and token), forgotten.
-    pub(crate) fn release(&mut self, lease: &LeaseKey) -> Option<(Arc<Keys>, Arc<str>, u64)> {
+    /// `finally!`: the lease the instance holds (its queue and id), forgotten.
+    pub(crate) fn release(&mut self, lease: &LeaseKey) -> Option<(Arc<Keys>, Arc<str>)> {
         let number = self.leases.remove(lease)?;
         let entry = self.entries.remove(&number)?;
         self.ungroup(number, &entry);
-        let token = match entry.state {
-            State::Holding { token, .. } | State::Lost { token } => token,
-            _ => return None,
-        };
-        Some((entry.keys, entry.id, token))
+        Some((entry.keys, entry.id))
     }
 
     /// The lease an instance holds, if any.
@@ -285,14 +294,17 @@ impl Registry {
     /// caller, outside the lock) is returned.
     pub(crate) fn deliver(&mut self, number: u64, message: Message) -> Option<CancelFn> {
         let entry = self.entries.get_mut(&number)?;
+        // The slot was given after its place was last confirmed (its own admission, or
+        // its member's places in the queue).
+        let places = self
+            .groups
+            .get(&(Arc::clone(&entry.keys), entry.ttl))
+            .map_or(entry.confirmed, |group| group.places);
+        let confirmed = entry.confirmed.max(places);
         match (&mut entry.state, message) {
             (State::Waiting(sender), message) => {
                 let signal = match message {
-                    Message::Admitted(token) => Signal::Admitted {
-                        token,
-                        // The slot was given after its place was last confirmed.
-                        confirmed: entry.confirmed,
-                    },
+                    Message::Admitted(token) => Signal::Admitted { token, confirmed },
                     Message::Cancel => {
                         // Also for a holder whose admission is not recorded yet.
                         entry.cancel_asked = true;
@@ -323,6 +335,7 @@ impl Registry {
         let now = Instant::now();
         for group in self.groups.values_mut() {
             group.due = now;
+            group.full = true;
         }
         for entry in self.entries.values_mut() {
             if let State::Following(sender) = &mut entry.state {
@@ -338,7 +351,7 @@ impl Registry {
     fn group(&mut self, number: u64) -> Option<GroupKey> {
         let entry = self.entries.get_mut(&number)?;
         let key = (Arc::clone(&entry.keys), entry.ttl);
-        let deadline = entry.confirmed + entry.limit();
+        let deadline = entry.deadline(entry.confirmed);
         let due = entry.confirmed + entry.ttl / 3;
         let join = !entry.grouped;
         entry.grouped = true;
@@ -348,6 +361,8 @@ impl Registry {
             look: None,
             in_flight: 0,
             deadline,
+            places: entry.confirmed,
+            full: false,
             error: None,
         });
         if join {
@@ -404,20 +419,32 @@ impl Registry {
             if group.in_flight == 0 && !group.numbers.is_empty() && (group.due <= early || looked)
             {
                 group.look = None;
-                let mut ids: Vec<(u64, u32, Arc<str>)> = Vec::with_capacity(group.numbers.len());
+                let full = std::mem::take(&mut group.full);
+                let mut waiters = false;
+                let mut ids: Vec<(u64, u32, Arc<str>)> = Vec::new();
                 for number in &group.numbers {
                     if let Some(entry) = entries.get(number) {
-                        ids.push((*number, entry.generation, Arc::clone(&entry.id)));
+                        let holds = entry.holds();
+                        waiters |= !holds;
+                        // Waiters are renewed together; asked about in a full look only.
+                        if holds || full {
+                            ids.push((*number, entry.generation, Arc::clone(&entry.id)));
+                        }
                     }
                 }
-                while !ids.is_empty() {
+                loop {
                     let rest = ids.split_off(ids.len().min(BATCH));
                     due.batches.push(Batch {
                         key: key.clone(),
                         ids,
                         sent: now,
+                        waiters,
+                        full,
                     });
                     group.in_flight += 1;
+                    if rest.is_empty() {
+                        break;
+                    }
                     ids = rest;
                 }
                 // Until the reply says otherwise; retried then if it failed.
@@ -444,13 +471,18 @@ impl Registry {
         let (next_expiry, standings) = match reply {
             Ok(renewed) => renewed,
             Err(error) => {
-                // Try again soon: the connection reconnects by itself.
+                // Try again soon (the connection reconnects by itself), looking at every
+                // id: a message may be lost meanwhile.
                 group.error = Some(error);
+                group.full |= batch.full;
                 group.due = now + (batch.key.1 / 10).max(Duration::from_millis(1));
                 return cancels;
             }
         };
         group.error = None;
+        if batch.waiters {
+            group.places = group.places.max(batch.sent);
+        }
         if let Some(ms) = next_expiry {
             let look = now + Duration::from_millis(ms + 2);
             if look < group.due {
@@ -516,11 +548,12 @@ impl Registry {
             }
         }
         if let Some(group) = self.groups.get_mut(&batch.key) {
+            let places = group.places;
             group.deadline = group
                 .numbers
                 .iter()
                 .filter_map(|number| self.entries.get(number))
-                .map(|entry| entry.confirmed + entry.limit())
+                .map(|entry| entry.deadline(places))
                 .min()
                 .unwrap_or(now + batch.key.1);
             if group.numbers.is_empty() && group.in_flight == 0 {
@@ -557,11 +590,12 @@ fn expire(
         .error
         .clone()
         .unwrap_or_else(|| "no answer from redis".to_owned());
+    let places = group.places;
     group.numbers.retain(|number| {
         let Some(entry) = entries.get_mut(number) else {
             return false;
         };
-        let deadline = entry.confirmed + entry.limit();
+        let deadline = entry.deadline(places);
         if deadline > now {
             next = next.min(deadline);
             return true;

@@ -25,7 +25,7 @@ pub(crate) async fn run(member: Weak<Member>, wake: Arc<Notify>) {
             let due = lock(&member.registry).due(Instant::now());
             cancel(due.cancels);
             for batch in due.batches {
-                calls.push(renew(member.connection.clone(), batch));
+                calls.push(renew(member.connection.clone(), Arc::clone(&member.id), batch));
             }
             due.wake
         };
@@ -49,12 +49,18 @@ pub(crate) async fn run(member: Weak<Member>, wake: Arc<Notify>) {
 
 async fn renew(
     connection: redis::aio::ConnectionManager,
+    member: Arc<str>,
     batch: Batch,
 ) -> (Batch, Result<Renewed, String>) {
     let reply = scripts::renew(
         connection,
         batch.keys(),
-        ttl_millis(batch.ttl()),
+        scripts::Renewal {
+            ttl_ms: ttl_millis(batch.ttl()),
+            member: &member,
+            waiters: batch.waiters,
+            full: batch.full,
+        },
         batch.ids.iter().map(|(_, _, id)| &**id),
     )
     .await

@@ -114,15 +114,42 @@ pub(crate) struct Keys {
     pub(crate) prefix: String,
     pub(crate) audit: bool,
     pub(crate) max: usize,
+    /// Holders may be asked to cancel.
+    pub(crate) restartable: bool,
+}
+
+impl FleetError {
+    /// The same error, for another request of the same call.
+    pub(crate) fn copy(&self) -> FleetError {
+        match self {
+            FleetError::Unavailable { queue, source } => FleetError::Unavailable {
+                queue: queue.clone(),
+                source: RedisError::from((
+                    source.kind(),
+                    "fleet call failed",
+                    source.to_string(),
+                )),
+            },
+            FleetError::Protocol { queue, reply } => FleetError::Protocol {
+                queue: queue.clone(),
+                reply: reply.clone(),
+            },
+            other => FleetError::Protocol {
+                queue: String::new(),
+                reply: other.to_string(),
+            },
+        }
+    }
 }
 
 impl Keys {
-    pub(crate) fn new(queue: String, audit: bool, max: usize) -> Self {
+    pub(crate) fn new(queue: String, audit: bool, max: usize, restartable: bool) -> Self {
         Keys {
             prefix: prefix(&queue),
             queue,
             audit,
             max,
+            restartable,
         }
     }
 
@@ -204,57 +231,65 @@ fn expiry(text: &str) -> Option<u64> {
         .and_then(|ms| u64::try_from(ms).ok())
 }
 
-pub(crate) struct AcquireRequest<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) behaviour: &'a str,
+/// One request for a slot.
+pub(crate) struct AcquireRequest {
+    pub(crate) id: Arc<str>,
+    pub(crate) behaviour: &'static str,
     pub(crate) ttl_ms: u64,
-    pub(crate) config: &'a str,
-    pub(crate) argument: &'a str,
+    pub(crate) config: Arc<str>,
+    /// The argument as JSON, for use-existing (empty otherwise).
+    pub(crate) argument: String,
 }
 
+/// Asks for slots for `requests` (in arrival order), in one call; the answers in order.
 pub(crate) async fn acquire(
     connection: &ConnectionManager,
     keys: &Keys,
-    request: AcquireRequest<'_>,
-) -> Result<Acquired, FleetError> {
+    requests: impl Iterator<Item = &AcquireRequest>,
+) -> Result<Vec<Acquired>, FleetError> {
     let mut command = keys.call(&LIBRARY.acquire);
-    command
-        .arg(request.id)
-        .arg(request.behaviour)
-        .arg(request.ttl_ms)
-        .arg(request.config)
-        .arg(request.argument);
+    for request in requests {
+        command
+            .arg(&*request.id)
+            .arg(request.behaviour)
+            .arg(request.ttl_ms)
+            .arg(&*request.config)
+            .arg(&request.argument);
+    }
     let reply = call(connection.clone(), command)
         .await
         .map_err(|error| keys.unavailable(error))?;
-    let parsed = match texts(&reply).as_deref() {
-        Some(["admitted", token]) => token.parse().ok().map(Acquired::Admitted),
-        Some(["waiting", next]) => Some(Acquired::Waiting(expiry(next))),
-        Some(["dropped"]) => Some(Acquired::Dropped),
-        Some(["shared", leader]) => Some(Acquired::Shared((*leader).to_owned())),
-        Some(["mismatch", existing]) => Some(Acquired::Mismatch((*existing).to_owned())),
-        _ => None,
-    };
+    let parsed = texts(&reply).and_then(|parts| {
+        parts
+            .chunks(2)
+            .map(|pair| match pair {
+                ["admitted", token] => token.parse().ok().map(Acquired::Admitted),
+                ["waiting", next] => Some(Acquired::Waiting(expiry(next))),
+                ["dropped", _] => Some(Acquired::Dropped),
+                ["shared", leader] => Some(Acquired::Shared((*leader).to_owned())),
+                ["mismatch", existing] => Some(Acquired::Mismatch((*existing).to_owned())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+    });
     parsed.ok_or_else(|| keys.protocol(&reply))
 }
 
-/// Releases a lease (`token` given) or withdraws whatever `id` is (`None`), handing
-/// `payload` to the followers if it led a use-existing run. `true` if it still held its
-/// lease or place. Owns its arguments: it is sent without waiting for the reply.
+/// Releases the lease of `id` or withdraws whatever it is (a waiting place, an admission
+/// being abandoned), handing `payload` to the followers if it led a use-existing run.
+/// `true` if it still held its lease or place. Owns its arguments: it is sent without
+/// waiting for the reply.
 pub(crate) async fn release(
     connection: ConnectionManager,
     keys: Arc<Keys>,
     id: Arc<str>,
-    token: Option<u64>,
     payload: String,
 ) -> Result<bool, FleetError> {
     let mut command = keys.call(&LIBRARY.release);
-    command.arg(&*id);
-    match token {
-        Some(token) => command.arg(token),
-        None => command.arg(""),
-    };
-    command.arg(payload);
+    command
+        .arg(&*id)
+        .arg(payload)
+        .arg(if keys.restartable { "1" } else { "0" });
     let reply = call(connection, command)
         .await
         .map_err(|error| keys.unavailable(error))?;
@@ -264,16 +299,31 @@ pub(crate) async fn release(
     }
 }
 
-/// Renews the leases and waiting places of `ids` (one queue's, one ttl); the first
-/// expiry in the queue and where each id stands, in order.
+/// What a renewal call renews besides its ids.
+pub(crate) struct Renewal<'a> {
+    pub(crate) ttl_ms: u64,
+    pub(crate) member: &'a str,
+    /// The member has waiters in the queue: their places are renewed (together).
+    pub(crate) waiters: bool,
+    /// The ids may be waiters (a look after messages may have been lost).
+    pub(crate) full: bool,
+}
+
+/// Renews the leases of `ids` (one queue's, one ttl) and the member's waiting places in
+/// the queue; the first expiry in the queue and where each id stands, in order.
 pub(crate) async fn renew(
     connection: ConnectionManager,
     keys: &Keys,
-    ttl_ms: u64,
+    renewal: Renewal<'_>,
     ids: impl Iterator<Item = &str>,
 ) -> Result<(Option<u64>, Vec<Standing>), FleetError> {
+    let flag = |on: bool| if on { "1" } else { "0" };
     let mut command = keys.call(&LIBRARY.renew);
-    command.arg(ttl_ms);
+    command
+        .arg(renewal.ttl_ms)
+        .arg(renewal.member)
+        .arg(flag(renewal.waiters))
+        .arg(flag(renewal.full));
     for id in ids {
         command.arg(id);
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pipelines::{pipeline, Pipeline};
 use pipelines_redis::AuditEntry;
 
-use crate::support::{self, enter, fixture, leave, observed_peak, script_calls, token, Ctx};
+use crate::support::{self, fixture, script_calls, token, Ctx};
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -18,18 +18,18 @@ struct Job {
 
 /// The user's pipeline: counts itself in and out (in Redis) around a short wait, checking
 /// that at most `max` run at once and that its fencing token is the highest yet.
-fn counted(max: i64) -> Pipeline<Job, Arc<Ctx>> {
+fn counted(max: usize) -> Pipeline<Job, Arc<Ctx>> {
     pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
-        enter(&ctx.redis, &job.key, token(ctx, current), max).await;
+        ctx.observer.enter(&job.key, token(ctx, current), max);
         tokio::time::sleep(Duration::from_micros(300)).await;
-        leave(&ctx.redis, &job.key, token(ctx, current)).await;
+        ctx.observer.leave(&job.key, token(ctx, current));
     })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
-    const KEYS: usize = 20;
-    const PER_RUNTIME: usize = 30;
+    let keys: usize = std::env::var("KEYS").map_or(20, |v| v.parse().unwrap());
+    let per_runtime: usize = std::env::var("PER").map_or(30, |v| v.parse().unwrap());
     let Some(fixture) = fixture(3).await else {
         return;
     };
@@ -44,9 +44,10 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
                 .wrap_by(counted(1), |job: &Job| job.key.clone())
         })
         .collect();
+    let t0 = std::time::Instant::now();
     let mut handles = Vec::new();
-    for n in 0..PER_RUNTIME {
-        for key in 0..KEYS {
+    for n in 0..per_runtime {
+        for key in 0..keys {
             for (runtime, pipeline) in fixture.runtimes.iter().zip(&wrapped) {
                 let job = Job {
                     key: format!("doc-{key}"),
@@ -58,26 +59,33 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
     }
     for handle in handles {
         let job = handle.await.unwrap();
-        assert!(job.n < PER_RUNTIME);
+        assert!(job.n < per_runtime);
     }
     fixture.sync().await;
     let fleet = &fixture.fleets[0];
-    for key in 0..KEYS {
+    if std::env::var("PROBE").is_ok() {
+        eprintln!("run {:?}", t0.elapsed());
+        let info: String = redis::cmd("INFO").arg("all").query_async(&mut fleet.connection()).await.unwrap();
+        for line in info.lines().filter(|l| l.starts_with("used_cpu") || l.starts_with("cmdstat_")) {
+            eprintln!("{line}");
+        }
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        eprintln!("self cpu {} {}", fields[11], fields[12]);
+    }
+    for key in 0..keys {
         let queue = format!("save:doc-{key}");
         let stats = fleet.stats(&queue).await.unwrap();
         assert_eq!(stats.peak, 1, "{queue}: {stats:?}");
         assert_eq!(stats.over, 0, "{queue}: {stats:?}");
         assert_eq!(
             stats.admitted,
-            (3 * PER_RUNTIME) as u64,
+            (3 * per_runtime) as u64,
             "{queue}: {stats:?}"
         );
         assert_eq!(stats.released, stats.admitted, "{queue}: {stats:?}");
         assert_eq!((stats.live, stats.waiting, stats.expired), (0, 0, 0));
-        assert_eq!(
-            observed_peak(&fleet.connection(), &format!("doc-{key}")).await,
-            1
-        );
+        assert_eq!(fixture.runtimes[0].context().observer.peak(&format!("doc-{key}")), 1);
         // Admitted in the fleet's arrival order, each after the previous one released.
         let log = fleet.audit_log(&queue).await.unwrap();
         let mut last_seq = 0;
@@ -98,6 +106,9 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
                 other => panic!("{queue}: unexpected {other:?}"),
             }
         }
+    }
+    if std::env::var("PROBE").is_ok() {
+        eprintln!("total {:?}", t0.elapsed());
     }
 }
 
@@ -131,7 +142,7 @@ async fn enqueued_max_3_across_three_runtimes() {
         (3, 0, 180),
         "{stats:?}"
     );
-    assert!(observed_peak(&fixture.fleets[0].connection(), "batch").await <= 3);
+    assert!(fixture.runtimes[0].context().observer.peak("batch") <= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,10 +285,10 @@ async fn a_lease_is_renewed_while_its_instance_runs_past_its_ttl() {
         return;
     };
     let slow = pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
-        enter(&ctx.redis, &job.key, token(ctx, current), 1).await;
+        ctx.observer.enter(&job.key, token(ctx, current), 1);
         // Five times the lease's time to live.
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        leave(&ctx.redis, &job.key, token(ctx, current)).await;
+        ctx.observer.leave(&job.key, token(ctx, current));
     });
     let wrapped: Vec<_> = fixture
         .fleets
@@ -308,8 +319,5 @@ async fn a_lease_is_renewed_while_its_instance_runs_past_its_ttl() {
         (2, 0, 1),
         "{stats:?}"
     );
-    assert_eq!(
-        observed_peak(&fixture.fleets[0].connection(), "slow").await,
-        1
-    );
+    assert_eq!(fixture.runtimes[0].context().observer.peak("slow"), 1);
 }

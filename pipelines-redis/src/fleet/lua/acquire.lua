@@ -1,36 +1,35 @@
--- ARGV[3] id, ARGV[4] behaviour (r d e k u), ARGV[5] lease ttl (ms), ARGV[6] configuration,
--- ARGV[7] the argument as JSON for use-existing ('' otherwise).
--- Replies: {'admitted', token} | {'waiting', ms until the first expiry or -1}
---        | {'dropped'} | {'shared', leader} | {'mismatch', configuration in force}
-local function acquire(keys, args)
-  local q = open(keys, args)
-  local id, behaviour, ttl, config, arg = args[3], args[4], tonumber(args[5]), args[6], args[7]
-  local now_us, now = clock()
-  purge(q, now)
-  local meta = load_meta(q)
-  local live = fill(q, meta, now, now_us)
-  -- Fewer than max holders after fill: nobody waits.
-  local waiting = 0
-  if live >= q.max then waiting = redis.call('ZCARD', q.w) end
+-- The waiters this call added, in one write each.
+local function flush_waiters(q, state)
+  if #state.w == 0 then return end
+  redis.call('ZADD', q.w, unpack(state.w))
+  redis.call('HSET', q.wt, unpack(state.wt))
+  redis.call('ZADD', q.x, 'GT', state.now + state.marker_ttl, '@' .. state.member)
+  state.w, state.wt = {}, {}
+end
+
+-- One request for a slot: ARGS id, behaviour (r d e k u), lease ttl (ms), configuration,
+-- the argument as JSON for use-existing ('' otherwise). `state` holds the holders and
+-- waiters now (waiting = nil: not counted yet). Returns the reply's kind and value.
+local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, config, arg)
+  if state.waiting == nil then state.waiting = redis.call('ZCARD', q.w) end
+  local live, waiting = state.live, state.waiting
   if meta.cfg ~= config then
-    if meta.cfg and (live > 0 or waiting > 0) then
-      save_meta(q, meta)
-      return { 'mismatch', meta.cfg }
-    end
+    if meta.cfg and (live > 0 or waiting > 0) then return 'mismatch', meta.cfg end
     redis.call('HSET', q.m, 'cfg', config)
+    meta.cfg = config
   end
-  if live == 0 and waiting == 0 then
+  if live == 0 and waiting == 0 and not state.busy then
     -- Busy again: its bookkeeping is kept until it idles.
     redis.call('PERSIST', q.m)
     if q.audit then redis.call('PERSIST', q.log) end
+    state.busy = true
   end
   if arg ~= '' then
     local leader = redis.call('HGET', q.e, arg)
     if leader then
       redis.call('SADD', q.P .. ':f:' .. leader, id)
       count(q, 'shared')
-      save_meta(q, meta)
-      return { 'shared', leader }
+      return 'shared', leader
     end
   end
   meta.seq = meta.seq + 1
@@ -38,15 +37,18 @@ local function acquire(keys, args)
   local seq = meta.seq
   if live < q.max and waiting == 0 then
     local token = admit(q, meta, id, ttl, seq, live, now, now_us)
+    state.live = live + 1
     lead(q, id, arg)
-    save_meta(q, meta)
-    return { 'admitted', fmt(token) }
+    return 'admitted', fmt(token)
   end
   if behaviour == 'd' then
     count(q, 'dropped')
     log(q, 'd ' .. seq .. ' ' .. id)
-    save_meta(q, meta)
-    return { 'dropped' }
+    return 'dropped', ''
+  end
+  if behaviour == 'r' or behaviour == 'k' then
+    -- What follows reads the waiters: the ones of this call first.
+    flush_waiters(q, state)
   end
   if behaviour == 'r' then
     -- The oldest live instances are cancelled until the new one fits: holders not yet
@@ -80,6 +82,7 @@ local function acquire(keys, args)
         need = need - 1
       end
     end
+    state.waiting = nil
   elseif behaviour == 'k' then
     -- One waiting place: whoever waits is cancelled, the new one waits instead.
     for _, waiter in ipairs(redis.call('ZRANGE', q.w, 0, -1)) do
@@ -89,12 +92,49 @@ local function acquire(keys, args)
       count(q, 'replaced')
       log(q, 'c ' .. waiter)
     end
+    state.waiting = nil
   end
-  redis.call('ZADD', q.w, seq, id)
-  redis.call('ZADD', q.x, now + ttl, id)
-  redis.call('HSET', q.wt, id, ttl)
+  -- Written once for the whole call (flush_waiters); its member's places are renewed
+  -- together, by the marker '@member' in P:x.
+  local w, wt = state.w, state.wt
+  w[#w + 1] = seq
+  w[#w + 1] = id
+  wt[#wt + 1] = id
+  wt[#wt + 1] = ttl
+  if ttl > state.marker_ttl then state.marker_ttl = ttl end
+  state.member = state.member or member_of(id)
+  if state.waiting ~= nil then state.waiting = state.waiting + 1 end
   lead(q, id, arg)
   log(q, 'w ' .. seq .. ' ' .. id)
+  return 'waiting', nil
+end
+
+-- ARGV[3..]: requests for a slot, five values each (see acquire_one), in arrival order.
+-- Reply: two values per request: 'admitted', token | 'waiting', ms until the first
+-- expiry or -1 | 'dropped', '' | 'shared', leader | 'mismatch', configuration in force.
+local function acquire(keys, args)
+  local q = open(keys, args)
+  local now_us, now = clock()
+  purge(q, now)
+  local meta = load_meta(q)
+  local state = { live = (fill(q, meta, now, now_us)), w = {}, wt = {}, now = now, marker_ttl = 0 }
+  -- Fewer than max holders after fill: nobody waits.
+  if state.live < q.max then state.waiting = 0 end
+  local reply = {}
+  local waiters = {}
+  for i = 3, #args, 5 do
+    local kind, value = acquire_one(q, meta, state, now, now_us,
+      args[i], args[i + 1], tonumber(args[i + 2]), args[i + 3], args[i + 4])
+    reply[#reply + 1] = kind
+    reply[#reply + 1] = value or ''
+    if kind == 'waiting' then waiters[#waiters + 1] = #reply end
+  end
+  flush_waiters(q, state)
+  if #waiters > 0 then
+    local next = fmt(next_expiry(q, now))
+    for _, at in ipairs(waiters) do reply[at] = next end
+  end
   save_meta(q, meta)
-  return { 'waiting', fmt(next_expiry(q, now)) }
+  close(q)
+  return reply
 end

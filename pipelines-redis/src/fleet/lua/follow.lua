@@ -5,6 +5,7 @@ local function follow(keys, args)
   local leader = args[3]
   local now_us, now = clock()
   settle(q, now, now_us)
+  close(q)
   local result = redis.call('GET', q.P .. ':r:' .. leader)
   if result then return { 'done', result } end
   if redis.call('HEXISTS', q.ea, leader) == 1 then return { 'pending' } end
