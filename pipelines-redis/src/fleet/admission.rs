@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::lease::{lease_key, ttl_millis};
-use super::registry::{CancelFn, Signal};
 use super::batch::{self, withdrawal};
+use super::lease::lease_key;
+use super::registry::{CancelFn, Signal};
 use super::scripts::{self, AcquireRequest, Acquired, Followed, Keys};
 use super::{lock, Fleet, Member};
 use crate::error::FleetError;
@@ -147,11 +147,8 @@ where
             None => String::new(),
         };
         let member = self.fleet.member();
-        let (number, id, mut signal) = lock(&member.registry).open(
-            &member.id,
-            Arc::clone(&keys),
-            self.lease_ttl,
-        );
+        let (number, id, mut signal) =
+            lock(&member.registry).open(&member.id, Arc::clone(&keys), self.lease_ttl);
         let mut pending = Pending {
             member: Arc::clone(member),
             keys: Arc::clone(&keys),
@@ -164,7 +161,6 @@ where
         let request = AcquireRequest {
             id: Arc::clone(&id),
             behaviour: behaviour_code(self.concurrency.behaviour()),
-            ttl_ms: ttl_millis(self.lease_ttl),
             config: Arc::clone(&self.config),
             argument,
         };

@@ -14,13 +14,20 @@ use crate::error::FleetError;
 
 type Reply = Result<Acquired, FleetError>;
 
+/// The most requests one call carries.
+const BATCH: usize = 1_000;
+
 /// The queues with a call on the wire, and the requests waiting for the next.
 #[derive(Default)]
 pub(crate) struct Batches(HashMap<Arc<Keys>, Vec<(AcquireRequest, oneshot::Sender<Reply>)>>);
 
 /// Asks Redis for a slot for `request`: at once if no call for the queue is on the wire,
 /// with the next call otherwise.
-pub(crate) async fn acquire(member: &Arc<Member>, keys: &Arc<Keys>, request: AcquireRequest) -> Reply {
+pub(crate) async fn acquire(
+    member: &Arc<Member>,
+    keys: &Arc<Keys>,
+    request: AcquireRequest,
+) -> Reply {
     let queued = {
         let mut batches = lock(&member.batches);
         match batches.0.get_mut(keys) {
@@ -77,8 +84,7 @@ impl Drop for Turn {
         }
         drop(batches);
         let member = Arc::clone(&self.member);
-        self.member
-            .detach(flush(member, Arc::clone(&self.keys)));
+        self.member.detach(flush(member, Arc::clone(&self.keys)));
     }
 }
 
@@ -88,6 +94,10 @@ async fn flush(member: Arc<Member>, keys: Arc<Keys>) {
         let batch = {
             let mut batches = lock(&member.batches);
             match batches.0.get_mut(&keys) {
+                Some(waiting) if waiting.len() > BATCH => {
+                    let rest = waiting.split_off(BATCH);
+                    std::mem::replace(waiting, rest)
+                }
                 Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),
                 _ => {
                     batches.0.remove(&keys);
@@ -103,9 +113,12 @@ async fn flush(member: Arc<Member>, keys: Arc<Keys>) {
         if batch.is_empty() {
             continue;
         }
-        let replies =
-            scripts::acquire(&member.connection, &keys, batch.iter().map(|(request, _)| request))
-                .await;
+        let replies = scripts::acquire(
+            &member.connection,
+            &keys,
+            batch.iter().map(|(request, _)| request),
+        )
+        .await;
         match replies {
             Ok(replies) if replies.len() == batch.len() => {
                 for ((request, sender), reply) in batch.into_iter().zip(replies) {

@@ -47,7 +47,8 @@ pub struct FleetStats {
 
 /// One line of an audited queue's log ([`FleetQueue::audit`](crate::FleetQueue::audit)),
 /// in the order Redis ran them. `seq` is the invocation's place in the fleet's arrival
-/// order; `id` its id (`member.n`).
+/// order; `id` its id (`member.ttl.n`: the member, the lease ttl in ms it asked for, a
+/// number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuditEntry {
@@ -165,10 +166,7 @@ impl Fleet {
             .hget(format!("{prefix}:m"), &COUNTERS[..])
             .await
             .map_err(read)?;
-        let live: u64 = connection
-            .hlen(format!("{prefix}:h"))
-            .await
-            .map_err(read)?;
+        let live: u64 = connection.hlen(format!("{prefix}:h")).await.map_err(read)?;
         let waiting: u64 = connection
             .zcard(format!("{prefix}:w"))
             .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::lease::{Lease, LeaseKey};
+use super::lease::{ttl_millis, Lease, LeaseKey};
 use super::scripts::{Keys, Standing};
 
 /// Cancels the instance behind a lease (`Runtime::cancel` of its ident).
@@ -167,7 +167,7 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// A new id (`member.n`) for an admission about to be sent, and the receiver of its
+    /// A new id (`member.ttl.n`) for an admission about to be sent, and the receiver of its
     /// signal.
     pub(crate) fn open(
         &mut self,
@@ -177,7 +177,8 @@ impl Registry {
     ) -> (u64, Arc<str>, oneshot::Receiver<Signal>) {
         self.next += 1;
         let number = self.next;
-        let id: Arc<str> = Arc::from(format!("{member}.{number}"));
+        // The lease ttl it asks for travels in the id (Redis gives it that lease).
+        let id: Arc<str> = Arc::from(format!("{member}.{}.{number}", ttl_millis(ttl)));
         let (sender, receiver) = oneshot::channel();
         self.entries.insert(
             number,
@@ -205,7 +206,12 @@ impl Registry {
 
     /// The admission is waiting (Redis confirmed its place at `confirmed`): renew it
     /// with the others of its queue. `true` if the renewer must be woken.
-    pub(crate) fn wait(&mut self, number: u64, confirmed: Instant, next_expiry: Option<u64>) -> bool {
+    pub(crate) fn wait(
+        &mut self,
+        number: u64,
+        confirmed: Instant,
+        next_expiry: Option<u64>,
+    ) -> bool {
         let epoch = self.epoch;
         let Some(entry) = self.entries.get_mut(&number) else {
             return false;
@@ -416,8 +422,7 @@ impl Registry {
             }
             let early = now + key.1 / 6;
             let looked = group.look.is_some_and(|look| look <= now);
-            if group.in_flight == 0 && !group.numbers.is_empty() && (group.due <= early || looked)
-            {
+            if group.in_flight == 0 && !group.numbers.is_empty() && (group.due <= early || looked) {
                 group.look = None;
                 let full = std::mem::take(&mut group.full);
                 let mut waiters = false;

@@ -25,7 +25,11 @@ pub(crate) async fn run(member: Weak<Member>, wake: Arc<Notify>) {
             let due = lock(&member.registry).due(Instant::now());
             cancel(due.cancels);
             for batch in due.batches {
-                calls.push(renew(member.connection.clone(), Arc::clone(&member.id), batch));
+                calls.push(renew(
+                    member.connection.clone(),
+                    Arc::clone(&member.id),
+                    batch,
+                ));
             }
             due.wake
         };

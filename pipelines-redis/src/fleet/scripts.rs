@@ -124,11 +124,7 @@ impl FleetError {
         match self {
             FleetError::Unavailable { queue, source } => FleetError::Unavailable {
                 queue: queue.clone(),
-                source: RedisError::from((
-                    source.kind(),
-                    "fleet call failed",
-                    source.to_string(),
-                )),
+                source: RedisError::from((source.kind(), "fleet call failed", source.to_string())),
             },
             FleetError::Protocol { queue, reply } => FleetError::Protocol {
                 queue: queue.clone(),
@@ -233,9 +229,9 @@ fn expiry(text: &str) -> Option<u64> {
 
 /// One request for a slot.
 pub(crate) struct AcquireRequest {
+    /// `member.ttl.n`: the id carries the lease ttl it asks for.
     pub(crate) id: Arc<str>,
     pub(crate) behaviour: &'static str,
-    pub(crate) ttl_ms: u64,
     pub(crate) config: Arc<str>,
     /// The argument as JSON, for use-existing (empty otherwise).
     pub(crate) argument: String,
@@ -252,27 +248,39 @@ pub(crate) async fn acquire(
         command
             .arg(&*request.id)
             .arg(request.behaviour)
-            .arg(request.ttl_ms)
             .arg(&*request.config)
             .arg(&request.argument);
     }
     let reply = call(connection.clone(), command)
         .await
         .map_err(|error| keys.unavailable(error))?;
-    let parsed = texts(&reply).and_then(|parts| {
-        parts
+    let parsed = match &reply {
+        Value::Array(items) => items
             .chunks(2)
-            .map(|pair| match pair {
-                ["admitted", token] => token.parse().ok().map(Acquired::Admitted),
-                ["waiting", next] => Some(Acquired::Waiting(expiry(next))),
-                ["dropped", _] => Some(Acquired::Dropped),
-                ["shared", leader] => Some(Acquired::Shared((*leader).to_owned())),
-                ["mismatch", existing] => Some(Acquired::Mismatch((*existing).to_owned())),
+            .map(|pair| match (text(&pair[0]), pair.get(1)) {
+                (Some("admitted"), Some(token)) => number(token).map(Acquired::Admitted),
+                (Some("waiting"), Some(next)) => Some(Acquired::Waiting(number(next))),
+                (Some("dropped"), _) => Some(Acquired::Dropped),
+                (Some("shared"), Some(leader)) => {
+                    text(leader).map(|leader| Acquired::Shared(leader.to_owned()))
+                }
+                (Some("mismatch"), Some(existing)) => {
+                    text(existing).map(|existing| Acquired::Mismatch(existing.to_owned()))
+                }
                 _ => None,
             })
-            .collect::<Option<Vec<_>>>()
-    });
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
     parsed.ok_or_else(|| keys.protocol(&reply))
+}
+
+/// A reply's non-negative integer (a number, or a number as text).
+fn number(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(number) => u64::try_from(*number).ok(),
+        other => text(other).and_then(expiry),
+    }
 }
 
 /// Releases the lease of `id` or withdraws whatever it is (a waiting place, an admission

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pipelines::{pipeline, Pipeline};
 use pipelines_redis::AuditEntry;
 
-use crate::support::{self, fixture, script_calls, token, Ctx};
+use crate::support::{self, fixture, fixture_with, script_calls, token, Ctx};
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -26,11 +26,17 @@ fn counted(max: usize) -> Pipeline<Job, Arc<Ctx>> {
     })
 }
 
+/// The full size: 3 runtimes x 1,000 invocations per key over 100 keys, all
+/// invoked at once (300,000 instances, 3,000 in each key's queue). Generous time limits:
+/// a debug build on two shared cores answers slowly under that load, and this test is
+/// about max and order (renewal and outages have tests of their own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
-    let keys: usize = std::env::var("KEYS").map_or(20, |v| v.parse().unwrap());
-    let per_runtime: usize = std::env::var("PER").map_or(30, |v| v.parse().unwrap());
-    let Some(fixture) = fixture(3).await else {
+    const KEYS: usize = 100;
+    const PER_RUNTIME: usize = 1_000;
+    let Some(fixture) =
+        fixture_with(3, |fleet| fleet.response_timeout(Duration::from_secs(30))).await
+    else {
         return;
     };
     let wrapped: Vec<_> = fixture
@@ -40,14 +46,14 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
             fleet
                 .queue("save")
                 .enqueued()
+                .lease_ttl(Duration::from_secs(60))
                 .audit(true)
                 .wrap_by(counted(1), |job: &Job| job.key.clone())
         })
         .collect();
-    let t0 = std::time::Instant::now();
     let mut handles = Vec::new();
-    for n in 0..per_runtime {
-        for key in 0..keys {
+    for n in 0..PER_RUNTIME {
+        for key in 0..KEYS {
             for (runtime, pipeline) in fixture.runtimes.iter().zip(&wrapped) {
                 let job = Job {
                     key: format!("doc-{key}"),
@@ -59,45 +65,38 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
     }
     for handle in handles {
         let job = handle.await.unwrap();
-        assert!(job.n < per_runtime);
+        assert!(job.n < PER_RUNTIME);
     }
     fixture.sync().await;
     let fleet = &fixture.fleets[0];
-    if std::env::var("PROBE").is_ok() {
-        eprintln!("run {:?}", t0.elapsed());
-        let info: String = redis::cmd("INFO").arg("all").query_async(&mut fleet.connection()).await.unwrap();
-        for line in info.lines().filter(|l| l.starts_with("used_cpu") || l.starts_with("cmdstat_")) {
-            eprintln!("{line}");
-        }
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-        eprintln!("self cpu {} {}", fields[11], fields[12]);
-    }
-    for key in 0..keys {
+    let observer = &fixture.runtimes[0].context().observer;
+    for key in 0..KEYS {
         let queue = format!("save:doc-{key}");
         let stats = fleet.stats(&queue).await.unwrap();
         assert_eq!(stats.peak, 1, "{queue}: {stats:?}");
         assert_eq!(stats.over, 0, "{queue}: {stats:?}");
         assert_eq!(
             stats.admitted,
-            (3 * per_runtime) as u64,
+            (3 * PER_RUNTIME) as u64,
             "{queue}: {stats:?}"
         );
         assert_eq!(stats.released, stats.admitted, "{queue}: {stats:?}");
         assert_eq!((stats.live, stats.waiting, stats.expired), (0, 0, 0));
-        assert_eq!(fixture.runtimes[0].context().observer.peak(&format!("doc-{key}")), 1);
+        assert_eq!(observer.peak(&format!("doc-{key}")), 1);
         // Admitted in the fleet's arrival order, each after the previous one released.
         let log = fleet.audit_log(&queue).await.unwrap();
         let mut last_seq = 0;
         let mut holding = None;
+        let mut admitted = 0;
         for entry in &log {
             match entry {
                 AuditEntry::Admitted { seq, id, live, .. } => {
-                    assert!(*seq > last_seq, "{queue}: admitted out of order: {log:?}");
+                    assert!(*seq > last_seq, "{queue}: admitted out of order: {entry:?}");
                     assert_eq!(*live, 1);
                     assert!(holding.is_none());
                     last_seq = *seq;
                     holding = Some(id.clone());
+                    admitted += 1;
                 }
                 AuditEntry::Released { id, .. } => {
                     assert_eq!(holding.take().as_ref(), Some(id));
@@ -106,9 +105,7 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
                 other => panic!("{queue}: unexpected {other:?}"),
             }
         }
-    }
-    if std::env::var("PROBE").is_ok() {
-        eprintln!("total {:?}", t0.elapsed());
+        assert_eq!(admitted, 3 * PER_RUNTIME, "{queue}");
     }
 }
 

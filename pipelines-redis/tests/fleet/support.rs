@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pipelines::{Current, Runtime};
 use pipelines_redis::testing::RedisServer;
-use pipelines_redis::Fleet;
+use pipelines_redis::{Fleet, FleetBuilder};
 use redis::aio::ConnectionManager;
 
 /// What every test runtime's steps can reach.
@@ -45,12 +45,23 @@ impl Fixture {
 /// A server and `members` runtimes, each with a fleet member of its own; `None` (the
 /// harness printed why) when redis-server is not installed.
 pub(crate) async fn fixture(members: usize) -> Option<Fixture> {
+    fixture_with(members, |builder| builder).await
+}
+
+/// [`fixture`], each member's connection configured by `configure`.
+pub(crate) async fn fixture_with(
+    members: usize,
+    configure: impl Fn(FleetBuilder) -> FleetBuilder,
+) -> Option<Fixture> {
     let server = RedisServer::start_or_skip().unwrap()?;
     let mut fleets = Vec::new();
     let mut runtimes = Vec::new();
     let observer = Arc::new(Observer::default());
     for _ in 0..members {
-        let fleet = Fleet::connect(&server.url()).await.unwrap();
+        let fleet = configure(Fleet::builder(server.url()))
+            .connect()
+            .await
+            .unwrap();
         let ctx = Arc::new(Ctx {
             redis: fleet.connection(),
             fleet: fleet.clone(),

@@ -1,28 +1,22 @@
--- The waiters this call added, in one write each.
+-- The waiters this call added, in one write each; their member's places are renewed
+-- together, by the marker '@member' in P:x.
 local function flush_waiters(q, state)
   if #state.w == 0 then return end
-  redis.call('ZADD', q.w, unpack(state.w))
-  redis.call('HSET', q.wt, unpack(state.wt))
+  call_many('ZADD', q.w, state.w)
   redis.call('ZADD', q.x, 'GT', state.now + state.marker_ttl, '@' .. state.member)
-  state.w, state.wt = {}, {}
+  state.w = {}
 end
 
--- One request for a slot: ARGS id, behaviour (r d e k u), lease ttl (ms), configuration,
--- the argument as JSON for use-existing ('' otherwise). `state` holds the holders and
--- waiters now (waiting = nil: not counted yet). Returns the reply's kind and value.
-local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, config, arg)
+-- One request for a slot: ARGS id, behaviour (r d e k u), configuration, the argument
+-- as JSON for use-existing ('' otherwise). `state` holds the holders and waiters now
+-- (waiting = nil: not counted yet). Returns the reply's kind and value.
+local function acquire_one(q, meta, state, id, behaviour, config, arg)
   if state.waiting == nil then state.waiting = redis.call('ZCARD', q.w) end
   local live, waiting = state.live, state.waiting
   if meta.cfg ~= config then
     if meta.cfg and (live > 0 or waiting > 0) then return 'mismatch', meta.cfg end
     redis.call('HSET', q.m, 'cfg', config)
     meta.cfg = config
-  end
-  if live == 0 and waiting == 0 and not state.busy then
-    -- Busy again: its bookkeeping is kept until it idles.
-    redis.call('PERSIST', q.m)
-    if q.audit then redis.call('PERSIST', q.log) end
-    state.busy = true
   end
   if arg ~= '' then
     local leader = redis.call('HGET', q.e, arg)
@@ -36,10 +30,10 @@ local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, conf
   meta.dirty = true
   local seq = meta.seq
   if live < q.max and waiting == 0 then
-    local token = admit(q, meta, id, ttl, seq, live, now, now_us)
+    local token = admit(q, meta, id, seq, live, state.now, state.now_us)
     state.live = live + 1
     lead(q, id, arg)
-    return 'admitted', fmt(token)
+    return 'admitted', token
   end
   if behaviour == 'd' then
     count(q, 'dropped')
@@ -74,7 +68,7 @@ local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, conf
       while need > 0 do
         local head = redis.call('ZRANGE', q.w, 0, 0)
         if #head == 0 then break end
-        drop_waiter(q, head[1])
+        redis.call('ZREM', q.w, head[1])
         tell(head[1], 'c ' .. head[1])
         finish_leader(q, head[1], 'c')
         count(q, 'restarted')
@@ -86,7 +80,7 @@ local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, conf
   elseif behaviour == 'k' then
     -- One waiting place: whoever waits is cancelled, the new one waits instead.
     for _, waiter in ipairs(redis.call('ZRANGE', q.w, 0, -1)) do
-      drop_waiter(q, waiter)
+      redis.call('ZREM', q.w, waiter)
       tell(waiter, 'c ' .. waiter)
       finish_leader(q, waiter, 'c')
       count(q, 'replaced')
@@ -94,13 +88,10 @@ local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, conf
     end
     state.waiting = nil
   end
-  -- Written once for the whole call (flush_waiters); its member's places are renewed
-  -- together, by the marker '@member' in P:x.
-  local w, wt = state.w, state.wt
+  local w = state.w
   w[#w + 1] = seq
   w[#w + 1] = id
-  wt[#wt + 1] = id
-  wt[#wt + 1] = ttl
+  local ttl = ttl_of(id)
   if ttl > state.marker_ttl then state.marker_ttl = ttl end
   state.member = state.member or member_of(id)
   if state.waiting ~= nil then state.waiting = state.waiting + 1 end
@@ -109,32 +100,39 @@ local function acquire_one(q, meta, state, now, now_us, id, behaviour, ttl, conf
   return 'waiting', nil
 end
 
--- ARGV[3..]: requests for a slot, five values each (see acquire_one), in arrival order.
+-- ARGV[3..]: requests for a slot, four values each (see acquire_one), in arrival order.
 -- Reply: two values per request: 'admitted', token | 'waiting', ms until the first
 -- expiry or -1 | 'dropped', '' | 'shared', leader | 'mismatch', configuration in force.
 local function acquire(keys, args)
   local q = open(keys, args)
   local now_us, now = clock()
-  purge(q, now)
   local meta = load_meta(q)
-  local state = { live = (fill(q, meta, now, now_us)), w = {}, wt = {}, now = now, marker_ttl = 0 }
-  -- Fewer than max holders after fill: nobody waits.
-  if state.live < q.max then state.waiting = 0 end
+  local live = redis.call('HLEN', q.h)
+  if live >= q.max then
+    -- Full, as far as it looks: expired leases may free slots (waiters go first). An
+    -- expired lease not purged yet only makes it look fuller.
+    local settled
+    settled, meta = settle(q, meta, now, now_us)
+    live = settled or live
+  end
+  local state = { live = live, w = {}, now = now, now_us = now_us, marker_ttl = 0 }
+  -- Fewer than max holders: nobody waits (the invariant).
+  if live < q.max then state.waiting = 0 end
   local reply = {}
   local waiters = {}
-  for i = 3, #args, 5 do
-    local kind, value = acquire_one(q, meta, state, now, now_us,
-      args[i], args[i + 1], tonumber(args[i + 2]), args[i + 3], args[i + 4])
+  for i = 3, #args, 4 do
+    local kind, value = acquire_one(q, meta, state, args[i], args[i + 1], args[i + 2], args[i + 3])
     reply[#reply + 1] = kind
     reply[#reply + 1] = value or ''
     if kind == 'waiting' then waiters[#waiters + 1] = #reply end
   end
   flush_waiters(q, state)
   if #waiters > 0 then
-    local next = fmt(next_expiry(q, now))
+    local next = next_expiry(q, now)
     for _, at in ipairs(waiters) do reply[at] = next end
   end
   save_meta(q, meta)
+  keep(q)
   close(q)
   return reply
 end

@@ -4,7 +4,8 @@ local function follow(keys, args)
   local q = open(keys, args)
   local leader = args[3]
   local now_us, now = clock()
-  settle(q, now, now_us)
+  local _, meta = settle(q, nil, now, now_us)
+  save_meta(q, meta)
   close(q)
   local result = redis.call('GET', q.P .. ':r:' .. leader)
   if result then return { 'done', result } end

@@ -7,18 +7,18 @@
 --   P:x   sorted set, by expiry (ms): each holder id (its lease), and '@' .. member for
 --         each member with waiters (their waiting places, renewed together)
 --   P:w   sorted set, waiter id -> its arrival number
---   P:wt  hash, waiter id -> the lease ttl it asked for
 --   P:c   set, holders asked to cancel (restartable)
 --   P:m   hash: cfg (configuration in force), seq (last arrival number), tok (last
---         token), peak, and the counters (admitted, released, expired, ...)
---   P:log list, the audit log (audited queues)
+--         token), peak, and the counters (admitted, released, expired, ...); forgotten
+--         a day after the last admission or renewal
+--   P:log list, the audit log (audited queues), forgotten with P:m
 --   P:e, P:ea, P:f:ID, P:r:ID  use-existing: argument -> leader, leader -> argument,
 --         a leader's followers, its result
--- An id is `member.n`. Invariant after every call: fewer than max holders means nobody
--- waits.
+-- An id is `member.ttl.n` (ttl: the lease ttl in ms it asks for). Invariant after every
+-- call: fewer than max holders means nobody waits.
 
--- Bookkeeping of an idle queue is kept this long (ms), then forgotten.
-local IDLE_KEEP = 86400000
+-- Bookkeeping of a queue is kept this long (ms) after its last admission or renewal.
+local KEEP = 86400000
 
 local function clock()
   local time = redis.call('TIME')
@@ -30,20 +30,38 @@ end
 -- numbers as arguments without loss up to 2^53.
 local function fmt(n) return string.format('%.0f', n) end
 
-local function member_of(id) return string.match(id, '^(.+)%.%d+$') end
+local function member_of(id) return string.match(id, '^(.+)%.%d+%.%d+$') end
+local function ttl_of(id) return tonumber(string.match(id, '%.(%d+)%.%d+$')) or 10000 end
 
 local function tell(id, message)
   redis.call('PUBLISH', 'pipelines:m:' .. member_of(id), message)
 end
 
--- The queue one call works on; its audit entries are written once, at the end.
+-- The queue one call works on: its keys are made when first used; its audit entries
+-- are written once, when the call closes it.
+local SUFFIX = {
+  h = ':h', x = ':x', w = ':w', c = ':c', m = ':m', log = ':log', e = ':e', ea = ':ea',
+}
+local QUEUE = {
+  __index = function(q, name)
+    local suffix = SUFFIX[name]
+    if suffix == nil then return nil end
+    local key = q.P .. suffix
+    rawset(q, name, key)
+    return key
+  end,
+}
+
 local function open(keys, args)
-  local P = keys[1]
-  return {
-    P = P, audit = args[1] == '1', max = tonumber(args[2]), logs = {},
-    h = P .. ':h', x = P .. ':x', w = P .. ':w', wt = P .. ':wt', c = P .. ':c',
-    m = P .. ':m', log = P .. ':log', e = P .. ':e', ea = P .. ':ea',
-  }
+  return setmetatable({ P = keys[1], audit = args[1] == '1', max = tonumber(args[2]), logs = {} }, QUEUE)
+end
+
+-- redis.call(command, key, values...) in chunks: Lua's unpack takes a few thousand
+-- values at most. An even chunk keeps pairs together.
+local function call_many(command, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, i, math.min(i + 999, #values)))
+  end
 end
 
 local function log(q, entry)
@@ -51,7 +69,7 @@ local function log(q, entry)
 end
 
 local function close(q)
-  if #q.logs > 0 then redis.call('RPUSH', q.log, unpack(q.logs)) end
+  if #q.logs > 0 then call_many('RPUSH', q.log, q.logs) end
 end
 
 local function count(q, field) redis.call('HINCRBY', q.m, field, 1) end
@@ -75,22 +93,17 @@ end
 -- Gives `id` a slot; `live` holders before it. Fencing tokens increase per queue and
 -- stay above every earlier one even if Redis lost the counter (a restart without
 -- persistence): never below the server's clock in us.
-local function admit(q, meta, id, ttl, seq, live, now, now_us)
+local function admit(q, meta, id, seq, live, now, now_us)
   local token = math.max(meta.tok + 1, now_us)
   meta.tok = token
   meta.admitted = meta.admitted + 1
   if live + 1 > meta.peak then meta.peak = live + 1 end
   meta.dirty = true
   redis.call('HSET', q.h, id, token)
-  redis.call('ZADD', q.x, now + ttl, id)
+  redis.call('ZADD', q.x, now + ttl_of(id), id)
   if live + 1 > q.max then count(q, 'over') end
   if q.audit then log(q, 'a ' .. seq .. ' ' .. id .. ' ' .. fmt(token) .. ' ' .. (live + 1)) end
   return token
-end
-
-local function drop_waiter(q, id)
-  redis.call('ZREM', q.w, id)
-  redis.call('HDEL', q.wt, id)
 end
 
 -- use-existing: `id` leads the run for argument `arg`.
@@ -127,10 +140,9 @@ local function fill(q, meta, now, now_us)
     local head = redis.call('ZRANGE', q.w, 0, 0, 'WITHSCORES')
     if #head == 0 then break end
     local id, seq = head[1], head[2]
-    local ttl = tonumber(redis.call('HGET', q.wt, id) or '10000')
-    drop_waiter(q, id)
+    redis.call('ZREM', q.w, id)
     meta = meta or load_meta(q)
-    local token = admit(q, meta, id, ttl, seq, live, now, now_us)
+    local token = admit(q, meta, id, seq, live, now, now_us)
     live = live + 1
     tell(id, 'a ' .. id .. ' ' .. fmt(token))
   end
@@ -149,7 +161,7 @@ local function purge(q, now)
       local member = string.sub(id, 2)
       for _, waiter in ipairs(redis.call('ZRANGE', q.w, 0, -1)) do
         if member_of(waiter) == member then
-          drop_waiter(q, waiter)
+          redis.call('ZREM', q.w, waiter)
           count(q, 'expired')
           log(q, 'y ' .. waiter)
           finish_leader(q, waiter, 'l')
@@ -166,12 +178,10 @@ local function purge(q, now)
   return freed
 end
 
--- Purges, and hands freed slots on.
-local function settle(q, now, now_us)
-  if purge(q, now) then
-    local _, meta = fill(q, nil, now, now_us)
-    save_meta(q, meta)
-  end
+-- Purges, and hands freed slots on. Returns the holders after, and `meta`, if it did.
+local function settle(q, meta, now, now_us)
+  if not purge(q, now) then return nil, meta end
+  return fill(q, meta, now, now_us)
 end
 
 -- ms until the first lease or member's places in the queue expire, -1 if none.
@@ -181,16 +191,8 @@ local function next_expiry(q, now)
   return math.max(0, tonumber(first[2]) - now)
 end
 
--- An idle queue's bookkeeping is forgotten after a while (an admission to an idle queue
--- makes it permanent again); tokens stay increasing without it (see admit). `live` as
--- fill returned it, if it ran (then fewer than max holders means nobody waits).
-local function tidy(q, live)
-  if live == nil then
-    live = redis.call('HLEN', q.h)
-    if live == 0 and redis.call('ZCARD', q.w) > 0 then return end
-  end
-  if live == 0 then
-    redis.call('PEXPIRE', q.m, IDLE_KEEP)
-    if q.audit then redis.call('PEXPIRE', q.log, IDLE_KEEP) end
-  end
+-- The queue's bookkeeping is kept a day after it was last used.
+local function keep(q)
+  redis.call('PEXPIRE', q.m, KEEP)
+  if q.audit then redis.call('PEXPIRE', q.log, KEEP) end
 end

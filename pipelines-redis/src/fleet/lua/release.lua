@@ -5,7 +5,6 @@
 local function release(keys, args)
   local q = open(keys, args)
   local id, payload = args[3], args[4]
-  local now_us, now = clock()
   local status = 'gone'
   local token = nil
   if q.audit then token = redis.call('HGET', q.h, id) end
@@ -16,19 +15,17 @@ local function release(keys, args)
     log(q, 'r ' .. id .. ' ' .. (token or '0'))
     status = 'released'
   elseif redis.call('ZREM', q.w, id) == 1 then
-    redis.call('HDEL', q.wt, id)
     log(q, 'q ' .. id)
     status = 'withdrawn'
   end
   if payload ~= '' then finish_leader(q, id, payload) end
-  local freed = purge(q, now)
-  local live = nil
-  if status == 'released' or freed then
-    local meta
-    live, meta = fill(q, nil, now, now_us)
+  if status == 'released' and #redis.call('ZRANGE', q.w, 0, 0) > 0 then
+    -- Someone waits: expired leases go too, and the free slots are handed on.
+    local now_us, now = clock()
+    purge(q, now)
+    local _, meta = fill(q, nil, now, now_us)
     save_meta(q, meta)
   end
-  tidy(q, live)
   close(q)
   return status
 end

@@ -8,13 +8,13 @@ local function renew(keys, args)
   local q = open(keys, args)
   local ttl, member, waiters, full = tonumber(args[3]), args[4], args[5] == '1', args[6] == '1'
   local now_us, now = clock()
-  settle(q, now, now_us)
+  local _, meta = settle(q, nil, now, now_us)
+  save_meta(q, meta)
   local until_ = now + ttl
   if waiters then redis.call('ZADD', q.x, 'GT', until_, '@' .. member) end
   local ids = {}
   for i = 7, #args do ids[#ids + 1] = args[i] end
   local reply = { '' }
-  local found = waiters
   if #ids > 0 then
     local tokens = redis.call('HMGET', q.h, unpack(ids))
     local places = nil
@@ -39,12 +39,11 @@ local function renew(keys, args)
         reply[i + 1] = 'g'
       end
     end
-    if #leases > 0 then
-      redis.call('ZADD', q.x, 'XX', unpack(leases))
-      found = true
+    for i = 1, #leases, 1000 do
+      redis.call('ZADD', q.x, 'XX', unpack(leases, i, math.min(i + 999, #leases)))
     end
   end
-  if not found then tidy(q, nil) end
+  keep(q)
   reply[1] = fmt(next_expiry(q, now))
   close(q)
   return reply
