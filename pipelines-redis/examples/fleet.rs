@@ -111,6 +111,9 @@ async fn worker(index: usize, url: &str) -> Result<(), Box<dyn std::error::Error
             Err(error) => return Err(error.into()),
         }
     }
+    // Releases are not waited for by the callers: let them run before the process exits
+    // (one left unsent would keep its slot until its lease expires, as after a crash).
+    fleet.sync().await?;
     Ok(())
 }
 

@@ -19,8 +19,9 @@
 #[non_exhaustive]
 pub enum FleetError {
     /// The first connection to Redis failed (a wrong URL, a server that is down or
-    /// refuses the credentials). Check the URL and that the server runs; later
-    /// disconnections are not this error: the client reconnects by itself.
+    /// refuses the credentials, or one older than Redis 7.0, which fleet queues need for
+    /// Redis Functions). Check the URL and that the server runs; later disconnections are
+    /// not this error: the client reconnects by itself.
     #[error("cannot connect to redis")]
     Connect(#[source] redis::RedisError),
     /// Redis could not be reached (or did not answer in time) when the fleet queue was
@@ -86,8 +87,8 @@ pub enum FleetError {
         /// The fleet queue's name.
         queue: String,
     },
-    /// Redis answered a fleet script with something this version does not understand
-    /// (another version of the scripts in the same keys). Run one version per Redis.
+    /// Redis answered a fleet function with something this version does not understand
+    /// (another version of this crate in the same keys). Run one version per Redis.
     #[error("fleet queue `{queue}` got an unexpected reply `{reply}`")]
     Protocol {
         /// The fleet queue's name.
@@ -95,6 +96,11 @@ pub enum FleetError {
         /// The reply, as text.
         reply: String,
     },
+    /// Redis did not answer a [`Fleet::sync`](crate::Fleet::sync). The client reconnects
+    /// by itself; what this member sent before may or may not have run (a release that
+    /// did not leaves its slot to expire with its lease).
+    #[error("redis unreachable")]
+    Unreachable(#[source] redis::RedisError),
     /// A read of the fleet's records (statistics, audit log) failed.
     #[error("reading fleet queue `{queue}` failed")]
     Read {

@@ -1,7 +1,7 @@
-//! Admission to a fleet queue, as the wrapper's first step runs it: one script when a
-//! slot is free; otherwise a waiting place, left when a message (or a renewal that finds
-//! what a lost message said) gives the slot or cancels the wait. And the release in the
-//! wrapper's `finally!`.
+//! Admission to a fleet queue, as the wrapper's first step runs it: one call when a slot
+//! is free; otherwise a waiting place, left when a message (or the member's renewer,
+//! which finds what a lost message said) gives the slot or cancels the wait. And the
+//! release in the wrapper's `finally!`, sent without waiting for its reply.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +9,14 @@ use std::time::Duration;
 use pipelines::{Behaviour, Concurrency, Current, Error, Outcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::lease::{self, lease_key, ttl_millis, Held};
-use super::scripts::{AcquireRequest, Acquired, Followed, Keys, Standing};
-use super::{lock, Fleet, Member, Signal};
+use super::batch::{self, withdrawal};
+use super::lease::lease_key;
+use super::registry::{CancelFn, Signal};
+use super::scripts::{self, AcquireRequest, Acquired, Followed, Keys};
+use super::{lock, Fleet, Member};
 use crate::error::FleetError;
 
 pub(crate) type KeyFn<V> = Arc<dyn Fn(&V) -> String + Send + Sync>;
@@ -43,15 +45,19 @@ pub(crate) struct Gate<V> {
     pub(crate) audit: bool,
     pub(crate) key: Option<KeyFn<V>>,
     pub(crate) codec: Option<Codec<V>>,
+    /// The queue's keys, when it is one queue (not per key).
+    pub(crate) keys: Option<Arc<Keys>>,
+    /// The configuration every member of the queue must share, as text.
+    pub(crate) config: Arc<str>,
 }
 
 /// Withdraws an id from Redis if its admission is abandoned half-way (the instance was
 /// cancelled while it waited, or while its request was on the wire).
 struct Pending {
     member: Arc<Member>,
-    keys: Keys,
-    id: String,
-    route: u64,
+    keys: Arc<Keys>,
+    id: Arc<str>,
+    number: u64,
     leads: bool,
     armed: bool,
 }
@@ -59,7 +65,7 @@ struct Pending {
 impl Pending {
     fn settle(mut self) {
         self.armed = false;
-        self.member.close_route(self.route);
+        lock(&self.member.registry).close(self.number);
     }
 }
 
@@ -68,21 +74,18 @@ impl Drop for Pending {
         if !self.armed {
             return;
         }
-        self.member.close_route(self.route);
-        let member = Arc::clone(&self.member);
-        let keys = self.keys.clone();
-        let id = std::mem::take(&mut self.id);
+        lock(&self.member.registry).close(self.number);
         let payload = if self.leads { "c" } else { "" };
-        self.member.executor.spawn(async move {
-            let _ = member
-                .scripts
-                .release(&member.connection, &keys, &id, None, payload)
-                .await;
-        });
+        self.member.detach(withdrawal(
+            self.member.connection.clone(),
+            Arc::clone(&self.keys),
+            Arc::clone(&self.id),
+            payload,
+        ));
     }
 }
 
-fn behaviour_code(behaviour: Behaviour) -> &'static str {
+pub(crate) fn behaviour_code(behaviour: Behaviour) -> &'static str {
     match behaviour {
         Behaviour::Restartable => "r",
         Behaviour::Dropping => "d",
@@ -92,21 +95,30 @@ fn behaviour_code(behaviour: Behaviour) -> &'static str {
     }
 }
 
+/// What the calls for the fleet queue `queue` need to know of it.
+pub(crate) fn queue_keys(queue: String, audit: bool, concurrency: Concurrency) -> Arc<Keys> {
+    let max = match concurrency.behaviour() {
+        // No limit.
+        Behaviour::Unrestricted => i32::MAX as usize,
+        _ => concurrency.max(),
+    };
+    let restartable = concurrency.behaviour() == Behaviour::Restartable;
+    Arc::new(Keys::new(queue, audit, max, restartable))
+}
+
 impl<V> Gate<V>
 where
     V: Clone + Send + Sync + 'static,
 {
-    fn queue_name(&self, value: &V) -> String {
-        match &self.key {
-            Some(key) => format!("{}:{}", self.name, key(value)),
-            None => self.name.clone(),
-        }
-    }
-
-    fn max(&self) -> usize {
-        match self.concurrency.behaviour() {
-            Behaviour::Unrestricted => i32::MAX as usize,
-            _ => self.concurrency.max(),
+    fn keys(&self, value: &V) -> Arc<Keys> {
+        match (&self.keys, &self.key) {
+            (Some(keys), _) => Arc::clone(keys),
+            (None, Some(key)) => queue_keys(
+                format!("{}:{}", self.name, key(value)),
+                self.audit,
+                self.concurrency,
+            ),
+            (None, None) => queue_keys(self.name.clone(), self.audit, self.concurrency),
         }
     }
 
@@ -121,53 +133,44 @@ where
     where
         C: Send + Sync + 'static,
     {
-        let queue = self.queue_name(value);
-        let keys = Keys::new(queue, self.audit, self.max());
+        let keys = self.keys(value);
         let argument = match &self.codec {
             Some(codec) => match (codec.encode)(value) {
                 Ok(json) => json,
                 Err(source) => {
                     return Self::failed(FleetError::Encode {
-                        queue: keys.queue,
+                        queue: keys.queue.clone(),
                         source,
                     })
                 }
             },
             None => String::new(),
         };
-        let member = Arc::clone(self.fleet.member());
-        let (route, id, mut signals) = member.open_route();
+        let member = self.fleet.member();
+        let (number, id, mut signal) =
+            lock(&member.registry).open(&member.id, Arc::clone(&keys), self.lease_ttl);
         let mut pending = Pending {
-            member: Arc::clone(&member),
-            keys: keys.clone(),
-            id: id.clone(),
-            route,
+            member: Arc::clone(member),
+            keys: Arc::clone(&keys),
+            id: Arc::clone(&id),
+            number,
             leads: self.codec.is_some(),
             armed: true,
         };
-        let config = self.concurrency.to_string();
-        let ttl_ms = ttl_millis(self.lease_ttl);
         let sent = Instant::now();
         let request = AcquireRequest {
-            id: &id,
+            id: Arc::clone(&id),
             behaviour: behaviour_code(self.concurrency.behaviour()),
-            ttl_ms,
-            config: &config,
-            argument: &argument,
+            config: Arc::clone(&self.config),
+            argument,
         };
-        let acquired = match member
-            .scripts
-            .acquire(&member.connection, &keys, request)
-            .await
-        {
+        // An error leaves the guard armed: the request may have reached Redis.
+        let acquired = match batch::acquire(member, &keys, request).await {
             Ok(acquired) => acquired,
-            // The request may have reached Redis: the guard withdraws it.
             Err(error) => return Self::failed(error),
         };
-        let mut next_expiry = match acquired {
-            Acquired::Admitted(token) => {
-                return self.hold(current, pending, signals, token, sent);
-            }
+        match acquired {
+            Acquired::Admitted(token) => return self.hold(current, pending, token, sent),
             Acquired::Dropped => {
                 pending.settle();
                 return Outcome::Error(Error::Dropped);
@@ -175,121 +178,85 @@ where
             Acquired::Mismatch(existing) => {
                 pending.settle();
                 return Self::failed(FleetError::Mismatch {
-                    queue: keys.queue,
+                    queue: keys.queue.clone(),
                     existing,
-                    requested: config,
+                    requested: self.config.to_string(),
                 });
             }
             Acquired::Shared(leader) => {
                 // A follower holds nothing to withdraw.
                 pending.armed = false;
-                let outcome = self.follow(&member, &keys, &leader, &mut signals).await;
+                lock(&member.registry).follow(number);
+                let outcome = self.follow(member, &keys, &leader, number, signal).await;
                 pending.settle();
                 return outcome;
             }
-            Acquired::Waiting(next) => next,
-        };
-        // Waiting: for a message, or for the moment to look again (a third of the ttl,
-        // or just after the first lease in the queue expires, if that comes sooner: a
-        // crashed holder frees its slot then, and nobody would say so).
-        let mut confirmed = sent;
-        loop {
-            let interval = self.lease_ttl / 3;
-            let wake = match next_expiry {
-                Some(ms) => interval.min(Duration::from_millis(ms + 2)),
-                None => interval,
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wake) => {}
-                signal = signals.recv() => match signal {
-                    Some(Signal::Admitted(token)) => {
-                        return self.hold(current, pending, signals, token, Instant::now());
-                    }
-                    Some(Signal::Cancel) => {
-                        pending.settle();
-                        return Outcome::Cancel;
-                    }
-                    Some(Signal::Check) => {}
-                    Some(Signal::Done(_)) | None => continue,
-                }
+            Acquired::Waiting(next) => {
+                let wake = lock(&member.registry).wait(number, sent, next);
+                member.wake_renewer(wake);
             }
-            let asked = Instant::now();
-            match member
-                .scripts
-                .renew(&member.connection, &keys, &id, ttl_ms)
-                .await
-            {
-                Ok(Standing::Waiting(next)) => {
-                    confirmed = asked;
-                    next_expiry = next;
-                }
-                Ok(Standing::Held(token)) => {
-                    return self.hold(current, pending, signals, token, asked);
-                }
-                Ok(Standing::Cancelling(token)) => {
-                    // Given a slot and asked to give it up at once: hold it, so that
-                    // `finally!` releases it, and cancel.
-                    self.hold(current, pending, signals, token, asked);
-                    return Outcome::Cancel;
-                }
-                Ok(Standing::Gone) => {
-                    pending.settle();
-                    return Outcome::Cancel;
-                }
-                Err(error) => {
-                    if asked >= confirmed + self.lease_ttl {
-                        // Out of reach for longer than the place is kept: it is lost.
-                        return Self::failed(error);
-                    }
-                    next_expiry = Some(ttl_millis(self.lease_ttl / 10));
-                }
+        }
+        // Waiting: for a message, or for what the renewer finds.
+        match (&mut signal).await {
+            Ok(Signal::Admitted { token, confirmed }) => {
+                self.hold(current, pending, token, confirmed)
+            }
+            Ok(Signal::Cancelling { token, confirmed }) => {
+                // Given a slot and asked to give it up at once: hold it, so that
+                // `finally!` releases it, and cancel.
+                self.hold(current, pending, token, confirmed);
+                Outcome::Cancel
+            }
+            Ok(Signal::Lost(detail)) => {
+                // Out of reach for longer than the place is kept: it is lost (the guard
+                // withdraws it, should Redis still have it).
+                Self::failed(keys.unavailable(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "waiting place lost",
+                    detail,
+                ))))
+            }
+            Ok(Signal::Cancel | Signal::Done(_) | Signal::Check) | Err(_) => {
+                pending.settle();
+                Outcome::Cancel
             }
         }
     }
 
-    /// Admitted: the lease is recorded for `finally!` and for [`Fleet::lease`], and its
-    /// renewal starts.
+    /// Admitted: the lease is recorded for `finally!`, for [`Fleet::lease`] and for the
+    /// member's renewer. `Cancel` if it was asked to give the slot up already.
     fn hold<C>(
         &self,
         current: &Current<'_, V, C>,
-        pending: Pending,
-        signals: mpsc::UnboundedReceiver<Signal>,
+        mut pending: Pending,
         token: u64,
-        sent: Instant,
+        confirmed: Instant,
     ) -> Outcome<V, C>
     where
         C: Send + Sync + 'static,
     {
         let runtime = current.runtime().downgrade();
         let ident = current.ident().clone();
-        let cancel: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let cancel: CancelFn = Arc::new(move || {
             if let Some(runtime) = runtime.upgrade() {
                 let _ = runtime.cancel(&ident);
             }
         });
-        let member = Arc::clone(&pending.member);
-        let renewal = tokio::spawn(lease::renew(
-            Arc::clone(&member),
-            pending.keys.clone(),
-            pending.id.clone(),
-            self.lease_ttl,
-            signals,
-            cancel,
-            sent,
-        ));
-        let held = Held {
-            keys: pending.keys.clone(),
-            id: pending.id.clone(),
-            route: pending.route,
+        let (asked, wake) = lock(&pending.member.registry).hold(
+            pending.number,
             token,
-            renewal: renewal.abort_handle(),
-            leads: pending.leads,
-        };
-        lock(&member.leases).insert(lease_key(current), held);
+            confirmed,
+            cancel,
+            lease_key(current),
+        );
+        pending.member.wake_renewer(wake);
         // From here on `finally!` releases it.
-        let mut pending = pending;
         pending.armed = false;
-        Outcome::Keep
+        if asked {
+            Outcome::Cancel
+        } else {
+            Outcome::Keep
+        }
     }
 
     /// A follower waits for its leader's result.
@@ -298,22 +265,22 @@ where
         member: &Member,
         keys: &Keys,
         leader: &str,
-        signals: &mut mpsc::UnboundedReceiver<Signal>,
+        number: u64,
+        mut signal: oneshot::Receiver<Signal>,
     ) -> Outcome<V, C> {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.lease_ttl / 3) => {}
-                signal = signals.recv() => match signal {
-                    Some(Signal::Done(payload)) => return self.shared(keys, &payload),
-                    Some(Signal::Check) => {}
-                    Some(_) | None => continue,
+                received = &mut signal => match received {
+                    Ok(Signal::Done(payload)) => return self.shared(keys, &payload),
+                    // Look now (messages may have been lost), then wait for the next.
+                    _ => match lock(&member.registry).rearm(number) {
+                        Some(next) => signal = next,
+                        None => return Outcome::Cancel,
+                    },
                 }
             }
-            match member
-                .scripts
-                .follow(&member.connection, keys, leader)
-                .await
-            {
+            match scripts::follow(&member.connection, keys, leader).await {
                 Ok(Followed::Done(payload)) => return self.shared(keys, &payload),
                 Ok(Followed::Pending) => {}
                 Ok(Followed::Gone) => {
@@ -351,44 +318,30 @@ where
     }
 
     /// The wrapper's `finally!`: releases the lease this instance holds (if it got one),
-    /// handing its result to its followers if it led a use-existing run. A release that
-    /// cannot reach Redis leaves the slot to expire with its lease.
-    pub(crate) async fn release<C>(
-        &self,
-        value: &V,
-        error: Option<&Error>,
-        current: &Current<'_, V, C>,
-    ) where
+    /// handing its result to its followers if it led a use-existing run. The release is
+    /// sent without waiting for its reply: queued on the member's connection, it runs
+    /// before anything the member sends later; one that cannot reach Redis leaves the
+    /// slot to expire with its lease.
+    pub(crate) fn release<C>(&self, value: &V, error: Option<&Error>, current: &Current<'_, V, C>)
+    where
         C: Send + Sync + 'static,
     {
-        let Some(held) = lock(&self.fleet.member().leases).remove(&lease_key(current)) else {
+        let member = self.fleet.member();
+        let Some((keys, id)) = lock(&member.registry).release(&lease_key(current)) else {
             return;
         };
-        held.renewal.abort();
-        let member = Arc::clone(self.fleet.member());
-        member.close_route(held.route);
-        let payload = if held.leads {
-            match (error, &self.codec) {
-                (None, Some(codec)) => match (codec.encode)(value) {
-                    Ok(json) => format!("o{json}"),
-                    Err(error) => format!("f{error}"),
-                },
-                (Some(error), _) if error.is_cancelled() || error.is_dropped() => "c".into(),
-                (Some(error), _) => format!("f{}", error.message()),
-                (None, None) => String::new(),
-            }
-        } else {
-            String::new()
+        let payload = match (error, &self.codec) {
+            (None, Some(codec)) => match (codec.encode)(value) {
+                Ok(json) => format!("o{json}"),
+                Err(error) => format!("f{error}"),
+            },
+            (Some(error), Some(_)) if error.is_cancelled() || error.is_dropped() => "c".into(),
+            (Some(error), Some(_)) => format!("f{}", error.message()),
+            (_, None) => String::new(),
         };
-        let _ = member
-            .scripts
-            .release(
-                &member.connection,
-                &held.keys,
-                &held.id,
-                Some(held.token),
-                &payload,
-            )
-            .await;
+        let connection = member.connection.clone();
+        member.detach(async move {
+            let _ = scripts::release(connection, keys, id, payload).await;
+        });
     }
 }

@@ -4,42 +4,30 @@
 //! local instances behind them.
 
 mod admission;
+mod batch;
 mod lease;
 mod queue;
 mod records;
+mod registry;
+mod renewal;
 mod scripts;
 
-use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::error::FleetError;
-use lease::Held;
 pub use lease::Lease;
 pub use queue::FleetQueue;
 pub use records::{AuditEntry, FleetStats};
-use scripts::Scripts;
-
-/// What a member is told about one of its ids, by a message or by a renewal that found
-/// out what a lost message would have said.
-#[derive(Debug)]
-pub(crate) enum Signal {
-    /// The waiting id was given a slot, with this fencing token.
-    Admitted(u64),
-    /// Cancel the instance behind the id (restartable, keep-latest).
-    Cancel,
-    /// The leader this follower waits for is done: its payload.
-    Done(String),
-    /// Messages may have been lost (a reconnection): look where the id stands now.
-    Check,
-}
+use registry::{Message, Registry};
 
 /// One process's (or one runtime's) membership in a fleet: a connection to Redis, used by
 /// the [`FleetQueue`]s built from it. Cheap to clone; connect once and share it.
@@ -132,7 +120,18 @@ impl FleetBuilder {
         // Messages arrive as pushes on the command connection: RESP3.
         info.redis.protocol = ProtocolVersion::RESP3;
         let client = redis::Client::open(info).map_err(FleetError::Connect)?;
-        let (pushes, incoming) = mpsc::unbounded_channel();
+        // Messages are routed where the connection hands them over (no task of ours in
+        // between): to the member, once it exists.
+        let router: Arc<OnceLock<Weak<Member>>> = Arc::default();
+        let pushes = {
+            let router = Arc::clone(&router);
+            move |push: PushInfo| {
+                if let Some(member) = router.get().and_then(Weak::upgrade) {
+                    route(&member, push);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_push_sender(pushes)
             .set_automatic_resubscription()
@@ -146,7 +145,10 @@ impl FleetBuilder {
         let mut connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(FleetError::Connect)?;
-        let id = member_id();
+        scripts::load(&mut connection)
+            .await
+            .map_err(FleetError::Connect)?;
+        let id: Arc<str> = Arc::from(member_id());
         connection
             .subscribe(scripts::member_channel(&id))
             .await
@@ -154,13 +156,16 @@ impl FleetBuilder {
         let member = Arc::new(Member {
             id,
             connection,
-            scripts: Scripts::new(),
-            routes: Mutex::default(),
-            leases: Mutex::default(),
-            next: AtomicU64::new(1),
+            registry: Mutex::default(),
+            batches: Mutex::default(),
+            renewer: Arc::new(Notify::new()),
             executor: tokio::runtime::Handle::current(),
         });
-        tokio::spawn(dispatch(Arc::downgrade(&member), incoming));
+        let _ = router.set(Arc::downgrade(&member));
+        tokio::spawn(renewal::run(
+            Arc::downgrade(&member),
+            Arc::clone(&member.renewer),
+        ));
         Ok(Fleet { member })
     }
 }
@@ -201,53 +206,79 @@ impl Fleet {
         self.member.connection.clone()
     }
 
+    /// Waits until Redis has run every command this member sent before, the releases of
+    /// its ended instances included: an invocation's result does not wait for its
+    /// release, which is on its way (queued on this member's connection, so it runs
+    /// before anything the member sends later, such as [`stats`](Fleet::stats)) but may
+    /// not have run yet. Await it before reading the fleet's records through another
+    /// connection, or before the process exits (an unsent release leaves the slot taken
+    /// until its lease expires, as after a crash).
+    ///
+    /// ```no_run
+    /// # async fn run(fleet: pipelines_redis::Fleet) -> Result<(), pipelines_redis::FleetError> {
+    /// // ... invocations of fleet-wide pipelines have ended ...
+    /// fleet.sync().await?; // their slots are free in Redis now
+    /// # Ok(())
+    /// # }
+    /// # let _ = run;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError::Unreachable`] when Redis does not answer.
+    pub async fn sync(&self) -> Result<(), FleetError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(FleetError::Unreachable)?;
+        Ok(())
+    }
+
     pub(crate) fn member(&self) -> &Arc<Member> {
         &self.member
     }
 }
 
 pub(crate) struct Member {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) connection: ConnectionManager,
-    pub(crate) scripts: Scripts,
-    /// The local number of each id this member has in Redis -> its instance.
-    routes: Mutex<HashMap<u64, mpsc::UnboundedSender<Signal>>>,
-    /// The leases held by local instances, by (runtime, instance).
-    pub(crate) leases: Mutex<HashMap<lease::LeaseKey, Held>>,
-    next: AtomicU64,
-    /// Where guards that run in `Drop` spawn their clean-up.
+    /// Its ids in Redis, the local instances behind them, and their renewal groups.
+    pub(crate) registry: Mutex<Registry>,
+    /// Admissions waiting for their queue's call on the wire to end.
+    pub(crate) batches: Mutex<batch::Batches>,
+    /// Wakes the renewer (something is due sooner than it planned, or the member is gone).
+    pub(crate) renewer: Arc<Notify>,
+    /// Where guards that run in `Drop` spawn their clean-up, and detached calls finish.
     pub(crate) executor: tokio::runtime::Handle,
 }
 
 impl Member {
-    /// A new id (`member.n`) and the receiver of its signals.
-    pub(crate) fn open_route(&self) -> (u64, String, mpsc::UnboundedReceiver<Signal>) {
-        let number = self.next.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = mpsc::unbounded_channel();
-        lock(&self.routes).insert(number, sender);
-        (number, format!("{}.{number}", self.id), receiver)
-    }
-
-    pub(crate) fn close_route(&self, number: u64) {
-        lock(&self.routes).remove(&number);
-    }
-
-    fn route(&self, id: &str, signal: Signal) {
-        let Some(number) = id
-            .rsplit_once('.')
-            .and_then(|(_, number)| number.parse().ok())
-        else {
-            return;
-        };
-        if let Some(route) = lock(&self.routes).get(&number) {
-            let _ = route.send(signal);
+    /// Wakes the renewer if `wake` says it must look sooner than it planned.
+    pub(crate) fn wake_renewer(&self, wake: bool) {
+        if wake {
+            self.renewer.notify_one();
         }
     }
 
-    fn check_all(&self) {
-        for route in lock(&self.routes).values() {
-            let _ = route.send(Signal::Check);
+    /// Sends a call without waiting for its reply: it is polled once here, which puts
+    /// the command on the connection's queue (so Redis runs it before anything this
+    /// member sends later), and the rest (the reply, a reload of the library after a
+    /// restart) finishes in a task of its own.
+    pub(crate) fn detach(&self, call: impl Future<Output = ()> + Send + 'static) {
+        let _context = self.executor.enter();
+        // Unconstrained: a spent cooperative budget must not postpone the send.
+        let mut call = Box::pin(tokio::task::unconstrained(call));
+        let mut context = Context::from_waker(futures::task::noop_waker_ref());
+        if let Poll::Pending = call.as_mut().poll(&mut context) {
+            self.executor.spawn(call);
         }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // The renewer notices the member is gone and ends.
+        self.renewer.notify_one();
     }
 }
 
@@ -258,43 +289,51 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Routes the member's messages to its instances until the connection is gone.
-async fn dispatch(member: Weak<Member>, mut incoming: mpsc::UnboundedReceiver<PushInfo>) {
-    while let Some(push) = incoming.recv().await {
-        let Some(member) = member.upgrade() else {
-            return;
-        };
-        match push.kind {
-            PushKind::Message => {
-                if let Some(Value::BulkString(payload)) = push.data.get(1) {
-                    if let Ok(text) = std::str::from_utf8(payload) {
-                        deliver(&member, text);
-                    }
+/// Routes one of the member's messages to its instance.
+fn route(member: &Member, push: PushInfo) {
+    match push.kind {
+        PushKind::Message => {
+            if let Some(Value::BulkString(payload)) = push.data.get(1) {
+                if let Ok(text) = std::str::from_utf8(payload) {
+                    deliver(member, text);
                 }
             }
-            // Subscribed (again, after a reconnection): what was sent meanwhile is lost.
-            PushKind::Subscribe => member.check_all(),
-            _ => {}
         }
+        // Subscribed (again, after a reconnection): what was sent meanwhile is lost.
+        PushKind::Subscribe => {
+            lock(&member.registry).check_all();
+            member.renewer.notify_one();
+        }
+        _ => {}
     }
 }
 
 /// `a ID TOKEN` (admitted), `c ID` (cancel), `d ID PAYLOAD` (leader done).
-fn deliver(member: &Member, message: &str) {
-    let mut parts = message.splitn(3, ' ');
+fn deliver(member: &Member, text: &str) {
+    let mut parts = text.splitn(3, ' ');
     let (Some(kind), Some(id)) = (parts.next(), parts.next()) else {
         return;
     };
-    let signal = match (kind, parts.next()) {
+    let message = match (kind, parts.next()) {
         ("a", Some(token)) => match token.parse() {
-            Ok(token) => Signal::Admitted(token),
+            Ok(token) => Message::Admitted(token),
             Err(_) => return,
         },
-        ("c", _) => Signal::Cancel,
-        ("d", Some(payload)) => Signal::Done(payload.to_owned()),
+        ("c", _) => Message::Cancel,
+        ("d", Some(payload)) => Message::Done(payload.to_owned()),
         _ => return,
     };
-    member.route(id, signal);
+    let Some(number) = id
+        .rsplit_once('.')
+        .and_then(|(_, number)| number.parse().ok())
+    else {
+        return;
+    };
+    let cancel = lock(&member.registry).deliver(number, message);
+    // Outside the lock: a cancelled instance's `finally!` takes it.
+    if let Some(cancel) = cancel {
+        cancel();
+    }
 }
 
 /// A random member id: process id, clock and the standard library's random hash keys.

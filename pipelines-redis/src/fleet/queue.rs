@@ -8,7 +8,7 @@ use pipelines::{pipeline, Behaviour, Concurrency, Pipeline};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::admission::{Codec, Gate};
+use super::admission::{queue_keys, Codec, Gate};
 use super::Fleet;
 
 /// A queue whose concurrency behaviour and `max` hold across every member of the fleet
@@ -209,21 +209,27 @@ impl FleetQueue {
         V: Clone + Send + Sync + 'static,
         C: Send + Sync + 'static,
     {
+        let concurrency = self.concurrency.with_use_existing(codec.is_some());
+        let keys = key
+            .is_none()
+            .then(|| queue_keys(self.name.clone(), self.audit, concurrency));
         let gate = Arc::new(Gate {
             fleet: self.fleet.clone(),
             name: self.name.clone(),
-            concurrency: self.concurrency.with_use_existing(codec.is_some()),
+            concurrency,
             lease_ttl: self.lease_ttl,
             audit: self.audit,
             key,
             codec,
+            keys,
+            config: Arc::from(concurrency.to_string()),
         });
         let local_queue = format!("fleet:{}", self.name);
         pipeline!(|value: V, _ctx: &C, current| {
             gate.admit(&value, current).await;
             inner.clone();
             finally!(|error| {
-                gate.release(&value, error, current).await;
+                gate.release(&value, error, current);
             });
         })
         .queue(local_queue)

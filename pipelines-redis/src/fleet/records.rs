@@ -2,8 +2,6 @@
 //! live holders ever seen, admissions, expiries...) and, for an audited queue, a log of
 //! every admission in order. Tests and the example check the fleet's guarantees here.
 
-use std::collections::HashMap;
-
 use redis::AsyncCommands;
 
 use super::scripts::prefix;
@@ -49,7 +47,8 @@ pub struct FleetStats {
 
 /// One line of an audited queue's log ([`FleetQueue::audit`](crate::FleetQueue::audit)),
 /// in the order Redis ran them. `seq` is the invocation's place in the fleet's arrival
-/// order; `id` its id (`member.n`).
+/// order; `id` its id (`member.ttl.n`: the member, the lease ttl in ms it asked for, a
+/// number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuditEntry {
@@ -150,21 +149,35 @@ impl Fleet {
             queue: queue.to_owned(),
             source,
         };
+        const COUNTERS: [&str; 9] = [
+            "peak",
+            "over",
+            "admitted",
+            "released",
+            "expired",
+            "dropped",
+            "restarted",
+            "replaced",
+            "shared",
+        ];
         let prefix = prefix(queue);
         let mut connection = self.connection();
-        let counters: HashMap<String, u64> = connection
-            .hgetall(format!("{prefix}:s"))
+        let counters: Vec<Option<u64>> = connection
+            .hget(format!("{prefix}:m"), &COUNTERS[..])
             .await
             .map_err(read)?;
-        let live: u64 = connection
-            .zcard(format!("{prefix}:h"))
-            .await
-            .map_err(read)?;
+        let live: u64 = connection.hlen(format!("{prefix}:h")).await.map_err(read)?;
         let waiting: u64 = connection
             .zcard(format!("{prefix}:w"))
             .await
             .map_err(read)?;
-        let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+        let get = |name: &str| {
+            COUNTERS
+                .iter()
+                .position(|counter| *counter == name)
+                .and_then(|at| counters.get(at).copied().flatten())
+                .unwrap_or(0)
+        };
         Ok(FleetStats {
             live,
             waiting,

@@ -103,6 +103,7 @@ async fn redis_down_then_restarted() {
         runtime.invoke_pipeline(pipeline, 5).unwrap().await.unwrap();
         release.send(false).unwrap();
     }
+    fixture.sync().await;
     let observer = fixture.fleets[0].connection();
     let before = script_calls(&observer).await;
     let first = fixture.runtimes[0].invoke_pipeline(&long[0], 6).unwrap();
@@ -115,6 +116,7 @@ async fn redis_down_then_restarted() {
     release.send(true).unwrap();
     first.await.unwrap();
     second.await.unwrap();
+    fixture.sync().await;
     assert_eq!(script_calls(&observer).await - before, 4);
     let stats = fixture.fleets[0].stats("outage").await.unwrap();
     assert_eq!(

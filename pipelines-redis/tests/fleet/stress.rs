@@ -9,7 +9,7 @@ use std::time::Duration;
 use pipelines::pipeline;
 use pipelines_redis::FleetQueue;
 
-use crate::support::{enter, fixture, leave, observed_peak, token, Ctx};
+use crate::support::{fixture, token, Ctx};
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -25,11 +25,11 @@ async fn stress(name: &str, max: usize, configure: impl Fn(FleetQueue) -> FleetQ
     };
     let work = pipeline!(|job: Job, ctx: &Arc<Ctx>, current| {
         ctx.push(format!("start {}:{}", job.key, job.n));
-        enter(&ctx.redis, &job.key, token(ctx, current), max as i64).await;
+        ctx.observer.enter(&job.key, token(ctx, current), max);
         tokio::time::sleep(Duration::from_millis(1 + (job.n % 3) as u64)).await;
         finally!(|error| {
             // Counted out also when cancelled in the middle.
-            leave(&ctx.redis, &job.key, token(ctx, current)).await;
+            ctx.observer.leave(&job.key, token(ctx, current));
             ctx.push(format!("finally {}:{}", job.key, job.n));
         });
     });
@@ -61,6 +61,7 @@ async fn stress(name: &str, max: usize, configure: impl Fn(FleetQueue) -> FleetQ
         }
     }
     assert!(finished > 0);
+    fixture.sync().await;
     let fleet = &fixture.fleets[0];
     for key in 0..KEYS {
         let queue = format!("{name}:{name}-{key}");
@@ -74,8 +75,11 @@ async fn stress(name: &str, max: usize, configure: impl Fn(FleetQueue) -> FleetQ
             (0, 0, 0),
             "{queue}: {stats:?}"
         );
-        let peak = observed_peak(&fleet.connection(), &format!("{name}-{key}")).await;
-        assert!(peak as usize <= max, "{queue}: observed {peak}");
+        let peak = fixture.runtimes[0]
+            .context()
+            .observer
+            .peak(&format!("{name}-{key}"));
+        assert!(peak <= max, "{queue}: observed {peak}");
     }
     for runtime in &fixture.runtimes {
         let log = runtime.context().log.lock().unwrap().clone();

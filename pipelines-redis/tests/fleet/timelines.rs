@@ -52,6 +52,7 @@ async fn timeline(
             Err(error) => panic!("{error:#}"),
         });
     }
+    fixture.sync().await;
     let redis = fixture.fleets[0].connection();
     let recorded: Vec<u32> = redis::cmd("LRANGE")
         .arg("test:recorded")

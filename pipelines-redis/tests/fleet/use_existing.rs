@@ -63,6 +63,7 @@ async fn equal_arguments_share_one_run_across_runtimes() {
     for (id, handle) in handles {
         assert_eq!(handle.await.unwrap(), id * 10);
     }
+    fixture.sync().await;
     for id in [1, 2, 3] {
         assert_eq!(runs(&fixture, id).await, 1, "argument {id}");
     }

@@ -1,77 +1,138 @@
--- ARGV[3] id, ARGV[4] behaviour (r d e k u), ARGV[5] lease ttl (ms), ARGV[6] configuration,
--- ARGV[7] the argument as JSON for use-existing ('' otherwise).
--- Replies: {'admitted', token} | {'waiting', ms until the first lease expires or -1}
---        | {'dropped'} | {'shared', leader} | {'mismatch', configuration in force}
-local id, behaviour, ttl, config, arg = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
-purge()
-local existing = redis.call('GET', CONFIG)
-if existing and existing ~= config then return { 'mismatch', existing } end
-if not existing then redis.call('SET', CONFIG, config) end
-if arg ~= '' then
-  local leader = redis.call('HGET', EXISTING, arg)
-  if leader then
-    redis.call('SADD', P .. ':f:' .. leader, id)
-    count('shared')
-    return { 'shared', leader }
+-- The waiters this call added, in one write each; their member's places are renewed
+-- together, by the marker '@member' in P:x.
+local function flush_waiters(q, state)
+  if #state.w == 0 then return end
+  call_many('ZADD', q.w, state.w)
+  redis.call('ZADD', q.x, 'GT', state.now + state.marker_ttl, '@' .. state.member)
+  state.w = {}
+end
+
+-- One request for a slot: ARGS id, behaviour (r d e k u), configuration, the argument
+-- as JSON for use-existing ('' otherwise). `state` holds the holders and waiters now
+-- (waiting = nil: not counted yet). Returns the reply's kind and value.
+local function acquire_one(q, meta, state, id, behaviour, config, arg)
+  if state.waiting == nil then state.waiting = redis.call('ZCARD', q.w) end
+  local live, waiting = state.live, state.waiting
+  if meta.cfg ~= config then
+    if meta.cfg and (live > 0 or waiting > 0) then return 'mismatch', meta.cfg end
+    redis.call('HSET', q.m, 'cfg', config)
+    meta.cfg = config
   end
-end
-local seq = redis.call('INCR', SEQ)
-local live = redis.call('ZCARD', HOLDERS)
-if live < MAX and redis.call('ZCARD', WAITING) == 0 then
-  local token = admit(id, ttl, seq)
-  lead(id, arg)
-  return { 'admitted', fmt(token) }
-end
-if behaviour == 'd' then
-  count('dropped')
-  log('d ' .. seq .. ' ' .. id)
-  return { 'dropped' }
-end
-if behaviour == 'r' then
-  -- The oldest live instances are cancelled until the new one fits: holders not yet
-  -- cancelling, oldest token first, then waiters, first arrived first.
-  local need = (live - redis.call('SCARD', CANCELLING)) + redis.call('ZCARD', WAITING) + 1 - MAX
-  if need > 0 then
-    local pairs_ = redis.call('HGETALL', TOKENS)
-    local holders = {}
-    for i = 1, #pairs_, 2 do
-      if redis.call('SISMEMBER', CANCELLING, pairs_[i]) == 0 then
-        table.insert(holders, { pairs_[i], tonumber(pairs_[i + 1]) })
+  if arg ~= '' then
+    local leader = redis.call('HGET', q.e, arg)
+    if leader then
+      redis.call('SADD', q.P .. ':f:' .. leader, id)
+      count(q, 'shared')
+      return 'shared', leader
+    end
+  end
+  meta.seq = meta.seq + 1
+  meta.dirty = true
+  local seq = meta.seq
+  if live < q.max and waiting == 0 then
+    local token = admit(q, meta, id, seq, live, state.now, state.now_us)
+    state.live = live + 1
+    lead(q, id, arg)
+    return 'admitted', token
+  end
+  if behaviour == 'd' then
+    count(q, 'dropped')
+    log(q, 'd ' .. seq .. ' ' .. id)
+    return 'dropped', ''
+  end
+  if behaviour == 'r' or behaviour == 'k' then
+    -- What follows reads the waiters: the ones of this call first.
+    flush_waiters(q, state)
+  end
+  if behaviour == 'r' then
+    -- The oldest live instances are cancelled until the new one fits: holders not yet
+    -- cancelling, oldest token first, then waiters, first arrived first.
+    local need = (live - redis.call('SCARD', q.c)) + waiting + 1 - q.max
+    if need > 0 then
+      local pairs_ = redis.call('HGETALL', q.h)
+      local holders = {}
+      for i = 1, #pairs_, 2 do
+        if redis.call('SISMEMBER', q.c, pairs_[i]) == 0 then
+          table.insert(holders, { pairs_[i], tonumber(pairs_[i + 1]) })
+        end
+      end
+      table.sort(holders, function(a, b) return a[2] < b[2] end)
+      for _, holder in ipairs(holders) do
+        if need <= 0 then break end
+        redis.call('SADD', q.c, holder[1])
+        tell(holder[1], 'c ' .. holder[1])
+        count(q, 'restarted')
+        log(q, 'c ' .. holder[1])
+        need = need - 1
+      end
+      while need > 0 do
+        local head = redis.call('ZRANGE', q.w, 0, 0)
+        if #head == 0 then break end
+        redis.call('ZREM', q.w, head[1])
+        tell(head[1], 'c ' .. head[1])
+        finish_leader(q, head[1], 'c')
+        count(q, 'restarted')
+        log(q, 'c ' .. head[1])
+        need = need - 1
       end
     end
-    table.sort(holders, function(a, b) return a[2] < b[2] end)
-    for _, holder in ipairs(holders) do
-      if need <= 0 then break end
-      redis.call('SADD', CANCELLING, holder[1])
-      tell(holder[1], 'c ' .. holder[1])
-      count('restarted')
-      log('c ' .. holder[1])
-      need = need - 1
+    state.waiting = nil
+  elseif behaviour == 'k' then
+    -- One waiting place: whoever waits is cancelled, the new one waits instead.
+    for _, waiter in ipairs(redis.call('ZRANGE', q.w, 0, -1)) do
+      redis.call('ZREM', q.w, waiter)
+      tell(waiter, 'c ' .. waiter)
+      finish_leader(q, waiter, 'c')
+      count(q, 'replaced')
+      log(q, 'c ' .. waiter)
     end
-    while need > 0 do
-      local head = redis.call('ZRANGE', WAITING, 0, 0)
-      if #head == 0 then break end
-      drop_waiter(head[1])
-      tell(head[1], 'c ' .. head[1])
-      finish_leader(head[1], 'c')
-      count('restarted')
-      log('c ' .. head[1])
-      need = need - 1
-    end
+    state.waiting = nil
   end
-elseif behaviour == 'k' then
-  -- One waiting place: whoever waits is cancelled, the new one waits instead.
-  for _, waiter in ipairs(redis.call('ZRANGE', WAITING, 0, -1)) do
-    drop_waiter(waiter)
-    tell(waiter, 'c ' .. waiter)
-    finish_leader(waiter, 'c')
-    count('replaced')
-    log('c ' .. waiter)
-  end
+  local w = state.w
+  w[#w + 1] = seq
+  w[#w + 1] = id
+  local ttl = ttl_of(id)
+  if ttl > state.marker_ttl then state.marker_ttl = ttl end
+  state.member = state.member or member_of(id)
+  if state.waiting ~= nil then state.waiting = state.waiting + 1 end
+  lead(q, id, arg)
+  log(q, 'w ' .. seq .. ' ' .. id)
+  return 'waiting', nil
 end
-redis.call('ZADD', WAITING, seq, id)
-redis.call('ZADD', WAIT_EXPIRY, NOW + ttl, id)
-redis.call('HSET', WAIT_TTL, id, ttl)
-lead(id, arg)
-log('w ' .. seq .. ' ' .. id)
-return { 'waiting', next_expiry() }
+
+-- ARGV[3..]: requests for a slot, four values each (see acquire_one), in arrival order.
+-- Reply: two values per request: 'admitted', token | 'waiting', ms until the first
+-- expiry or -1 | 'dropped', '' | 'shared', leader | 'mismatch', configuration in force.
+local function acquire(keys, args)
+  local q = open(keys, args)
+  local now_us, now = clock()
+  local meta = load_meta(q)
+  local live = redis.call('HLEN', q.h)
+  if live >= q.max then
+    -- Full, as far as it looks: expired leases may free slots (waiters go first). An
+    -- expired lease not purged yet only makes it look fuller.
+    local settled
+    settled, meta = settle(q, meta, now, now_us)
+    live = settled or live
+  end
+  local state = { live = live, w = {}, now = now, now_us = now_us, marker_ttl = 0 }
+  -- Fewer than max holders: nobody waits (the invariant).
+  if live < q.max then state.waiting = 0 end
+  local reply = {}
+  local waiters = {}
+  for i = 3, #args, 4 do
+    local kind, value = acquire_one(q, meta, state, args[i], args[i + 1], args[i + 2], args[i + 3])
+    reply[#reply + 1] = kind
+    reply[#reply + 1] = value or ''
+    if kind == 'waiting' then waiters[#waiters + 1] = #reply end
+  end
+  flush_waiters(q, state)
+  if #waiters > 0 then
+    local next = next_expiry(q, now)
+    for _, at in ipairs(waiters) do reply[at] = next end
+  end
+  save_meta(q, meta)
+  keep(q)
+  close(q)
+  return reply
+end
