@@ -16,7 +16,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -269,7 +269,7 @@ impl Member {
         // Unconstrained: a spent cooperative budget must not postpone the send.
         let mut call = Box::pin(tokio::task::unconstrained(call));
         let mut context = Context::from_waker(futures::task::noop_waker_ref());
-        if let Poll::Pending = call.as_mut().poll(&mut context) {
+        if call.as_mut().poll(&mut context).is_pending() {
             self.executor.spawn(call);
         }
     }
