@@ -2,26 +2,41 @@
 //!
 //! # Guarantees and limits
 //!
-//! - **Max and behaviour, fleet-wide.** Admission runs in one Lua script per request, so
-//!   Redis decides each admission atomically: at most `max` leases per queue at any
-//!   moment of Redis's history ([`FleetStats::peak`] records the most there ever were).
+//! - **Max and behaviour, fleet-wide.** Admission runs in a Lua function (one Redis
+//!   Functions library, so Redis 7.0 or later), so Redis decides each admission
+//!   atomically: at most `max` leases per queue at any moment of Redis's history
+//!   ([`FleetStats::peak`] records the most there ever were). One call, one round trip,
+//!   admits when a slot is free; requests of one member to one queue made while such a
+//!   call is on the wire go together in the next call, in arrival order.
 //! - **Leases.** A slot is a lease with a time to live, renewed every third of it by the
-//!   member that holds it and released in the wrapper's `finally!`. A member that dies
-//!   stops renewing: its leases expire, and the next script run by any member (waiters
-//!   look just after the first lease in their queue expires) hands the slots on.
+//!   member that holds it (one call per queue for all the member's leases there) and
+//!   released in the wrapper's `finally!`. A member that dies stops renewing: its leases
+//!   expire, and the next call in that queue by any member (waiters look just after the
+//!   first lease in their queue expires) hands the slots on.
+//! - **Release without waiting.** The caller's result does not wait for the release's
+//!   round trip: the release is on the member's connection before the result is
+//!   delivered, so Redis runs it before anything the member sends later (its next
+//!   admission, [`Fleet::stats`]), but another member may find the slot taken a little
+//!   longer (a dropping queue may refuse it). A process that ends, or crashes, before
+//!   its releases reach Redis leaves those slots taken until their leases expire;
+//!   [`Fleet::sync`] waits until Redis has run them.
+//! - **Waiting places** are kept while their member renews them (all its places in a
+//!   queue together, every third of the lease ttl); a dead member's waiting instances
+//!   are dropped once its places expire, so they never hold up the queue longer.
 //! - **Safety over liveness.** An instance whose lease cannot be confirmed for two
 //!   thirds of its time to live (Redis out of reach), or is found gone, is cancelled
 //!   (its `finally!` runs); it stops while the lease still protects it, unless its
-//!   process is paused longer than that (GC-like stalls, a suspended VM): then another
-//!   holder may already run. Steps that write to storage should pass the **fencing
-//!   token** ([`Fleet::lease`]) and have the storage refuse a token below one it has seen.
+//!   process is paused, or too busy to handle Redis's answers, longer than that: then
+//!   another holder may already run. Steps that write to storage should pass the
+//!   **fencing token** ([`Fleet::lease`]) and have the storage refuse a token below one
+//!   it has seen.
 //! - **Fencing tokens** increase per queue, also across a restart of Redis that lost its
 //!   data (a token is never below Redis's clock in microseconds), as long as Redis's
 //!   clock does not go back.
-//! - **Wake-ups** are messages (Redis pub/sub to the member's own channel); a message is
-//!   lost if the member is disconnected when it is sent, so after every (re)subscription
-//!   each waiting instance looks where it stands, and each looks anyway every third of
-//!   its lease's time to live.
+//! - **Wake-ups** are messages (Redis pub/sub to the member's own channel), reliable
+//!   while the member is connected; a message is lost if the member is disconnected when
+//!   it is sent, so after every (re)subscription the member looks where each of its
+//!   waiting instances stands.
 //! - **Redis unreachable**: a new invocation fails with
 //!   [`FleetError::Unavailable`] (inside [`pipelines::Error::Failed`]); a waiting one
 //!   fails so once its waiting place has expired; the client reconnects by itself.

@@ -1,7 +1,8 @@
 //! Admissions to one queue from one member share calls: while a call for the queue is on
 //! the wire, the requests that arrive wait and go together in the next one, in arrival
 //! order. An idle queue's request goes at once, from the admitting instance itself; a
-//! burst costs two calls per member and queue instead of one per invocation.
+//! burst costs two calls per member and queue (of a thousand requests at most) instead
+//! of one per invocation.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -26,8 +26,9 @@ use super::Fleet;
 ///
 /// Each slot is a **lease** in Redis with a time to live ([`lease_ttl`](FleetQueue::lease_ttl),
 /// 10 s by default), renewed every third of it while the instance runs and released in
-/// its `finally!`; a crashed member's leases expire and the next waiting instance, in any
-/// process, is admitted. Each lease has a fencing token ([`Fleet::lease`]).
+/// its `finally!` (the caller's result does not wait for the release: [`Fleet::sync`]);
+/// a crashed member's leases expire and the next waiting instance, in any process, is
+/// admitted. Each lease has a fencing token ([`Fleet::lease`]).
 ///
 /// # Examples
 ///
@@ -122,9 +123,10 @@ impl FleetQueue {
         self
     }
 
-    /// A lease's time to live (default 10 s; at least 30 ms). A crashed member's slots
-    /// are free again at most this long after its last renewal; a member that cannot
-    /// renew for two thirds of it cancels the instance.
+    /// A lease's time to live (default 10 s; at least 30 ms), and that of the member's
+    /// waiting places in the queue. A crashed member's slots are free again (and its
+    /// waiting instances gone) at most this long after its last renewal; a member that
+    /// cannot renew for two thirds of it cancels the instance.
     #[must_use]
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl.max(Duration::from_millis(30));
@@ -142,7 +144,8 @@ impl FleetQueue {
 
     /// `pipeline` in this fleet queue: the returned pipeline takes a slot in the fleet
     /// (one Redis round trip when one is free), runs `pipeline` as a nested child, and
-    /// releases the slot in its `finally!`.
+    /// releases the slot in its `finally!` (sent without waiting for the answer: see
+    /// [`Fleet::sync`]).
     ///
     /// Locally the wrapper is unrestricted (its local queue is `fleet:NAME`): the fleet
     /// decides. Give `pipeline` no behaviour of its own, or it applies locally too, as

@@ -2,11 +2,11 @@
 //! `lua/*.lua`), and their replies as types. Each call runs atomically in one round trip.
 //!
 //! A library rather than `EVALSHA` scripts: its helpers are defined once when it loads,
-//! not at every call (that halved the server time of a call), and Redis keeps it across
-//! a restart with persistence and on replicas, so a call that is not waited for is not
-//! lost to a missing script. The library's name carries a hash of its text, so members
-//! running different versions do not replace each other's; a server that lost it
-//! (restarted empty) gets it again from the first call that misses it.
+//! not at every call, and Redis keeps it across a restart with persistence and on
+//! replicas, so a call that is not waited for is not lost to a missing script. The
+//! library's name carries a hash of its text, so members running different versions do
+//! not replace each other's; a server that lost it (restarted empty) gets it again from
+//! the first call that misses it.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};

@@ -109,6 +109,60 @@ async fn enqueued_per_key_holds_max_and_order_across_three_runtimes() {
     }
 }
 
+/// A burst from one member to one queue shares calls (the requests made while a call is
+/// on the wire go together in the next one) and keeps its order; and each release runs
+/// before anything the member sends later: its own statistics, read right after the
+/// last result without `sync`, count every release.
+#[tokio::test]
+async fn a_burst_shares_calls_keeps_order_and_releases_before_what_follows() {
+    const BURST: u64 = 200;
+    let Some(fixture) = fixture(1).await else {
+        return;
+    };
+    let fleet = &fixture.fleets[0];
+    let wrapped = fleet.queue("burst").enqueued().audit(true).wrap(counted(1));
+    let observer = fleet.connection();
+    let before = script_calls(&observer).await;
+    let handles: Vec<_> = (0..BURST as usize)
+        .map(|n| {
+            let job = Job {
+                key: "burst".into(),
+                n,
+            };
+            fixture.runtimes[0].invoke_pipeline(&wrapped, job).unwrap()
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let stats = fleet.stats("burst").await.unwrap();
+    assert_eq!(
+        (stats.admitted, stats.released, stats.live, stats.waiting),
+        (BURST, BURST, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.peak, 1);
+    // Admitted in the order the member numbered its requests (as it invoked).
+    let numbers: Vec<u64> = fleet
+        .audit_log("burst")
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|entry| match entry {
+            AuditEntry::Admitted { id, .. } => id.rsplit('.').next()?.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(numbers.len(), BURST as usize);
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "{numbers:?}"
+    );
+    // A call per release, and a few for the admissions, not one each.
+    let calls = script_calls(&observer).await - before;
+    assert!(calls < BURST + BURST / 4, "{calls} calls");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueued_max_3_across_three_runtimes() {
     let Some(fixture) = fixture(3).await else {
@@ -245,7 +299,7 @@ async fn a_waiting_instance_is_woken_by_a_message_not_by_polling() {
         key: "wake".into(),
         n,
     };
-    // Load the scripts first, so that only the calls below are counted.
+    // A first run, so that only the calls below are counted.
     release.send(true).unwrap();
     fixture.runtimes[0]
         .invoke_pipeline(&wrapped[0], job(0))
