@@ -261,9 +261,10 @@ impl Member {
     }
 
     /// Sends a call without waiting for its reply: it is polled once here, which puts
-    /// the command on the connection's queue (so Redis runs it before anything this
-    /// member sends later), and the rest (the reply, a reload of the library after a
-    /// restart) finishes in a task of its own.
+    /// the command on the connection's queue (or, when that queue is full, in its fair
+    /// line for a place), so Redis runs it before anything this member sends later; the
+    /// rest (the reply, a reload of the library after a restart) finishes in a task of
+    /// its own.
     pub(crate) fn detach(&self, call: impl Future<Output = ()> + Send + 'static) {
         let _context = self.executor.enter();
         // Unconstrained: a spent cooperative budget must not postpone the send.
