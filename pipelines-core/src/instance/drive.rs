@@ -90,15 +90,17 @@ where
                 Ok(poll) => return poll,
                 Err(payload) => {
                     let error = Error::from_panic(payload);
-                    // A future that panicked is finished for good: drop it.
-                    if matches!(self.waiting, Waiting::Future(_) | Waiting::Resolved(_)) {
+                    // A future that panicked is finished for good: it is dropped here.
+                    let future_panicked =
+                        matches!(self.waiting, Waiting::Future(_) | Waiting::Resolved(_));
+                    if future_panicked && walk == Walk::Probe {
+                        // The error path may run user code (a `retry_if` predicate):
+                        // left to `drive`, as the future's outcome.
+                        self.waiting = Waiting::Resolved(Outcome::Error(error));
+                        return Poll::Ready(());
+                    }
+                    if future_panicked {
                         self.waiting = Waiting::Nothing;
-                        if walk == Walk::Probe {
-                            // The error path may run user code (a `retry_if` predicate):
-                            // left to `drive`.
-                            self.waiting = Waiting::Resolved(Outcome::Error(error));
-                            return Poll::Ready(());
-                        }
                     }
                     self.fail(error);
                 }

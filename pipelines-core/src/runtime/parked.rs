@@ -74,30 +74,24 @@ impl<C: Send + Sync + 'static> Core<C> {
             false,
             span,
         );
+        // Allocated before the lock; the instance moves in only if it is parked.
         let mut task = Box::new(Task {
-            instance: Some(instance),
+            instance: None,
             core: Arc::clone(self),
         });
         let join = root_join(pipeline, &ident, queue, Arc::clone(&control) as _);
         let mut fx = Effects::default();
         let mut registry = self.lock();
         let joined = match registry.join(join, &mut fx) {
-            Ok(Admission::Wait) => Ok(registry.park(id, task)),
-            Ok(admission) => Err((admission, task)),
+            Ok(Admission::Wait) => {
+                task.instance = Some(instance);
+                Ok(registry.park(id, task))
+            }
+            Ok(admission) => Err((admission, instance)),
             Err(error) => {
                 drop(registry);
-                // Never joined: the instance is taken apart, not run (a task's drop would
-                // run it to its end), and the argument goes back to the caller.
-                return match task.instance.take() {
-                    Some(instance) => Err(Refused::new(error, instance.into_argument())),
-                    // Unreachable: the task was built with its instance just above.
-                    None => Ok(Invocation::ready(
-                        ident,
-                        control,
-                        Arc::clone(self) as Arc<dyn Canceller>,
-                        Err(Error::Dropped),
-                    )),
-                };
+                // Never joined: the instance never ran, and the argument goes back.
+                return Err(Refused::new(error, instance.into_argument()));
             }
         };
         drop(registry);
@@ -112,14 +106,12 @@ impl<C: Send + Sync + 'static> Core<C> {
                 task.start();
                 Ok(Invocation::running(ident, control, canceller))
             }
-            Err((admission, mut task)) => {
-                let (Some(mut instance), false) =
-                    (task.instance.take(), admission == Admission::Drop)
-                else {
-                    let dropped = Err(Error::Dropped);
-                    return Ok(Invocation::ready(ident, control, canceller, dropped));
-                };
-                // The queue had room after all.
+            Err((Admission::Drop, _)) => {
+                let dropped = Err(Error::Dropped);
+                Ok(Invocation::ready(ident, control, canceller, dropped))
+            }
+            // The queue had room after all.
+            Err((_, mut instance)) => {
                 instance.admitted_at_join();
                 Ok(self.carry_on(instance, control, true))
             }
