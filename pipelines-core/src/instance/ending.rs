@@ -154,7 +154,7 @@ where
             }
         }
         let policy = retry.policy;
-        let id = self.id;
+        let id = self.id.id;
         let retries = self
             .retries
             .get_or_insert_with(|| Box::new(Intensity::new(policy, id)));

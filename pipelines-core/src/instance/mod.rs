@@ -37,6 +37,7 @@ use crate::ident::Ident;
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, Section};
 use crate::policy::Intensity;
+use crate::registry::EntryRef;
 
 pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};
 
@@ -93,7 +94,7 @@ enum Waiting<V, C> {
 
 pub(crate) struct Instance<V, C> {
     pipeline: Pipeline<V, C>,
-    id: u64,
+    id: EntryRef,
     ident: Ident,
     control: Arc<Control<V>>,
     value: V,
@@ -179,7 +180,7 @@ where
     /// An instance the registry has recorded; `admitted` tells whether it holds a slot.
     pub(crate) fn new(
         pipeline: Pipeline<V, C>,
-        id: u64,
+        id: EntryRef,
         ident: Ident,
         control: Arc<Control<V>>,
         value: V,
@@ -226,6 +227,11 @@ where
     /// the argument).
     pub(crate) fn into_argument(self) -> V {
         self.value
+    }
+
+    /// Where its registry entry is.
+    pub(crate) fn entry(&self) -> EntryRef {
+        self.id
     }
 
     pub(crate) fn ident(&self) -> &Ident {

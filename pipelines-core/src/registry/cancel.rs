@@ -3,17 +3,19 @@
 
 use std::sync::Arc;
 
-use super::{CancelScratch, Effects, Entry, Place, QueueId, Registry};
+use super::shard::CancelScratch;
+use super::view::View;
+use super::{Effects, Entry, Place, QueueId};
 use crate::hooks::EventKind;
 use crate::introspection::InstanceState;
 use crate::queue::FastSet;
 
-impl Registry {
+impl View<'_> {
     /// Cancels the tree `id` belongs to: climbs through non-detached parents to the top,
     /// then marks the top and all its descendants, children first. Returns `false` if `id`
     /// is not live.
-    pub(crate) fn cancel(&mut self, id: u64, fx: &mut Effects) -> bool {
-        if !self.entries.contains_key(&id) {
+    pub(super) fn cancel(&mut self, id: u64, fx: &mut Effects) -> bool {
+        if !self.contains(id) {
             return false;
         }
         self.cancel_tree(id, fx);
@@ -22,7 +24,7 @@ impl Registry {
 
     pub(super) fn cancel_tree(&mut self, id: u64, fx: &mut Effects) {
         let mut top = id;
-        while let Some(entry) = self.entries.get(&top) {
+        while let Some(entry) = self.entry(top) {
             match self.live_parent(entry) {
                 Some(parent) if !entry.detached => top = parent,
                 _ => break,
@@ -34,9 +36,9 @@ impl Registry {
     /// Marks every tree of `tops` cancelled (each children first), then starts waiting
     /// instances in the slots that freed. Filling only after the whole batch is marked
     /// means no instance the batch cancels is started on the way.
-    fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
+    pub(super) fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
         // Taken out of `self` while the batch marks entries; put back, emptied, after.
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = self.take_scratch();
         for &top in tops {
             self.post_order(top, &mut scratch);
             for &id in &scratch.order {
@@ -52,13 +54,12 @@ impl Registry {
         for &queue in &scratch.freed {
             self.fill_slots(queue, fx);
         }
-        scratch.clear();
-        self.scratch = scratch;
+        self.put_scratch(scratch);
     }
 
     /// Fills `scratch.order` with `top` and its descendants, children before their
     /// parents (an explicit stack of (id, children visited), no recursion).
-    fn post_order(&self, top: u64, scratch: &mut CancelScratch) {
+    pub(super) fn post_order(&self, top: u64, scratch: &mut CancelScratch) {
         scratch.order.clear();
         scratch.stack.push((top, false));
         while let Some((id, visited)) = scratch.stack.pop() {
@@ -75,7 +76,7 @@ impl Registry {
     }
 
     /// Takes `id` out of its queue as if cancelled, without touching its tree.
-    pub(crate) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
+    pub(super) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
         if let Some(queue) = self.mark_cancelled(id, false, fx) {
             self.fill_slots(queue, fx);
         }
@@ -85,17 +86,23 @@ impl Registry {
     /// that freed a slot (the caller starts waiting instances once its batch is done).
     /// `announce` tells the watcher (`Cancelling`): a cancellation, not a withdrawal
     /// (which is followed at once by the instance's end).
-    fn mark_cancelled(&mut self, id: u64, announce: bool, fx: &mut Effects) -> Option<QueueId> {
-        let entry = self.entries.get_mut(&id)?;
+    pub(super) fn mark_cancelled(
+        &mut self,
+        id: u64,
+        announce: bool,
+        fx: &mut Effects,
+    ) -> Option<QueueId> {
+        let logging = self.log().is_some();
+        let entry = self.entry_mut(id)?;
         if entry.state == InstanceState::Cancelling {
             return None;
         }
         entry.state = InstanceState::Cancelling;
-        if announce && self.log.is_some() {
+        if announce && logging {
             let (ident, queue) = (entry.ident.clone(), entry.queue);
             self.emit(&ident, queue, EventKind::Cancelling);
         }
-        let entry = self.entries.get_mut(&id)?;
+        let entry = self.entry_mut(id)?;
         // An instance whose own steps are over (waiting for its children) has nothing
         // left to stop; it still gives up its slot at once.
         if !entry.done {
@@ -116,24 +123,27 @@ impl Registry {
     /// detached child (cancellation does not climb past it). One walk down from the roots:
     /// a cancelled top takes its whole subtree with it, so its descendants are not visited
     /// again as tops of their own (a chain of detached children stays linear).
-    pub(crate) fn stop(&mut self, fx: &mut Effects) {
+    pub(super) fn stop(&mut self, fx: &mut Effects) {
         let mut tops = Vec::new();
         // (id, whether it is a tree's top); below the roots, only detached children are.
+        // Roots in arrival order (popped from the end: newest pushed first), whatever
+        // shards they are in.
         let mut stack: Vec<(u64, bool)> = self
-            .entries
-            .iter()
-            .filter(|(_, entry)| self.live_parent(entry).is_none())
-            .map(|(id, _)| (*id, true))
+            .entries()
+            .into_iter()
+            .filter(|entry| self.live_parent(entry).is_none())
+            .map(|entry| (entry.ident.id, true))
             .collect();
+        stack.sort_unstable_by_key(|&(id, _)| std::cmp::Reverse(id));
         while let Some((id, is_top)) = stack.pop() {
-            let Some(entry) = self.entries.get(&id) else {
+            let Some(entry) = self.entry(id) else {
                 continue;
             };
             if is_top && entry.cancel_on_shutdown {
                 tops.push(id);
             } else {
                 stack.extend(self.children_last_first(id).filter_map(|child| {
-                    let detached = self.entries.get(&child)?.detached;
+                    let detached = self.entry(child)?.detached;
                     Some((child, detached))
                 }));
             }
@@ -142,23 +152,7 @@ impl Registry {
     }
 
     /// The entry's parent, if that is still live.
-    fn live_parent(&self, entry: &Entry) -> Option<u64> {
-        entry
-            .parent
-            .filter(|parent| self.entries.contains_key(parent))
-    }
-}
-
-impl CancelScratch {
-    /// Empties the buffers; a batch that made them large (`stop`) does not keep its peak.
-    fn clear(&mut self) {
-        const KEPT: usize = 256;
-        if self.order.capacity() > KEPT || self.freed.capacity() > KEPT {
-            *self = CancelScratch::default();
-        } else {
-            self.order.clear();
-            self.stack.clear();
-            self.freed.clear();
-        }
+    pub(super) fn live_parent(&self, entry: &Entry) -> Option<u64> {
+        entry.parent.filter(|parent| self.contains(*parent))
     }
 }

@@ -214,11 +214,13 @@ impl Gauge {
 
 #[cfg(all(test, pipelines_loom))]
 mod loom_model {
-    use super::Gauge;
+    use super::{Gauge, QueueId};
     use crate::behaviour::{Behaviour, Concurrency};
     use loom::sync::atomic::{AtomicBool, Ordering};
     use loom::sync::{Arc, Mutex};
     use loom::thread;
+
+    const QUEUE: QueueId = QueueId { shard: 0, slot: 0 };
 
     /// The registry's side, reduced to the gauge and one waiting entry: joins as a waiter
     /// (or starts), and starts waiting entries while slots are free.
@@ -246,7 +248,7 @@ mod loom_model {
         loom::model(|| {
             let concurrency = Concurrency::new(Behaviour::Enqueued);
             let queue = Arc::new(Queue {
-                gauge: Gauge::new(0, concurrency),
+                gauge: Gauge::new(QUEUE, concurrency),
                 registry: Mutex::new(false),
                 started: AtomicBool::new(false),
             });
@@ -291,7 +293,7 @@ mod loom_model {
     fn loom_model_a_freed_slot_wakes_a_caller_waiting_for_room() {
         loom::model(|| {
             let concurrency = Concurrency::new(Behaviour::Dropping);
-            let gauge = Arc::new(Gauge::new(0, concurrency));
+            let gauge = Arc::new(Gauge::new(QUEUE, concurrency));
             assert!(gauge.try_take_quick());
             let releaser = {
                 let gauge = Arc::clone(&gauge);
@@ -319,7 +321,7 @@ mod loom_model {
     fn loom_model_a_quick_run_does_not_overtake() {
         loom::model(|| {
             let concurrency = Concurrency::new(Behaviour::Enqueued);
-            let gauge = Arc::new(Gauge::new(0, concurrency));
+            let gauge = Arc::new(Gauge::new(QUEUE, concurrency));
             assert!(gauge.try_take());
             gauge.add_waiting();
             let releaser = {

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use super::{Entry, Place, QueueId, Registry};
+use super::view::View;
+use super::{Entry, Place, QueueId};
 use crate::ident::Name;
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo, Value};
 use crate::queue::FastMap;
 
-impl Registry {
-    fn info(&self, entry: &Entry) -> InstanceInfo {
+impl View<'_> {
+    pub(super) fn info(&self, entry: &Entry) -> InstanceInfo {
         InstanceInfo {
             ident: entry.ident.clone(),
             queue: self.queue_name(entry.queue),
@@ -21,14 +22,14 @@ impl Registry {
             },
             parent: entry
                 .parent
-                .and_then(|parent| self.entries.get(&parent))
+                .and_then(|parent| self.entry(parent))
                 .map(|parent| parent.ident.clone()),
             detached: entry.detached,
             argument: Value::argument(Arc::clone(&entry.control)),
         }
     }
 
-    fn queue_name(&self, queue: QueueId) -> String {
+    pub(super) fn queue_name(&self, queue: QueueId) -> String {
         self.queue(queue)
             .map(|state| state.name.to_string())
             .unwrap_or_default()
@@ -39,10 +40,10 @@ impl Registry {
     /// given its slot back and is not listed, though it is live (and [`instance`] finds
     /// it) until its `finally!` is done.
     ///
-    /// [`instance`]: Registry::instance
-    pub(crate) fn active(&self) -> Vec<ActiveQueue> {
+    /// [`instance`]: View::instance
+    pub(super) fn active(&self) -> Vec<ActiveQueue> {
         let mut by_queue: FastMap<QueueId, Vec<&Entry>> = FastMap::default();
-        for entry in self.entries.values() {
+        for entry in self.entries() {
             if entry.place != Place::None {
                 by_queue.entry(entry.queue).or_default().push(entry);
             }
@@ -61,15 +62,15 @@ impl Registry {
         active
     }
 
-    pub(crate) fn instance(&self, id: u64) -> Option<InstanceInfo> {
-        self.entries.get(&id).map(|entry| self.info(entry))
+    pub(super) fn instance(&self, id: u64) -> Option<InstanceInfo> {
+        self.entry(id).map(|entry| self.info(entry))
     }
 
-    pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
-        let state = self.queue_named(&Name::Shared(Arc::from(name)))?;
+    pub(super) fn queue_info(&self, name: &Name) -> Option<QueueInfo> {
+        let state = self.queue_named(name)?;
         let stats = state.gauge.stats();
         Some(QueueInfo {
-            name: name.to_owned(),
+            name: name.to_string(),
             concurrency: state.concurrency,
             running: state.gauge.running(),
             waiting: state.waiting.len,

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use super::queue_state::List;
-use super::{Effects, Place, Registry};
+use super::view::View;
+use super::{Effects, Place};
 
-impl Registry {
+impl View<'_> {
     pub(super) fn link(&mut self, id: u64, place: Place) {
-        let Some(queue) = self.entries.get(&id).map(|entry| entry.queue) else {
+        let Some(queue) = self.entry(id).map(|entry| entry.queue) else {
             return;
         };
         let Some(state) = self.queue_mut(queue) else {
@@ -32,10 +33,10 @@ impl Registry {
             list.head = Some(id);
         }
         list.len += 1;
-        if let Some(tail) = old_tail.and_then(|tail| self.entries.get_mut(&tail)) {
+        if let Some(tail) = old_tail.and_then(|tail| self.entry_mut(tail)) {
             tail.next = Some(id);
         }
-        if let Some(entry) = self.entries.get_mut(&id) {
+        if let Some(entry) = self.entry_mut(id) {
             entry.place = place;
             entry.prev = old_tail;
             entry.next = None;
@@ -43,7 +44,7 @@ impl Registry {
     }
 
     pub(super) fn unlink(&mut self, id: u64, fx: &mut Effects) {
-        let Some(entry) = self.entries.get_mut(&id) else {
+        let Some(entry) = self.entry_mut(id) else {
             return;
         };
         let (place, prev, next) = (entry.place, entry.prev, entry.next);
@@ -75,10 +76,10 @@ impl Registry {
         if list.tail == Some(id) {
             list.tail = prev;
         }
-        if let Some(prev) = prev.and_then(|prev| self.entries.get_mut(&prev)) {
+        if let Some(prev) = prev.and_then(|prev| self.entry_mut(prev)) {
             prev.next = next;
         }
-        if let Some(next) = next.and_then(|next| self.entries.get_mut(&next)) {
+        if let Some(next) = next.and_then(|next| self.entry_mut(next)) {
             next.prev = prev;
         }
     }

@@ -2,24 +2,48 @@
 //! parents and children. It decides admission (SEMANTICS 3.2), which instances a
 //! cancellation reaches (SEMANTICS 4), and frees slots when instances end.
 //!
-//! Everything here runs under the runtime's lock and never calls user code: decisions are
-//! returned as [`Effects`] (control blocks to signal) and events, which the runtime
-//! carries out after releasing the lock. The one exception is each queue's [`Gauge`]
-//! (slot counts and statistics), which quick runs use without the lock (`gauge.rs`
-//! states the protocol). Every operation is O(1) in the number of live
+//! Decisions never call user code: they are returned as [`Effects`] (control blocks to
+//! signal) and events, which the runtime carries out after releasing the locks. Each
+//! queue's [`Gauge`] (slot counts and statistics) is shared outside the locks with quick
+//! runs (`gauge.rs` states the protocol). Every operation is O(1) in the number of live
 //! instances (hash maps and intrusive lists), except those that must visit a tree or a
 //! whole queue (a cancellation, a snapshot).
 //!
+//! # Locks: shards and the tree
+//!
+//! A queue and its entries live in one [`Shard`], chosen by the hash of the queue's name,
+//! each behind its own mutex: independent queues never contend. An entry's fields are
+//! guarded by its shard's lock. Links *between* entries of different queues (parents and
+//! children) are guarded by the tree lock as well: an operation that follows or changes
+//! them holds the tree lock first, then locks the shards it reaches as it reaches them
+//! (a [`Wide`] view). Any order of shards is safe under the tree lock: only one wide
+//! operation runs at a time, and an operation on one shard holds no other registry lock
+//! and waits for none. Both kinds take every lock they need before changing anything and
+//! keep them to the end (two-phase locking), so every operation is atomic.
+//!
+//! Which entries an operation on one shard may touch: an entry that is not `indexed`
+//! (a root that never had a child) has no links, so ending, cancelling or admitting it
+//! touches its queue only. An entry that is `indexed` (it has a parent, or has had a
+//! child) is in the tree's index (id -> shard), and ending or cancelling it is a wide
+//! operation, as is a child's joining. A root's join is wide only if it may cancel an
+//! `indexed` entry (restartable, keep-latest); the front methods below decide, under the
+//! shard's lock, and otherwise let go of it and start over wide.
+//!
 //! # Invariants
 //!
-//! They hold whenever the lock is released:
+//! They hold whenever the locks are released:
 //!
 //! - Each entry is in exactly one place, which its `place` names: its queue's `live` list
 //!   (it holds a slot), its `waiting` list (it waits for one), or neither once it is
 //!   cancelling (a cancellation frees the slot at once). An entry whose own steps are over
 //!   but whose children still run keeps its slot until it is removed.
+//! - An entry lives in the shard of its queue, and its queue's lists link only entries
+//!   of that shard. An entry is in the tree's index, under its shard, exactly when it
+//!   is `indexed`; `indexed` never goes back to `false`; each queue counts its `indexed`
+//!   members.
 //! - An entry's `state` says `Running` while its instance is suspended unless events are
-//!   recorded (a watcher or event streams): suspensions are a flag in the control block, which introspection reads.
+//!   recorded (a watcher or event streams): suspensions are a flag in the control block,
+//!   which introspection reads.
 //! - A queue's gauge counts the slots held (its `live` entries and its quick runs) and
 //!   its `waiting` entries; the count never passes the queue's limit. A quick run
 //!   (`quick.rs`) holds a slot in the gauge only, never as an entry; it gives it back when
@@ -29,9 +53,10 @@
 //!   and a value that arrives afterwards is recorded as a cancellation.
 //! - `members` counts the entries of each queue, in whatever place. A per-key queue is
 //!   forgotten (its slab slot reused, its statistics dropped) as soon as it has no
-//!   members; a queue with a fixed name is kept for the runtime's life. `queue_ids` names
-//!   exactly the occupied slots of the `queues` slab (only per-key queues, which never
-//!   have quick runs, are removed, so no gauge held outside names a reused slot).
+//!   members; a queue with a fixed name is kept for the runtime's life. A shard's
+//!   `queue_ids` names exactly the occupied slots of its `queues` slab (only per-key
+//!   queues, which never have quick runs, are removed, so no gauge held outside names a
+//!   reused slot).
 //! - An entry's `children` list (first and last, linked through the children's sibling
 //!   links, in joining order) holds exactly the live entries that joined with it as their
 //!   parent. An entry is removed only once its own steps are over and it has no live
@@ -42,54 +67,67 @@
 //! - Waiting instances start in arrival order as slots free, and nobody who arrives
 //!   later takes a slot while one waits; a batch of cancellations is marked in full
 //!   before any slot is refilled, so none it cancels is started.
-//! - No user code runs under the lock: control blocks are signalled by
-//!   [`Effects::apply`] afterwards, and what may (as far as can be told) be the last
-//!   reference to a user value is handed back as [`Garbage`] to drop outside it.
-//! - Events are recorded when the registry decides, under the lock, so the watcher sees
-//!   them in decision order across all callers.
+//! - No user code runs under a lock: control blocks are signalled by [`Effects::apply`]
+//!   afterwards, and what may (as far as can be told) be the last reference to a user
+//!   value is handed back as [`Garbage`] to drop outside it.
+//! - Events are recorded when the registry decides, under the locks of what they are
+//!   about, so the watcher sees them in an order every caller's decisions agree with.
 //!
 //! # Files
 //!
-//! - `mod.rs`: [`Registry`] and its entries; queues, admission, state changes, finishing
+//! - `mod.rs`: [`Registry`], its entries, and the front: which lock each operation takes
+//! - `shard.rs`: [`Shard`], and finding, declaring and forgetting its queues
+//! - `view.rs`: [`View`] (one shard, or [`Wide`]: the tree lock and the shards reached)
+//! - `admission.rs`: joining, starting waiting instances, state changes, finishing
 //! - `cancel.rs`: which instances a cancellation reaches, and stopping the runtime
-//! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the lock
-//! - `queue_state.rs`: a queue as the registry keeps it
-//! - `queues.rs`: finding, declaring and forgetting queues (the slab and the name index)
-//! - `lists.rs`: the intrusive live and waiting lists of a queue
 //! - `tree.rs`: parents and children (an intrusive list of siblings), removing an entry
-//! - `gauge.rs`: a queue's slot counts and statistics, shared without the lock
+//! - `lists.rs`: the intrusive live and waiting lists of a queue
+//! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the locks
+//! - `queue_state.rs`: a queue as the registry keeps it
+//! - `gauge.rs`: a queue's slot counts and statistics, shared without the locks
 //! - `quick.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
 
+mod admission;
 mod cancel;
 mod effects;
 mod gauge;
 mod introspect;
 mod lists;
+#[cfg(all(test, pipelines_loom))]
+mod loom_model;
 mod queue_state;
-mod queues;
 mod quick;
+mod shard;
 mod tree;
+mod view;
 
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, PoisonError};
 
-use slab::Slab;
+#[cfg(pipelines_loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(pipelines_loom))]
+use std::sync::{Mutex, MutexGuard};
 
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
 use crate::events::EventLog;
 use crate::hooks::{Event, EventKind};
-use crate::ident::Ident;
-use crate::ident::Name;
-use crate::introspection::{InstanceState, KeptResult};
-use crate::queue::{FastMap, KeyedMap};
+use crate::ident::{Ident, Name};
+use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
+use crate::queue::KeyedState;
 
-use self::queue_state::QueueState;
+use self::shard::{Shard, Tree};
+use self::view::{View, Wide};
 
 pub(crate) use self::effects::{Effects, Garbage, Parked};
 pub(crate) use self::gauge::Gauge;
 pub(crate) use self::quick::{Replaced, Reservation};
+
+/// The most shards a registry has (a [`Wide`] view keeps a place for each).
+const MAX_SHARDS: usize = 64;
 
 /// Which list of its queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +137,21 @@ enum Place {
     Waiting,
 }
 
-/// Index of a queue in the registry's slab. A queue with a fixed name keeps its index
-/// for the runtime's life, so it can be resolved once (registration) and used as a hint.
-pub(crate) type QueueId = usize;
+/// Where a queue is: its shard, and its index in that shard's slab. A queue with a fixed
+/// name keeps it for the runtime's life, so it can be resolved once (registration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct QueueId {
+    pub(crate) shard: usize,
+    pub(crate) slot: usize,
+}
+
+/// An entry's id and its shard: what an instance holds to reach its entry without a
+/// search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryRef {
+    pub(crate) id: u64,
+    pub(crate) shard: usize,
+}
 
 struct Entry {
     ident: Ident,
@@ -109,6 +159,9 @@ struct Entry {
     control: Arc<dyn ErasedControl>,
     parent: Option<u64>,
     detached: bool,
+    /// It has a parent or has had a child: it is in the tree's index, and what ends or
+    /// cancels it takes the tree lock.
+    indexed: bool,
     /// Its live children, in joining order: an intrusive list through the children's
     /// sibling links, so a child leaves in O(1) however many siblings it has.
     children: Siblings,
@@ -147,15 +200,17 @@ impl Siblings {
 
 /// A request to join a queue.
 pub(crate) struct Join<'a> {
-    pub(crate) id: u64,
+    /// The new entry's id, and the shard of its queue ([`Registry::shard_of`]).
+    pub(crate) at: EntryRef,
     pub(crate) ident: &'a Ident,
     pub(crate) queue: &'a Name,
     pub(crate) keyed: bool,
     pub(crate) concurrency: Concurrency,
     pub(crate) control: Arc<dyn ErasedControl>,
-    pub(crate) parent: Option<u64>,
+    pub(crate) parent: Option<EntryRef>,
     pub(crate) detached: bool,
     pub(crate) cancel_on_shutdown: bool,
+    /// Argument hash, for `use_existing`.
     pub(crate) existing: Option<u64>,
     pub(crate) pipeline_key: usize,
 }
@@ -181,37 +236,80 @@ pub(crate) struct Candidate {
     pub(crate) control: Arc<dyn ErasedControl>,
 }
 
-#[derive(Default)]
+/// The registry: shards of queues and entries, and the tree lock (see the module doc).
 pub(crate) struct Registry {
-    entries: FastMap<u64, Entry>,
-    /// Queues live in a slab and entries refer to them by index, so the hot paths never
-    /// hash or compare a queue name (only joining looks the name up, once).
-    queues: Slab<QueueState>,
-    /// Keyed, not FNV: a per-key queue's name is computed from an argument.
-    queue_ids: KeyedMap<Name, QueueId>,
-    /// The gauges of forgotten queues, reused (when nobody holds them any more) so a
-    /// per-key queue that comes and goes per invocation allocates no gauge.
-    spare_gauges: Vec<Arc<Gauge>>,
+    shards: Box<[Mutex<Shard>]>,
+    tree: Mutex<Tree>,
     /// Where events are recorded: only when a watcher or event streams will read them.
     log: Option<Arc<EventLog>>,
-    /// Reused by cancellations, so that one allocates nothing once they have grown.
-    scratch: CancelScratch,
 }
 
-/// Buffers a cancellation batch works in (see `cancel_trees`).
-#[derive(Default)]
-pub(super) struct CancelScratch {
-    pub(super) order: Vec<u64>,
-    pub(super) stack: Vec<(u64, bool)>,
-    pub(super) freed: Vec<QueueId>,
+/// Locks `mutex`. The registry is consistent at every unlock (no user code runs under
+/// its locks), so a poisoned lock is still safe to use.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shard, of `count`, of the queue named `queue`. The keyed hasher: a per-key
+/// queue's name is computed from an argument.
+fn shard_of(queue: &Name, count: usize) -> usize {
+    (KeyedState.hash_one(queue) % count as u64) as usize
 }
 
 impl Registry {
-    pub(crate) fn new(log: Option<Arc<EventLog>>) -> Self {
+    /// A registry of `shards` shards (at least one, at most [`MAX_SHARDS`]).
+    pub(crate) fn new(log: Option<Arc<EventLog>>, shards: usize) -> Self {
+        let count = shards.clamp(1, MAX_SHARDS);
         Registry {
+            shards: (0..count)
+                .map(|index| Mutex::new(Shard::new(index, log.clone())))
+                .collect(),
+            tree: Mutex::new(Tree::default()),
             log,
-            ..Registry::default()
         }
+    }
+
+    /// How many shards suit this machine: a few per core, so that independent queues
+    /// rarely share one.
+    pub(crate) fn default_shards() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        (cores * 4).next_power_of_two().min(MAX_SHARDS)
+    }
+
+    /// The shard of the queue named `queue`.
+    pub(crate) fn shard_of(&self, queue: &Name) -> usize {
+        shard_of(queue, self.shards.len())
+    }
+
+    fn shard(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[shard % self.shards.len()])
+    }
+
+    /// The tree lock, and no shard yet.
+    fn wide(&self) -> Wide<'_> {
+        Wide::new(&self.shards, lock(&self.tree), self.log.as_ref())
+    }
+
+    /// The tree lock and every shard, in order: a view of everything.
+    fn everything(&self) -> Wide<'_> {
+        let wide = self.wide();
+        wide.hold_all();
+        wide
+    }
+
+    // ---- joining -------------------------------------------------------------------
+
+    /// A full dropping queue refuses before anything is built: `true` if `queue` exists,
+    /// has this configuration, is dropping and has no free slot (the refusal is then
+    /// recorded, as [`join`](Registry::join) would). Anything else is left to `join`,
+    /// which also reports a configuration mismatch.
+    pub(crate) fn refuses_at_once(
+        &self,
+        queue: &Name,
+        concurrency: Concurrency,
+        ident: &Ident,
+    ) -> bool {
+        View::One(&mut self.shard(self.shard_of(queue))).refuses_at_once(queue, concurrency, ident)
     }
 
     /// The live, unfinished instances of `pipeline_key` in `queue` whose argument hashes
@@ -222,363 +320,206 @@ impl Registry {
         hash: u64,
         pipeline_key: usize,
     ) -> (u64, Vec<Candidate>) {
-        let Some(state) = self.queue_named(queue) else {
-            return (0, Vec::new());
-        };
-        let candidates = state
-            .existing
-            .get(&hash)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.entries.get(id))
-            .filter(|entry| entry.pipeline_key == pipeline_key)
-            .map(|entry| Candidate {
-                ident: entry.ident.clone(),
-                control: Arc::clone(&entry.control),
-            })
-            .collect();
-        (state.generation, candidates)
+        self.shard(self.shard_of(queue))
+            .existing_candidates(queue, hash, pipeline_key)
     }
 
-    pub(crate) fn generation(&self, queue: &Name) -> u64 {
-        self.queue_named(queue).map_or(0, |state| state.generation)
-    }
-
-    /// Decides what happens to a new instance and records it.
-    /// A full dropping queue refuses before anything is built: `true` if `queue` exists,
-    /// has this configuration, is dropping and has no free slot (the refusal is then
-    /// recorded, as [`join`](Registry::join) would). Anything else is left to `join`,
-    /// which also reports a configuration mismatch.
-    pub(crate) fn refuses_at_once(
-        &mut self,
+    /// Runs `share` (joining a live instance's sharers) if `queue`'s generation is still
+    /// `generation`, under the lock that keeps it so; `false` if it changed.
+    pub(crate) fn share_if_current(
+        &self,
         queue: &Name,
-        concurrency: Concurrency,
-        ident: &Ident,
+        generation: u64,
+        share: impl FnOnce(),
     ) -> bool {
-        let Some(&id) = self.queue_ids.get(queue) else {
-            return false;
-        };
-        let refuses = self.queue(id).is_some_and(|state| {
-            state.concurrency == concurrency
-                && concurrency.behaviour() == Behaviour::Dropping
-                && !state.gauge.has_free_slot()
-        });
-        if refuses {
-            self.emit(ident, id, EventKind::Dropped);
+        let shard = self.shard(self.shard_of(queue));
+        let current = shard.generation(queue) == generation;
+        if current {
+            share();
         }
-        refuses
+        current
     }
 
-    pub(crate) fn join(
-        &mut self,
+    /// Decides what happens to a new instance and records it: on its queue's shard
+    /// alone for a root whose join cancels no `indexed` entry, wide otherwise.
+    pub(crate) fn join(&self, join: Join<'_>, fx: &mut Effects) -> Result<Admission, InvokeError> {
+        self.join_with(join, |view, join| view.join(join, fx))
+    }
+
+    /// `use_existing`: joins as [`join`](Registry::join) does if the queue's generation is
+    /// still `generation` (no instance to share has joined since the caller looked, see
+    /// [`existing_candidates`](Registry::existing_candidates)), checked under the same
+    /// lock; `None` if it changed (nothing was done: the caller looks again).
+    pub(crate) fn join_if_current(
+        &self,
+        join: Join<'_>,
+        generation: u64,
+        fx: &mut Effects,
+    ) -> Result<Option<Admission>, InvokeError> {
+        self.join_with(join, |view, join| {
+            let current = view
+                .queue_named(join.queue)
+                .map_or(0, |state| state.generation);
+            if current != generation {
+                return Ok(None);
+            }
+            view.join(join, fx).map(Some)
+        })
+    }
+
+    /// Runs `decide` on the view a join needs: its queue's shard alone for a root whose
+    /// join cancels no `indexed` entry, wide otherwise (holding the parent's shard).
+    fn join_with<'j, R>(
+        &self,
+        join: Join<'j>,
+        decide: impl FnOnce(&mut View<'_>, Join<'j>) -> R,
+    ) -> R {
+        if join.parent.is_none() {
+            let mut shard = self.shard(join.at.shard);
+            if shard.joins_alone(join.queue, join.concurrency) {
+                return decide(&mut View::One(&mut shard), join);
+            }
+        }
+        let wide = self.wide();
+        wide.hold(join.at.shard);
+        if let Some(parent) = join.parent {
+            wide.hold(parent.shard);
+        }
+        decide(&mut View::Wide(wide), join)
+    }
+
+    /// Keeps `parked` (the task of root `at`, which waits for a slot) until it is
+    /// admitted or cancelled. Handed back if that already happened (or `at` is gone):
+    /// the caller spawns it as it is.
+    pub(crate) fn park(
+        &self,
+        at: EntryRef,
+        parked: Box<dyn Parked>,
+    ) -> Result<(), Box<dyn Parked>> {
+        View::One(&mut self.shard(at.shard)).park(at.id, parked)
+    }
+
+    /// Joins as [`join`](Registry::join) does and, if the root waits, parks it in the same
+    /// critical section: `park` (called under the lock, nothing else) moves the instance
+    /// into its task. A task the entry does not take (admitted or cancelled already) is
+    /// handed back to be started as it is.
+    pub(crate) fn join_parking(
+        &self,
         join: Join<'_>,
         fx: &mut Effects,
-    ) -> Result<Admission, InvokeError> {
-        let queue = self.queue_for(join.queue, join.keyed, join.concurrency, &join.ident.name)?;
-        let Some(state) = self.queue(queue) else {
-            return Err(InvokeError::Stopped);
-        };
-        let gauge = Arc::clone(&state.gauge);
-        // Nobody overtakes a waiting instance (a slot a quick run just gave back is
-        // theirs, see `gauge.rs`).
-        let nobody_waits = state.waiting.head.is_none();
-        let behaviour = join.concurrency.behaviour();
-        let admission = match behaviour {
-            Behaviour::Restartable => {
-                self.make_room(queue, &gauge, fx);
-                Admission::Start
-            }
-            _ if nobody_waits && gauge.try_take() => Admission::Start,
-            // Unreachable (no limit); starting is what the behaviour asks for.
-            Behaviour::Unrestricted => {
-                gauge.take_over_limit();
-                Admission::Start
-            }
-            Behaviour::Dropping => Admission::Drop,
-            Behaviour::Enqueued | Behaviour::KeepLatest => Admission::Wait,
-        };
-        if admission == Admission::Drop {
-            self.emit(join.ident, queue, EventKind::Dropped);
-            self.forget_queue_if_empty(queue, fx);
-            return Ok(admission);
-        }
-        if behaviour == Behaviour::KeepLatest && admission == Admission::Wait {
-            while let Some(waiting) = self.queue(queue).and_then(|state| state.waiting.head) {
-                self.cancel_tree(waiting, fx);
-            }
-        }
-        self.insert(join, queue, admission);
-        if admission == Admission::Wait {
-            // A quick run may have given its slot back since `try_take` failed, and not
-            // seen this instance waiting yet: look again (the other half of the protocol
-            // in `gauge.rs`).
-            self.fill_slots(queue, fx);
-        }
-        Ok(admission)
-    }
-
-    /// Restartable: cancels the oldest live instances of `queue` until a slot is free,
-    /// and takes it.
-    fn make_room(&mut self, queue: QueueId, gauge: &Gauge, fx: &mut Effects) {
-        while !gauge.try_take() {
-            let Some(oldest) = self.queue(queue).and_then(|state| state.live.head) else {
-                // Cannot happen (a restartable queue has no quick runs, so every slot is a
-                // live entry); starting over the limit is what the behaviour asks for.
-                gauge.take_over_limit();
-                return;
+        park: impl FnOnce() -> Box<dyn Parked>,
+    ) -> Result<(Admission, Option<Box<dyn Parked>>), InvokeError> {
+        let id = join.at.id;
+        self.join_with(join, |view, join| {
+            let admission = view.join(join, fx)?;
+            let refused = match admission {
+                Admission::Wait => view.park(id, park()).err(),
+                _ => None,
             };
-            self.cancel_tree(oldest, fx);
-            let still_live = self
-                .entries
-                .get(&oldest)
-                .is_some_and(|entry| entry.place == Place::Live);
-            if still_live {
-                // Cannot happen (cancelling always unlinks); never loop on it.
-                gauge.take_over_limit();
-                return;
-            }
-        }
+            Ok((admission, refused))
+        })
     }
 
-    /// Records a joined instance in `queue` (admitted: it starts, holding a slot it has
-    /// taken, or waits, as `admission` says).
-    fn insert(&mut self, join: Join<'_>, queue: QueueId, admission: Admission) {
-        let id = join.id;
-        self.entries.insert(
-            id,
-            Entry {
-                ident: join.ident.clone(),
-                queue,
-                control: join.control,
-                parent: join.parent,
-                detached: join.detached,
-                children: Siblings::default(),
-                prev_sibling: None,
-                next_sibling: None,
-                state: InstanceState::Waiting,
-                place: Place::None,
-                prev: None,
-                next: None,
-                done: false,
-                started: false,
-                cancel_on_shutdown: join.cancel_on_shutdown,
-                existing: None,
-                pipeline_key: join.pipeline_key,
-                wake_when_childless: false,
-                parked: None,
-            },
-        );
-        if let Some(parent) = join.parent {
-            self.add_child(parent, id);
-        }
-        if let Some(state) = self.queue_mut(queue) {
-            state.members += 1;
-        }
-        if let (Some(hash), Some(state)) = (join.existing, self.queue_mut(queue)) {
-            state.existing.entry(hash).or_default().push(id);
-            state.generation += 1;
-            if let Some(entry) = self.entries.get_mut(&id) {
-                entry.existing = Some(hash);
-            }
-        }
-        self.emit(join.ident, queue, EventKind::Admitted);
-        match admission {
-            Admission::Start => self.start(id),
-            _ => {
-                self.link(id, Place::Waiting);
-                self.emit(join.ident, queue, EventKind::Waiting);
-            }
-        }
-    }
-
-    /// Marks `id` started, in the slot it has taken.
-    fn start(&mut self, id: u64) {
-        self.link(id, Place::Live);
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.started = true;
-            entry.state = InstanceState::Running;
-            if self.log.is_some() {
-                let (ident, queue) = (entry.ident.clone(), entry.queue);
-                self.emit(&ident, queue, EventKind::Started);
-            }
-        }
-    }
-
-    /// Starts waiting instances of `queue` while it has free slots.
-    fn fill_slots(&mut self, queue: QueueId, fx: &mut Effects) {
-        while let Some(next) = self
-            .queue(queue)
-            .and_then(|state| state.waiting.head.filter(|_| state.gauge.try_take()))
-        {
-            self.unlink(next, fx);
-            self.start(next);
-            if let Some(entry) = self.entries.get_mut(&next) {
-                entry.control.set_admitted();
-                match entry.parked.take() {
-                    Some(parked) => fx.start.push(parked),
-                    None => fx.admit.push(Arc::clone(&entry.control)),
-                }
-            }
-        }
-    }
-
-    fn leave_existing(&mut self, id: u64) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        let Some(hash) = entry.existing.take() else {
-            return;
-        };
-        let queue = entry.queue;
-        if let Some(state) = self.queue_mut(queue) {
-            if let Some(ids) = state.existing.get_mut(&hash) {
-                ids.retain(|other| *other != id);
-                if ids.is_empty() {
-                    state.existing.remove(&hash);
-                }
-            }
-            state.generation += 1;
-        }
-    }
-
-    /// Keeps `parked` (the task of root `id`, which waits for a slot) until `id` is
-    /// admitted or cancelled. Handed back if that already happened (or `id` is gone):
-    /// the caller spawns it as it is.
-    pub(crate) fn park(&mut self, id: u64, parked: Box<dyn Parked>) -> Result<(), Box<dyn Parked>> {
-        match self.entries.get_mut(&id) {
-            Some(entry)
-                if entry.place == Place::Waiting && entry.state != InstanceState::Cancelling =>
-            {
-                entry.parked = Some(parked);
-                Ok(())
-            }
-            _ => Err(parked),
-        }
-    }
+    // ---- running and ending ----------------------------------------------------------
 
     /// Records a state change the instance's driver observed (suspended, resumed).
-    pub(crate) fn set_state(&mut self, id: u64, state: InstanceState) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        if entry.state == InstanceState::Cancelling {
-            return;
-        }
-        entry.state = state;
-        let kind = match state {
-            InstanceState::Suspended => EventKind::Suspended,
-            _ => EventKind::Resumed,
-        };
-        if self.log.is_some() {
-            let (ident, queue) = (entry.ident.clone(), entry.queue);
-            self.emit(&ident, queue, kind);
-        }
+    pub(crate) fn set_state(&self, at: EntryRef, state: InstanceState) {
+        View::One(&mut self.shard(at.shard)).set_state(at.id, state);
     }
 
-    /// Records the end of an instance's own steps. `result` is its control block when it
-    /// finished with a value (it holds the value for the queue's statistics).
-    ///
-    /// Returns `true` if a value arrived after a cancellation was accepted (the instance
-    /// was already `Cancelling`): it is recorded, and must be reported, as cancelled, so that [`cancel`](Registry::cancel) answering "yes" is never followed
-    /// by the caller receiving the value.
+    /// `true` if `at` has live children; if so, its control is told when they are done.
+    pub(crate) fn await_children(&self, at: EntryRef) -> bool {
+        self.shard(at.shard).await_children(at.id)
+    }
+
+    /// Records the end of an instance's own steps (see [`View::finish`]).
     pub(crate) fn finish(
-        &mut self,
-        id: u64,
-        mut ending: Ending,
-        mut result: Option<Arc<dyn ErasedControl>>,
+        &self,
+        at: EntryRef,
+        ending: Ending,
+        result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
     ) -> bool {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return false;
-        };
-        let cancelled_first =
-            matches!(ending, Ending::Finished) && entry.state == InstanceState::Cancelling;
-        if cancelled_first {
-            ending = Ending::Cancelled;
-            if let Some(result) = result.take() {
-                fx.discard(result);
+        {
+            let mut shard = self.shard(at.shard);
+            if !shard.is_indexed(at.id) {
+                return View::One(&mut shard).finish(at.id, ending, result, fx);
             }
         }
-        entry.done = true;
-        let started = entry.started;
-        let queue = entry.queue;
-        let ident = (self.log.is_some() || matches!(ending, Ending::Cancelled))
-            .then(|| entry.ident.clone());
-        let waits_for_children = !entry.children.is_empty();
-        self.leave_existing(id);
-        if let Some(state) = self.queue(queue) {
-            let mut stats = state.gauge.stats();
-            if started {
-                stats.performed += 1;
-            }
-            match &ending {
-                Ending::Finished => {
-                    let kept = result.map(KeptResult::InControl);
-                    if let Some(old) = std::mem::replace(&mut stats.last_result, kept) {
-                        fx.discard_result(old);
-                    }
-                }
-                Ending::Failed(error) => stats.last_error = Some(error.clone()),
-                Ending::Cancelled => stats.last_cancelled.clone_from(&ident),
-            }
-        }
-        if !fx.garbage.is_empty() && fx.garbage.on_behalf_of.is_none() {
-            fx.garbage.on_behalf_of = self.ident_of(id);
-        }
-        let kind = match ending {
-            Ending::Finished => EventKind::Finished,
-            Ending::Failed(error) => EventKind::Failed(error),
-            Ending::Cancelled => EventKind::Cancelled,
-        };
-        if let Some(ident) = &ident {
-            self.emit(ident, queue, kind);
-        }
-        if waits_for_children {
-            if let Some(entry) = self.entries.get_mut(&id) {
-                if entry.state != InstanceState::Cancelling {
-                    entry.state = InstanceState::WaitingForChildren;
-                    if let Some(ident) = &ident {
-                        self.emit(ident, queue, EventKind::WaitingForChildren);
-                    }
-                }
-            }
-        } else {
-            self.remove(id, fx);
-        }
-        cancelled_first
+        let wide = self.wide();
+        wide.hold(at.shard);
+        View::Wide(wide).finish(at.id, ending, result, fx)
     }
 
-    /// Gives back what a burst made the tables grow to, once nothing is live: a runtime
-    /// that was busy for a moment does not keep its peak memory forever. Small tables
-    /// are kept, so a steady trickle of invocations does not reallocate.
-    fn release_capacity(&mut self) {
-        const KEPT: usize = 256;
-        if self.entries.capacity() > KEPT {
-            self.entries = FastMap::default();
-        }
-        for (_, state) in self.queues.iter_mut() {
-            if state.existing.capacity() > KEPT {
-                state.existing = FastMap::default();
+    /// Takes `at` out of its queue without cancelling its tree (it could not wait).
+    pub(crate) fn withdraw(&self, at: EntryRef, fx: &mut Effects) {
+        View::One(&mut self.shard(at.shard)).withdraw(at.id, fx);
+    }
+
+    // ---- cancelling ------------------------------------------------------------------
+
+    /// Cancels the tree `at` belongs to (see [`View::cancel`]); `false` if it is not live.
+    pub(crate) fn cancel(&self, at: EntryRef, fx: &mut Effects) -> bool {
+        {
+            let mut shard = self.shard(at.shard);
+            if !shard.is_indexed(at.id) {
+                return View::One(&mut shard).cancel(at.id, fx);
             }
         }
+        let wide = self.wide();
+        wide.hold(at.shard);
+        View::Wide(wide).cancel(at.id, fx)
     }
 
-    pub(crate) fn ident_of(&self, id: u64) -> Option<Ident> {
-        self.entries.get(&id).map(|entry| entry.ident.clone())
+    /// Cancels the tree of the live instance `ident`, wherever it is (a user's request:
+    /// every shard is searched); `false` if it is not live.
+    pub(crate) fn cancel_ident(&self, ident: &Ident, fx: &mut Effects) -> bool {
+        let mut view = View::Wide(self.everything());
+        view.ident_of(ident.id).as_ref() == Some(ident) && view.cancel(ident.id, fx)
     }
 
-    pub(crate) fn live_count(&self) -> usize {
-        self.entries.len()
+    /// Cancels every tree whose top is `cancel_on_shutdown`.
+    pub(crate) fn stop(&self, fx: &mut Effects) {
+        View::Wide(self.everything()).stop(fx);
     }
 
-    pub(crate) fn queue_count(&self) -> usize {
-        self.queue_ids.len()
+    // ---- looking -------------------------------------------------------------------
+
+    /// The ident of `at`'s parent, if it has one (and both are live).
+    pub(crate) fn parent_of(&self, at: EntryRef) -> Option<Ident> {
+        let wide = self.wide();
+        wide.hold(at.shard);
+        View::Wide(wide).parent_of(at.id)
+    }
+
+    /// Active instances grouped by queue (see [`View::active`]).
+    pub(crate) fn active(&self) -> Vec<ActiveQueue> {
+        View::Wide(self.everything()).active()
+    }
+
+    pub(crate) fn instance(&self, id: u64) -> Option<InstanceInfo> {
+        View::Wide(self.everything()).instance(id)
+    }
+
+    pub(crate) fn queue_info(&self, name: &str) -> Option<QueueInfo> {
+        let name = Name::Shared(Arc::from(name));
+        View::One(&mut self.shard(self.shard_of(&name))).queue_info(&name)
+    }
+
+    /// How many instances are live, and how many queues are kept.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let wide = self.everything();
+        wide.held()
+            .into_iter()
+            .fold((0, 0), |(entries, queues), shard| {
+                (entries + shard.entry_count(), queues + shard.queue_count())
+            })
     }
 
     // ---- events ----------------------------------------------------------------------
 
     /// Records an event about something outside the queues (a supervised child).
-    pub(crate) fn emit_named(&mut self, ident: &Ident, queue: &Name, kind: EventKind) {
+    pub(crate) fn emit_named(&self, ident: &Ident, queue: &Name, kind: EventKind) {
         if let Some(log) = &self.log {
             log.record(Event {
                 ident: ident.clone(),
@@ -587,13 +528,17 @@ impl Registry {
             });
         }
     }
+}
 
-    fn emit(&mut self, ident: &Ident, queue: QueueId, kind: EventKind) {
-        if self.log.is_none() {
-            return;
-        }
-        if let Some(name) = self.queue(queue).map(|state| state.name.clone()) {
-            self.emit_named(ident, &name, kind);
+impl Shard {
+    /// `true` if a root joining `queue` cancels no `indexed` entry, so the join needs
+    /// this shard only: restartable and keep-latest joins cancel entries of the queue.
+    fn joins_alone(&self, queue: &Name, concurrency: Concurrency) -> bool {
+        match concurrency.behaviour() {
+            Behaviour::Restartable | Behaviour::KeepLatest => self
+                .queue_named(queue)
+                .map_or(true, |state| state.indexed_members == 0),
+            _ => true,
         }
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct QueueState {
     /// Entries that belong to the queue (in a list or not, e.g. being cancelled); a
     /// per-key queue is forgotten when none is left.
     pub(crate) members: usize,
+    /// Members that are `indexed` (in the tree): while there are any, a join that may
+    /// cancel members (restartable, keep-latest) takes the tree lock.
+    pub(crate) indexed_members: usize,
     /// Started instances that hold a slot (running, or finished and waiting for children).
     pub(crate) live: List,
     /// Admitted instances waiting for a slot, in arrival order.
@@ -63,6 +66,7 @@ impl QueueState {
         QueueState {
             name,
             members: 0,
+            indexed_members: 0,
             concurrency,
             configured_by,
             keyed,

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::view::View;
 use super::{Admission, Effects, Gauge, Join, QueueId, Registry};
 use crate::behaviour::{Behaviour, Concurrency};
 use crate::error::{Error, InvokeError};
@@ -84,26 +85,35 @@ impl Registry {
     /// The gauge of `queue` (created if needed) for a quick run, if its configuration is
     /// `concurrency`.
     pub(crate) fn gauge_for(
-        &mut self,
+        &self,
         queue: &Name,
         concurrency: Concurrency,
         by: &Name,
     ) -> Result<Arc<Gauge>, InvokeError> {
-        let id = self.queue_for(queue, false, concurrency, by)?;
-        match self.queue(id) {
-            Some(state) => Ok(Arc::clone(&state.gauge)),
-            None => Err(InvokeError::Stopped),
-        }
+        self.shard(self.shard_of(queue))
+            .gauge_for(queue, concurrency, by)
     }
 
-    /// Turns a quick run into an ordinary started entry: it keeps the slot it holds.
-    pub(crate) fn adopt(&mut self, queue: QueueId, join: Join<'_>) {
-        self.insert(join, queue, Admission::Start);
+    /// Declares a queue with a fixed name (registration); fails if it exists with another
+    /// configuration.
+    pub(crate) fn declare(
+        &self,
+        queue: Name,
+        concurrency: Concurrency,
+        by: Name,
+    ) -> Result<Arc<Gauge>, InvokeError> {
+        self.gauge_for(&queue, concurrency, &by)
+    }
+
+    /// Turns a quick run into an ordinary started entry: it keeps the slot it holds. A
+    /// root: its queue's shard is enough.
+    pub(crate) fn adopt(&self, queue: QueueId, join: Join<'_>) {
+        View::One(&mut self.shard(queue.shard)).insert(join, queue, Admission::Start);
     }
 
     /// Starts the waiting instances of `queue` that a slot given back by a quick run lets
     /// in.
-    pub(crate) fn start_waiting(&mut self, queue: QueueId, fx: &mut Effects) {
-        self.fill_slots(queue, fx);
+    pub(crate) fn start_waiting(&self, queue: QueueId, fx: &mut Effects) {
+        View::One(&mut self.shard(queue.shard)).fill_slots(queue, fx);
     }
 }

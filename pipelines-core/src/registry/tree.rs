@@ -4,30 +4,20 @@
 
 use std::sync::Arc;
 
-use super::{Effects, Place, Registry};
+use super::view::View;
+use super::{Effects, Place};
 use crate::ident::Ident;
 
-impl Registry {
-    /// `true` if `id` has live children; if so, its control is told when they are done.
-    pub(crate) fn await_children(&mut self, id: u64) -> bool {
-        match self.entries.get_mut(&id) {
-            Some(entry) if !entry.children.is_empty() => {
-                entry.wake_when_childless = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
+impl<'a> View<'a> {
     /// Removes a finished, childless entry: frees its slot, detaches it from its parent
     /// (which may in turn be removable, and so on up: a loop, not a recursion, so a long
     /// chain of finished parents cannot overflow the stack), forgets an empty per-key queue.
     pub(super) fn remove(&mut self, id: u64, fx: &mut Effects) {
         let mut next = Some(id);
         while let Some(id) = next.take() {
-            let place = self.entries.get(&id).map(|entry| entry.place);
+            let place = self.entry(id).map(|entry| entry.place);
             self.unlink(id, fx);
-            let Some(entry) = self.entries.remove(&id) else {
+            let Some(entry) = self.remove_entry(id) else {
                 return;
             };
             if let Some(state) = self.queue_mut(entry.queue) {
@@ -38,14 +28,11 @@ impl Registry {
             }
             self.forget_queue_if_empty(entry.queue, fx);
             fx.discard(entry.control);
-            if self.entries.is_empty() {
-                self.release_capacity();
-            }
             let Some(parent_id) = entry.parent else {
                 return;
             };
             self.remove_child(parent_id, entry.prev_sibling, entry.next_sibling);
-            let Some(parent) = self.entries.get_mut(&parent_id) else {
+            let Some(parent) = self.entry_mut(parent_id) else {
                 return;
             };
             if parent.children.is_empty() {
@@ -61,36 +48,36 @@ impl Registry {
 
     /// Appends `child` to `parent`'s children.
     pub(super) fn add_child(&mut self, parent: u64, child: u64) {
-        let Some(last) = self.entries.get_mut(&parent).map(|parent| {
+        let Some(last) = self.entry_mut(parent).map(|parent| {
             let last = parent.children.last.replace(child);
             parent.children.first.get_or_insert(child);
             last
         }) else {
             return;
         };
-        if let Some(last) = last.and_then(|last| self.entries.get_mut(&last)) {
+        if let Some(last) = last.and_then(|last| self.entry_mut(last)) {
             last.next_sibling = Some(child);
         }
-        if let Some(child) = self.entries.get_mut(&child) {
+        if let Some(child) = self.entry_mut(child) {
             child.prev_sibling = last;
             child.next_sibling = None;
         }
     }
 
     /// Unlinks a removed child, whose siblings were `prev` and `next`, from `parent`.
-    fn remove_child(&mut self, parent: u64, prev: Option<u64>, next: Option<u64>) {
-        match prev.and_then(|prev| self.entries.get_mut(&prev)) {
+    pub(super) fn remove_child(&mut self, parent: u64, prev: Option<u64>, next: Option<u64>) {
+        match prev.and_then(|prev| self.entry_mut(prev)) {
             Some(prev) => prev.next_sibling = next,
             None => {
-                if let Some(parent) = self.entries.get_mut(&parent) {
+                if let Some(parent) = self.entry_mut(parent) {
                     parent.children.first = next;
                 }
             }
         }
-        match next.and_then(|next| self.entries.get_mut(&next)) {
+        match next.and_then(|next| self.entry_mut(next)) {
             Some(next) => next.prev_sibling = prev,
             None => {
-                if let Some(parent) = self.entries.get_mut(&parent) {
+                if let Some(parent) = self.entry_mut(parent) {
                     parent.children.last = prev;
                 }
             }
@@ -98,16 +85,32 @@ impl Registry {
     }
 
     /// `id`'s live children, last first.
-    pub(super) fn children_last_first(&self, id: u64) -> impl Iterator<Item = u64> + '_ {
-        let last = self.entries.get(&id).and_then(|entry| entry.children.last);
-        std::iter::successors(last, |child| {
-            self.entries.get(child).and_then(|child| child.prev_sibling)
-        })
+    pub(super) fn children_last_first<'s>(&'s self, id: u64) -> ChildrenLastFirst<'s, 'a> {
+        ChildrenLastFirst {
+            view: self,
+            next: self.entry(id).and_then(|entry| entry.children.last),
+        }
     }
 
     /// The ident of `id`'s parent, if it has one (and both are live).
-    pub(crate) fn parent_of(&self, id: u64) -> Option<Ident> {
-        let parent = self.entries.get(&id)?.parent?;
+    pub(super) fn parent_of(&self, id: u64) -> Option<Ident> {
+        let parent = self.entry(id)?.parent?;
         self.ident_of(parent)
+    }
+}
+
+/// An entry's live children, last first (following the sibling links back).
+pub(super) struct ChildrenLastFirst<'s, 'a> {
+    view: &'s View<'a>,
+    next: Option<u64>,
+}
+
+impl Iterator for ChildrenLastFirst<'_, '_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let child = self.next?;
+        self.next = self.view.entry(child).and_then(|entry| entry.prev_sibling);
+        Some(child)
     }
 }

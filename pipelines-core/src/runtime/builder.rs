@@ -4,7 +4,7 @@
 use std::any::{type_name, Any};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -318,7 +318,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
         // Events are recorded only for someone who will read them (see quick runs).
         let events = (self.hooks.watcher.is_some() || self.event_capacity.is_some())
             .then(|| Arc::new(EventLog::new(self.event_capacity)));
-        let mut registry = Registry::new(events.clone());
+        let registry = Registry::new(events.clone(), Registry::default_shards());
         for mut registered in self.pipelines {
             if pipelines.contains_key(&registered.name) {
                 return Err(StartError::DuplicateName {
@@ -344,7 +344,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 stopped: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 next_id: AtomicU64::new(1),
-                registry: Mutex::new(registry),
+                registry,
                 quick_runs,
                 events,
             }),

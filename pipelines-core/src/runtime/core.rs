@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
@@ -27,7 +27,7 @@ use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, QueueOf};
-use crate::registry::{Admission, Effects, Ending, Garbage, Gauge, Join, Registry};
+use crate::registry::{Admission, Effects, Ending, EntryRef, Garbage, Gauge, Join, Registry};
 
 /// What a nested pipeline step turned into.
 pub(crate) enum ChildStart<V, C> {
@@ -68,7 +68,8 @@ pub(crate) struct Core<C> {
     /// Cancelled when the runtime stops; each supervisor's stop signal is a child of it.
     pub(super) shutdown: CancellationToken,
     pub(super) next_id: AtomicU64,
-    pub(super) registry: Mutex<Registry>,
+    /// Internally locked: a shard per group of queues, and the tree lock.
+    pub(super) registry: Registry,
     /// The events (also recorded into by the registry), when a watcher or event streams
     /// read them.
     pub(super) events: Option<Arc<EventLog>>,
@@ -94,12 +95,6 @@ impl<C: Send + Sync + 'static> Core<C> {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
-    }
-
-    pub(super) fn lock(&self) -> MutexGuard<'_, Registry> {
-        // The registry is consistent at every unlock (no user code runs under the lock),
-        // so a poisoned lock is still safe to use.
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Carries out what the registry decided, after the lock was released: signals, then
@@ -149,7 +144,7 @@ impl<C: Send + Sync + 'static> Core<C> {
 
     /// Tells the watcher about something outside the queues (supervision).
     pub(crate) fn emit(&self, ident: &Ident, queue: &Name, kind: crate::hooks::EventKind) {
-        self.lock().emit_named(ident, queue, kind);
+        self.registry.emit_named(ident, queue, kind);
         self.deliver_events();
     }
 
@@ -164,39 +159,35 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// Records a suspension or a resumption. The control block's flag (set by the
     /// driver) is what introspection reads; the registry hears of it only when events
     /// are recorded (a watcher or event streams), in order with everything else it decides.
-    pub(crate) fn set_state(&self, id: u64, state: InstanceState) {
+    pub(crate) fn set_state(&self, at: EntryRef, state: InstanceState) {
         if self.events.is_some() {
-            self.lock().set_state(id, state);
+            self.registry.set_state(at, state);
             self.deliver_events();
         }
     }
 
-    pub(crate) fn await_children(&self, id: u64) -> bool {
-        self.lock().await_children(id)
+    pub(crate) fn await_children(&self, at: EntryRef) -> bool {
+        self.registry.await_children(at)
     }
 
-    pub(crate) fn cancel_id(&self, id: u64) -> bool {
+    pub(crate) fn cancel_id(&self, at: EntryRef) -> bool {
         let mut fx = Effects::default();
-        let cancelled = self.lock().cancel(id, &mut fx);
+        let cancelled = self.registry.cancel(at, &mut fx);
         self.after(&mut fx);
         cancelled
     }
 
     pub(super) fn cancel_ident(&self, ident: &Ident) -> bool {
         let mut fx = Effects::default();
-        let cancelled = {
-            let mut registry = self.lock();
-            registry.ident_of(ident.id).as_ref() == Some(ident)
-                && registry.cancel(ident.id, &mut fx)
-        };
+        let cancelled = self.registry.cancel_ident(ident, &mut fx);
         self.after(&mut fx);
         cancelled
     }
 
     /// Takes `id` out of its queue without cancelling its tree (it could not wait).
-    pub(crate) fn withdraw(&self, id: u64) {
+    pub(crate) fn withdraw(&self, at: EntryRef) {
         let mut fx = Effects::default();
-        self.lock().withdraw(id, &mut fx);
+        self.registry.withdraw(at, &mut fx);
         self.after(&mut fx);
     }
 
@@ -204,12 +195,12 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// arrived (the value must then be reported as cancelled).
     pub(crate) fn finish(
         &self,
-        id: u64,
+        at: EntryRef,
         ending: Ending,
         result: Option<Arc<dyn ErasedControl>>,
     ) -> bool {
         let mut fx = Effects::default();
-        let cancelled_first = self.lock().finish(id, ending, result, &mut fx);
+        let cancelled_first = self.registry.finish(at, ending, result, &mut fx);
         self.after(&mut fx);
         cancelled_first
     }
@@ -220,7 +211,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         pipeline: Pipeline<V, C>,
         name: Name,
         argument: V,
-        parent: Option<u64>,
+        parent: Option<EntryRef>,
         detached: bool,
     ) -> Result<Joined<V, C>, Refused<V>>
     where
@@ -263,7 +254,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         let ident = Ident { name, id };
         if identity.is_none() && concurrency.behaviour() == Behaviour::Dropping {
             // A full dropping queue refuses before anything is built or cloned.
-            let refused = self.lock().refuses_at_once(queue, concurrency, &ident);
+            let refused = self.registry.refuses_at_once(queue, concurrency, &ident);
             if refused {
                 self.deliver_events();
                 return Ok(Joined::Refused(ident, argument));
@@ -274,15 +265,19 @@ impl<C: Send + Sync + 'static> Core<C> {
             false,
         ));
         let pipeline_key = pipeline.key();
+        let at = EntryRef {
+            id,
+            shard: self.registry.shard_of(queue),
+        };
         let mut fx = Effects::default();
         let admission = loop {
-            let mut registry = self.lock();
+            let mut generation = None;
             if let (Some(hash), Some(identity)) = (hash, identity) {
-                let (generation, candidates) =
-                    registry.existing_candidates(queue, hash, pipeline_key);
+                let (current, candidates) =
+                    self.registry.existing_candidates(queue, hash, pipeline_key);
+                generation = Some(current);
                 if !candidates.is_empty() {
                     // Equality is user code: compared without the lock, then validated.
-                    drop(registry);
                     let found = or_refuse!(contained("eq", || {
                         candidates.iter().find(|candidate| {
                             candidate
@@ -293,32 +288,36 @@ impl<C: Send + Sync + 'static> Core<C> {
                                 .is_some_and(|other| (identity.eq)(other, &argument))
                         })
                     }));
-                    let found =
-                        found.map(|found| (found.ident.clone(), Arc::clone(&found.control)));
-                    registry = self.lock();
-                    if registry.generation(queue) != generation {
-                        drop(registry);
-                        drop(found);
-                        drop(candidates);
-                        continue;
-                    }
-                    if let Some((found_ident, found_control)) = found {
-                        if let Ok(shared) = found_control.into_any().downcast::<Control<V>>() {
-                            let (sender, receiver) = oneshot::channel();
-                            shared.add_sharer(sender);
-                            drop(registry);
-                            drop(candidates);
-                            return Ok(Joined::Shared {
-                                ident: found_ident,
-                                control: shared,
-                                receiver,
-                            });
+                    let found = found.and_then(|found| {
+                        let shared = Arc::clone(&found.control)
+                            .into_any()
+                            .downcast::<Control<V>>();
+                        Some((found.ident.clone(), shared.ok()?))
+                    });
+                    drop(candidates);
+                    if let Some((found_ident, shared)) = found {
+                        // Joined as a sharer only while it is still live and unfinished
+                        // (its queue's generation says so), under the lock that keeps it so.
+                        let (sender, receiver) = oneshot::channel();
+                        let mut sender = Some(sender);
+                        let joined = self.registry.share_if_current(queue, current, || {
+                            if let Some(sender) = sender.take() {
+                                shared.add_sharer(sender);
+                            }
+                        });
+                        if !joined {
+                            continue;
                         }
+                        return Ok(Joined::Shared {
+                            ident: found_ident,
+                            control: shared,
+                            receiver,
+                        });
                     }
                 }
             }
             let join = Join {
-                id,
+                at,
                 ident: &ident,
                 queue,
                 keyed,
@@ -330,12 +329,15 @@ impl<C: Send + Sync + 'static> Core<C> {
                 existing: hash,
                 pipeline_key,
             };
-            match registry.join(join, &mut fx) {
-                Ok(admission) => break admission,
-                Err(error) => {
-                    drop(registry);
-                    return Err(Refused::new(error, argument));
-                }
+            let joined = match generation {
+                Some(generation) => self.registry.join_if_current(join, generation, &mut fx),
+                None => self.registry.join(join, &mut fx).map(Some),
+            };
+            match joined {
+                Ok(Some(admission)) => break admission,
+                // An instance to share may have joined since: look again.
+                Ok(None) => continue,
+                Err(error) => return Err(Refused::new(error, argument)),
             }
         };
         self.after(&mut fx);
@@ -350,7 +352,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 }
                 let instance = Instance::new(
                     pipeline,
-                    id,
+                    at,
                     ident,
                     Arc::clone(&control),
                     argument,
@@ -423,6 +425,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             return Invocation::ready(ident, control, canceller, result);
         };
         let admitted = instance.is_admitted();
+        let at = instance.entry();
         let task = Task {
             instance: Some(instance),
             core: Arc::clone(self),
@@ -431,7 +434,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             drop(executor.spawn(task));
         } else {
             // Waiting for a slot: kept by the registry, spawned only once admitted.
-            let parked = self.lock().park(ident.id, Box::new(task));
+            let parked = self.registry.park(at, Box::new(task));
             if let Err(parked) = parked {
                 // Admitted or cancelled in the meantime.
                 parked.start();
@@ -443,7 +446,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// A nested pipeline step (SEMANTICS 2).
     pub(crate) fn start_child<V>(
         self: &Arc<Self>,
-        parent: u64,
+        parent: EntryRef,
         pipeline: Pipeline<V, C>,
         value: V,
     ) -> ChildStart<V, C>
@@ -475,7 +478,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// only says whether cancelling it climbs to `parent`.
     pub(crate) fn start_fork<V>(
         self: &Arc<Self>,
-        parent: u64,
+        parent: EntryRef,
         pipeline: Pipeline<V, C>,
         value: V,
         detached: bool,
@@ -529,8 +532,8 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 
     /// The ident of `id`'s parent, if it has one.
-    pub(crate) fn parent_of(&self, id: u64) -> Option<Ident> {
-        self.lock().parent_of(id)
+    pub(crate) fn parent_of(&self, at: EntryRef) -> Option<Ident> {
+        self.registry.parent_of(at)
     }
 
     /// Moves a waiting detached instance to a task; without any executor, it fails.

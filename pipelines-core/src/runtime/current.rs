@@ -10,6 +10,7 @@ use crate::continuation::{Continuation, Frame, Rest};
 use crate::error::Error;
 use crate::ident::Ident;
 use crate::pipeline::{Pipeline, Section};
+use crate::registry::EntryRef;
 
 /// What a step sees of the instance that runs it: bind it as the optional third
 /// parameter of a `pipeline!` header, `|value: V, ctx: &C, current|`, and every step of
@@ -37,7 +38,7 @@ use crate::pipeline::{Pipeline, Section};
 /// ```
 pub struct Current<'a, V, C> {
     core: Cow<'a, Arc<Core<C>>>,
-    id: u64,
+    id: EntryRef,
     view: View<'a, V, C>,
 }
 
@@ -80,7 +81,11 @@ impl<V: Clone, C> FrameView<'_, V, C> {
 }
 
 impl<'a, V, C> Current<'a, V, C> {
-    pub(crate) fn lent(core: &'a Arc<Core<C>>, id: u64, view: &'a FrameView<'a, V, C>) -> Self {
+    pub(crate) fn lent(
+        core: &'a Arc<Core<C>>,
+        id: EntryRef,
+        view: &'a FrameView<'a, V, C>,
+    ) -> Self {
         Current {
             core: Cow::Borrowed(core),
             id,

@@ -489,7 +489,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.stopped.store(true, Ordering::Release);
         self.core.shutdown.cancel();
         let mut fx = Effects::default();
-        self.core.lock().stop(&mut fx);
+        self.core.registry.stop(&mut fx);
         self.core.after(&mut fx);
         // A service waiting for room in a full dropping queue learns that the runtime
         // stopped (after the flag: it looks at it again once registered, see
@@ -580,7 +580,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn active(&self) -> Vec<ActiveQueue> {
-        self.core.lock().active()
+        self.core.registry.active()
     }
 
     /// The live instance `ident`, if it is live: from the moment it joins its queue until
@@ -599,7 +599,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// ```
     pub fn instance(&self, ident: &Ident) -> Option<InstanceInfo> {
         self.core
-            .lock()
+            .registry
             .instance(ident.id)
             .filter(|info| info.ident() == ident)
     }
@@ -618,7 +618,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert_eq!(queue.last_result().unwrap().downcast_ref::<i32>(), Some(&2));
     /// ```
     pub fn queue(&self, name: &str) -> Option<QueueInfo> {
-        self.core.lock().queue_info(name)
+        self.core.registry.queue_info(name)
     }
 
     /// How many instances are live (waiting, running, cancelling, or waiting for
@@ -629,8 +629,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert_eq!(Runtime::builder(()).start().unwrap().live_counts(), (0, 0));
     /// ```
     pub fn live_counts(&self) -> (usize, usize) {
-        let registry = self.core.lock();
-        (registry.live_count(), registry.queue_count())
+        self.core.registry.counts()
     }
 }
 

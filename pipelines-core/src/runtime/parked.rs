@@ -1,7 +1,7 @@
 //! A root that will most likely wait for a slot: its queue (enqueued or keep-latest) was
 //! full when the quick path looked. Its instance and task are built before the registry's
 //! lock, so that it joins and is parked in one critical section (the ordinary path takes
-//! the lock twice: to join, then to park).
+//! its shard's lock twice: to join, then to park).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::ident::{Ident, Name};
 use crate::instance::Instance;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::registry::{Admission, Effects, Join};
+use crate::registry::{Admission, Effects, EntryRef, Join};
 
 /// A root's request to join a queue that is neither per key nor `use_existing`: what a
 /// parked root and an adopted quick run both send.
@@ -24,11 +24,12 @@ pub(super) fn root_join<'a, V, C>(
     pipeline: &Pipeline<V, C>,
     ident: &'a Ident,
     queue: &'a Name,
+    at: EntryRef,
     control: Arc<dyn ErasedControl>,
 ) -> Join<'a> {
     let config = pipeline.config();
     Join {
-        id: ident.id,
+        at,
         ident,
         queue,
         keyed: false,
@@ -65,9 +66,13 @@ impl<C: Send + Sync + 'static> Core<C> {
         let control = Arc::new(Control::new(kept, false));
         let span = InstanceSpan::new(&ident, queue);
         span.state("waiting");
+        let at = EntryRef {
+            id,
+            shard: self.registry.shard_of(queue),
+        };
         let instance = Instance::new(
             pipeline.clone(),
-            id,
+            at,
             ident.clone(),
             Arc::clone(&control),
             argument,
@@ -79,23 +84,26 @@ impl<C: Send + Sync + 'static> Core<C> {
             instance: None,
             core: Arc::clone(self),
         });
-        let join = root_join(pipeline, &ident, queue, Arc::clone(&control) as _);
+        let mut instance = Some(instance);
+        let join = root_join(pipeline, &ident, queue, at, Arc::clone(&control) as _);
         let mut fx = Effects::default();
-        let mut registry = self.lock();
-        let joined = match registry.join(join, &mut fx) {
-            Ok(Admission::Wait) => {
-                task.instance = Some(instance);
-                Ok(registry.park(id, task))
-            }
-            Ok(admission) => Err((admission, instance)),
-            Err(error) => {
-                drop(registry);
-                // Never joined: the instance never ran, and the argument goes back.
-                return Err(Refused::new(error, instance.into_argument()));
-            }
-        };
-        drop(registry);
+        let parked = self.registry.join_parking(join, &mut fx, || {
+            task.instance = instance.take();
+            task
+        });
         self.after(&mut fx);
+        let joined = match instance {
+            // Moved into its task: parked, or handed back (admitted or cancelled already).
+            None => Ok(match parked {
+                Ok((_, Some(task))) => Err(task),
+                _ => Ok(()),
+            }),
+            Some(instance) => match parked {
+                Ok((admission, _)) => Err((admission, instance)),
+                // Never joined: the instance never ran, and the argument goes back.
+                Err(error) => return Err(Refused::new(error, instance.into_argument())),
+            },
+        };
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
         match joined {
             // Parked: spawned once admitted, ended at once if cancelled first.

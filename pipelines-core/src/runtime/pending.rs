@@ -22,7 +22,7 @@ use crate::instance::Instance;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueOf;
-use crate::registry::{Admission, Effects, Ending, Join};
+use crate::registry::{Admission, Effects, Ending, EntryRef, Join};
 
 type Argument<V> = Pin<Box<dyn Future<Output = Result<V, BoxError>> + Send>>;
 
@@ -67,7 +67,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         let control = Arc::new(Control::pending(false));
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
         if concurrency.behaviour() == Behaviour::Dropping
-            && self.lock().refuses_at_once(queue, concurrency, &ident)
+            && self.registry.refuses_at_once(queue, concurrency, &ident)
         {
             self.deliver_events();
             return Ok(Invocation::ready(
@@ -78,9 +78,13 @@ impl<C: Send + Sync + 'static> Core<C> {
             ));
         }
         let mut fx = Effects::default();
-        let admission = self.lock().join(
+        let at = EntryRef {
+            id: ident.id,
+            shard: self.registry.shard_of(queue),
+        };
+        let admission = self.registry.join(
             Join {
-                id: ident.id,
+                at,
                 ident: &ident,
                 queue,
                 keyed: false,
@@ -120,6 +124,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 span,
             },
             ident: ident.clone(),
+            at,
             control: Arc::clone(&control),
             core: Arc::clone(self),
         }));
@@ -135,6 +140,7 @@ where
 {
     state: State<V, C>,
     ident: Ident,
+    at: EntryRef,
     control: Arc<Control<V>>,
     core: Arc<Core<C>>,
 }
@@ -210,7 +216,7 @@ where
         };
         let instance = Instance::new(
             pipeline,
-            this.ident.id,
+            this.at,
             this.ident.clone(),
             Arc::clone(&this.control),
             value,
@@ -246,7 +252,7 @@ where
             State::Argument { admitted, .. } => admitted || self.control.is_admitted(),
             _ => return,
         };
-        let id = self.ident.id;
+        let id = self.at;
         if !admitted && !matches!(ending, Ending::Cancelled) {
             self.core.withdraw(id);
         }

@@ -25,7 +25,7 @@ use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueOf;
-use crate::registry::{Effects, Gauge, QueueId, Replaced, Reservation};
+use crate::registry::{Effects, EntryRef, Gauge, QueueId, Replaced, Reservation};
 
 /// What the quick path made of an invocation.
 pub(super) enum Quick<V> {
@@ -67,7 +67,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         let resolved;
         let gauge = match hint.filter(|gauge| gauge.concurrency == concurrency) {
             Some(gauge) => gauge,
-            None => match self.lock().gauge_for(queue, concurrency, name) {
+            None => match self.registry.gauge_for(queue, concurrency, name) {
                 Ok(gauge) => {
                     resolved = gauge;
                     &resolved
@@ -148,7 +148,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         let freed = gauge.free();
         if freed.entry_waits() {
             let mut fx = Effects::default();
-            self.lock().start_waiting(gauge.id, &mut fx);
+            self.registry.start_waiting(gauge.id, &mut fx);
             self.after(&mut fx);
         }
         if freed.room_wanted() {
@@ -177,14 +177,18 @@ impl<C: Send + Sync + 'static> Core<C> {
         } = adopted;
         let id = ident.id;
         let control = Arc::new(Control::new(argument, true));
-        let join = root_join(pipeline, &ident, queue, Arc::clone(&control) as _);
-        self.lock().adopt(queue_id, join);
+        let at = EntryRef {
+            id,
+            shard: queue_id.shard,
+        };
+        let join = root_join(pipeline, &ident, queue, at, Arc::clone(&control) as _);
+        self.registry.adopt(queue_id, join);
         self.deliver_events();
         let span = InstanceSpan::new(&ident, queue);
         span.state("started");
         let mut instance = Instance::new(
             pipeline.clone(),
-            id,
+            at,
             ident.clone(),
             Arc::clone(&control),
             value,
