@@ -116,8 +116,7 @@ impl View<'_> {
             control: join.control,
             parent,
             detached: join.detached,
-            // A child is linked to its parent: only wide views join children.
-            indexed: parent.is_some(),
+            indexed: false,
             children: Siblings::default(),
             prev_sibling: None,
             next_sibling: None,
@@ -134,6 +133,8 @@ impl View<'_> {
             parked: None,
         });
         if let Some(parent) = parent {
+            // Both ends of the link go in the tree's index: only wide views join children.
+            self.index(id);
             self.index(parent);
             self.add_child(parent, id);
         }

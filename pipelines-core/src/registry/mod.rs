@@ -440,15 +440,21 @@ impl Registry {
         result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
     ) -> bool {
+        self.on_entry(at, |view| view.finish(at.id, ending, result, fx))
+    }
+
+    /// Runs `decide` on the view an operation on entry `at` and its tree needs: its shard
+    /// alone if it is not `indexed` (it has no links), wide otherwise (holding its shard).
+    fn on_entry<R>(&self, at: EntryRef, decide: impl FnOnce(&mut View<'_>) -> R) -> R {
         {
             let mut shard = self.shard(at.shard);
             if !shard.is_indexed(at.id) {
-                return View::One(&mut shard).finish(at.id, ending, result, fx);
+                return decide(&mut View::One(&mut shard));
             }
         }
         let wide = self.wide();
         wide.hold(at.shard);
-        View::Wide(wide).finish(at.id, ending, result, fx)
+        decide(&mut View::Wide(wide))
     }
 
     /// Takes `at` out of its queue without cancelling its tree (it could not wait).
@@ -460,15 +466,7 @@ impl Registry {
 
     /// Cancels the tree `at` belongs to (see [`View::cancel`]); `false` if it is not live.
     pub(crate) fn cancel(&self, at: EntryRef, fx: &mut Effects) -> bool {
-        {
-            let mut shard = self.shard(at.shard);
-            if !shard.is_indexed(at.id) {
-                return View::One(&mut shard).cancel(at.id, fx);
-            }
-        }
-        let wide = self.wide();
-        wide.hold(at.shard);
-        View::Wide(wide).cancel(at.id, fx)
+        self.on_entry(at, |view| view.cancel(at.id, fx))
     }
 
     /// Cancels the tree of the live instance `ident`, wherever it is (a user's request:

@@ -171,29 +171,19 @@ impl View<'_> {
         }
     }
 
-    /// Adds a new entry to its queue's shard (and to the tree's index if it is
-    /// `indexed`, which only a wide view makes).
+    /// Adds a new entry, not `indexed` yet, to its queue's shard.
     pub(super) fn insert_entry(&mut self, entry: Entry) {
-        let (id, queue, indexed) = (entry.ident.id, entry.queue, entry.indexed);
-        match self {
-            View::One(shard) => {
-                shard.entries.insert(id, entry);
-            }
-            View::Wide(wide) => {
-                if indexed {
-                    wide.tree.index.insert(id, queue.shard);
-                }
-                if let Some(shard) = wide.shard_mut(queue.shard) {
-                    shard.entries.insert(id, entry);
-                }
-            }
-        }
-        if let (true, Some(state)) = (indexed, self.queue_mut(queue)) {
-            state.indexed_members += 1;
+        let (id, shard) = (entry.ident.id, entry.queue.shard);
+        let held = match self {
+            View::One(held) => Some(&mut **held),
+            View::Wide(wide) => wide.shard_mut(shard),
+        };
+        if let Some(held) = held {
+            held.entries.insert(id, entry);
         }
     }
 
-    /// Puts `id` in the tree's index (it has a child now). Only wide views link entries,
+    /// Puts `id` in the tree's index (it has a parent, or a child now). Only wide views link entries,
     /// so on one shard this does nothing (the front never asks).
     pub(super) fn index(&mut self, id: u64) {
         let View::Wide(wide) = self else {

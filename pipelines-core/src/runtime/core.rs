@@ -299,12 +299,9 @@ impl<C: Send + Sync + 'static> Core<C> {
                         // Joined as a sharer only while it is still live and unfinished
                         // (its queue's generation says so), under the lock that keeps it so.
                         let (sender, receiver) = oneshot::channel();
-                        let mut sender = Some(sender);
-                        let joined = self.registry.share_if_current(queue, current, || {
-                            if let Some(sender) = sender.take() {
-                                shared.add_sharer(sender);
-                            }
-                        });
+                        let joined = self
+                            .registry
+                            .share_if_current(queue, current, || shared.add_sharer(sender));
                         if !joined {
                             continue;
                         }
