@@ -8,6 +8,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::future::Future;
 
 use pipelines::{pipeline, Runtime};
 
@@ -275,5 +276,43 @@ async fn a_restartable_replacement_allocates_only_its_own_instance() {
     assert_eq!(last.await.unwrap(), 1001);
     for handle in handles {
         assert!(handle.await.unwrap_err().is_cancelled());
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_caller_sharing_a_live_instance_allocates_nothing() {
+    let shared = pipeline!(|value: u64, _ctx: &()| {
+        tokio::task::yield_now().await;
+        inc(value);
+    })
+    .use_existing();
+    let runtime = Runtime::builder(())
+        .register("shared", shared)
+        .start()
+        .unwrap();
+    let leader = runtime.invoke("shared", 7_u64).unwrap();
+    let mut sharers = Vec::with_capacity(1000);
+    let count = allocations_during(|| {
+        for _ in 0..1000 {
+            sharers.push(runtime.invoke("shared", 7_u64).unwrap());
+        }
+    });
+    // A sharer waits on the live instance's control block: no channel, no block of its
+    // own, no list of candidates.
+    assert_eq!(count, 0, "allocations for 1000 sharing invocations");
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    let waiting = allocations_during(|| {
+        for sharer in &mut sharers {
+            assert!(std::pin::Pin::new(sharer).poll(&mut cx).is_pending());
+        }
+    });
+    // Their wakers share one table in the control block, grown by doubling.
+    assert!(
+        waiting <= 11,
+        "{waiting} allocations for 1000 waiting sharers"
+    );
+    assert_eq!(leader.await.unwrap(), 8);
+    for sharer in sharers {
+        assert_eq!(sharer.await.unwrap(), 8);
     }
 }

@@ -8,8 +8,9 @@
 //! flags between steps with one atomic load.
 //!
 //! The block also holds the invocation's argument (for introspection and `use_existing`),
-//! the last successful result (for queue statistics), and the callers that share the
-//! instance's result through `use_existing`.
+//! the last successful result (for queue statistics and for the callers that share the
+//! instance's result through `use_existing`), and how those callers are told it ended
+//! (`sharing.rs`).
 
 use std::any::{type_name, Any};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -17,13 +18,9 @@ use std::task::{Context, Poll, Waker};
 
 use futures::task::AtomicWaker;
 
-use tokio::sync::oneshot;
-
 use crate::error::Error;
+use crate::sharing::{SharedEnd, Sharers};
 use crate::signals::Signals;
-
-/// A caller sharing the result of a live instance (`use_existing`).
-pub(crate) type Sharer<V> = oneshot::Sender<Result<V, Error>>;
 
 /// An instance's argument: known when it was invoked, or set once when the future it
 /// was invoked with resolves (`invoke_future`). Two variants, so that the common case
@@ -38,7 +35,7 @@ pub(crate) struct Control<V> {
     signals: Signals,
     argument: Argument<V>,
     result: OnceLock<V>,
-    sharers: Mutex<Vec<Sharer<V>>>,
+    sharers: Sharers,
     /// The outcome of an instance whose task the executor dropped (it shut down): the
     /// drop ran the instance to its end, and its caller finds the outcome here.
     /// The outcome of a root instance driven by a task, for its caller: set once
@@ -63,7 +60,7 @@ impl<V> Control<V> {
             signals: Signals::new(admitted),
             argument,
             result: OnceLock::new(),
-            sharers: Mutex::new(Vec::new()),
+            sharers: Sharers::new(),
             outcome: Mutex::new(None),
             caller: AtomicWaker::new(),
         }
@@ -111,19 +108,27 @@ impl<V> Control<V> {
         let _ = self.result.set(value);
     }
 
-    pub(crate) fn add_sharer(&self, sharer: Sharer<V>) {
-        self.sharers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(sharer);
+    /// The successful result, once kept.
+    pub(crate) fn result(&self) -> Option<&V> {
+        self.result.get()
+    }
+
+    /// Counts a caller sharing this instance's result: its end will be told. Called
+    /// under the registry's lock while the instance is live and unfinished, so before
+    /// [`end_sharing`](Control::end_sharing) looks.
+    pub(crate) fn add_sharer(&self) {
         self.signals.set_shared();
     }
 
-    pub(crate) fn take_sharers(&self) -> Vec<Sharer<V>> {
-        if !self.signals.is_shared() {
-            return Vec::new();
+    /// Tells the callers sharing the result, if any, how the instance ended.
+    pub(crate) fn end_sharing(&self, end: impl FnOnce() -> SharedEnd) {
+        if self.signals.is_shared() {
+            self.sharers.end(end());
         }
-        std::mem::take(&mut *self.sharers.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn sharers(&self) -> &Sharers {
+        &self.sharers
     }
 
     /// Keeps the outcome of an instance whose task was dropped, for its caller.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
+use crate::sharing::Sharing;
 
 use crate::cancellation::Control;
 use crate::error::Error;
@@ -64,7 +64,8 @@ enum State<V> {
     Ready(Result<V, Error>),
     /// Driven by a task, which hands the outcome over in the control block.
     Running,
-    Shared(oneshot::Receiver<Result<V, Error>>),
+    /// `use_existing`: waiting for the result of a live instance it shares.
+    Shared(Sharing<V>),
     Taken,
 }
 
@@ -118,17 +119,12 @@ impl<V> Invocation<V> {
         }
     }
 
-    pub(crate) fn shared(
-        ident: Ident,
-        control: Arc<Control<V>>,
-        canceller: Arc<dyn Canceller>,
-        receiver: oneshot::Receiver<Result<V, Error>>,
-    ) -> Self {
+    pub(crate) fn shared(ident: Ident, sharing: Sharing<V>, canceller: Arc<dyn Canceller>) -> Self {
         Invocation {
             ident,
-            held: Held::Control(control),
+            held: Held::Control(Arc::clone(sharing.control())),
             canceller: Some(canceller),
-            state: State::Shared(receiver),
+            state: State::Shared(sharing),
         }
     }
 
@@ -194,7 +190,7 @@ impl<V> Invocation<V> {
         match &self.state {
             State::Ready(_) => true,
             State::Running => self.control().is_some_and(|control| control.is_complete()),
-            State::Shared(receiver) => !receiver.is_empty() || receiver.is_terminated(),
+            State::Shared(sharing) => sharing.is_finished(),
             State::Taken => false,
         }
     }
@@ -220,14 +216,13 @@ impl<V> Invocation<V> {
                 }
                 taken
             }
-            State::Shared(mut receiver) => match receiver.try_recv() {
-                Ok(result) => Some(result),
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    self.state = State::Shared(receiver);
-                    None
+            State::Shared(sharing) => {
+                let result = sharing.try_result();
+                if result.is_none() {
+                    self.state = State::Shared(sharing);
                 }
-                Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::Cancelled)),
-            },
+                result
+            }
             State::Taken => None,
         }
     }
@@ -259,12 +254,11 @@ impl<V> Future for Invocation<V> {
                     Poll::Ready(Err(Error::ResultTaken))
                 }
             },
-            State::Shared(receiver) => match Pin::new(receiver).poll(cx) {
+            State::Shared(sharing) => match sharing.poll_result(cx) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(received) => {
+                Poll::Ready(result) => {
                     this.state = State::Taken;
-                    // The instance went away without a word: it was cancelled.
-                    Poll::Ready(received.unwrap_or(Err(Error::Cancelled)))
+                    Poll::Ready(result)
                 }
             },
             State::Ready(_) => match std::mem::replace(&mut this.state, State::Taken) {

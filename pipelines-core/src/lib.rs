@@ -60,6 +60,7 @@ mod runtime;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod service;
+mod sharing;
 mod signals;
 pub mod supervision;
 #[cfg(feature = "timeline")]

@@ -1,7 +1,6 @@
 //! Driving an instance: running its steps inline and polling what it waits on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -238,15 +237,12 @@ where
                         self.child_ended(*child, muted, core);
                     }
                 }
-                Waiting::Shared { receiver, .. } => match Pin::new(receiver).poll(cx) {
+                Waiting::Shared { sharing, .. } => match sharing.poll_result(cx) {
                     Poll::Pending if self.suspend(core, cx) => return Poll::Pending,
                     Poll::Pending => {}
                     Poll::Ready(result) => {
                         if let Waiting::Shared { muted, .. } = self.waiting {
-                            self.waiting = Waiting::SharedReady {
-                                result: result.unwrap_or(Err(Error::Cancelled)),
-                                muted,
-                            };
+                            self.waiting = Waiting::SharedReady { result, muted };
                         }
                     }
                 },
@@ -412,8 +408,8 @@ where
                         }
                     }
                     ChildStart::Detached => self.index += 1,
-                    ChildStart::Shared(receiver) => {
-                        self.waiting = Waiting::Shared { receiver, muted }
+                    ChildStart::Shared(sharing) => {
+                        self.waiting = Waiting::Shared { sharing, muted }
                     }
                     ChildStart::Dropped => self.apply_child(Completion::Dropped, muted, core),
                     ChildStart::Refused(error) => self.fail(error),

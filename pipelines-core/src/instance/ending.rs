@@ -14,6 +14,7 @@ use crate::pipeline::Section;
 use crate::policy::Intensity;
 use crate::registry::Ending as Recorded;
 use crate::runtime::Core;
+use crate::sharing::SharedEnd;
 
 impl<V, C> Instance<V, C>
 where
@@ -32,7 +33,7 @@ where
             core.withdraw(self.id);
             core.finish(self.id, Recorded::Cancelled, None);
         }
-        drop(self.control.take_sharers());
+        self.control.end_sharing(|| SharedEnd::Cancelled);
     }
 
     /// Asks the instance to stop: at its next chance it drops what it waits on (children
@@ -231,11 +232,11 @@ where
         }
     }
 
-    /// Tells the registry how the instance ended (once), and hands the result to the
-    /// callers that share it.
+    /// Tells the registry how the instance ended (once), and the callers that share its
+    /// result (each makes its own copy of the kept value, see `sharing.rs`).
     ///
-    /// The clones made here (the value kept for the queue's statistics, one per sharer)
-    /// run user code: a panicking `Clone` is the instance's error, as a panicking step
+    /// The clone made here (the value kept for the queue's statistics and the sharers)
+    /// runs user code: a panicking `Clone` is the instance's error, as a panicking step
     /// would be, and the registry still hears of the end, so the slot is freed.
     pub(super) fn record_end(&mut self, core: &Arc<Core<C>>) {
         if self.recorded {
@@ -268,21 +269,14 @@ where
             Ending::WithError => "failed",
             Ending::Cancelled | Ending::Dropped => "cancelled",
         });
-        for sharer in self.control.take_sharers() {
-            let result = match ending {
-                Ending::Normally => {
-                    catch_unwind(AssertUnwindSafe(|| self.value.clone())).map_err(Error::from_panic)
-                }
-                Ending::WithError => Err(self.error.clone().unwrap_or_else(missing_error)),
-                Ending::Cancelled => Err(Error::Cancelled),
-                Ending::Dropped => Err(Error::Dropped),
-            };
-            // A sharer that went away hands the value back; its `Drop` is user code too.
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| drop(sharer.send(result)))) {
-                let error = Error::from_hook_panic("drop of a value the runtime kept", panic);
-                core.hooks().report(&self.ident, &error);
+        self.control.end_sharing(|| match ending {
+            Ending::Normally => SharedEnd::Finished,
+            Ending::WithError => {
+                SharedEnd::Failed(self.error.clone().unwrap_or_else(missing_error))
             }
-        }
+            Ending::Cancelled => SharedEnd::Cancelled,
+            Ending::Dropped => SharedEnd::Dropped,
+        });
     }
 
     /// How the instance ended. Meaningful once [`Instance::drive`] returned `Ready`.

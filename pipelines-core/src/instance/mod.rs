@@ -27,8 +27,6 @@ use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
 use crate::cancellation::Control;
 use crate::continuation::Frame;
 use crate::error::Error;
@@ -38,6 +36,7 @@ use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, Section};
 use crate::policy::Intensity;
 use crate::registry::EntryRef;
+use crate::sharing::Sharing;
 
 pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};
 
@@ -79,7 +78,7 @@ enum Waiting<V, C> {
     },
     /// A `use_existing` child: the result of an instance that was already live.
     Shared {
-        receiver: oneshot::Receiver<SharedResult<V>>,
+        sharing: Sharing<V>,
         muted: bool,
     },
     SharedReady {

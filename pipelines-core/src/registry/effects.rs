@@ -59,11 +59,11 @@ impl<T> Few<T> {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = &T> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.one.iter().chain(&self.more)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.one.is_none()
     }
 }

@@ -122,7 +122,7 @@ use crate::queue::KeyedState;
 use self::shard::{Shard, Tree};
 use self::view::{View, Wide};
 
-pub(crate) use self::effects::{Effects, Garbage, Parked};
+pub(crate) use self::effects::{Effects, Few, Garbage, Parked};
 pub(crate) use self::gauge::Gauge;
 pub(crate) use self::quick::{Replaced, Reservation};
 
@@ -236,6 +236,14 @@ pub(crate) struct Candidate {
     pub(crate) control: Arc<dyn ErasedControl>,
 }
 
+/// What a `use_existing` lookup found in a queue: the live instances whose argument
+/// hashes alike, and the queue's generation and slot to validate a comparison with.
+pub(crate) struct Existing {
+    pub(crate) generation: u64,
+    pub(crate) slot: usize,
+    pub(crate) candidates: Few<Candidate>,
+}
+
 /// The registry: shards of queues and entries, and the tree lock (see the module doc).
 pub(crate) struct Registry {
     shards: Box<[Mutex<Shard>]>,
@@ -314,26 +322,32 @@ impl Registry {
 
     /// The live, unfinished instances of `pipeline_key` in `queue` whose argument hashes
     /// to `hash`, and the queue's generation to validate the comparison with.
+    ///
+    /// `at` is the queue's shard ([`shard_of`](Registry::shard_of)), computed once by
+    /// the caller for the whole join, and its slot if resolved at registration.
     pub(crate) fn existing_candidates(
         &self,
         queue: &Name,
+        at: (usize, Option<usize>),
         hash: u64,
         pipeline_key: usize,
-    ) -> (u64, Vec<Candidate>) {
-        self.shard(self.shard_of(queue))
-            .existing_candidates(queue, hash, pipeline_key)
+    ) -> Existing {
+        let (shard, slot) = at;
+        self.shard(shard)
+            .existing_candidates(queue, slot, hash, pipeline_key)
     }
 
     /// Runs `share` (joining a live instance's sharers) if `queue`'s generation is still
-    /// `generation`, under the lock that keeps it so; `false` if it changed.
+    /// the one `existing` saw, under the lock that keeps it so; `false` if it changed.
     pub(crate) fn share_if_current(
         &self,
         queue: &Name,
-        generation: u64,
+        shard: usize,
+        existing: &Existing,
         share: impl FnOnce(),
     ) -> bool {
-        let shard = self.shard(self.shard_of(queue));
-        let current = shard.generation(queue) == generation;
+        let shard = self.shard(shard);
+        let current = shard.generation_at(existing.slot, queue) == existing.generation;
         if current {
             share();
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use super::queue_state::QueueState;
-use super::{Candidate, Effects, Entry, Gauge, QueueId};
+use super::{Candidate, Effects, Entry, Existing, Few, Gauge, QueueId};
 use crate::behaviour::Concurrency;
 use crate::error::InvokeError;
 use crate::events::EventLog;
@@ -180,29 +180,56 @@ impl Shard {
     pub(super) fn existing_candidates(
         &self,
         queue: &Name,
+        resolved: Option<usize>,
         hash: u64,
         pipeline_key: usize,
-    ) -> (u64, Vec<Candidate>) {
-        let Some(state) = self.queue_named(queue) else {
-            return (0, Vec::new());
+    ) -> Existing {
+        let mut existing = Existing {
+            generation: 0,
+            slot: 0,
+            candidates: Few::default(),
         };
-        let candidates = state
+        let resolved = resolved.filter(|&slot| self.is_at(slot, queue));
+        let Some(slot) = resolved.or_else(|| self.queue_ids.get(queue).copied()) else {
+            return existing;
+        };
+        let Some(state) = self.queues.get(slot) else {
+            return existing;
+        };
+        let found = state
             .existing
             .get(&hash)
             .into_iter()
             .flatten()
             .filter_map(|id| self.entries.get(id))
-            .filter(|entry| entry.pipeline_key == pipeline_key)
-            .map(|entry| Candidate {
+            .filter(|entry| entry.pipeline_key == pipeline_key);
+        for entry in found {
+            existing.candidates.push(Candidate {
                 ident: entry.ident.clone(),
                 control: Arc::clone(&entry.control),
-            })
-            .collect();
-        (state.generation, candidates)
+            });
+        }
+        existing.generation = state.generation;
+        existing.slot = slot;
+        existing
     }
 
-    pub(super) fn generation(&self, queue: &Name) -> u64 {
-        self.queue_named(queue).map_or(0, |state| state.generation)
+    /// The generation of `queue`, found at `slot` (where
+    /// [`existing_candidates`](Shard::existing_candidates) found it) unless the slot went
+    /// to another queue since.
+    pub(super) fn generation_at(&self, slot: usize, queue: &Name) -> u64 {
+        match self.queues.get(slot).filter(|_| self.is_at(slot, queue)) {
+            Some(state) => state.generation,
+            None => self.queue_named(queue).map_or(0, |state| state.generation),
+        }
+    }
+
+    /// `true` if `queue` is at `slot` (a slot resolved earlier may have gone to another
+    /// queue since).
+    fn is_at(&self, slot: usize, queue: &Name) -> bool {
+        self.queues
+            .get(slot)
+            .is_some_and(|state| state.name == *queue)
     }
 
     pub(super) fn is_indexed(&self, id: u64) -> bool {

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::builder::Registered;
@@ -27,7 +26,10 @@ use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, QueueOf};
-use crate::registry::{Admission, Effects, Ending, EntryRef, Garbage, Gauge, Join, Registry};
+use crate::registry::{
+    Admission, Effects, Ending, EntryRef, Garbage, Gauge, Join, QueueId, Registry,
+};
+use crate::sharing::Sharing;
 
 /// What a nested pipeline step turned into.
 pub(crate) enum ChildStart<V, C> {
@@ -36,7 +38,7 @@ pub(crate) enum ChildStart<V, C> {
     /// It runs on its own; the parent carries on.
     Detached,
     /// `use_existing`: the result of a live instance.
-    Shared(oneshot::Receiver<Result<V, Error>>),
+    Shared(Sharing<V>),
     /// Its queue refused it.
     Dropped,
     /// Its queue configuration is wrong: the step fails with this error.
@@ -48,8 +50,7 @@ enum Joined<V, C> {
     Run(Instance<V, C>, Arc<Control<V>>),
     Shared {
         ident: Ident,
-        control: Arc<Control<V>>,
-        receiver: oneshot::Receiver<Result<V, Error>>,
+        sharing: Sharing<V>,
     },
     Dropped(Ident, Arc<Control<V>>),
     /// Refused by a full dropping queue before anything was built.
@@ -213,6 +214,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         argument: V,
         parent: Option<EntryRef>,
         detached: bool,
+        resolved: Option<QueueId>,
     ) -> Result<Joined<V, C>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
@@ -260,26 +262,30 @@ impl<C: Send + Sync + 'static> Core<C> {
                 return Ok(Joined::Refused(ident, argument));
             }
         }
-        let control = Arc::new(Control::new(
-            or_refuse!(contained("clone", || argument.clone())),
-            false,
-        ));
+        // Built once it joins: a caller that shares a live instance needs none.
+        let mut control: Option<Arc<Control<V>>> = None;
         let pipeline_key = pipeline.key();
+        // A queue resolved at registration: no name to hash for its shard and slot.
+        let resolved = resolved.filter(|_| !keyed);
         let at = EntryRef {
             id,
-            shard: self.registry.shard_of(queue),
+            shard: resolved.map_or_else(|| self.registry.shard_of(queue), |queue| queue.shard),
         };
-        let mut fx = Effects::default();
-        let admission = loop {
+        // A caller that shares a live instance needs no effects either.
+        let (admission, control, mut fx) = loop {
             let mut generation = None;
             if let (Some(hash), Some(identity)) = (hash, identity) {
-                let (current, candidates) =
-                    self.registry.existing_candidates(queue, hash, pipeline_key);
-                generation = Some(current);
-                if !candidates.is_empty() {
+                let existing = self.registry.existing_candidates(
+                    queue,
+                    (at.shard, resolved.map(|queue| queue.slot)),
+                    hash,
+                    pipeline_key,
+                );
+                generation = Some(existing.generation);
+                if !existing.candidates.is_empty() {
                     // Equality is user code: compared without the lock, then validated.
                     let found = or_refuse!(contained("eq", || {
-                        candidates.iter().find(|candidate| {
+                        existing.candidates.iter().find(|candidate| {
                             candidate
                                 .control
                                 .as_any()
@@ -294,46 +300,53 @@ impl<C: Send + Sync + 'static> Core<C> {
                             .downcast::<Control<V>>();
                         Some((found.ident.clone(), shared.ok()?))
                     });
-                    drop(candidates);
                     if let Some((found_ident, shared)) = found {
                         // Joined as a sharer only while it is still live and unfinished
                         // (its queue's generation says so), under the lock that keeps it so.
-                        let (sender, receiver) = oneshot::channel();
-                        let joined = self
-                            .registry
-                            .share_if_current(queue, current, || shared.add_sharer(sender));
+                        let joined =
+                            self.registry
+                                .share_if_current(queue, at.shard, &existing, || {
+                                    shared.add_sharer()
+                                });
                         if !joined {
                             continue;
                         }
                         return Ok(Joined::Shared {
                             ident: found_ident,
-                            control: shared,
-                            receiver,
+                            sharing: Sharing::new(shared),
                         });
                     }
                 }
             }
+            let joining = match control.take() {
+                Some(control) => control,
+                None => Arc::new(Control::new(
+                    or_refuse!(contained("clone", || argument.clone())),
+                    false,
+                )),
+            };
             let join = Join {
                 at,
                 ident: &ident,
                 queue,
                 keyed,
                 concurrency,
-                control: Arc::clone(&control) as Arc<dyn ErasedControl>,
+                control: Arc::clone(&joining) as Arc<dyn ErasedControl>,
                 parent,
                 detached,
                 cancel_on_shutdown: config.cancel_on_shutdown,
                 existing: hash,
                 pipeline_key,
             };
+            let mut fx = Effects::default();
             let joined = match generation {
                 Some(generation) => self.registry.join_if_current(join, generation, &mut fx),
                 None => self.registry.join(join, &mut fx).map(Some),
             };
             match joined {
-                Ok(Some(admission)) => break admission,
+                Ok(Some(admission)) => break (admission, joining, fx),
                 // An instance to share may have joined since: look again.
-                Ok(None) => continue,
+                Ok(None) => control = Some(joining),
                 Err(error) => return Err(Refused::new(error, argument)),
             }
         };
@@ -381,13 +394,15 @@ impl<C: Send + Sync + 'static> Core<C> {
             Quick::Declined(argument) => argument,
         };
         let canceller = || Arc::clone(self) as Arc<dyn Canceller>;
-        let (instance, control) = match self.join(pipeline.clone(), name, argument, None, false)? {
+        let resolved = queue
+            .filter(|gauge| gauge.concurrency == pipeline.config().concurrency)
+            .map(|gauge| gauge.id);
+        let joined = self.join(pipeline.clone(), name, argument, None, false, resolved)?;
+        let (instance, control) = match joined {
             Joined::Run(instance, control) => (instance, control),
-            Joined::Shared {
-                ident,
-                control,
-                receiver,
-            } => return Ok(Invocation::shared(ident, control, canceller(), receiver)),
+            Joined::Shared { ident, sharing } => {
+                return Ok(Invocation::shared(ident, sharing, canceller()))
+            }
             Joined::Refused(ident, argument) => return Ok(Invocation::refused(ident, argument)),
             Joined::Dropped(ident, control) => {
                 let dropped = Err(Error::Dropped);
@@ -456,12 +471,12 @@ impl<C: Send + Sync + 'static> Core<C> {
             Err(too_deep) => return ChildStart::Refused(too_deep),
         };
         let name = Name::Static(pipeline.site_name());
-        match self.join(pipeline, name, value, Some(parent), detached) {
+        match self.join(pipeline, name, value, Some(parent), detached, None) {
             Err(refused) => ChildStart::Refused(Error::new(refused.into_error())),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) if detached => ChildStart::Detached,
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => ChildStart::Dropped,
             Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
-            Ok(Joined::Shared { receiver, .. }) => ChildStart::Shared(receiver),
+            Ok(Joined::Shared { sharing, .. }) => ChildStart::Shared(sharing),
             Ok(Joined::Run(instance, _)) if detached => {
                 self.run_unwaited(instance, on_a_task);
                 ChildStart::Detached
@@ -485,7 +500,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     {
         let on_a_task = self.nesting_room(true)?;
         let name = Name::Static(pipeline.site_name());
-        match self.join(pipeline, name, value, Some(parent), detached) {
+        match self.join(pipeline, name, value, Some(parent), detached, None) {
             Err(refused) => Err(Error::new(refused.into_error())),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => Err(Error::Dropped),
             Ok(Joined::Shared { ident, .. }) => Ok(ident),
