@@ -35,7 +35,9 @@ pub(crate) struct Control<V> {
     signals: Signals,
     argument: Argument<V>,
     result: OnceLock<V>,
-    sharers: Sharers,
+    /// Made by the first caller that shares the result: most instances have none, and
+    /// the table stays out of every control block's size.
+    sharers: OnceLock<Box<Sharers>>,
     /// The outcome of an instance whose task the executor dropped (it shut down): the
     /// drop ran the instance to its end, and its caller finds the outcome here.
     /// The outcome of a root instance driven by a task, for its caller: set once
@@ -60,7 +62,7 @@ impl<V> Control<V> {
             signals: Signals::new(admitted),
             argument,
             result: OnceLock::new(),
-            sharers: Sharers::new(),
+            sharers: OnceLock::new(),
             outcome: Mutex::new(None),
             caller: AtomicWaker::new(),
         }
@@ -117,18 +119,18 @@ impl<V> Control<V> {
     /// under the registry's lock while the instance is live and unfinished, so before
     /// [`end_sharing`](Control::end_sharing) looks.
     pub(crate) fn add_sharer(&self) {
-        self.signals.set_shared();
+        self.sharers();
     }
 
     /// Tells the callers sharing the result, if any, how the instance ended.
     pub(crate) fn end_sharing(&self, end: impl FnOnce() -> SharedEnd) {
-        if self.signals.is_shared() {
-            self.sharers.end(end());
+        if let Some(sharers) = self.sharers.get() {
+            sharers.end(end());
         }
     }
 
     pub(crate) fn sharers(&self) -> &Sharers {
-        &self.sharers
+        self.sharers.get_or_init(|| Box::new(Sharers::new()))
     }
 
     /// Keeps the outcome of an instance whose task was dropped, for its caller.

@@ -29,6 +29,9 @@ pub(crate) enum SharedEnd {
     Dropped,
 }
 
+/// A sharer that has not polled yet.
+const NO_KEY: usize = usize::MAX;
+
 /// The sharers' side of a control block: the end, once known, and who waits for it.
 pub(crate) struct Sharers {
     end: OnceLock<SharedEnd>,
@@ -58,15 +61,15 @@ impl Sharers {
         self.end.get()
     }
 
-    fn poll_end(&self, key: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<&SharedEnd> {
+    fn poll_end(&self, key: &mut usize, cx: &mut Context<'_>) -> Poll<&SharedEnd> {
         if let Some(end) = self.ended() {
             return Poll::Ready(end);
         }
         {
             let mut wakers = self.lock();
-            match key.and_then(|key| wakers.get_mut(key)) {
+            match wakers.get_mut(*key) {
                 Some(waker) => waker.clone_from(cx.waker()),
-                None => *key = Some(wakers.insert(cx.waker().clone())),
+                None => *key = wakers.insert(cx.waker().clone()),
             }
         }
         match self.ended() {
@@ -89,8 +92,9 @@ impl Sharers {
 /// One caller waiting for the result of a live instance it shares.
 pub(crate) struct Sharing<V> {
     control: Arc<Control<V>>,
-    /// Its place among the instance's waiting sharers, once it polled.
-    key: Option<usize>,
+    /// Its place among the instance's waiting sharers once it polled ([`NO_KEY`]
+    /// before: slab keys are indices, far below it).
+    key: usize,
     /// `V::clone`, kept here so that the handle's `Future` needs no `Clone` bound.
     copy: fn(&V) -> V,
 }
@@ -104,7 +108,7 @@ impl<V> Sharing<V> {
     {
         Sharing {
             control,
-            key: None,
+            key: NO_KEY,
             copy: V::clone,
         }
     }
@@ -152,8 +156,8 @@ impl<V> Sharing<V> {
 
 impl<V> Drop for Sharing<V> {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.control.sharers().forget(key);
+        if self.key != NO_KEY {
+            self.control.sharers().forget(self.key);
         }
     }
 }

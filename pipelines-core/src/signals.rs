@@ -25,9 +25,6 @@ const CANCELLED: u8 = 1;
 const ADMITTED: u8 = 2;
 /// Set when the instance waits for its children to end before running `finally!`.
 const CHILDREN_DONE: u8 = 4;
-/// Set once a `use_existing` caller shares the result, so the common case skips the
-/// sharers' lock.
-const SHARED: u8 = 8;
 const SUSPENDED: u8 = 16;
 /// A root's outcome is being handed over (set once, by the first to finish).
 const DONE: u8 = 32;
@@ -62,10 +59,6 @@ impl Signals {
 
     pub(crate) fn is_admitted(&self) -> bool {
         self.flags.load(Ordering::Acquire) & ADMITTED != 0
-    }
-
-    pub(crate) fn is_shared(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & SHARED != 0
     }
 
     /// Consumes the "children done" signal.
@@ -114,10 +107,6 @@ impl Signals {
     /// outside it).
     pub(crate) fn set_admitted(&self) {
         self.flags.fetch_or(ADMITTED, Ordering::AcqRel);
-    }
-
-    pub(crate) fn set_shared(&self) {
-        self.flags.fetch_or(SHARED, Ordering::AcqRel);
     }
 
     pub(crate) fn wake(&self) {
