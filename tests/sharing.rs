@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Runtime};
+use pipelines::{pipeline, Error, Pipeline, Runtime};
 use tokio::time::sleep;
 
 /// Panics when cloned once the flag is set: the copy a sharer makes is user code.
@@ -46,7 +46,17 @@ impl Clone for Fragile {
     }
 }
 
-fn slow_inc() -> pipelines::Pipeline<u32, ()> {
+fn runtime_with<V: Clone + Send + Sync + 'static>(
+    name: &'static str,
+    pipeline: Pipeline<V, ()>,
+) -> Runtime<()> {
+    Runtime::builder(())
+        .register(name, pipeline)
+        .start()
+        .unwrap()
+}
+
+fn slow_inc() -> Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
         sleep(Duration::from_millis(100)).await;
         value + 1;
@@ -56,10 +66,7 @@ fn slow_inc() -> pipelines::Pipeline<u32, ()> {
 
 #[tokio::test(start_paused = true)]
 async fn every_sharer_gets_the_value_and_a_dropped_sharer_disturbs_nobody() {
-    let runtime = Runtime::builder(())
-        .register("inc", slow_inc())
-        .start()
-        .unwrap();
+    let runtime = runtime_with("inc", slow_inc());
     let leader = runtime.invoke("inc", 1_u32).unwrap();
     let mut sharers: Vec<_> = (0..5)
         .map(|_| runtime.invoke("inc", 1_u32).unwrap())
@@ -95,10 +102,7 @@ async fn sharers_see_the_error_of_a_failed_instance() {
         Err::<u32, _>(Error::new(format!("no {value}")));
     })
     .use_existing();
-    let runtime = Runtime::builder(())
-        .register("fail", failing)
-        .start()
-        .unwrap();
+    let runtime = runtime_with("fail", failing);
     let leader = runtime.invoke("fail", 7_u32).unwrap();
     let sharer = runtime.invoke("fail", 7_u32).unwrap();
     let failed = format!("{:?}", leader.await.unwrap_err());
@@ -108,10 +112,7 @@ async fn sharers_see_the_error_of_a_failed_instance() {
 
 #[tokio::test(start_paused = true)]
 async fn sharers_of_a_cancelled_instance_are_cancelled_too() {
-    let runtime = Runtime::builder(())
-        .register("inc", slow_inc())
-        .start()
-        .unwrap();
+    let runtime = runtime_with("inc", slow_inc());
     let leader = runtime.invoke("inc", 1_u32).unwrap();
     let waiting = runtime.invoke("inc", 1_u32).unwrap();
     let waiting = tokio::spawn(waiting);
@@ -130,7 +131,7 @@ async fn a_sharer_whose_copy_panics_gets_the_panic_and_the_others_their_value() 
         sleep(Duration::from_millis(100)).await;
     })
     .use_existing();
-    let runtime = Runtime::builder(()).register("keep", keep).start().unwrap();
+    let runtime = runtime_with("keep", keep);
     let argument = Fragile {
         value: 3,
         explode: Arc::clone(&explode),
