@@ -50,9 +50,9 @@ impl Sharers {
     /// Records the end (the first one wins) and wakes every sharer.
     pub(crate) fn end(&self, end: SharedEnd) {
         let _ = self.end.set(end);
-        let wakers: Vec<Waker> = self.lock().drain().collect();
+        let wakers = std::mem::take(&mut *self.lock());
         // Wakers are foreign code: woken outside the lock.
-        for waker in wakers {
+        for (_, waker) in wakers {
             waker.wake();
         }
     }
@@ -79,8 +79,8 @@ impl Sharers {
     }
 
     fn forget(&self, key: usize) {
-        // After the end, the key may be vacant (drained) or reused by a sharer that saw
-        // the end right after registering: either way nobody waits on it any more.
+        // After the end, the key may be vacant (the table was taken) or reused by a sharer
+        // that saw the end right after registering: either way nobody waits on it.
         self.lock().try_remove(key);
     }
 

@@ -240,7 +240,9 @@ pub(crate) struct Candidate {
 /// hashes alike, and the queue's generation and slot to validate a comparison with.
 pub(crate) struct Existing {
     pub(crate) generation: u64,
-    pub(crate) slot: usize,
+    pub(crate) shard: usize,
+    /// `None` if the queue does not exist (yet).
+    pub(crate) slot: Option<usize>,
     pub(crate) candidates: Few<Candidate>,
 }
 
@@ -311,28 +313,32 @@ impl Registry {
     /// has this configuration, is dropping and has no free slot (the refusal is then
     /// recorded, as [`join`](Registry::join) would). Anything else is left to `join`,
     /// which also reports a configuration mismatch.
+    ///
+    /// `shard` is the queue's ([`shard_of`](Registry::shard_of)), computed once by the
+    /// caller for the whole join.
     pub(crate) fn refuses_at_once(
         &self,
         queue: &Name,
+        shard: usize,
         concurrency: Concurrency,
         ident: &Ident,
     ) -> bool {
-        View::One(&mut self.shard(self.shard_of(queue))).refuses_at_once(queue, concurrency, ident)
+        View::One(&mut self.shard(shard)).refuses_at_once(queue, concurrency, ident)
     }
 
     /// The live, unfinished instances of `pipeline_key` in `queue` whose argument hashes
-    /// to `hash`, and the queue's generation to validate the comparison with.
+    /// to `hash`, and where the queue was, to validate the comparison with.
     ///
-    /// `at` is the queue's shard ([`shard_of`](Registry::shard_of)), computed once by
-    /// the caller for the whole join, and its slot if resolved at registration.
+    /// `shard` is the queue's ([`shard_of`](Registry::shard_of)), computed once by the
+    /// caller for the whole join; `slot` its slot, if resolved at registration.
     pub(crate) fn existing_candidates(
         &self,
         queue: &Name,
-        at: (usize, Option<usize>),
+        shard: usize,
+        slot: Option<usize>,
         hash: u64,
         pipeline_key: usize,
     ) -> Existing {
-        let (shard, slot) = at;
         self.shard(shard)
             .existing_candidates(queue, slot, hash, pipeline_key)
     }
@@ -342,12 +348,11 @@ impl Registry {
     pub(crate) fn share_if_current(
         &self,
         queue: &Name,
-        shard: usize,
         existing: &Existing,
         share: impl FnOnce(),
     ) -> bool {
-        let shard = self.shard(shard);
-        let current = shard.generation_at(existing.slot, queue) == existing.generation;
+        let current =
+            self.shard(existing.shard).generation(existing.slot, queue) == existing.generation;
         if current {
             share();
         }

@@ -180,20 +180,17 @@ impl Shard {
     pub(super) fn existing_candidates(
         &self,
         queue: &Name,
-        resolved: Option<usize>,
+        slot: Option<usize>,
         hash: u64,
         pipeline_key: usize,
     ) -> Existing {
         let mut existing = Existing {
             generation: 0,
-            slot: 0,
+            shard: self.index,
+            slot: None,
             candidates: Few::default(),
         };
-        let resolved = resolved.filter(|&slot| self.is_at(slot, queue));
-        let Some(slot) = resolved.or_else(|| self.queue_ids.get(queue).copied()) else {
-            return existing;
-        };
-        let Some(state) = self.queues.get(slot) else {
+        let Some((slot, state)) = self.locate(slot, queue) else {
             return existing;
         };
         let found = state
@@ -210,26 +207,26 @@ impl Shard {
             });
         }
         existing.generation = state.generation;
-        existing.slot = slot;
+        existing.slot = Some(slot);
         existing
     }
 
-    /// The generation of `queue`, found at `slot` (where
-    /// [`existing_candidates`](Shard::existing_candidates) found it) unless the slot went
-    /// to another queue since.
-    pub(super) fn generation_at(&self, slot: usize, queue: &Name) -> u64 {
-        match self.queues.get(slot).filter(|_| self.is_at(slot, queue)) {
-            Some(state) => state.generation,
-            None => self.queue_named(queue).map_or(0, |state| state.generation),
-        }
+    /// The generation of `queue` (0 if it does not exist), looked for at `slot` first.
+    pub(super) fn generation(&self, slot: Option<usize>, queue: &Name) -> u64 {
+        self.locate(slot, queue)
+            .map_or(0, |(_, state)| state.generation)
     }
 
-    /// `true` if `queue` is at `slot` (a slot resolved earlier may have gone to another
-    /// queue since).
-    fn is_at(&self, slot: usize, queue: &Name) -> bool {
-        self.queues
-            .get(slot)
-            .is_some_and(|state| state.name == *queue)
+    /// `queue`'s slot and state: at `slot` if it is still there (a slot resolved earlier
+    /// may have gone to another queue since), else looked up by name.
+    fn locate(&self, slot: Option<usize>, queue: &Name) -> Option<(usize, &QueueState)> {
+        if let Some((slot, state)) = slot.and_then(|slot| Some((slot, self.queues.get(slot)?))) {
+            if state.name == *queue {
+                return Some((slot, state));
+            }
+        }
+        let slot = *self.queue_ids.get(queue)?;
+        Some((slot, self.queues.get(slot)?))
     }
 
     pub(super) fn is_indexed(&self, id: u64) -> bool {

@@ -24,7 +24,7 @@ use crate::ident::{Ident, Name};
 use crate::instance::{Completion, Instance};
 use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{ArgsIdentity, Pipeline};
 use crate::queue::{FastMap, QueueOf};
 use crate::registry::{
     Admission, Effects, Ending, EntryRef, Garbage, Gauge, Join, QueueId, Registry,
@@ -55,6 +55,27 @@ enum Joined<V, C> {
     Dropped(Ident, Arc<Control<V>>),
     /// Refused by a full dropping queue before anything was built.
     Refused(Ident, V),
+}
+
+/// Where a `use_existing` join looks: its queue (on `shard`, at `slot` if resolved at
+/// registration), for live instances of `pipeline_key` whose argument hashes to `hash`.
+#[derive(Clone, Copy)]
+struct Search<'a> {
+    queue: &'a Name,
+    shard: usize,
+    slot: Option<usize>,
+    hash: u64,
+    pipeline_key: usize,
+}
+
+/// What a `use_existing` join found in its queue.
+enum Lookup<V> {
+    /// A live instance with an equal argument, now shared.
+    Shared(Ident, Sharing<V>),
+    /// Nothing to share: join, if the queue's generation is still this one.
+    Join(u64),
+    /// The instance found ended before it could be shared: look again.
+    Again,
 }
 
 /// The runtime's shared state. Instances reach it through `&Core`, handles through
@@ -254,9 +275,17 @@ impl<C: Send + Sync + 'static> Core<C> {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ident = Ident { name, id };
+        // A queue resolved at registration: no name to hash for its shard and slot.
+        let resolved = resolved.filter(|_| !keyed);
+        let at = EntryRef {
+            id,
+            shard: resolved.map_or_else(|| self.registry.shard_of(queue), |queue| queue.shard),
+        };
         if identity.is_none() && concurrency.behaviour() == Behaviour::Dropping {
             // A full dropping queue refuses before anything is built or cloned.
-            let refused = self.registry.refuses_at_once(queue, concurrency, &ident);
+            let refused = self
+                .registry
+                .refuses_at_once(queue, at.shard, concurrency, &ident);
             if refused {
                 self.deliver_events();
                 return Ok(Joined::Refused(ident, argument));
@@ -265,57 +294,21 @@ impl<C: Send + Sync + 'static> Core<C> {
         // Built once it joins: a caller that shares a live instance needs none.
         let mut control: Option<Arc<Control<V>>> = None;
         let pipeline_key = pipeline.key();
-        // A queue resolved at registration: no name to hash for its shard and slot.
-        let resolved = resolved.filter(|_| !keyed);
-        let at = EntryRef {
-            id,
-            shard: resolved.map_or_else(|| self.registry.shard_of(queue), |queue| queue.shard),
-        };
         // A caller that shares a live instance needs no effects either.
         let (admission, control, mut fx) = loop {
             let mut generation = None;
             if let (Some(hash), Some(identity)) = (hash, identity) {
-                let existing = self.registry.existing_candidates(
+                let search = Search {
                     queue,
-                    (at.shard, resolved.map(|queue| queue.slot)),
+                    shard: at.shard,
+                    slot: resolved.map(|queue| queue.slot),
                     hash,
                     pipeline_key,
-                );
-                generation = Some(existing.generation);
-                if !existing.candidates.is_empty() {
-                    // Equality is user code: compared without the lock, then validated.
-                    let found = or_refuse!(contained("eq", || {
-                        existing.candidates.iter().find(|candidate| {
-                            candidate
-                                .control
-                                .as_any()
-                                .downcast_ref::<Control<V>>()
-                                .and_then(|other| other.argument())
-                                .is_some_and(|other| (identity.eq)(other, &argument))
-                        })
-                    }));
-                    let found = found.and_then(|found| {
-                        let shared = Arc::clone(&found.control)
-                            .into_any()
-                            .downcast::<Control<V>>();
-                        Some((found.ident.clone(), shared.ok()?))
-                    });
-                    if let Some((found_ident, shared)) = found {
-                        // Joined as a sharer only while it is still live and unfinished
-                        // (its queue's generation says so), under the lock that keeps it so.
-                        let joined =
-                            self.registry
-                                .share_if_current(queue, at.shard, &existing, || {
-                                    shared.add_sharer()
-                                });
-                        if !joined {
-                            continue;
-                        }
-                        return Ok(Joined::Shared {
-                            ident: found_ident,
-                            sharing: Sharing::new(shared),
-                        });
-                    }
+                };
+                match or_refuse!(self.look_for_existing(&search, &identity, &argument)) {
+                    Lookup::Shared(ident, sharing) => return Ok(Joined::Shared { ident, sharing }),
+                    Lookup::Again => continue,
+                    Lookup::Join(current) => generation = Some(current),
                 }
             }
             let joining = match control.take() {
@@ -374,6 +367,58 @@ impl<C: Send + Sync + 'static> Core<C> {
         })
     }
 
+    /// `use_existing`: looks for a live instance whose argument equals `argument`, and
+    /// shares it if one is found and still live.
+    fn look_for_existing<V>(
+        &self,
+        search: &Search<'_>,
+        identity: &ArgsIdentity<V>,
+        argument: &V,
+    ) -> Result<Lookup<V>, InvokeError>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let Search {
+            queue,
+            shard,
+            slot,
+            hash,
+            pipeline_key,
+        } = *search;
+        let existing = self
+            .registry
+            .existing_candidates(queue, shard, slot, hash, pipeline_key);
+        // Equality is user code: compared without the lock, then validated.
+        let found = contained("eq", || {
+            existing.candidates.iter().find_map(|candidate| {
+                let control = candidate.control.as_any().downcast_ref::<Control<V>>()?;
+                let equal = control
+                    .argument()
+                    .is_some_and(|other| (identity.eq)(other, argument));
+                equal.then_some(candidate)
+            })
+        })?;
+        let Some(shared) = found.and_then(|found| {
+            let control = Arc::clone(&found.control)
+                .into_any()
+                .downcast::<Control<V>>();
+            Some((found.ident.clone(), control.ok()?))
+        }) else {
+            return Ok(Lookup::Join(existing.generation));
+        };
+        let (ident, control) = shared;
+        // Joined as a sharer only while it is still live and unfinished (its queue's
+        // generation says so), under the lock that keeps it so.
+        let joined = self
+            .registry
+            .share_if_current(queue, &existing, || control.add_sharer());
+        Ok(if joined {
+            Lookup::Shared(ident, Sharing::new(control))
+        } else {
+            Lookup::Again
+        })
+    }
+
     /// A root invocation: joins the queue, runs the first stretch inline if admitted, and
     /// moves the instance to a task if it has to wait.
     pub(crate) fn start_root<V>(
@@ -389,14 +434,15 @@ impl<C: Send + Sync + 'static> Core<C> {
         if self.is_stopped() {
             return Err(Refused::new(InvokeError::Stopped, argument));
         }
+        // A queue resolved at registration serves only while the pipeline's configuration
+        // is the one it was resolved with.
+        let queue = queue.filter(|gauge| gauge.concurrency == pipeline.config().concurrency);
         let argument = match self.start_quick(pipeline, &name, argument, queue) {
             Quick::Done(invocation) => return invocation,
             Quick::Declined(argument) => argument,
         };
         let canceller = || Arc::clone(self) as Arc<dyn Canceller>;
-        let resolved = queue
-            .filter(|gauge| gauge.concurrency == pipeline.config().concurrency)
-            .map(|gauge| gauge.id);
+        let resolved = queue.map(|gauge| gauge.id);
         let joined = self.join(pipeline.clone(), name, argument, None, false, resolved)?;
         let (instance, control) = match joined {
             Joined::Run(instance, control) => (instance, control),

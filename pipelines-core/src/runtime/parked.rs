@@ -16,10 +16,10 @@ use crate::ident::{Ident, Name};
 use crate::instance::Instance;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::registry::{Admission, Effects, EntryRef, Join};
+use crate::registry::{Admission, Effects, EntryRef, Join, QueueId};
 
 /// A root's request to join a queue that is neither per key nor `use_existing`: what a
-/// parked root and an adopted quick run both send.
+/// parked root, an adopted quick run and a root invoked with a future send.
 pub(super) fn root_join<'a, V, C>(
     pipeline: &Pipeline<V, C>,
     ident: &'a Ident,
@@ -44,7 +44,8 @@ pub(super) fn root_join<'a, V, C>(
 }
 
 impl<C: Send + Sync + 'static> Core<C> {
-    /// Joins `queue` (not per key, no `use_existing`) with `argument` and parks the root
+    /// Joins `queue` (not per key, no `use_existing`; `queue_id` is where its gauge
+    /// says it is) with `argument` and parks the root
     /// if it waits. Needs an executor (the caller checked): a parked root is spawned once
     /// admitted.
     pub(super) fn start_parked<V>(
@@ -52,6 +53,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         pipeline: &Pipeline<V, C>,
         name: Name,
         queue: &Name,
+        queue_id: QueueId,
         argument: V,
     ) -> Result<Invocation<V>, Refused<V>>
     where
@@ -68,7 +70,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         span.state("waiting");
         let at = EntryRef {
             id,
-            shard: self.registry.shard_of(queue),
+            shard: queue_id.shard,
         };
         let instance = Instance::new(
             pipeline.clone(),

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::core::contained;
+use super::parked::root_join;
 use super::task::Task;
 use super::{Canceller, Core};
 use crate::behaviour::Behaviour;
-use crate::cancellation::{Control, ErasedControl};
+use crate::cancellation::Control;
 use crate::error::{BoxError, Error, InvokeError, Refused};
 use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
@@ -22,7 +23,7 @@ use crate::instance::Instance;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueOf;
-use crate::registry::{Admission, Effects, Ending, EntryRef, Join};
+use crate::registry::{Admission, Effects, Ending, EntryRef};
 
 type Argument<V> = Pin<Box<dyn Future<Output = Result<V, BoxError>> + Send>>;
 
@@ -66,8 +67,14 @@ impl<C: Send + Sync + 'static> Core<C> {
         let ident = self.ident(&name);
         let control = Arc::new(Control::pending(false));
         let canceller = Arc::clone(self) as Arc<dyn Canceller>;
+        let at = EntryRef {
+            id: ident.id,
+            shard: self.registry.shard_of(queue),
+        };
         if concurrency.behaviour() == Behaviour::Dropping
-            && self.registry.refuses_at_once(queue, concurrency, &ident)
+            && self
+                .registry
+                .refuses_at_once(queue, at.shard, concurrency, &ident)
         {
             self.deliver_events();
             return Ok(Invocation::ready(
@@ -78,26 +85,8 @@ impl<C: Send + Sync + 'static> Core<C> {
             ));
         }
         let mut fx = Effects::default();
-        let at = EntryRef {
-            id: ident.id,
-            shard: self.registry.shard_of(queue),
-        };
-        let admission = self.registry.join(
-            Join {
-                at,
-                ident: &ident,
-                queue,
-                keyed: false,
-                concurrency,
-                control: Arc::clone(&control) as Arc<dyn ErasedControl>,
-                parent: None,
-                detached: false,
-                cancel_on_shutdown: config.cancel_on_shutdown,
-                existing: None,
-                pipeline_key: pipeline.key(),
-            },
-            &mut fx,
-        );
+        let join = root_join(pipeline, &ident, queue, at, Arc::clone(&control) as _);
+        let admission = self.registry.join(join, &mut fx);
         self.after(&mut fx);
         let admission = match admission {
             Ok(admission) => admission,

@@ -37,7 +37,7 @@ pub(super) enum Quick<V> {
 
 impl<C: Send + Sync + 'static> Core<C> {
     /// Tries the quick path for a root invocation of `pipeline` named `name` (`hint`: its
-    /// queue's index, if resolved at registration).
+    /// queue's gauge, if resolved at registration with this configuration).
     pub(super) fn start_quick<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
@@ -65,7 +65,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
         // A queue resolved at registration keeps its gauge: no lock, no name lookup.
         let resolved;
-        let gauge = match hint.filter(|gauge| gauge.concurrency == concurrency) {
+        let gauge = match hint {
             Some(gauge) => gauge,
             None => match self.registry.gauge_for(queue, concurrency, name) {
                 Ok(gauge) => {
@@ -83,7 +83,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             }
             // It will most likely wait: joined and parked in one critical section.
             Reservation::Full if self.has_executor() => {
-                let parked = self.start_parked(pipeline, name.clone(), queue, argument);
+                let parked = self.start_parked(pipeline, name.clone(), queue, gauge.id, argument);
                 return Quick::Done(parked);
             }
             Reservation::Full => return Quick::Declined(argument),
