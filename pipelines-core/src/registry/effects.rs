@@ -63,7 +63,7 @@ impl<T> Few<T> {
         self.one.iter().chain(&self.more)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.one.is_none()
     }
 }
