@@ -155,13 +155,16 @@ pub(crate) async fn run(count: u64, seed: u64) -> Report {
     let producer = Producer::new(ClickLog::new(count, seed, injected.clone()), clicks);
     let supervisor = Supervisor::new("clicks")
         .policy(
-            RestartPolicy::new(50, Duration::from_secs(1))
+            // Keeps trying, however often the log fails: the backoff grows with the
+            // restarts of the last second and starts over after a healthy second.
+            RestartPolicy::unlimited(Duration::from_secs(1))
                 .expect("a positive period")
                 .with_backoff(
                     Backoff::exponential(Duration::from_millis(1), Duration::from_millis(50))
                         .expect("a positive start, a cap above it")
                         .with_jitter(),
-                ),
+                )
+                .expect("an unlimited policy takes any backoff"),
         )
         .child(ChildSpec::new("click-producer", producer).restart(Restart::Transient));
     let supervisor = runtime

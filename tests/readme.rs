@@ -689,7 +689,7 @@ mod retries_and_timeouts {
         })
         .retry_if(
             RestartPolicy::new(3, Duration::from_secs(10))?
-                .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2))?),
+                .with_backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2))?)?,
             |error| error.downcast_ref::<FetchError>().is_some_and(FetchError::is_transient),
         )
         .timeout(Duration::from_secs(5));
@@ -739,7 +739,7 @@ mod supervision {
         let supervisor = Supervisor::new("clicks")
             .strategy(Strategy::OneForOne)
             .policy(RestartPolicy::new(5, Duration::from_secs(10))?
-                .with_backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1))?.with_jitter()))
+                .with_backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1))?.with_jitter())?)
             .child(ChildSpec::new("click-producer", producer).restart(Restart::Transient));
         let handle = runtime.supervise(supervisor)?;
         while let Some(click) = consumer.recv().await { seen.push(click); }   // every click, once, in order

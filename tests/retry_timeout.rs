@@ -71,7 +71,8 @@ async fn a_retried_instance_resumes_at_the_failed_step_with_the_value_before_it(
     .retry(
         RestartPolicy::new(3, Duration::from_secs(60))
             .unwrap()
-            .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
+            .with_backoff(Backoff::Fixed(Duration::from_millis(100)))
+            .unwrap(),
     );
     let runtime = Runtime::builder(Ctx::failing(2)).start().unwrap();
     assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 20);
@@ -107,7 +108,8 @@ async fn when_the_policy_gives_up_rescue_runs_with_the_last_error_then_finally()
             .unwrap()
             .with_backoff(
                 Backoff::exponential(Duration::from_millis(10), Duration::from_millis(25)).unwrap(),
-            ),
+            )
+            .unwrap(),
     );
     let runtime = Runtime::builder(Ctx::failing(100)).start().unwrap();
     assert_eq!(runtime.invoke_pipeline(&p, 7).unwrap().await.unwrap(), 0);
@@ -255,9 +257,10 @@ async fn retries_stop_at_the_timeout() {
         });
     })
     .retry(
-        RestartPolicy::new(1000, Duration::from_secs(60))
+        RestartPolicy::unlimited(Duration::from_secs(60))
             .unwrap()
-            .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
+            .with_backoff(Backoff::Fixed(Duration::from_millis(100)))
+            .unwrap(),
     )
     .timeout(Duration::from_millis(250));
     let runtime = Runtime::builder(Ctx::failing(1000)).start().unwrap();
@@ -397,7 +400,8 @@ async fn retry_if_retries_only_the_errors_its_predicate_accepts() {
     .retry_if(
         RestartPolicy::new(5, Duration::from_secs(60))
             .unwrap()
-            .with_backoff(Backoff::Fixed(Duration::from_millis(100))),
+            .with_backoff(Backoff::Fixed(Duration::from_millis(100)))
+            .unwrap(),
         is_busy,
     );
     let runtime = Runtime::builder(Ctx::default()).start().unwrap();
@@ -432,7 +436,8 @@ fn an_error_the_predicate_refuses_takes_the_error_path_at_once_and_uses_no_resta
     .retry_if(
         RestartPolicy::new(1, Duration::from_secs(60))
             .unwrap()
-            .with_backoff(Backoff::Fixed(Duration::from_secs(1))),
+            .with_backoff(Backoff::Fixed(Duration::from_secs(1)))
+            .unwrap(),
         move |error: &Error| {
             seen.lock().unwrap().push(error.message());
             is_busy(error)
@@ -465,7 +470,8 @@ async fn retry_if_keeps_the_policy_s_counter_and_exponential_backoff() {
             .unwrap()
             .with_backoff(
                 Backoff::exponential(Duration::from_millis(10), Duration::from_millis(25)).unwrap(),
-            ),
+            )
+            .unwrap(),
         move |error: &Error| {
             counter.fetch_add(1, Ordering::SeqCst);
             is_busy(error)
@@ -574,7 +580,8 @@ async fn with_retry_panics_a_panicking_step_is_retried_after_the_backoff_within_
     .retry(
         RestartPolicy::new(2, Duration::from_secs(60))
             .unwrap()
-            .with_backoff(Backoff::Fixed(Duration::from_millis(50))),
+            .with_backoff(Backoff::Fixed(Duration::from_millis(50)))
+            .unwrap(),
     );
     let runtime = Runtime::builder(Ctx::default()).start().unwrap();
     assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 4);

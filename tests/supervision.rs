@@ -217,7 +217,8 @@ async fn restarts_wait_their_backoff() {
                                 Duration::from_millis(300),
                             )
                             .unwrap(),
-                        ),
+                        )
+                        .unwrap(),
                 )
                 .child(counted("flaky", times.clone(), 4, Then::Exit).restart(Restart::Transient)),
         )
@@ -225,6 +226,47 @@ async fn restarts_wait_their_backoff() {
         .await
         .unwrap();
     assert_eq!(*times.lock().unwrap(), [0, 100, 300, 600, 900]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backoff_starts_over_after_a_healthy_stretch_longer_than_the_period() {
+    // A log daemon's flaky source: four quick failures, then 800 ms of healthy reading
+    // (the policy's period is 300 ms) before the next failure, then a clean end.
+    let times = starts();
+    let origin = Instant::now();
+    let run = Arc::new(AtomicU32::new(0));
+    let child = {
+        let times = times.clone();
+        ChildSpec::from_fn("reader", move || {
+            times.lock().unwrap().push(origin.elapsed().as_millis());
+            let run = run.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match run {
+                    0..=3 => Err(Failure::new("read", "flaky")),
+                    4 => {
+                        sleep(Duration::from_millis(800)).await;
+                        Err(Failure::new("read", "flaky again"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        })
+        .restart(Restart::Transient)
+    };
+    let backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1)).unwrap();
+    let policy = RestartPolicy::new(4, Duration::from_millis(300))
+        .unwrap()
+        .with_backoff(backoff)
+        .unwrap();
+    let runtime = Runtime::builder(()).start().unwrap();
+    runtime
+        .supervise(Supervisor::new("daemon").policy(policy).child(child))
+        .unwrap()
+        .await
+        .unwrap();
+    // Waits of 10, 20, 40 and 80 ms; after the healthy stretch, 10 ms again (it was 160:
+    // the exponent used to be every restart since the supervisor began).
+    assert_eq!(*times.lock().unwrap(), [0, 10, 30, 70, 150, 960]);
 }
 
 #[tokio::test(start_paused = true)]

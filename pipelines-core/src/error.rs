@@ -596,4 +596,19 @@ pub enum InvalidPolicy {
         /// The cap given.
         max: std::time::Duration,
     },
+    /// The backoff makes the limit unreachable: `max_restarts` restarts of a child that
+    /// fails at once wait at least `least` in all, which is not shorter than the period,
+    /// so they never all fall within one period and the policy would never give up.
+    /// Allow fewer restarts, a longer period or shorter delays; or, if never giving up is
+    /// what is meant, say so with
+    /// [`RestartPolicy::unlimited`](crate::RestartPolicy::unlimited).
+    #[error("{max_restarts} restarts wait at least {least:?} of backoff, not within {within:?}")]
+    LimitUnreachable {
+        /// The restarts allowed within the period.
+        max_restarts: u32,
+        /// The period.
+        within: std::time::Duration,
+        /// The least total backoff of `max_restarts` restarts.
+        least: std::time::Duration,
+    },
 }

@@ -111,8 +111,9 @@ impl Backoff {
         }
     }
 
-    /// The delay before restart number `attempt` (1 for the first). `random` feeds the
-    /// jitter (any value; the same value gives the same delay).
+    /// The delay before restart number `attempt` (1 for the first restart within the
+    /// policy's period). `random` feeds the jitter (any value; the same value gives the
+    /// same delay).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -142,6 +143,12 @@ impl Backoff {
             }
         }
     }
+
+    /// The shortest delay [`delay`](Backoff::delay) can give for `attempt`: with jitter,
+    /// half the nominal delay (what a `random` of zero gives).
+    fn least_delay(&self, attempt: u32) -> Duration {
+        self.delay(attempt, 0)
+    }
 }
 
 /// When to give up: at most `max_restarts` restarts within `within`, with `backoff`
@@ -150,7 +157,17 @@ impl Backoff {
 /// [`Pipeline::retry_if`](crate::Pipeline::retry_if) (retries of a failed step).
 ///
 /// Built with [`RestartPolicy::new`], which refuses a zero period: a policy always gives
-/// up after at most `max_restarts` restarts made at one instant.
+/// up after at most `max_restarts` restarts made at one instant. [`with_backoff`]
+/// refuses a backoff that would make the limit unreachable; a policy that is meant never
+/// to give up says so with [`RestartPolicy::unlimited`].
+///
+/// **The backoff counts the restarts within the period**, not every restart since the
+/// supervisor (or the retried instance) began: the `n`-th restart within the last
+/// `within` waits the backoff's `n`-th delay, so after a healthy stretch longer than the
+/// period the next restart waits the first delay again (as OTP's intensity window, and
+/// Kubernetes' reset of its crash-loop backoff after a healthy run).
+///
+/// [`with_backoff`]: RestartPolicy::with_backoff
 ///
 /// # Examples
 ///
@@ -159,7 +176,7 @@ impl Backoff {
 /// use pipelines::{Backoff, RestartPolicy};
 ///
 /// let policy = RestartPolicy::new(5, Duration::from_secs(10))?
-///     .with_backoff(Backoff::Fixed(Duration::from_millis(100)));
+///     .with_backoff(Backoff::Fixed(Duration::from_millis(100)))?;
 /// assert_eq!(policy.max_restarts(), 5);
 /// # Ok::<(), pipelines::InvalidPolicy>(())
 /// ```
@@ -221,18 +238,72 @@ impl RestartPolicy {
         })
     }
 
-    /// The same policy with `backoff` between restarts.
+    /// A policy that never gives up: every failure is restarted, after the backoff's
+    /// delay for the number of restarts within the last `within` (so a child that ran
+    /// healthily for longer than `within` restarts after the first delay again). For a
+    /// daemon that must keep trying with a capped backoff.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy::ZeroPeriod`] if `within` is zero (the backoff would never reset).
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use pipelines::{Backoff, RestartPolicy};
-    /// let p = RestartPolicy::default().with_backoff(Backoff::Fixed(Duration::from_secs(1)));
-    /// assert_eq!(p.backoff(), Backoff::Fixed(Duration::from_secs(1)));
+    /// let backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_secs(5))?;
+    /// let forever = RestartPolicy::unlimited(Duration::from_secs(60))?.with_backoff(backoff)?;
+    /// assert_eq!(forever.max_restarts(), u32::MAX);
+    /// # Ok::<(), pipelines::InvalidPolicy>(())
     /// ```
-    #[must_use]
-    pub const fn with_backoff(mut self, backoff: Backoff) -> Self {
+    pub const fn unlimited(within: Duration) -> Result<Self, InvalidPolicy> {
+        RestartPolicy::new(u32::MAX, within)
+    }
+
+    /// The same policy with `backoff` between restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidPolicy::LimitUnreachable`] if the backoff's own delays make the limit
+    /// unreachable: `max_restarts` restarts of a child that fails at once take at least
+    /// the sum of their first `max_restarts` delays (half of each, with jitter), and if
+    /// that is not shorter than `within` the restarts never all fall within one period,
+    /// so the policy would never give up. A policy of
+    /// [`unlimited`](RestartPolicy::unlimited) restarts takes any backoff.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pipelines::{Backoff, InvalidPolicy, RestartPolicy};
+    /// let p = RestartPolicy::default().with_backoff(Backoff::Fixed(Duration::from_secs(1)))?;
+    /// assert_eq!(p.backoff(), Backoff::Fixed(Duration::from_secs(1)));
+    /// // 5 restarts 2 s apart never fit in 5 s: this policy could never give up.
+    /// let refused = RestartPolicy::new(5, Duration::from_secs(5))?
+    ///     .with_backoff(Backoff::Fixed(Duration::from_secs(2)));
+    /// assert!(matches!(refused, Err(InvalidPolicy::LimitUnreachable { .. })));
+    /// # Ok::<(), InvalidPolicy>(())
+    /// ```
+    pub fn with_backoff(mut self, backoff: Backoff) -> Result<Self, InvalidPolicy> {
+        if self.max_restarts != u32::MAX {
+            let least = (1..=self.max_restarts)
+                .map(|restart| backoff.least_delay(restart))
+                .try_fold(Duration::ZERO, |total, delay| {
+                    let total = total.saturating_add(delay);
+                    // Past the period the sum only grows: no need to add the rest.
+                    if total >= self.within {
+                        Err(total)
+                    } else {
+                        Ok(total)
+                    }
+                });
+            if let Err(least) = least {
+                return Err(InvalidPolicy::LimitUnreachable {
+                    max_restarts: self.max_restarts,
+                    within: self.within,
+                    least,
+                });
+            }
+        }
         self.backoff = backoff;
-        self
+        Ok(self)
     }
 
     /// The most restarts allowed within [`within`](RestartPolicy::within).
@@ -303,16 +374,18 @@ impl Retry {
 pub(crate) struct Intensity {
     policy: RestartPolicy,
     recent: VecDeque<Instant>,
-    attempts: u32,
     random: u64,
 }
+
+/// How many recent restarts a policy that never gives up remembers: more than the 32
+/// doublings after which an exponential backoff is at its cap.
+const UNLIMITED_WINDOW: usize = 64;
 
 impl Intensity {
     pub(crate) fn new(policy: RestartPolicy, seed: u64) -> Self {
         Intensity {
             policy,
             recent: VecDeque::new(),
-            attempts: 0,
             // xorshift must not start at zero.
             random: seed | 1,
         }
@@ -331,10 +404,17 @@ impl Intensity {
         if self.recent.len() >= self.policy.max_restarts as usize {
             return None;
         }
+        if self.recent.len() >= UNLIMITED_WINDOW && self.policy.max_restarts == u32::MAX {
+            // Never gives up: only the backoff's exponent needs the count, and it is
+            // saturated long before this many.
+            self.recent.pop_front();
+        }
         self.recent.push_back(now);
-        self.attempts += 1;
+        // The backoff grows with the restarts that count against the policy (those
+        // within its period), so a healthy stretch longer than the period resets it.
+        let within_period = u32::try_from(self.recent.len()).unwrap_or(u32::MAX);
         let random = self.next_random();
-        Some(self.policy.backoff.delay(self.attempts, random))
+        Some(self.policy.backoff.delay(within_period, random))
     }
 
     /// xorshift64*: enough to spread jittered delays, no dependency needed.
@@ -351,6 +431,7 @@ impl Intensity {
 #[cfg(test)]
 mod tests {
     use super::{Backoff, Intensity, RestartPolicy};
+    use crate::error::InvalidPolicy;
     use std::time::Duration;
     use tokio::time::Instant;
 
@@ -390,9 +471,10 @@ mod tests {
             Backoff::exponential(Duration::from_millis(10), Duration::from_millis(70)).unwrap();
         let delays: Vec<_> = (1..=5).map(|n| backoff.delay(n, 0).as_millis()).collect();
         assert_eq!(delays, [10, 20, 40, 70, 70]);
-        let policy = RestartPolicy::new(100, Duration::from_secs(1))
+        let policy = RestartPolicy::unlimited(Duration::from_secs(1))
             .unwrap()
-            .with_backoff(backoff.with_jitter());
+            .with_backoff(backoff.with_jitter())
+            .unwrap();
         let mut intensity = Intensity::new(policy, 7);
         let now = Instant::now();
         for attempt in 1..=50 {
@@ -409,5 +491,62 @@ mod tests {
                 .delay(40, 0),
             Duration::MAX
         );
+    }
+
+    #[test]
+    fn the_backoff_counts_restarts_within_the_period_and_resets_after_a_healthy_stretch() {
+        let backoff =
+            Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1)).unwrap();
+        let policy = RestartPolicy::new(4, Duration::from_millis(300))
+            .unwrap()
+            .with_backoff(backoff)
+            .unwrap();
+        let mut intensity = Intensity::new(policy, 1);
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        let delays: Vec<_> = [0, 11, 32, 74]
+            .into_iter()
+            .map(|millis| intensity.restart(at(millis)).unwrap().as_millis())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80]);
+        // 800 ms of healthy running, longer than the period: the first delay again.
+        assert_eq!(intensity.restart(at(955)).unwrap().as_millis(), 10);
+        assert_eq!(intensity.restart(at(966)).unwrap().as_millis(), 20);
+        // Only the restarts still within the period count: 966 is, 955 is not at 1,256.
+        assert_eq!(intensity.restart(at(1_256)).unwrap().as_millis(), 20);
+    }
+
+    #[test]
+    fn a_backoff_that_makes_the_limit_unreachable_is_refused() {
+        let fixed = |millis| Backoff::Fixed(Duration::from_millis(millis));
+        let policy = RestartPolicy::new(3, Duration::from_millis(300)).unwrap();
+        // 3 restarts 99 ms apart fit in 300 ms; 100 ms apart they never all do.
+        assert!(policy.with_backoff(fixed(99)).is_ok());
+        assert_eq!(
+            policy.with_backoff(fixed(100)),
+            Err(InvalidPolicy::LimitUnreachable {
+                max_restarts: 3,
+                within: Duration::from_millis(300),
+                least: Duration::from_millis(300),
+            })
+        );
+        assert_eq!(
+            policy.with_backoff(fixed(100)).unwrap_err().to_string(),
+            "3 restarts wait at least 300ms of backoff, not within 300ms"
+        );
+        // With jitter a delay may be half its nominal length: 50 + 100 + 100 < 300.
+        let exponential =
+            Backoff::exponential(Duration::from_millis(100), Duration::from_millis(200)).unwrap();
+        assert!(policy.with_backoff(exponential).is_err());
+        assert!(policy.with_backoff(exponential.with_jitter()).is_ok());
+        // A policy that never gives up takes any backoff, and never gives up.
+        let forever = RestartPolicy::unlimited(Duration::from_millis(300))
+            .unwrap()
+            .with_backoff(fixed(1_000))
+            .unwrap();
+        let mut intensity = Intensity::new(forever, 1);
+        let now = Instant::now();
+        assert!((0..1_000).all(|_| intensity.restart(now).is_some()));
+        assert_eq!(intensity.recent.len(), super::UNLIMITED_WINDOW);
     }
 }

@@ -373,7 +373,7 @@ impl<V, C> Pipeline<V, C> {
     ///     value + 1;
     ///     if attempts.fetch_add(1, Ordering::SeqCst) < 2 { Err("flaky") } else { Ok(value * 10) };
     /// })
-    /// .retry(RestartPolicy::new(3, Duration::from_secs(60)).unwrap().with_backoff(Backoff::Fixed(Duration::from_millis(100))));
+    /// .retry(RestartPolicy::new(3, Duration::from_secs(60)).unwrap().with_backoff(Backoff::Fixed(Duration::from_millis(100))).unwrap());
     /// let runtime = Runtime::builder(AtomicU32::new(0)).start().unwrap();
     /// assert_eq!(runtime.invoke_pipeline(&flaky, 1).unwrap().await.unwrap(), 20);
     /// assert_eq!(runtime.context().load(Ordering::SeqCst), 3);
