@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use pipelines::{pipeline, Continuation, Error, Outcome, Runtime, Step};
+use pipelines::{pipeline, Continuation, Current, Error, Outcome, Runtime, Step};
 use support::{entries, logging_runtime, push, run_sync, Log};
 
 async fn sleep_ms(ms: u64) {
@@ -222,6 +222,121 @@ async fn cancelling_a_fork_climbs_to_its_parent_unless_it_is_detached() {
         }
         assert_eq!(runtime.live_counts().0, 0);
     }
+}
+
+// ---- forks at the end of an instance ----------------------------------------------------
+
+/// A context that keeps a step's view of its instance past the step.
+#[derive(Default)]
+struct Keeper {
+    log: Log,
+    kept: std::sync::Mutex<Option<Current<'static, i32, Keeper>>>,
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fork_through_a_kept_view_is_refused_once_the_runtime_stopped() {
+    let runtime = Runtime::builder(Keeper::default()).start().unwrap();
+    // Spared by `stop`, so the instance the view belongs to is still live afterwards.
+    let p = pipeline!(|value: i32, keeper: &Keeper, current| {
+        {
+            if value == 1 {
+                *keeper.kept.lock().unwrap() = Some(current.to_static());
+            }
+        };
+        sleep_ms(100).await;
+        push(&keeper.log, format!("ran {value}"));
+    })
+    .cancel_on_shutdown(false);
+    let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    runtime.stop();
+    let kept = runtime.context().kept.lock().unwrap().take().unwrap();
+    let fork = kept.fork(kept.continuation().with_value(7));
+    let detached = kept.fork_detached(kept.continuation().with_value(8));
+    for refused in [fork, detached] {
+        let error = refused.unwrap_err();
+        assert_eq!(format!("{error:#}"), "step failed: runtime stopped");
+    }
+    drop(kept);
+    assert_eq!(handle.await.unwrap(), 1);
+    // Only the spared instance ran; neither fork did.
+    assert_eq!(entries(&runtime.context().log), ["ran 1"]);
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fork_through_a_view_kept_past_its_instance_is_refused() {
+    let runtime = Runtime::builder(Keeper::default()).start().unwrap();
+    let p = pipeline!(|value: i32, keeper: &Keeper, current| {
+        {
+            if value == 1 {
+                *keeper.kept.lock().unwrap() = Some(current.to_static());
+            }
+        };
+        push(&keeper.log, format!("ran {value}"));
+    });
+    assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 1);
+    let kept = runtime.context().kept.lock().unwrap().take().unwrap();
+    let refused = kept.fork(kept.continuation().with_value(7));
+    assert!(matches!(refused, Err(Error::Cancelled)), "{refused:?}");
+    assert_eq!(entries(&runtime.context().log), ["ran 1"]);
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fork_from_finally_of_a_cancelled_instance_is_refused_with_cancelled() {
+    for detached in [false, true] {
+        let (runtime, log) = logging_runtime();
+        let p = pipeline!(|value: i32, log: &Log, current| {
+            std::future::pending::<()>().await;
+            finally!(|_error| {
+                {
+                    if value == 1 {
+                        let rest = current.continuation().with_value(2);
+                        let fork = if detached {
+                            current.fork_detached(rest)
+                        } else {
+                            current.fork(rest)
+                        };
+                        push(log, format!("fork: {fork:?}"));
+                    }
+                };
+                // What a fork would run: an hour-long wait.
+                sleep_ms(if value == 1 { 0 } else { 3_600_000 }).await;
+                push(log, format!("finally {value}"));
+            });
+        });
+        let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+        settle().await;
+        runtime.cancel(handle.ident()).unwrap();
+        assert!(matches!(handle.await, Err(Error::Cancelled)));
+        settle().await;
+        assert_eq!(entries(&log), ["fork: Err(Cancelled)", "finally 1"]);
+        // Nothing is left waiting for the hour to pass.
+        assert_eq!(runtime.live_counts().0, 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_child_started_from_finally_of_a_cancelled_instance_does_not_start() {
+    let (runtime, log) = logging_runtime();
+    let hour_long = pipeline!(|value: i32, log: &Log| {
+        push(log, "detached child started");
+        sleep_ms(3_600_000).await;
+    })
+    .detached();
+    let p = pipeline!(|value: i32, log: &Log| {
+        std::future::pending::<()>().await;
+        finally!(|_error| {
+            hour_long.clone();
+            push(log, "finally went on");
+        });
+    });
+    let handle = runtime.invoke_pipeline(&p, 1).unwrap();
+    settle().await;
+    runtime.cancel(handle.ident()).unwrap();
+    assert!(matches!(handle.await, Err(Error::Cancelled)));
+    assert_eq!(entries(&log), ["finally went on"]);
+    assert_eq!(runtime.live_counts().0, 0);
 }
 
 // ---- resume -------------------------------------------------------------------------------

@@ -322,7 +322,9 @@ impl<V, C> Pipeline<V, C> {
     /// Detached: as a step of another pipeline, the child starts and the parent carries
     /// on at once (its value unchanged). Cancelling the parent still cancels the child;
     /// cancelling the child does not reach the parent. A parent that finishes while
-    /// detached children are live keeps its queue slot until they are done.
+    /// detached children are live keeps its queue slot until they are done. A detached
+    /// child nested in the `finally!` of a parent that is being cancelled is not started
+    /// (it would be cancelled with its parent at once), as one its queue drops is not.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

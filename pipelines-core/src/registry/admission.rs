@@ -40,6 +40,16 @@ impl View<'_> {
         join: Join<'_>,
         fx: &mut Effects,
     ) -> Result<Admission, InvokeError> {
+        if let (true, Some(parent)) = (join.unwaited, join.parent) {
+            // Under the parent's lock: a cancellation of the parent either came first and
+            // refuses this child, or comes after and reaches it.
+            let parent_goes_on = self
+                .entry(parent.id)
+                .is_some_and(|entry| entry.state != InstanceState::Cancelling);
+            if !parent_goes_on {
+                return Ok(Admission::ParentEnded);
+            }
+        }
         let queue = self.queue_for(join.queue, join.keyed, join.concurrency, &join.ident.name)?;
         let Some(state) = self.queue(queue) else {
             return Err(InvokeError::Stopped);

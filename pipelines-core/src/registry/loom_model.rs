@@ -55,6 +55,7 @@ fn join(
         control: control(),
         parent,
         detached: false,
+        unwaited: false,
         cancel_on_shutdown: true,
         existing: None,
         pipeline_key: 0,

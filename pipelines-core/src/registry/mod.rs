@@ -209,6 +209,9 @@ pub(crate) struct Join<'a> {
     pub(crate) control: Arc<dyn ErasedControl>,
     pub(crate) parent: Option<EntryRef>,
     pub(crate) detached: bool,
+    /// Nobody waits for it (a detached child, a fork): it is refused if its parent is
+    /// cancelling or gone, or it would outlive the cancellation that ends its parent.
+    pub(crate) unwaited: bool,
     pub(crate) cancel_on_shutdown: bool,
     /// Argument hash, for `use_existing`.
     pub(crate) existing: Option<u64>,
@@ -221,6 +224,8 @@ pub(crate) enum Admission {
     Start,
     Wait,
     Drop,
+    /// An unwaited child whose parent is cancelling or gone: not recorded.
+    ParentEnded,
 }
 
 /// How an instance ended, for statistics and events.

@@ -55,6 +55,17 @@ enum Joined<V, C> {
     Dropped(Ident, Arc<Control<V>>),
     /// Refused by a full dropping queue before anything was built.
     Refused(Ident, V),
+    /// An unwaited child of a parent that is cancelling or gone: not started.
+    ParentEnded,
+}
+
+/// Whose child a joining instance is, and whether anybody waits for it.
+#[derive(Clone, Copy)]
+struct ChildOf {
+    parent: EntryRef,
+    detached: bool,
+    /// A detached child or a fork.
+    unwaited: bool,
 }
 
 /// Where a `use_existing` join looks: its queue (on `shard`, at `slot` if resolved at
@@ -233,8 +244,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         pipeline: Pipeline<V, C>,
         name: Name,
         argument: V,
-        parent: Option<EntryRef>,
-        detached: bool,
+        child_of: Option<ChildOf>,
         resolved: Option<QueueId>,
     ) -> Result<Joined<V, C>, Refused<V>>
     where
@@ -325,8 +335,9 @@ impl<C: Send + Sync + 'static> Core<C> {
                 keyed,
                 concurrency,
                 control: Arc::clone(&joining) as Arc<dyn ErasedControl>,
-                parent,
-                detached,
+                parent: child_of.map(|child_of| child_of.parent),
+                detached: child_of.is_some_and(|child_of| child_of.detached),
+                unwaited: child_of.is_some_and(|child_of| child_of.unwaited),
                 cancel_on_shutdown: config.cancel_on_shutdown,
                 existing: hash,
                 pipeline_key,
@@ -346,6 +357,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.after(&mut fx);
         Ok(match admission {
             Admission::Drop => Joined::Dropped(ident, control),
+            Admission::ParentEnded => Joined::ParentEnded,
             Admission::Start | Admission::Wait => {
                 let span = InstanceSpan::new(&ident, queue);
                 if admission == Admission::Start {
@@ -443,7 +455,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         };
         let canceller = || Arc::clone(self) as Arc<dyn Canceller>;
         let resolved = queue.map(|gauge| gauge.id);
-        let joined = self.join(pipeline.clone(), name, argument, None, false, resolved)?;
+        let joined = self.join(pipeline.clone(), name, argument, None, resolved)?;
         let (instance, control) = match joined {
             Joined::Run(instance, control) => (instance, control),
             Joined::Shared { ident, sharing } => {
@@ -454,6 +466,8 @@ impl<C: Send + Sync + 'static> Core<C> {
                 let dropped = Err(Error::Dropped);
                 return Ok(Invocation::ready(ident, control, canceller(), dropped));
             }
+            // A root has no parent.
+            Joined::ParentEnded => unreachable!("a root joined as an orphaned child"),
         };
         let runs_now = instance.is_admitted();
         Ok(self.carry_on(instance, control, runs_now))
@@ -517,8 +531,16 @@ impl<C: Send + Sync + 'static> Core<C> {
             Err(too_deep) => return ChildStart::Refused(too_deep),
         };
         let name = Name::Static(pipeline.site_name());
-        match self.join(pipeline, name, value, Some(parent), detached, None) {
+        let child_of = ChildOf {
+            parent,
+            detached,
+            unwaited: detached,
+        };
+        match self.join(pipeline, name, value, Some(child_of), None) {
             Err(refused) => ChildStart::Refused(Error::new(refused.into_error())),
+            // A detached child of an instance being cancelled would outlive it: it is not
+            // started, as one its queue drops is not.
+            Ok(Joined::ParentEnded) => ChildStart::Detached,
             Ok(Joined::Dropped(..) | Joined::Refused(..)) if detached => ChildStart::Detached,
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => ChildStart::Dropped,
             Ok(Joined::Shared { .. }) if detached => ChildStart::Detached,
@@ -544,10 +566,21 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
+        // Every way into a stopped runtime is refused, a kept `Current` included.
+        if self.is_stopped() {
+            return Err(Error::new(InvokeError::Stopped));
+        }
         let on_a_task = self.nesting_room(true)?;
         let name = Name::Static(pipeline.site_name());
-        match self.join(pipeline, name, value, Some(parent), detached, None) {
+        let child_of = ChildOf {
+            parent,
+            detached,
+            unwaited: true,
+        };
+        match self.join(pipeline, name, value, Some(child_of), None) {
             Err(refused) => Err(Error::new(refused.into_error())),
+            // The fork would be cancelled with its parent at once.
+            Ok(Joined::ParentEnded) => Err(Error::Cancelled),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => Err(Error::Dropped),
             Ok(Joined::Shared { ident, .. }) => Ok(ident),
             Ok(Joined::Run(instance, _)) => {

@@ -164,8 +164,13 @@ where
     ///
     /// Why the fork could not start: its queue refused it ([`Error::Dropped`]), its
     /// queue's configuration did ([`Error::Failed`], whose source is the
-    /// [`InvokeError`](crate::InvokeError)), or it would nest too deep on this thread
-    /// outside any tokio runtime ([`Error::NestingTooDeep`]).
+    /// [`InvokeError`](crate::InvokeError)), the runtime was stopped ([`Error::Failed`]
+    /// with [`InvokeError::Stopped`](crate::InvokeError::Stopped): every way into a stopped
+    /// runtime is refused, a kept view included), this instance is being cancelled or has
+    /// ended ([`Error::Cancelled`]: a fork started from the `finally!` of a cancelled
+    /// instance would be cancelled with it at once, so it is not started), or it would
+    /// nest too deep on this thread outside any tokio runtime
+    /// ([`Error::NestingTooDeep`]).
     ///
     /// # Examples
     ///

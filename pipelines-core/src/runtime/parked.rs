@@ -37,6 +37,7 @@ pub(super) fn root_join<'a, V, C>(
         control,
         parent: None,
         detached: false,
+        unwaited: false,
         cancel_on_shutdown: config.cancel_on_shutdown,
         existing: None,
         pipeline_key: pipeline.key(),

@@ -99,6 +99,8 @@ impl<C: Send + Sync + 'static> Core<C> {
             }
             Admission::Start => true,
             Admission::Wait => false,
+            // A root has no parent.
+            Admission::ParentEnded => unreachable!("a root joined as an orphaned child"),
         };
         let span = InstanceSpan::new(&ident, queue);
         span.state(if admitted { "started" } else { "waiting" });
