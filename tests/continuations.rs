@@ -339,6 +339,60 @@ async fn a_detached_child_started_from_finally_of_a_cancelled_instance_does_not_
     assert_eq!(runtime.live_counts().0, 0);
 }
 
+/// A context that keeps a continuation captured in the main steps, for `finally!`.
+#[derive(Default)]
+struct Captured {
+    log: Log,
+    kept: std::sync::Mutex<Option<Continuation<i32, Captured>>>,
+}
+
+fn resuming_from_finally() -> pipelines::Pipeline<i32, Captured> {
+    pipeline!(|value: i32, captured: &Captured, current| {
+        {
+            *captured.kept.lock().unwrap() = Some(current.continuation());
+        };
+        push(&captured.log, format!("main {value}"));
+        sleep_ms(if value == 1 { 3_600_000 } else { 0 }).await;
+        finally!(|error| {
+            push(&captured.log, format!("finally, error: {error:?}"));
+            captured
+                .kept
+                .lock()
+                .unwrap()
+                .take()
+                .expect("captured in the main steps");
+        });
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn resuming_from_finally_is_refused_so_finally_runs_once_per_instance() {
+    for cancelled in [true, false] {
+        let runtime = Runtime::builder(Captured::default()).start().unwrap();
+        let handle = runtime
+            .invoke_pipeline(&resuming_from_finally(), if cancelled { 1 } else { 2 })
+            .unwrap();
+        settle().await;
+        if cancelled {
+            runtime.cancel(handle.ident()).unwrap();
+        }
+        let result = handle.await;
+        let log = entries(&runtime.context().log);
+        // `finally!`'s second step resumed the captured continuation (the main steps,
+        // then `finally!` again): refused, so it ran once.
+        let finallies = log
+            .iter()
+            .filter(|entry| entry.starts_with("finally"))
+            .count();
+        assert_eq!(finallies, 1, "{log:?}");
+        // An error in `finally!` fails the instance, a cancelled one too.
+        let error = result.unwrap_err();
+        assert!(matches!(error, Error::ResumedInFinally), "{error:?}");
+        assert_eq!(error.to_string(), "continuation resumed in finally!");
+        assert_eq!(runtime.live_counts().0, 0);
+    }
+}
+
 // ---- resume -------------------------------------------------------------------------------
 
 /// The seed's "replace the continuation when the value is even": from the step that

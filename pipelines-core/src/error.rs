@@ -83,6 +83,14 @@ pub enum Error {
         /// The limit it reached.
         limit: usize,
     },
+    /// A `finally!` step returned a continuation to resume. `finally!` runs once per
+    /// started instance, whatever ends it; resuming there would run the instance's steps,
+    /// and its `finally!`, again (or, for a cancelled instance, skip them and run
+    /// `finally!` twice), so the step fails with this error instead. To run the rest of
+    /// a pipeline again after it ended, start it anew from `finally!`: fork the
+    /// continuation ([`Current::fork`](crate::Current::fork)), or invoke
+    /// [`Continuation::into_pipeline`](crate::Continuation::into_pipeline).
+    ResumedInFinally,
 }
 
 impl Error {
@@ -157,6 +165,7 @@ impl Error {
                 | Error::NoExecutor
                 | Error::TimedOut { .. }
                 | Error::NestingTooDeep { .. }
+                | Error::ResumedInFinally
         )
     }
 
@@ -235,6 +244,7 @@ impl fmt::Display for Error {
             Error::TimedOut { limit } => write!(f, "timed out after {limit:?}"),
             Error::ResultTaken => f.write_str("result already taken"),
             Error::NestingTooDeep { limit } => write!(f, "nested more than {limit} levels deep"),
+            Error::ResumedInFinally => f.write_str("continuation resumed in finally!"),
         }
     }
 }
@@ -256,6 +266,7 @@ impl fmt::Debug for Error {
                 .debug_struct("NestingTooDeep")
                 .field("limit", limit)
                 .finish(),
+            Error::ResumedInFinally => f.write_str("ResumedInFinally"),
         }
     }
 }

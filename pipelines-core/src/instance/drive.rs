@@ -442,6 +442,11 @@ where
                 // is cancelled, as `cancel(ident)` would.
                 core.cancel_id(self.id);
             }
+            // `finally!` runs once per started instance: going back from it would run
+            // it again.
+            Outcome::Resume(_) if self.section == Section::Finally => {
+                self.fail(Error::ResumedInFinally)
+            }
             Outcome::Resume(continuation) => self.resume(*continuation),
         }
     }
@@ -490,6 +495,16 @@ where
     fn child_ended(&mut self, mut child: Instance<V, C>, muted: bool, core: &Arc<Core<C>>) {
         let frames = child.outer_frames.take();
         match (frames, child.into_completion()) {
+            // A child nested in `finally!` resumed this level's frame: as if a step of
+            // `finally!` had (see `apply`).
+            (Some(frames), Completion::Finished(_))
+                if self.section == Section::Finally
+                    && frames
+                        .first()
+                        .is_some_and(|frame| frame.ident() == &self.ident) =>
+            {
+                self.fail(Error::ResumedInFinally)
+            }
             (Some(frames), Completion::Finished(result))
                 if frames
                     .first()
