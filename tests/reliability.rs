@@ -1,5 +1,6 @@
-//! Promises attacked in issue 11: nesting never overflows the stack, `stop` handles many
-//! queues and long detached chains, a zero timeout does not fail a ready future.
+//! Promises attacked from outside: nesting never overflows the stack (running a deep
+//! pipeline, or dropping one), `stop` handles many queues and long detached chains, a zero
+//! timeout does not fail a ready future.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -131,6 +132,66 @@ fn nesting_levels_that_wait_first_stop_at_the_limit_too() {
         matches!(past, Err(Error::NestingTooDeep { .. })),
         "{past:?}"
     );
+}
+
+/// The environment variable that makes this test binary, re-run as a child process, build
+/// and drop the deep value (a stack overflow aborts the process it happens in).
+const DEEP_DROP_CHILD: &str = "PIPELINES_DEEP_DROP_CHILD";
+
+/// A pipeline value nested `levels` deep: each level's step holds the next.
+fn nested_value(levels: usize) -> Pipeline<u64, ()> {
+    let mut nested = pipeline!(|value: u64, _ctx: &()| {
+        value + 1;
+    });
+    for _ in 0..levels {
+        let inner = nested;
+        nested = pipeline!(|value: u64, _ctx: &()| {
+            inner.clone();
+        });
+    }
+    nested
+}
+
+#[test]
+fn dropping_a_deeply_nested_pipeline_value_does_not_overflow_the_stack() {
+    const LEVELS: usize = 100_000;
+    if std::env::var_os(DEEP_DROP_CHILD).is_some() {
+        // In the child: on a worker-sized stack, refused to run, then dropped.
+        let dropped = std::thread::Builder::new()
+            .stack_size(WORKER_STACK)
+            .spawn(|| {
+                let deep = nested_value(LEVELS);
+                let runtime = Runtime::builder(()).start().unwrap();
+                let refused = runtime.invoke_pipeline(&deep, 0).unwrap().try_result();
+                assert!(
+                    matches!(refused, Some(Err(Error::NestingTooDeep { .. }))),
+                    "{refused:?}"
+                );
+                drop(deep);
+                drop(nested_value(LEVELS).clone());
+            })
+            .unwrap()
+            .join();
+        assert!(dropped.is_ok());
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "dropping_a_deeply_nested_pipeline_value_does_not_overflow_the_stack",
+            "--nocapture",
+        ])
+        .env(DEEP_DROP_CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the child died ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The child ran the test (a filter that matched nothing would pass too).
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 passed"));
 }
 
 /// Each level starts the next as a detached child and counts itself.

@@ -18,6 +18,7 @@ use crate::outcome::Outcome;
 use crate::policy::{RestartPolicy, Retry, RetryWhen};
 use crate::queue::{Queue, QueueOf, QueueSpec};
 
+mod deep_drop;
 mod steps;
 
 pub use self::steps::{Layout, Site, StepCall};
@@ -69,8 +70,31 @@ impl<V> Clone for Config<V> {
 struct Definition<V, C> {
     site: &'static Site,
     layout: Layout,
-    steps: Arc<StepsFn<V, C>>,
+    /// Always there, except while the definition is dropped.
+    steps: Option<Arc<StepsFn<V, C>>>,
+    /// Drops the steps without recursing into the pipelines they hold
+    /// ([`deep_drop`](self::deep_drop)); chosen where `V` and `C` are known to be
+    /// `'static`, which setting them aside needs.
+    drop_steps: fn(Arc<StepsFn<V, C>>),
     config: Config<V>,
+}
+
+impl<V, C> Definition<V, C> {
+    fn steps(&self) -> &Arc<StepsFn<V, C>> {
+        match &self.steps {
+            Some(steps) => steps,
+            // Taken only by `drop`, after which nothing reads it.
+            None => unreachable!("the steps of a definition being dropped"),
+        }
+    }
+}
+
+impl<V, C> Drop for Definition<V, C> {
+    fn drop(&mut self) {
+        if let Some(steps) = self.steps.take() {
+            (self.drop_steps)(steps);
+        }
+    }
 }
 
 /// A pipeline: steps that thread a value of type `V`, reading a context of type `C`.
@@ -122,12 +146,15 @@ impl<V, C> Pipeline<V, C> {
     pub fn __from_steps<F>(site: &'static Site, layout: Layout, steps: F) -> Self
     where
         F: Fn(StepCall<'_, V, C>) -> Outcome<V, C> + Send + Sync + 'static,
+        V: 'static,
+        C: 'static,
     {
         Pipeline {
             definition: Arc::new(Definition {
                 site,
                 layout,
-                steps: Arc::new(steps),
+                steps: Some(Arc::new(steps)),
+                drop_steps: self::deep_drop::drop_steps,
                 config: Config {
                     queue: QueueSpec::Implicit,
                     concurrency: Concurrency::default(),
@@ -151,7 +178,8 @@ impl<V, C> Pipeline<V, C> {
             definition: Arc::new(Definition {
                 site: self.definition.site,
                 layout: self.definition.layout,
-                steps: Arc::clone(&self.definition.steps),
+                steps: Some(Arc::clone(self.definition.steps())),
+                drop_steps: self.definition.drop_steps,
                 config,
             }),
         }
@@ -636,7 +664,7 @@ impl<V, C> Pipeline<V, C> {
     /// Identifies the steps: pipelines that share steps are "the same pipeline" for
     /// `use_existing`.
     pub(crate) fn key(&self) -> usize {
-        Arc::as_ptr(&self.definition.steps).cast::<()>() as usize
+        Arc::as_ptr(self.definition.steps()).cast::<()>() as usize
     }
 
     /// Wraps the pipeline so that, as a step of another pipeline, it runs as a child but
@@ -685,6 +713,8 @@ impl<V, C> Pipeline<V, C> {
     pub(crate) fn with_steps<F>(&self, layout: Layout, steps: F) -> Self
     where
         F: Fn(StepCall<'_, V, C>) -> Outcome<V, C> + Send + Sync + 'static,
+        V: 'static,
+        C: 'static,
     {
         let mut config = self.definition.config.clone();
         config.detached = false;
@@ -692,14 +722,15 @@ impl<V, C> Pipeline<V, C> {
             definition: Arc::new(Definition {
                 site: self.definition.site,
                 layout,
-                steps: Arc::new(steps),
+                steps: Some(Arc::new(steps)),
+                drop_steps: self::deep_drop::drop_steps,
                 config,
             }),
         }
     }
 
     pub(crate) fn run_step(&self, call: StepCall<'_, V, C>) -> Outcome<V, C> {
-        (self.definition.steps)(call)
+        (self.definition.steps())(call)
     }
 }
 
