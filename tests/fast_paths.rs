@@ -76,6 +76,122 @@ fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
     assert!(runtime.active().is_empty());
 }
 
+/// The ident of the one instance `active()` lists from inside a step, as text.
+fn listed_from_inside(ctx: &Ctx) -> Option<pipelines::Ident> {
+    let active = ctx.runtime().active();
+    let instances: Vec<_> = active.iter().flat_map(|queue| queue.instances()).collect();
+    ctx.log(format!(
+        "listed {} in {:?}",
+        instances.len(),
+        active.iter().map(|queue| queue.name()).collect::<Vec<_>>()
+    ));
+    instances.first().map(|instance| instance.ident().clone())
+}
+
+#[test]
+fn a_step_that_asks_sees_its_own_quick_run_listed() {
+    // The seed's "get-active from a running pipeline": nothing observes the runtime, so
+    // the run starts without an entry; its step asks, and sees it.
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            let ident = listed_from_inside(ctx).unwrap();
+            let info = ctx.runtime().instance(&ident).unwrap();
+            ctx.log(format!(
+                "{:?} {}",
+                info.state(),
+                ctx.runtime().live_counts().0
+            ));
+        };
+        value + 1;
+    });
+    let runtime = start(vec![("p", p)]);
+    let mut handle = runtime.handle::<u32>("p").unwrap().invoke(1).unwrap();
+    // Still synchronous: the rest ran inline.
+    assert_eq!(handle.try_result().unwrap().unwrap(), 2);
+    assert_eq!(
+        runtime.context().take_log(),
+        ["listed 1 in [\"p\"]", "Running 1"]
+    );
+    assert!(runtime.active().is_empty());
+    assert_eq!(runtime.live_counts().0, 0);
+    let queue = runtime.queue("p").unwrap();
+    assert_eq!((queue.running(), queue.performed()), (0, 1));
+    assert_eq!(queue.last_result().unwrap().downcast_ref::<u32>(), Some(&2));
+    // The next run asks again, and sees only itself.
+    assert_eq!(done(&runtime, "p", 5_u32), 6);
+    assert_eq!(
+        runtime.context().take_log(),
+        ["listed 1 in [\"p\"]", "Running 1"]
+    );
+}
+
+#[test]
+fn a_quick_run_cancelled_by_its_own_step_stops_there_and_runs_finally() {
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            let ident = listed_from_inside(ctx).unwrap();
+            ctx.log(format!("cancel: {:?}", ctx.runtime().cancel(&ident)));
+        };
+        ctx.log("the next step ran");
+        finally!(|error| {
+            ctx.log(format!("finally {error:?}"));
+        });
+    });
+    let runtime = start(vec![("p", p)]);
+    let mut handle = runtime.invoke("p", 1_u32).unwrap();
+    assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
+    assert_eq!(
+        runtime.context().take_log(),
+        [
+            "listed 1 in [\"p\"]",
+            "cancel: Ok(())",
+            "finally Some(Cancelled)"
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+    assert_eq!(runtime.queue("p").unwrap().running(), 0);
+}
+
+#[test]
+fn a_quick_run_whose_step_stops_the_runtime_is_cancelled() {
+    let p = pipeline!(|value: u32, ctx: &Ctx| {
+        ctx.runtime().stop();
+        ctx.log("the next step ran");
+        finally!(|error| {
+            ctx.log(format!("finally {error:?}"));
+        });
+    });
+    let runtime = start(vec![("p", p)]);
+    let mut handle = runtime.invoke("p", 1_u32).unwrap();
+    assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
+    assert_eq!(runtime.context().take_log(), ["finally Some(Cancelled)"]);
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
+#[test]
+fn a_quick_run_inside_another_s_step_lists_both_and_each_goes_on() {
+    let inner = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            listed_from_inside(ctx);
+        };
+        value * 10;
+    });
+    let outer = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            let inner = ctx.runtime().invoke("inner", value).unwrap().try_result();
+            ctx.log(format!("inner {inner:?}"));
+        };
+        value + 1;
+    });
+    let runtime = start(vec![("inner", inner), ("outer", outer)]);
+    assert_eq!(done(&runtime, "outer", 1_u32), 2);
+    assert_eq!(
+        runtime.context().take_log(),
+        ["listed 2 in [\"inner\", \"outer\"]", "inner Some(Ok(10))"]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+}
+
 #[test]
 fn a_quick_run_holds_its_slot_while_its_steps_run() {
     // Re-entrant invocations from inside a synchronous step see the slot taken.

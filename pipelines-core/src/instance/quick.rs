@@ -23,6 +23,9 @@ pub(crate) enum QuickStop<V, C> {
     Pending(StepFuture<V, C>),
     /// The main steps are done and `finally!` is left to run.
     MainDone,
+    /// A step asked the runtime about its instance (`runtime/quick.rs`): the run stopped
+    /// after it, to go on as the instance it became.
+    Asked,
 }
 
 /// How far a quick run got: the step it is at, the current value, and why it stopped
@@ -35,7 +38,13 @@ pub(crate) struct QuickRun<V, C> {
 
 /// Runs `pipeline`'s main steps on `value` until one needs the instance. A panicking step
 /// or future stops the run with its error, at that step, as the instance's driver would.
-pub(crate) fn run_quick<V, C>(pipeline: &Pipeline<V, C>, ctx: &Arc<C>, value: V) -> QuickRun<V, C>
+/// `asked` tells, after each step, whether a step asked about the run.
+pub(crate) fn run_quick<V, C>(
+    pipeline: &Pipeline<V, C>,
+    ctx: &Arc<C>,
+    value: V,
+    asked: impl Fn() -> bool,
+) -> QuickRun<V, C>
 where
     V: Send + 'static,
 {
@@ -71,6 +80,9 @@ where
                 outcome => return Some(QuickStop::Outcome(outcome)),
             }
             run.index += 1;
+            if asked() {
+                return Some(QuickStop::Asked);
+            }
         }
         pipeline
             .layout()
@@ -107,7 +119,7 @@ where
                 self.arm_deadline();
                 self.mark_suspended(core);
             }
-            QuickStop::MainDone => {}
+            QuickStop::MainDone | QuickStop::Asked => {}
         }
     }
 }

@@ -124,7 +124,7 @@ use self::view::{View, Wide};
 
 pub(crate) use self::effects::{Effects, Few, Garbage, Parked};
 pub(crate) use self::gauge::Gauge;
-pub(crate) use self::quick::{Replaced, Reservation};
+pub(crate) use self::quick::{Asked, Replaced, Reservation};
 
 /// The most shards a registry has (a [`Wide`] view keeps a place for each).
 const MAX_SHARDS: usize = 64;

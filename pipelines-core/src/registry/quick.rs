@@ -7,11 +7,21 @@
 use std::sync::Arc;
 
 use super::view::View;
-use super::{Admission, Effects, Gauge, Join, QueueId, Registry};
+use super::{Admission, Effects, EntryRef, Gauge, Join, QueueId, Registry};
 use crate::behaviour::{Behaviour, Concurrency};
+use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
-use crate::ident::Name;
+use crate::ident::{Ident, Name};
 use crate::introspection::{Kept, KeptResult};
+
+/// A quick run adopted from inside a step: what its entry needs.
+pub(crate) struct Asked<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) control: Arc<dyn ErasedControl>,
+    pub(crate) cancel_on_shutdown: bool,
+    pub(crate) pipeline_key: usize,
+}
 
 /// The queue's answer to a quick run.
 pub(crate) enum Reservation {
@@ -109,6 +119,34 @@ impl Registry {
     /// root: its queue's shard is enough.
     pub(crate) fn adopt(&self, queue: QueueId, join: Join<'_>) {
         View::One(&mut self.shard(queue.shard)).insert(join, queue, Admission::Start);
+    }
+
+    /// Adopts a quick run as [`adopt`](Registry::adopt) does, from inside one of its own
+    /// steps that asked about the runtime (`runtime/quick.rs`, "a step that asks"): the
+    /// run holds its slot in `queue`, whose name is read here.
+    pub(crate) fn adopt_asked(&self, queue: QueueId, asked: Asked<'_>) {
+        let mut shard = self.shard(queue.shard);
+        let Some(name) = shard.queue(queue).map(|state| state.name.clone()) else {
+            return;
+        };
+        let join = Join {
+            at: EntryRef {
+                id: asked.ident.id,
+                shard: queue.shard,
+            },
+            ident: asked.ident,
+            queue: &name,
+            keyed: false,
+            concurrency: asked.concurrency,
+            control: asked.control,
+            parent: None,
+            detached: false,
+            unwaited: false,
+            cancel_on_shutdown: asked.cancel_on_shutdown,
+            existing: None,
+            pipeline_key: asked.pipeline_key,
+        };
+        View::One(&mut shard).insert(join, queue, Admission::Start);
     }
 
     /// Starts the waiting instances of `queue` that a slot given back by a quick run lets

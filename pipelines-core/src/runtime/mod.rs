@@ -439,6 +439,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn cancel(&self, ident: &Ident) -> Result<(), CancelError> {
+        self.core.adopt_asking();
         if self.core.cancel_ident(ident) {
             Ok(())
         } else {
@@ -462,6 +463,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn cancel_all<'a>(&self, idents: impl IntoIterator<Item = &'a Ident>) -> usize {
+        self.core.adopt_asking();
         idents
             .into_iter()
             .filter(|ident| self.core.cancel_ident(ident))
@@ -471,7 +473,10 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// Stops the runtime: refuses later invocations ([`InvokeError::Stopped`]), cancels
     /// every live instance whose pipeline is `cancel_on_shutdown` (the default), and stops
     /// its supervisors (their children's channels close). Instances of pipelines marked
-    /// `cancel_on_shutdown(false)` finish normally, with their children.
+    /// `cancel_on_shutdown(false)` finish normally, with their children. Called from a
+    /// step, it cancels that step's own instance too (the next step does not run; its
+    /// `finally!` does). Forks started through a step's [`Current`] afterwards are
+    /// refused as invocations are.
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime, InvokeError};
@@ -486,6 +491,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn stop(&self) {
+        // A quick run whose step stops the runtime is cancelled like any instance.
+        self.core.adopt_asking();
         self.core.stopped.store(true, Ordering::Release);
         self.core.shutdown.cancel();
         let mut fx = Effects::default();
@@ -560,6 +567,12 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// [`Cancelling`](crate::introspection::InstanceState::Cancelling), so a hook such as the watcher's
     /// `Cancelling` event can still look it up.
     ///
+    /// A step that asks sees its own instance (and, for a child, its parents), even one
+    /// that started without a registry entry because nothing observes the runtime (a
+    /// *quick run*, README "The runtime"): asking makes it an ordinary instance, whose
+    /// argument is listed once that step has returned. Such a run on another thread is
+    /// not listed until it waits for something.
+    ///
     /// ```
     /// use pipelines::{pipeline, Runtime};
     /// use pipelines::introspection::InstanceState;
@@ -580,6 +593,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn active(&self) -> Vec<ActiveQueue> {
+        self.core.adopt_asking();
         self.core.registry.active()
     }
 
@@ -598,6 +612,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # }
     /// ```
     pub fn instance(&self, ident: &Ident) -> Option<InstanceInfo> {
+        self.core.adopt_asking();
         self.core
             .registry
             .instance(ident.id)
@@ -629,6 +644,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert_eq!(Runtime::builder(()).start().unwrap().live_counts(), (0, 0));
     /// ```
     pub fn live_counts(&self) -> (usize, usize) {
+        self.core.adopt_asking();
         self.core.registry.counts()
     }
 }

@@ -9,15 +9,26 @@
 //! moment it needs to be seen (a future that waits, a nested pipeline, an error, a break,
 //! a cancellation, a `finally!`), it becomes an ordinary instance at the step it reached,
 //! keeping its slot.
+//!
+//! **A step that asks.** A quick run's own steps may ask the runtime about it: list the
+//! active instances, look one up, cancel by ident, stop the runtime. While its steps run,
+//! the run is on this thread's list of quick runs ([`QUICK_RUNS`]: its ident and what an
+//! entry needs, moved there, nothing cloned), and each of those calls first adopts the
+//! runs of its runtime on that list as entries, with a control block whose argument is
+//! filled in when the step returns. So the step sees its own instance (its argument not
+//! known yet), and cancelling or stopping reaches it: the run stops after that step and
+//! goes on as the ordinary instance, which then sees the cancellation. Steps that never
+//! ask pay a push and a pop on the list, and a look at a counter after each step.
 
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use super::core::contained;
 use super::parked::root_join;
 use super::Core;
-use crate::behaviour::Behaviour;
-use crate::cancellation::Control;
+use crate::behaviour::{Behaviour, Concurrency};
+use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, Refused};
 use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
@@ -25,7 +36,39 @@ use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueOf;
-use crate::registry::{Effects, EntryRef, Gauge, QueueId, Replaced, Reservation};
+use crate::registry::{Asked, Effects, EntryRef, Gauge, QueueId, Replaced, Reservation};
+
+thread_local! {
+    /// The quick runs whose steps run on this thread, innermost last.
+    static QUICK_RUNS: RefCell<Vec<Asking>> = const { RefCell::new(Vec::new()) };
+    /// How many quick runs a step adopted on this thread: a run whose count moved during
+    /// a step stops after it, to look.
+    static ADOPTIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A quick run on this thread's list, as a step that asks finds it.
+struct Asking {
+    /// The runtime's `Core`, by address: only its own calls adopt it.
+    core: usize,
+    ident: Ident,
+    queue_id: QueueId,
+    concurrency: Concurrency,
+    cancel_on_shutdown: bool,
+    pipeline_key: usize,
+    /// A control block of the run's value type, its argument to be set.
+    new_control: fn() -> Arc<dyn ErasedControl>,
+    /// Its control block, once a step adopted it.
+    adopted: Option<Arc<dyn ErasedControl>>,
+}
+
+fn pending_control<V: Clone + Send + Sync + 'static>() -> Arc<dyn ErasedControl> {
+    Arc::new(Control::<V>::pending(true))
+}
+
+/// How many quick runs steps adopted on this thread so far.
+fn adoptions() -> u64 {
+    ADOPTIONS.with(Cell::get)
+}
 
 /// What the quick path made of an invocation.
 pub(super) enum Quick<V> {
@@ -97,7 +140,36 @@ impl<C: Send + Sync + 'static> Core<C> {
                 return Quick::Done(Err(Refused::new(error, argument)));
             }
         };
-        let QuickRun { index, value, stop } = run_quick(pipeline, self.context(), argument);
+        QUICK_RUNS.with(|runs| {
+            runs.borrow_mut().push(Asking {
+                core: self.address(),
+                ident,
+                queue_id: gauge.id,
+                concurrency,
+                cancel_on_shutdown: config.cancel_on_shutdown,
+                pipeline_key: pipeline.key(),
+                new_control: pending_control::<V>,
+                adopted: None,
+            })
+        });
+        let seen = adoptions();
+        let QuickRun { index, value, stop } =
+            run_quick(pipeline, self.context(), argument, || adoptions() != seen);
+        let Asking { ident, adopted, .. } = QUICK_RUNS
+            .with(|runs| runs.borrow_mut().pop())
+            .expect("a quick run takes its own place off the list");
+        if let Some(control) = adopted {
+            let adopted = Adopted {
+                queue,
+                queue_id: gauge.id,
+                ident,
+                argument: kept_argument,
+                value,
+                index,
+            };
+            let stop = stop.unwrap_or(QuickStop::Asked);
+            return Quick::Done(Ok(self.go_on_adopted(pipeline, adopted, control, stop)));
+        }
         let invocation = match stop {
             None => self.end_quick(gauge, ident, kept_argument, value),
             Some(stop) => {
@@ -154,6 +226,89 @@ impl<C: Send + Sync + 'static> Core<C> {
         if freed.room_wanted() {
             gauge.wake_room_waiters();
         }
+    }
+
+    /// The runtime's identity for the quick runs on a thread's list.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// A step of a quick run asked about the runtime (introspection, cancellation, stop):
+    /// the quick runs of this runtime on this thread become entries now, so the answer
+    /// includes them.
+    pub(super) fn adopt_asking(&self) {
+        let me = self.address();
+        let adopted = QUICK_RUNS.with(|runs| {
+            let mut runs = runs.borrow_mut();
+            let mut adopted = 0;
+            for run in runs
+                .iter_mut()
+                .filter(|run| run.core == me && run.adopted.is_none())
+            {
+                let control = (run.new_control)();
+                let asked = Asked {
+                    ident: &run.ident,
+                    concurrency: run.concurrency,
+                    control: Arc::clone(&control),
+                    cancel_on_shutdown: run.cancel_on_shutdown,
+                    pipeline_key: run.pipeline_key,
+                };
+                self.registry.adopt_asked(run.queue_id, asked);
+                run.adopted = Some(control);
+                adopted += 1;
+            }
+            adopted
+        });
+        if adopted > 0 {
+            ADOPTIONS.with(|count| count.set(count.get() + adopted));
+            self.deliver_events();
+        }
+    }
+
+    /// A quick run that a step adopted goes on as the ordinary instance it became, from
+    /// where it stopped (after the step that asked).
+    fn go_on_adopted<V>(
+        self: &Arc<Self>,
+        pipeline: &Pipeline<V, C>,
+        adopted: Adopted<'_, V>,
+        control: Arc<dyn ErasedControl>,
+        stop: QuickStop<V, C>,
+    ) -> Invocation<V>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let Adopted {
+            queue,
+            queue_id,
+            ident,
+            argument,
+            value,
+            index,
+        } = adopted;
+        let control = match control.into_any().downcast::<Control<V>>() {
+            Ok(control) => control,
+            // Made by `pending_control::<V>` for this very run.
+            Err(_) => unreachable!("a quick run's control block of another type"),
+        };
+        control.set_argument(argument);
+        let at = EntryRef {
+            id: ident.id,
+            shard: queue_id.shard,
+        };
+        let span = InstanceSpan::new(&ident, queue);
+        span.state("started");
+        let mut instance = Instance::new(
+            pipeline.clone(),
+            at,
+            ident,
+            Arc::clone(&control),
+            value,
+            true,
+            span,
+        );
+        let runs_now = !matches!(stop, QuickStop::Pending(_));
+        instance.resume_quick(index, stop, self);
+        self.carry_on(instance, control, runs_now)
     }
 
     /// A quick run that must be seen from now on becomes an ordinary instance, keeping
