@@ -124,6 +124,8 @@ use self::view::{View, Wide};
 
 pub(crate) use self::effects::{Effects, Few, Garbage, Parked};
 pub(crate) use self::gauge::Gauge;
+#[cfg(feature = "tower")]
+pub(crate) use self::gauge::RoomPlace;
 pub(crate) use self::quick::{Replaced, Reservation};
 
 /// The most shards a registry has (a [`Wide`] view keeps a place for each).
