@@ -1,6 +1,6 @@
 //! What the runtime keeps on the heap once the work that needed it is gone, measured with
 //! a counting global allocator (live bytes): a request shed by `LoadShed` leaves no waker
-//! behind.
+//! behind, and per-key queues give their memory back once their instances have ended.
 //!
 //! The count is the whole process's, so the tests of this file take turns (`serial`),
 //! and each runs its own single-threaded tokio runtime.
@@ -10,9 +10,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pipelines::{pipeline, Runtime};
+use tokio::sync::Semaphore;
 use tower::load_shed::error::Overloaded;
 use tower::load_shed::LoadShed;
 use tower::ServiceExt;
@@ -116,4 +117,81 @@ fn a_shed_request_leaves_no_waker_behind() {
         assert!(running.cancel());
         waiter.await.unwrap().unwrap();
     });
+}
+
+/// `rounds` rounds of `keys` distinct keys, each key's queue used by one instance; all of
+/// a round's instances are live together (they wait on a gate), then the gate opens and
+/// they all end. The live heap before the rounds (after warming up), and after each.
+fn per_key_rounds(rounds: u32, keys: u32) -> (isize, Vec<isize>) {
+    let tokio_runtime = tokio_runtime();
+    tokio_runtime.block_on(async {
+        let gate = Arc::new(Semaphore::new(0));
+        let keyed = pipeline!(|value: u32, ctx: &Arc<Semaphore>| {
+            {
+                let gate = Arc::clone(ctx);
+                async move {
+                    drop(gate.acquire_owned().await);
+                }
+            }
+            .await;
+            value + 1;
+        })
+        .queue_by(|value: &u32| format!("user-{value}"));
+        let fixed = keyed.clone().queue("warm-up");
+        let runtime = Runtime::builder(Arc::clone(&gate)).start().unwrap();
+        let round_of = |pipeline: pipelines::Pipeline<u32, Arc<Semaphore>>, from: u32, keys| {
+            let (runtime, gate) = (runtime.clone(), Arc::clone(&gate));
+            async move {
+                let invocations: Vec<_> = (from..from + keys)
+                    .map(|value| runtime.invoke_pipeline(&pipeline, value).unwrap())
+                    .collect();
+                gate.add_permits(keys as usize);
+                for (invocation, value) in invocations.into_iter().zip(from..) {
+                    assert_eq!(invocation.await.unwrap(), value + 1);
+                }
+                assert_eq!(runtime.live_counts().0, 0, "nothing live after a round");
+            }
+        };
+        let round = |pipeline, from| round_of(pipeline, from, keys);
+        // As many instances and tasks live at once, in a queue with a fixed name: tokio's
+        // buffers and the registry's entry table grow to what a round needs (the queue
+        // stays: a queue with a fixed name is kept).
+        round(fixed, 0).await;
+        // A few thousand keys: every shard of the registry has had a few dozen queues
+        // and entries at once, and keeps the small tables it does not give back (so a
+        // steady load does not reallocate them).
+        round_of(keyed.clone(), 1 << 30, 4096).await;
+        let before = live_bytes();
+        let mut after = Vec::new();
+        for number in 0..rounds {
+            round(keyed.clone(), keys * (number + 1)).await;
+            after.push(live_bytes());
+        }
+        (before, after)
+    })
+}
+
+#[test]
+fn distinct_per_key_queues_give_their_memory_back() {
+    let _turn = serial();
+    const ROUNDS: u32 = 5;
+    const KEYS: u32 = 20_000;
+    let (before, after) = per_key_rounds(ROUNDS, KEYS);
+    let grown: Vec<isize> = after.iter().map(|heap| heap - before).collect();
+    println!(
+        "live heap after each round of {KEYS} keys, vs before: {grown:?} bytes ({} per key \
+         after the first)",
+        grown[0] / KEYS as isize
+    );
+    assert!(
+        grown.iter().all(|grown| *grown < 256 * 1024),
+        "the heap grew by {grown:?} bytes"
+    );
+    // Nothing accumulates from round to round.
+    assert!(
+        grown.last().unwrap() - grown[0] < 16 * 1024,
+        "the heap crept by {} bytes over {} rounds",
+        grown.last().unwrap() - grown[0],
+        ROUNDS - 1
+    );
 }
