@@ -33,8 +33,10 @@ pub(crate) struct Shard {
     /// gauges behind.
     pub(super) spare_gauges: Vec<Arc<Gauge>>,
     /// `queues` is next shrunk (if it is mostly empty) once it has no more queues than
-    /// this: halved at each try, so a slab that cannot shrink (a queue kept in a high
-    /// slot) is not scanned at every forgotten queue; raised again as queues are added.
+    /// this: half the most it had since the last try, and half what it had at that try.
+    /// So a try (a scan of the slab) comes only after the queues have halved, however
+    /// keys come and go, and a slab that cannot shrink (a queue kept in a high slot) is
+    /// not scanned at every forgotten queue.
     pub(super) shrink_queues_at: usize,
     /// Reused by cancellations on this shard alone, so one allocates nothing once they
     /// have grown.
@@ -132,7 +134,7 @@ impl Shard {
                     gauge,
                 ));
                 self.queue_ids.insert(queue.clone(), id.slot);
-                self.shrink_queues_at = self.shrink_queues_at.max(self.queues.len());
+                self.shrink_queues_at = self.shrink_queues_at.max(self.queues.len() / 2);
                 id.slot
             }
         };
