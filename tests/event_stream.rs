@@ -362,3 +362,85 @@ fn a_lagged_event_names_the_event_that_follows_it() {
     let next = events.next().now_or_never().flatten().unwrap();
     assert!(matches!(next.kind(), EventKind::Started));
 }
+
+/// Events given that are not `Lagged`, and the sum of the `Lagged` counts.
+fn accounted<'a>(kinds: impl IntoIterator<Item = &'a EventKind>) -> (u64, u64) {
+    kinds
+        .into_iter()
+        .fold((0, 0), |(events, lost), kind| match kind {
+            EventKind::Lagged { missed } => (events, lost + missed),
+            _ => (events + 1, lost),
+        })
+}
+
+/// The watcher is held on the first invocation's end while 4 threads invoke: past the runtime's
+/// backlog (65,536 events) every event is lost, and no event is kept after them. Once
+/// everything is delivered, the watcher and a subscriber (read only at the end, so it
+/// loses some of what it was sent too) have been told of every event: those given plus
+/// the counts of the `Lagged` events are the events that happened.
+#[test]
+fn every_lost_event_is_announced_once_everything_is_delivered() {
+    const THREADS: u32 = 4;
+    const PER_THREAD: u32 = 6_000;
+    let (told, kinds) = std::sync::mpsc::channel::<EventKind>();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let runtime = Runtime::builder(())
+        .register("inc", inc())
+        .watcher(move |event| {
+            // Held on the first invocation's last event: after the release, nothing
+            // more is recorded.
+            let last = matches!(event.kind(), EventKind::Finished);
+            if last && first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                held_tx.send(()).unwrap();
+                released.lock().unwrap().recv().unwrap();
+            }
+            told.send(event.kind().clone()).unwrap();
+        })
+        .event_stream(1 << 16)
+        .start()
+        .unwrap();
+    let subscriber = runtime.events().unwrap();
+    let first_runtime = runtime.clone();
+    let first_caller = std::thread::spawn(move || {
+        first_runtime.invoke("inc", 0_u32).unwrap();
+    });
+    held.recv().unwrap();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let runtime = runtime.clone();
+            std::thread::spawn(move || {
+                for n in 0..PER_THREAD {
+                    runtime.invoke("inc", thread * PER_THREAD + n + 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    release.send(()).unwrap();
+    first_caller.join().unwrap();
+    drop(runtime);
+    // The watcher's channel closes once the runtime and its delivering thread are gone.
+    let watched: Vec<EventKind> = kinds.iter().collect();
+    let produced = 3 * u64::from(THREADS * PER_THREAD + 1);
+    let streamed: Vec<EventKind> = futures::executor::block_on(
+        subscriber
+            .map(|event| event.kind().clone())
+            .collect::<Vec<_>>(),
+    );
+    let (events, lost) = accounted(&watched);
+    let (streamed, streamed_lost) = accounted(&streamed);
+    println!("watcher: {events} events + {lost} announced lost, of {produced}");
+    println!("subscriber: {streamed} events + {streamed_lost} announced lost, of {produced}");
+    assert_eq!(events + lost, produced, "the watcher's accounting");
+    assert_eq!(
+        streamed + streamed_lost,
+        produced,
+        "the subscriber's accounting"
+    );
+    assert!(lost > 0, "the watcher was held long enough to lose events");
+}

@@ -2,11 +2,15 @@
 //!
 //! The runtime sends each event it delivers, with its sequence number, into a tokio
 //! broadcast channel (`events.rs`); a subscriber reads it through a `broadcast::Receiver`
-//! wrapped here. Sequence numbers do two things: events kept before the subscription (still
-//! on their way when it was made) are skipped, and a gap between what the subscriber read
-//! and what comes next is the count of events it missed, told as
-//! [`EventKind::Lagged`] before the next one (as the watcher is told when the runtime's
-//! backlog overflows).
+//! wrapped here. Sequence numbers count every event that happened, kept in the runtime's
+//! backlog or not, and do two things: events from before the subscription (still on
+//! their way when it was made) are skipped, and a gap between what the subscriber read
+//! and what comes next is the count of events it missed, told as [`EventKind::Lagged`]
+//! before the next one. The gap covers both losses: events its own buffer lost (it fell
+//! behind) and events the runtime's backlog lost (the watcher fell behind; the runtime's
+//! own `Lagged` event, sent with the number of the event after the loss, closes such a
+//! gap even when no event follows). So, once the stream has ended, the events it gave plus
+//! the counts of its `Lagged` events are exactly the events from its subscription on.
 
 use std::fmt;
 use std::pin::Pin;
@@ -27,8 +31,11 @@ use crate::hooks::{Event, EventKind};
 /// runtime shares between them (its capacity is given to `event_stream`). A subscriber
 /// that falls more than that capacity behind loses the oldest events it had not read; the
 /// next item it reads is then an event of kind [`EventKind::Lagged`] with the count
-/// (its ident and queue are those of the event that follows it). It never slows the
-/// runtime or other subscribers. Dropping a stream unsubscribes it.
+/// (its ident and queue are those of the event that follows it). Events the runtime
+/// itself did not keep (its backlog was full, as the watcher is told) are counted in the
+/// same `Lagged` events, so the events a stream gives plus the counts of its `Lagged`
+/// events are all the events from its subscription on, none counted twice. It never
+/// slows the runtime or other subscribers. Dropping a stream unsubscribes it.
 ///
 /// The stream ends, after the last events, once the runtime is gone: every `Runtime`
 /// clone, and what keeps it alive (an [`Invocation`](crate::Invocation), a
@@ -90,9 +97,24 @@ async fn next_event(mut subscriber: Subscriber) -> Option<(Event, Subscriber)> {
     }
     loop {
         match subscriber.receiver.recv().await {
+            // The runtime's backlog lost the events before `sequence` not yet accounted
+            // for: this subscriber misses what it had not read of them (nothing, if they
+            // came before its subscription or it already counted them in a gap).
+            Ok((sequence, event)) if matches!(event.kind, EventKind::Lagged { .. }) => {
+                if sequence <= subscriber.next {
+                    continue;
+                }
+                let missed = sequence - subscriber.next;
+                subscriber.next = sequence;
+                let lagged = Event {
+                    kind: EventKind::Lagged { missed },
+                    ..event
+                };
+                return Some((lagged, subscriber));
+            }
             Ok((sequence, event)) => {
                 if sequence < subscriber.next {
-                    // Kept before the subscription, delivered after it.
+                    // Happened before the subscription, delivered after it.
                     continue;
                 }
                 let missed = sequence - subscriber.next;

@@ -61,9 +61,13 @@ pub enum EventKind {
     Cancelling,
     /// The watcher fell behind: this many events before this one were not kept (at most
     /// 65,536 undelivered events are kept), so counts built from events are off by them.
-    /// The event's ident and queue are those of the next event kept. An
+    /// Told before the next event kept, with its ident and queue; if none is kept after
+    /// them, as soon as the events kept before are delivered, with the ident and queue of
+    /// the last event lost. So once every event is delivered, the events told plus these
+    /// counts are exactly the events that happened. An
     /// [`EventStream`](crate::EventStream) is told the same way when its subscriber fell
-    /// more than the stream's capacity behind and lost this many events.
+    /// more than the stream's capacity behind and lost this many events (the count then
+    /// includes those the runtime did not keep).
     Lagged {
         /// Events not delivered.
         missed: u64,

@@ -15,6 +15,8 @@ use crate::ident::Name;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::registry::Gauge;
+#[cfg(feature = "tower")]
+use crate::registry::RoomPlace;
 use crate::runtime::Core;
 
 /// A typed handle to a pipeline registered in a [`Runtime`](crate::Runtime), made by
@@ -122,8 +124,16 @@ where
     /// full dropping queue with a fixed name (and not `use_existing`, which may share a
     /// live instance), `cx` being woken when a slot frees or the runtime stops; an error
     /// once the runtime was stopped.
+    ///
+    /// `place` is the caller's place among those waiting for the queue's room: it keeps
+    /// the latest waker only, and the caller gives it back with
+    /// [`leave_room`](PipelineHandle::leave_room) when it goes.
     #[cfg(feature = "tower")]
-    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<Result<(), InvokeError>> {
+    pub(crate) fn poll_room(
+        &self,
+        cx: &mut Context<'_>,
+        place: &mut RoomPlace,
+    ) -> Poll<Result<(), InvokeError>> {
         if self.core.is_stopped() {
             return Poll::Ready(Err(InvokeError::Stopped));
         }
@@ -133,7 +143,7 @@ where
         }) else {
             return Poll::Ready(Ok(()));
         };
-        if gauge.poll_room(cx).is_ready() {
+        if gauge.poll_room(cx, place).is_ready() {
             return Poll::Ready(Ok(()));
         }
         // `stop` sets its flag, then wakes the registered: registered before its wake,
@@ -142,6 +152,16 @@ where
             Poll::Ready(Err(InvokeError::Stopped))
         } else {
             Poll::Pending
+        }
+    }
+}
+
+impl<V, C> PipelineHandle<V, C> {
+    /// Gives back a place [`poll_room`](PipelineHandle::poll_room) took, with its waker.
+    #[cfg(feature = "tower")]
+    pub(crate) fn leave_room(&self, place: RoomPlace) {
+        if let (Some(place), Some(gauge)) = (place, &self.queue) {
+            gauge.leave_room_waiters(place);
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::error::{Error, InvokeError};
 use crate::ident::Ident;
 use crate::invocation::Invocation;
 use crate::pipeline_handle::PipelineHandle;
+use crate::registry::RoomPlace;
 
 /// A registered pipeline as a [`tower::Service`](tower_service::Service): `call(value)`
 /// invokes it with `value`, and its future is the invocation, which yields the pipeline's
@@ -40,6 +41,9 @@ use crate::pipeline_handle::PipelineHandle;
 ///   `Pending`, and wakes the task when one of the queue's slots frees. Wrap the service
 ///   in [`tower::load_shed::LoadShed`](https://docs.rs/tower/latest/tower/load_shed/)
 ///   to turn that into an immediate `Overloaded` error: that is how a server sheds load.
+///   Each service (each clone) waits with one waker, the one it was last polled with,
+///   and gives it back when it is dropped: a request shed while the queue stays full
+///   leaves nothing behind.
 /// - Every other behaviour: always ready. Enqueued, keep-latest and restartable queues
 ///   never refuse for lack of room (they wait, cancel or replace), nor does
 ///   `use_existing` (an equal argument shares a live instance), nor a queue per key
@@ -88,6 +92,10 @@ use crate::pipeline_handle::PipelineHandle;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub struct PipelineService<V, C> {
     handle: PipelineHandle<V, C>,
+    /// This service's place among the callers waiting for its queue's room, once it has
+    /// waited: one waker (the latest), given back when the service is dropped, so a
+    /// request shed while the queue is full leaves nothing behind.
+    room: RoomPlace,
 }
 
 impl<V, C> PipelineService<V, C>
@@ -109,7 +117,7 @@ where
     /// assert_eq!(inc.handle().name(), "inc");
     /// ```
     pub fn new(handle: PipelineHandle<V, C>) -> Self {
-        PipelineService { handle }
+        PipelineService { handle, room: None }
     }
 
     /// The handle it invokes through.
@@ -138,7 +146,7 @@ where
     /// an error once the runtime was stopped.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServiceError>> {
         self.handle
-            .poll_room(cx)
+            .poll_room(cx, &mut self.room)
             .map_err(|source| self.not_invoked(source))
     }
 
@@ -154,10 +162,19 @@ where
 }
 
 impl<V, C> Clone for PipelineService<V, C> {
+    /// A service of its own: it shares the runtime and the handle's pipeline, not the
+    /// place this one may have among the callers waiting for room.
     fn clone(&self) -> Self {
         PipelineService {
             handle: self.handle.clone(),
+            room: None,
         }
+    }
+}
+
+impl<V, C> Drop for PipelineService<V, C> {
+    fn drop(&mut self) {
+        self.handle.leave_room(self.room.take());
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::shard::{shrink_map, KEPT_INDEX};
 use super::view::View;
 use super::{Admission, Effects, Ending, Entry, Gauge, Join, Parked, Place, QueueId, Siblings};
 use crate::behaviour::{Behaviour, Concurrency};
@@ -213,6 +214,7 @@ impl View<'_> {
                 ids.retain(|other| *other != id);
                 if ids.is_empty() {
                     state.existing.remove(&hash);
+                    shrink_map(&mut state.existing, KEPT_INDEX);
                 }
             }
             state.generation += 1;

@@ -19,6 +19,10 @@
 //! - A caller that waits for room in a full queue (a `tower` service's `poll_ready`)
 //!   registers its waker in the gauge's list and sets the word's `ROOM_WANTED` bit, both
 //!   under the list's lock, then reads whether a slot is free from that same operation.
+//!   Each caller has one place in the list (a [`RoomPlace`], kept by the service clone),
+//!   holding its latest waker: polling again replaces it, and the caller gives its place
+//!   up when it goes (a dropped service), so the list holds at most one waker per live
+//!   caller however many requests were refused meanwhile.
 //!   Whoever gives a slot back learns from its `fetch_sub` whether the bit is set; only
 //!   then does it take the list's lock, clear the bit and wake the list (after the
 //!   registry's lock, if it holds it). So giving a slot back costs nothing more when
@@ -40,6 +44,8 @@ use std::sync::{
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
 
 use super::queue_state::Stats;
 use super::QueueId;
@@ -66,10 +72,15 @@ pub(crate) struct Gauge {
     counts: AtomicU64,
     /// Its own small lock: a quick run records its result without the registry's.
     stats: Mutex<Stats>,
-    /// The callers waiting for room (see the module doc), woken when a slot is given
-    /// back; touched only while `ROOM_WANTED` says somebody waits.
-    room_waiters: WakerLock<Vec<Waker>>,
+    /// The callers waiting for room (see the module doc), one place each, woken when a
+    /// slot is given back; touched only while `ROOM_WANTED` says somebody waits, and by
+    /// callers taking or giving up their place.
+    room_waiters: WakerLock<Slab<Option<Waker>>>,
 }
+
+/// A caller's place in a gauge's list of callers waiting for room: `None` until it first
+/// waits. Whoever keeps one gives it back with [`Gauge::leave_room_waiters`] when it goes.
+pub(crate) type RoomPlace = Option<usize>;
 
 /// What giving a slot back found in the gauge's word.
 #[must_use]
@@ -96,7 +107,7 @@ impl Gauge {
             limit: u64::try_from(concurrency.limit()).map_or(SLOTS, |limit| limit.min(SLOTS)),
             counts: AtomicU64::new(0),
             stats: Mutex::new(Stats::default()),
-            room_waiters: WakerLock::new(Vec::new()),
+            room_waiters: WakerLock::new(Slab::new()),
         }
     }
 
@@ -140,22 +151,30 @@ impl Gauge {
         Freed(self.counts.fetch_sub(SLOT, Ordering::AcqRel))
     }
 
-    /// `Ready` if a slot is free; otherwise `Pending`, with `cx`'s waker registered to be
-    /// woken when one is given back (or by [`wake_room_waiters`](Gauge::wake_room_waiters)).
-    /// A waker already in the list is not added twice.
+    /// `Ready` if a slot is free; otherwise `Pending`, with `cx`'s waker in the caller's
+    /// `place` (taken now if it has none), to be woken when a slot is given back (or by
+    /// [`wake_room_waiters`](Gauge::wake_room_waiters)). The place keeps one waker: the
+    /// latest.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>, place: &mut RoomPlace) -> Poll<()> {
         if self.has_free_slot() {
             return Poll::Ready(());
         }
         let mut waiters = self.room_waiters();
-        if !waiters.iter().any(|waiter| waiter.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
+        let replaced = match place.and_then(|key| waiters.get_mut(key)) {
+            Some(Some(waker)) if waker.will_wake(cx.waker()) => None,
+            Some(kept) => kept.replace(cx.waker().clone()),
+            None => {
+                *place = Some(waiters.insert(Some(cx.waker().clone())));
+                None
+            }
+        };
         // Set under the list's lock, and read in the same operation: a slot given back
         // before this is seen here, one given back after it sees the bit.
         let counts = self.counts.fetch_or(ROOM_WANTED, Ordering::AcqRel);
         drop(waiters);
+        // A waker is foreign code: dropped outside the lock.
+        drop(replaced);
         if counts & SLOTS < self.limit {
             Poll::Ready(())
         } else {
@@ -163,23 +182,44 @@ impl Gauge {
         }
     }
 
-    /// Wakes every caller waiting for room. Called without the registry's lock: a waker
-    /// is foreign code.
+    /// Gives up a caller's place (and the waker in it) in the list of callers waiting for
+    /// room; a list left empty gives back what a crowd of callers made it grow to.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn leave_room_waiters(&self, place: usize) {
+        /// Places kept by an empty list, so one caller coming and going allocates nothing.
+        const KEPT: usize = 16;
+        let (waker, emptied) = {
+            let mut waiters = self.room_waiters();
+            let waker = waiters.try_remove(place).flatten();
+            let emptied = (waiters.is_empty() && waiters.capacity() > KEPT)
+                .then(|| std::mem::take(&mut *waiters));
+            (waker, emptied)
+        };
+        // A waker is foreign code: dropped outside the lock.
+        drop((waker, emptied));
+    }
+
+    /// Wakes every caller waiting for room (their places stay theirs). Called without the
+    /// registry's lock: a waker is foreign code.
     pub(crate) fn wake_room_waiters(&self) {
-        let woken = {
+        let woken: Vec<Waker> = {
             let mut waiters = self.room_waiters();
             // Cleared under the list's lock, so the bit is set whenever the list holds a
-            // waiter registered since the last wake.
+            // waker registered since the last wake.
             self.counts.fetch_and(!ROOM_WANTED, Ordering::AcqRel);
-            std::mem::take(&mut *waiters)
+            waiters
+                .iter_mut()
+                .filter_map(|(_, waker)| waker.take())
+                .collect()
         };
         for waker in woken {
             waker.wake();
         }
     }
 
-    fn room_waiters(&self) -> impl std::ops::DerefMut<Target = Vec<Waker>> + '_ {
-        // Only pushes and takes happen under this lock: a poisoned one is consistent.
+    fn room_waiters(&self) -> impl std::ops::DerefMut<Target = Slab<Option<Waker>>> + '_ {
+        // Only inserts, removals and takes happen under this lock: a poisoned one is
+        // consistent.
         self.room_waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -209,6 +249,83 @@ impl Gauge {
     pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
         // Only plain assignments happen under this lock: a poisoned one is consistent.
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(all(test, not(pipelines_loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    use super::{Gauge, QueueId, RoomPlace};
+    use crate::behaviour::{Behaviour, Concurrency};
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn full_gauge() -> Gauge {
+        let gauge = Gauge::new(
+            QueueId { shard: 0, slot: 0 },
+            Concurrency::new(Behaviour::Dropping),
+        );
+        assert!(gauge.try_take());
+        gauge
+    }
+
+    #[test]
+    fn a_place_keeps_the_latest_waker_only_and_leaving_takes_it_away() {
+        let gauge = full_gauge();
+        let counters: Vec<Arc<Counter>> = (0..100).map(|_| Arc::default()).collect();
+        let mut place: RoomPlace = None;
+        for counter in &counters {
+            let waker = Waker::from(Arc::clone(counter));
+            assert!(gauge
+                .poll_room(&mut Context::from_waker(&waker), &mut place)
+                .is_pending());
+        }
+        // The replaced wakers were dropped: only the list holds the last one.
+        assert!(counters[..99]
+            .iter()
+            .all(|counter| Arc::strong_count(counter) == 1));
+        assert_eq!(Arc::strong_count(&counters[99]), 2);
+        let other = Arc::new(Counter::default());
+        let mut other_place: RoomPlace = None;
+        let waker = Waker::from(Arc::clone(&other));
+        assert!(gauge
+            .poll_room(&mut Context::from_waker(&waker), &mut other_place)
+            .is_pending());
+        assert_ne!(place, other_place);
+        assert_eq!(gauge.room_waiters().len(), 2);
+
+        // A freed slot wakes each place's waker once; the places stay.
+        assert!(gauge.free().room_wanted());
+        gauge.wake_room_waiters();
+        assert_eq!(counters[99].0.load(Ordering::SeqCst), 1);
+        assert_eq!(other.0.load(Ordering::SeqCst), 1);
+        assert!(counters[..99]
+            .iter()
+            .all(|counter| counter.0.load(Ordering::SeqCst) == 0));
+        assert_eq!(gauge.room_waiters().len(), 2);
+
+        // Full again, polled again: the same place; then both leave.
+        assert!(gauge.try_take());
+        let again = place;
+        assert!(gauge
+            .poll_room(&mut Context::from_waker(&waker), &mut place)
+            .is_pending());
+        assert_eq!(place, again);
+        gauge.leave_room_waiters(place.unwrap());
+        gauge.leave_room_waiters(other_place.unwrap());
+        assert_eq!(gauge.room_waiters().len(), 0);
+        assert_eq!(Arc::strong_count(&other), 2, "only `waker` holds it now");
     }
 }
 
@@ -306,7 +423,7 @@ mod loom_model {
             let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
             let waker = std::task::Waker::from(std::sync::Arc::clone(&flag));
             let mut cx = std::task::Context::from_waker(&waker);
-            let ready = gauge.poll_room(&mut cx).is_ready();
+            let ready = gauge.poll_room(&mut cx, &mut None).is_ready();
             releaser.join().unwrap();
             assert!(ready || flag.0.load(Ordering::SeqCst));
             assert!(

@@ -57,6 +57,11 @@
 //!   `queue_ids` names exactly the occupied slots of its `queues` slab (only per-key
 //!   queues, which never have quick runs, are removed, so no gauge held outside names a
 //!   reused slot).
+//! - Tables give back what a burst made them grow to: a shard's entries, queue names and
+//!   spare gauges, the tree's index and a queue's `use_existing` index shrink once they
+//!   hold less than a quarter of their capacity (above a small floor, so a steady load
+//!   does not reallocate), and the `queues` slab down to its last occupied slot (slots
+//!   are never moved: a queue keeps its [`QueueId`]).
 //! - An entry's `children` list (first and last, linked through the children's sibling
 //!   links, in joining order) holds exactly the live entries that joined with it as their
 //!   parent. An entry is removed only once its own steps are over and it has no live
@@ -124,6 +129,8 @@ use self::view::{View, Wide};
 
 pub(crate) use self::effects::{Effects, Few, Garbage, Parked};
 pub(crate) use self::gauge::Gauge;
+#[cfg(feature = "tower")]
+pub(crate) use self::gauge::RoomPlace;
 pub(crate) use self::quick::{Asked, Replaced, Reservation};
 
 /// The most shards a registry has (a [`Wide`] view keeps a place for each).

@@ -1,8 +1,11 @@
 //! A [`Shard`]: the queues whose names hash to it, and their entries, behind one lock;
-//! finding, declaring and forgetting its queues (a slab and an index of their names).
-//! Joining looks a queue's name up once; everything after uses its [`QueueId`]. Also
-//! the tree's index, kept under the tree lock.
+//! finding, declaring and forgetting its queues (a slab and an index of their names), and
+//! shrinking its tables once mostly empty ([`shrink_map`]). Joining looks a queue's name
+//! up once; everything after uses its [`QueueId`]. Also the tree's index, kept under the
+//! tree lock.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use slab::Slab;
@@ -25,8 +28,16 @@ pub(crate) struct Shard {
     /// Keyed, not FNV: a per-key queue's name is computed from an argument.
     pub(super) queue_ids: KeyedMap<Name, usize>,
     /// The gauges of forgotten queues, reused (when nobody holds them any more) so a
-    /// per-key queue that comes and goes per invocation allocates no gauge.
+    /// per-key queue that comes and goes per invocation allocates no gauge. At most as
+    /// many as the shard has queues (and a few more): a burst of keys does not leave its
+    /// gauges behind.
     pub(super) spare_gauges: Vec<Arc<Gauge>>,
+    /// `queues` is next shrunk (if it is mostly empty) once it has no more queues than
+    /// this: half the most it had since the last try, and half what it had at that try.
+    /// So a try (a scan of the slab) comes only after the queues have halved, however
+    /// keys come and go, and a slab that cannot shrink (a queue kept in a high slot) is
+    /// not scanned at every forgotten queue.
+    pub(super) shrink_queues_at: usize,
     /// Reused by cancellations on this shard alone, so one allocates nothing once they
     /// have grown.
     pub(super) scratch: CancelScratch,
@@ -57,6 +68,7 @@ impl Shard {
             queues: Slab::new(),
             queue_ids: KeyedMap::default(),
             spare_gauges: Vec::new(),
+            shrink_queues_at: 0,
             scratch: CancelScratch::default(),
             log,
         }
@@ -122,6 +134,7 @@ impl Shard {
                     gauge,
                 ));
                 self.queue_ids.insert(queue.clone(), id.slot);
+                self.shrink_queues_at = self.shrink_queues_at.max(self.queues.len() / 2);
                 id.slot
             }
         };
@@ -145,7 +158,8 @@ impl Shard {
         })
     }
 
-    /// Forgets a per-key queue no entry refers to any more (its slot is reused).
+    /// Forgets a per-key queue no entry refers to any more (its slot is reused), and
+    /// shrinks the shard's queue tables once they are mostly empty.
     pub(super) fn forget_queue_if_empty(&mut self, queue: QueueId, fx: &mut Effects) {
         if self
             .queue(queue)
@@ -158,8 +172,30 @@ impl Shard {
                 if let Some(last) = stats.last_result {
                     fx.discard_result(last);
                 }
-                self.spare_gauges.push(state.gauge);
+                let spares = SPARE_GAUGES.max(self.queues.len());
+                if self.spare_gauges.len() < spares {
+                    self.spare_gauges.push(state.gauge);
+                }
+                self.spare_gauges.truncate(spares);
+                self.shrink_queue_tables();
             }
+        }
+    }
+
+    /// Gives back what the queue tables grew to, once mostly empty (see [`shrink_map`]):
+    /// a runtime that saw many keys at once does not keep a place for each.
+    fn shrink_queue_tables(&mut self) {
+        shrink_map(&mut self.queue_ids, KEPT_QUEUES);
+        if self.spare_gauges.capacity() > KEPT_QUEUES
+            && self.spare_gauges.len() < self.spare_gauges.capacity() / 4
+        {
+            self.spare_gauges.shrink_to(self.spare_gauges.len() * 2);
+        }
+        let (len, capacity) = (self.queues.len(), self.queues.capacity());
+        if len <= self.shrink_queues_at && capacity > KEPT_QUEUES && len < capacity / 4 {
+            // Only down to the last occupied slot: queues keep their slots.
+            self.queues.shrink_to_fit();
+            self.shrink_queues_at = len / 2;
         }
     }
 
@@ -245,21 +281,14 @@ impl Shard {
         }
     }
 
-    /// Gives back what a burst made the tables grow to, once nothing is live: a runtime
-    /// that was busy for a moment does not keep its peak memory forever. Small tables
-    /// are kept, so a steady trickle of invocations does not reallocate (a few dozen
-    /// entries a shard: the registry as a whole keeps a few hundred, as one table did).
+    /// Gives back what a burst made the entry table grow to, once it is mostly empty
+    /// (after an entry was removed): a runtime that was busy for a moment does not keep
+    /// its peak memory forever. Small tables are kept, so a steady trickle of invocations
+    /// does not reallocate (a few dozen entries a shard: the registry as a whole keeps a
+    /// few hundred, as one table did).
     pub(super) fn release_capacity(&mut self) {
-        const KEPT: usize = 256;
         const KEPT_ENTRIES: usize = 32;
-        if self.entries.capacity() > KEPT_ENTRIES {
-            self.entries = FastMap::default();
-        }
-        for (_, state) in self.queues.iter_mut() {
-            if state.existing.capacity() > KEPT {
-                state.existing = FastMap::default();
-            }
-        }
+        shrink_map(&mut self.entries, KEPT_ENTRIES);
     }
 
     pub(super) fn entry_count(&self) -> usize {
@@ -272,12 +301,32 @@ impl Shard {
 }
 
 impl Tree {
-    /// Gives back what a burst of trees made the index grow to, once it is empty.
+    /// Gives back what a burst of trees made the index grow to, once it is mostly empty
+    /// (after an entry left it).
     pub(super) fn release_capacity(&mut self) {
-        const KEPT: usize = 256;
-        if self.index.capacity() > KEPT {
-            self.index = FastMap::default();
-        }
+        shrink_map(&mut self.index, KEPT_INDEX);
+    }
+}
+
+/// Queues (and names) a shard keeps room for however few it has.
+const KEPT_QUEUES: usize = 16;
+
+/// Spare gauges a shard keeps however few queues it has.
+const SPARE_GAUGES: usize = 4;
+
+/// Indexed entries the tree keeps room for, and `use_existing` hashes a queue keeps room
+/// for, however few there are.
+pub(super) const KEPT_INDEX: usize = 256;
+
+/// Shrinks `map` once it holds less than a quarter of its capacity, to twice what it
+/// holds (nothing, if it is empty), unless its capacity is `kept` or less. A table the
+/// size of a steady load is never shrunk; one left by a burst is, and each shrink (a
+/// rehash of what is left) follows at least as many removals as it moves entries, so it
+/// costs O(1) per removal.
+pub(super) fn shrink_map<K: Eq + Hash, V, S: BuildHasher>(map: &mut HashMap<K, V, S>, kept: usize) {
+    let (len, capacity) = (map.len(), map.capacity());
+    if capacity > kept && len < capacity / 4 {
+        map.shrink_to(len * 2);
     }
 }
 

@@ -209,27 +209,23 @@ impl View<'_> {
         }
     }
 
-    /// Takes entry `id` out of its shard (and the tree's index); a shard left empty gives
-    /// back what its tables grew to.
+    /// Takes entry `id` out of its shard (and the tree's index); a table left mostly
+    /// empty gives back what it grew to.
     pub(super) fn remove_entry(&mut self, id: u64) -> Option<Entry> {
         let entry = match self {
             View::One(shard) => {
                 let entry = shard.entries.remove(&id)?;
-                if shard.entries.is_empty() {
-                    shard.release_capacity();
-                }
+                shard.release_capacity();
                 entry
             }
             View::Wide(wide) => {
                 let shard = wide.locate(id)?;
-                if wide.tree.index.remove(&id).is_some() && wide.tree.index.is_empty() {
+                if wide.tree.index.remove(&id).is_some() {
                     wide.tree.release_capacity();
                 }
                 let held = wide.shard_mut(shard)?;
                 let entry = held.entries.remove(&id)?;
-                if held.entries.is_empty() {
-                    held.release_capacity();
-                }
+                held.release_capacity();
                 entry
             }
         };
