@@ -369,7 +369,7 @@ fn admission_scaling(c: &mut Criterion) {
             std::future::pending::<()>().await;
         });
         let quick = pipeline!(|value: u64, _ctx: &()| {
-            value + 1;
+            value = value + 1;
         });
         let runtime = Runtime::builder(())
             .register("forever", forever)

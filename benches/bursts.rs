@@ -438,7 +438,7 @@ fn enqueued(config: &Config, ready: bool) -> Vec<Line> {
     let rt = current_thread();
     let pipeline = if ready {
         pipeline!(|value: u64, _ctx: &()| {
-            value + 1;
+            value = value + 1;
         })
     } else {
         yield_job()
@@ -698,9 +698,9 @@ fn sync_and_one_await(config: &Config) {
     // Synchronous: no tokio runtime at all.
     let calls = config.largest() * 10;
     let inc_3 = pipeline!(|value: u64, _ctx: &()| {
-        value + 1;
-        value + 1;
-        value + 1;
+        value = value + 1;
+        value = value + 1;
+        value = value + 1;
     });
     let runtime = Runtime::builder(())
         .register("inc-3", inc_3)

@@ -19,9 +19,9 @@ fn inc(value: u64) -> u64 {
 
 fn sync_3_steps(c: &mut Criterion) {
     let inc_3 = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
-        inc(value);
-        inc(value);
+        value = inc(value);
+        value = inc(value);
+        value = inc(value);
     });
     let runtime = Runtime::builder(())
         .register("inc-3", inc_3.clone())
@@ -71,13 +71,13 @@ fn one_wait(c: &mut Criterion) {
         .unwrap();
     let runtime = tokio_runtime.block_on(async { Runtime::builder(()).start().unwrap() });
     let waits_once = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
-        async move {
+        value = inc(value);
+        value = async move {
             tokio::task::yield_now().await;
             inc(value)
         }
         .await;
-        inc(value);
+        value = inc(value);
     });
     let mut group = c.benchmark_group("one_wait");
     group.bench_function("tokio_spawn", |b| {

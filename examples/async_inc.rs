@@ -20,9 +20,9 @@ async fn async_inc(value: i32) -> i32 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        async_inc(value).await;
-        value + 1;
+        value = value + 1;
+        value = async_inc(value).await;
+        value = value + 1;
     });
 
     let runtime = Runtime::builder(()).register("inc-3", inc_3).start()?;

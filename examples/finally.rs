@@ -58,21 +58,21 @@ async fn rejecting_future() -> Result<i32, &'static str> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inc_3 = pipeline!(|value: i32, ctx: &Ctx| {
-        value + 1;
+        value = value + 1;
         ctx.reset(State::Value(value));
-        rejecting_future().await;
+        value = rejecting_future().await;
         // Skipped: the step above fails.
         ctx.reset(State::Value(value));
-        value + 1;
+        value = value + 1;
         ctx.reset(State::Value(value));
         rescue!(|error| {
             // `value` is 1, the value from before `rejecting_future`.
-            value + 1;
+            value = value + 1;
             ctx.reset(State::Error(error.message()));
         });
         finally!(|error| {
             // `error` might be `None`; here it is the error `rescue!` handled.
-            value + 1;
+            value = value + 1;
             ctx.log(&format!(
                 "finally! saw error: {}",
                 error.map_or("none".to_owned(), pipelines::Error::message)

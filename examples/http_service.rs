@@ -70,7 +70,7 @@ impl Warehouse {
 pub(crate) fn runtime() -> (Runtime<Warehouse>, mpsc::UnboundedReceiver<Ask>) {
     let (asks, warehouse) = mpsc::unbounded_channel();
     let export = pipeline!(|export: Export, warehouse: &Warehouse| {
-        warehouse.fill(&export).await;
+        export = warehouse.fill(&export).await;
     })
     .dropping();
     let runtime = Runtime::builder(Warehouse { asks })

@@ -10,9 +10,9 @@ use pipelines::{pipeline, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        value + 1;
-        value + 1;
+        value = value + 1;
+        value = value + 1;
+        value = value + 1;
     });
 
     let runtime = Runtime::builder(()).register("inc-3", inc_3).start()?;

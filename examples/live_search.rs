@@ -132,7 +132,7 @@ async fn main() {
     // Wait for typing to pause (debounce), then search; a new keystroke restarts it.
     let search = pipeline!(|query: String, client: &Client| {
         sleep(Duration::from_millis(50)).await;
-        get(client.server, query.clone()).await;
+        query = get(client.server, query.clone()).await;
     })
     .restartable();
     let runtime = Runtime::builder(Client { server: address })

@@ -41,18 +41,18 @@ async fn async_inc(value: i32) -> i32 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inc_2 = pipeline!(|value: i32, _ctx: &Ctx| {
-        async_inc(value).await;
-        value + 1;
+        value = async_inc(value).await;
+        value = value + 1;
     });
 
     let inc_3 = pipeline!(|value: i32, ctx: &Ctx| {
-        value + 1;
+        value = value + 1;
         ctx.reset(value);
-        async_inc(value).await;
+        value = async_inc(value).await;
         ctx.reset(value);
-        inc_2.clone();
+        value = inc_2.clone();
         ctx.reset(value);
-        value + 1;
+        value = value + 1;
         ctx.reset(value);
     });
 

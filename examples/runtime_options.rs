@@ -25,10 +25,10 @@ async fn main() {
         push(log, "step 2");
         tokio::time::sleep(Duration::from_millis(100)).await;
         push(log, "step 3");
-        value + 1;
+        value = value + 1;
     });
     let fails = pipeline!(|value: i32, _log: &Log| {
-        Err::<i32, _>("broken");
+        value = Err::<i32, _>("broken");
     });
     let waits = pipeline!(|value: i32, _log: &Log| {
         std::future::pending::<()>().await;

@@ -24,7 +24,7 @@ async fn async_dec(value: i64) -> i64 {
 async fn main() {
     // One pipeline, two registrations: two queues named after the registrations.
     let inc = pipeline!(|value: i64, _state: &Mutex<i64>| {
-        value + 1;
+        value = value + 1;
     });
     let inc_site = inc.site_name();
     let nested = inc.clone();
@@ -34,7 +34,7 @@ async fn main() {
         .register(
             "calls-inc",
             pipeline!(|value: i64, _state: &Mutex<i64>| {
-                &nested;
+                value = &nested;
             }),
         )
         .start()
@@ -51,15 +51,15 @@ async fn main() {
     // Two pipelines reading and writing the same state share an enqueued queue, so the
     // second reads the state only after the first wrote it.
     let inc_state = pipeline!(|value: i64, state: &Mutex<i64>| {
-        *state.lock().unwrap();
-        async_inc(value).await;
+        value = *state.lock().unwrap();
+        value = async_inc(value).await;
         *state.lock().unwrap() = value;
     })
     .enqueued()
     .queue("state-updates");
     let dec_state = pipeline!(|value: i64, state: &Mutex<i64>| {
-        *state.lock().unwrap();
-        async_dec(value).await;
+        value = *state.lock().unwrap();
+        value = async_dec(value).await;
         *state.lock().unwrap() = value;
     })
     .enqueued()

@@ -84,7 +84,7 @@ async fn main() {
     let lookup = pipeline!(|lookup: Lookup, app: &App, current| {
         // Answer from the cache; if it did, refetch in the background: the rest of this
         // pipeline, run again without the cached answer, as a detached fork.
-        {
+        lookup = {
             match app.cached(&lookup.key) {
                 Some(cached) => {
                     let refetch = current.continuation().with_value(Lookup::of(&lookup.key));
@@ -99,7 +99,7 @@ async fn main() {
             }
         };
         // Ready at once when the cache answered: no suspension, the caller gets it now.
-        fetch_if_missing(lookup, &app.fetches).await;
+        lookup = fetch_if_missing(lookup, &app.fetches).await;
         {
             if !lookup.stale {
                 let data = lookup.data.clone().unwrap_or_default();

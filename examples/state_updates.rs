@@ -39,11 +39,11 @@ async fn async_inc(value: i32) -> i32 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inc_3 = pipeline!(|value: i32, ctx: &Ctx| {
-        value + 1;
+        value = value + 1;
         ctx.reset(value);
-        async_inc(value).await;
+        value = async_inc(value).await;
         ctx.reset(value);
-        value + 1;
+        value = value + 1;
         ctx.reset(value);
     });
 

@@ -14,9 +14,9 @@ type Log = Mutex<Vec<String>>;
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
     let inc_3 = pipeline!(|value: i32, _log: &Log| {
-        value + 1;
-        value + 1;
-        value + 1;
+        value = value + 1;
+        value = value + 1;
+        value = value + 1;
     });
     let slow = pipeline!(|value: i32, log: &Log| {
         tokio::time::sleep(Duration::from_secs(60)).await;

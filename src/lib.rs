@@ -15,9 +15,9 @@
 //! }
 //!
 //! let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-//!     value + 1;
-//!     async_inc(value).await;
-//!     value + 1;
+//!     value = value + 1;
+//!     value = async_inc(value).await;
+//!     value = value + 1;
 //! });
 //! let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
 //! assert_eq!(runtime.invoke("inc-3", 0).unwrap().await.unwrap(), 3);
@@ -47,7 +47,7 @@
 //! # async fn main() {
 //! let search = pipeline!(|query: String, _ctx: &()| {
 //!     tokio::time::sleep(Duration::from_millis(100)).await; // the request
-//!     format!("results for {query}");
+//!     query = format!("results for {query}");
 //! })
 //! .restartable();
 //! let runtime = Runtime::builder(()).register("search", search).start().unwrap();

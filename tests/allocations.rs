@@ -49,9 +49,9 @@ fn inc(value: u64) -> u64 {
 #[test]
 fn a_synchronous_invoke_that_nothing_observes_allocates_nothing() {
     let inc_3 = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
-        inc(value);
-        inc(value);
+        value = inc(value);
+        value = inc(value);
+        value = inc(value);
     });
     let runtime = Runtime::builder(())
         .register("inc-3", inc_3)
@@ -79,9 +79,9 @@ fn a_synchronous_invoke_that_nothing_observes_allocates_nothing() {
 #[test]
 fn events_cost_allocations_only_on_a_runtime_built_with_an_event_stream() {
     let inc_3 = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
-        inc(value);
-        inc(value);
+        value = inc(value);
+        value = inc(value);
+        value = inc(value);
     });
     let invoke_1000 = |runtime: &Runtime<()>| {
         let _ = runtime.invoke("inc-3", 0_u64).unwrap().try_result();
@@ -117,7 +117,7 @@ fn events_cost_allocations_only_on_a_runtime_built_with_an_event_stream() {
 #[test]
 fn a_per_key_queue_that_comes_and_goes_allocates_no_queue_state() {
     let keyed = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
+        value = inc(value);
     })
     .queue_by(|value: &u64| format!("key-{}", value % 4))
     .enqueued();
@@ -144,15 +144,15 @@ fn a_per_key_queue_that_comes_and_goes_allocates_no_queue_state() {
 #[test]
 fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_only_its_control_block() {
     let p = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
+        value = inc(value);
         if value > u64::MAX - 10 {
             Some(pipelines::Break::now())
         } else {
             None
         };
-        inc(value);
+        value = inc(value);
         rescue!(|error| {
-            0;
+            value = 0;
         });
         finally!(|error| {
             ();
@@ -175,12 +175,12 @@ fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_only_its
 #[test]
 fn a_synchronous_nested_pipeline_allocates_a_control_block_per_instance() {
     let child = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
+        value = inc(value);
     });
     let p = pipeline!(|value: u64, _ctx: &()| {
-        &child;
-        child.clone().muted();
-        inc(value);
+        value = &child;
+        value = child.clone();
+        value = inc(value);
     });
     let runtime = Runtime::builder(()).start().unwrap();
     let _ = runtime.invoke_pipeline(&p, 0).unwrap().try_result();
@@ -202,7 +202,7 @@ fn a_synchronous_use_existing_invoke_allocates_its_control_block_and_its_index_l
     // `use_existing` hashes the argument with the keyed hasher: drawing its keys (once
     // per process) and hashing allocate nothing.
     let shared = pipeline!(|value: u64, _ctx: &()| {
-        inc(value);
+        value = inc(value);
     })
     .use_existing();
     let runtime = Runtime::builder(())
@@ -249,7 +249,7 @@ async fn a_full_dropping_queue_refuses_without_allocating() {
 async fn a_restartable_replacement_allocates_only_its_own_instance() {
     let latest = pipeline!(|value: u64, _ctx: &()| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     })
     .restartable();
     let runtime = Runtime::builder(())
@@ -283,7 +283,7 @@ async fn a_restartable_replacement_allocates_only_its_own_instance() {
 async fn callers_sharing_a_live_instance_allocate_only_its_table_of_sharers() {
     let shared = pipeline!(|value: u64, _ctx: &()| {
         tokio::task::yield_now().await;
-        inc(value);
+        value = inc(value);
     })
     .use_existing();
     let runtime = Runtime::builder(())

@@ -209,7 +209,7 @@ async fn enqueued_max_3_starts_waiting_instances_as_slots_free() {
 /// An unrestricted outer pipeline whose only step runs `inner` as a child.
 fn outer(inner: Pipeline<u32, Ctx>) -> Pipeline<u32, Ctx> {
     pipeline!(|value: u32, _rec: &Ctx| {
-        &inner;
+        value = &inner;
     })
 }
 
@@ -290,7 +290,7 @@ async fn a_pipeline_built_inside_a_step_joins_one_implicit_queue_across_runs() {
     // The inner `pipeline!` expression is evaluated anew at each run of the outer one;
     // every pipeline it produces joins the same implicit queue, so it still restarts.
     let outer = pipeline!(|value: u32, _rec: &Ctx| {
-        pipeline!(|value: u32, rec: &Ctx| {
+        value = pipeline!(|value: u32, rec: &Ctx| {
             sleep(Duration::from_millis(250)).await;
             rec.record(value);
         })

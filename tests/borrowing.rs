@@ -61,7 +61,7 @@ struct Doc(u32);
 #[tokio::test(start_paused = true)]
 async fn a_context_method_borrowing_self_and_the_value_works_under_restartable_cancellation() {
     let search = pipeline!(|query: String, api: &Api| {
-        api.search(&query).await;
+        query = api.search(&query).await;
     })
     .restartable();
     let runtime = Runtime::builder(Api::default()).start().unwrap();
@@ -82,7 +82,7 @@ async fn a_context_method_borrowing_self_and_the_value_works_under_restartable_c
 #[tokio::test(start_paused = true)]
 async fn an_async_block_may_read_the_context_and_the_value() {
     let p = pipeline!(|value: i32, ctx: &Api| {
-        async {
+        value = async {
             tokio::time::sleep(Duration::from_millis(10)).await;
             value + ctx.step
         }
@@ -117,7 +117,7 @@ async fn a_borrowed_value_header_lends_the_future_a_clone() {
 fn a_ready_future_that_borrows_the_context_does_not_suspend() {
     // No tokio runtime: a suspension could not be resumed, so the result must be there.
     let p = pipeline!(|value: i32, api: &Api| {
-        async { value + api.step }.await;
+        value = async { value + api.step }.await;
     });
     let runtime = Runtime::builder(Api {
         step: 2,
@@ -132,7 +132,7 @@ fn a_ready_future_that_borrows_the_context_does_not_suspend() {
 #[tokio::test(start_paused = true)]
 async fn rescue_and_finally_may_borrow_their_error_in_a_waiting_step() {
     let p = pipeline!(|value: u32, api: &Api| {
-        Err::<u32, _>(format!("no {value}"));
+        value = Err::<u32, _>(format!("no {value}"));
         rescue!(|error| {
             api.note(format!("rescued: {error:#}")).await;
         });
@@ -174,10 +174,10 @@ fn parse(text: &str) -> Result<i32, std::num::ParseIntError> {
 #[test]
 fn question_mark_inside_a_macro_call_takes_the_error_path() {
     let p = pipeline!(|value: Vec<i32>, _ctx: &()| {
-        vec![parse(&value.len().to_string())?, 1];
-        vec![parse("not a number")?, 2];
+        value = vec![parse(&value.len().to_string())?, 1];
+        value = vec![parse("not a number")?, 2];
         rescue!(|error| {
-            vec![-1, i32::from(error.is_failed())];
+            value = vec![-1, i32::from(error.is_failed())];
         });
     });
     let runtime = Runtime::builder(()).start().unwrap();

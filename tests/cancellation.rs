@@ -62,13 +62,13 @@ async fn cancelling_a_child_climbs_to_the_top_and_cancels_children_first() {
     let runtime = runtime(&log);
     let leaf = forever("leaf");
     let middle = pipeline!(|value: u32, log: &Log| {
-        &leaf;
+        value = &leaf;
         finally!(|error| {
             push(log, "finally middle");
         });
     });
     let top = pipeline!(|value: u32, log: &Log| {
-        &middle;
+        value = &middle;
         push(log, "top went on");
         finally!(|error| {
             push(log, "finally top");
@@ -123,7 +123,7 @@ async fn cancelling_a_finished_or_foreign_ident_is_a_typed_error() {
     let log = Log::default();
     let runtime = runtime(&log);
     let quick = pipeline!(|value: u32, _log: &Log| {
-        value;
+        value = value;
     });
     let done = runtime.invoke_pipeline(&quick, 1).unwrap();
     let error = runtime.cancel(done.ident()).unwrap_err();
@@ -226,7 +226,7 @@ async fn a_parent_finished_before_its_detached_child_waits_for_it_and_keeps_its_
     let log = Log::default();
     let audit = audit();
     let save = pipeline!(|value: u32, log: &Log| {
-        &audit;
+        value = &audit;
         push(log, format!("saved {value}"));
     })
     .dropping();
@@ -274,7 +274,7 @@ async fn cancelling_a_detached_child_does_not_reach_its_parent() {
     let runtime = runtime(&log);
     let audit = audit();
     let parent = pipeline!(|value: u32, log: &Log| {
-        &audit;
+        value = &audit;
         sleep(Duration::from_millis(200)).await;
         push(log, "parent done");
     });
@@ -298,7 +298,7 @@ async fn cancelling_a_parent_cancels_its_detached_children_first() {
     let runtime = runtime(&log);
     let audit = audit();
     let parent = pipeline!(|value: u32, log: &Log| {
-        &audit;
+        value = &audit;
         std::future::pending::<()>().await;
         finally!(|error| {
             push(log, "finally parent");
@@ -324,7 +324,7 @@ async fn cancelling_a_parent_that_waits_for_children_cancels_them() {
     let runtime = runtime(&log);
     let audit = audit();
     let parent = pipeline!(|value: u32, _log: &Log| {
-        &audit;
+        value = &audit;
     });
     let mut handle = runtime.invoke_pipeline(&parent, 1).unwrap();
     assert_eq!(handle.try_result().unwrap().unwrap(), 1);
@@ -345,7 +345,7 @@ async fn stop_cancels_all_but_the_survivors_which_finish_normally() {
     });
     let survivor = pipeline!(|value: u32, log: &Log| {
         sleep(Duration::from_millis(100)).await;
-        &child;
+        value = &child;
         push(log, "survivor finished");
     })
     .cancel_on_shutdown(false);
@@ -411,7 +411,7 @@ async fn restarting_a_queue_whose_oldest_waits_for_children_cancels_them_and_sta
     let log = Log::default();
     let audit = audit();
     let save = pipeline!(|value: u32, log: &Log| {
-        &audit;
+        value = &audit;
         push(log, format!("saved {value}"));
     })
     .restartable();
@@ -470,16 +470,16 @@ async fn children_that_end_leave_their_parents_list_and_a_cancellation_reaches_t
     })
     .detached();
     let parent = pipeline!(|value: u32, log: &Log| {
-        1_u32;
-        &child;
-        2_u32;
-        &child;
-        3_u32;
-        &child;
-        4_u32;
-        &child;
-        5_u32;
-        &child;
+        value = 1_u32;
+        value = &child;
+        value = 2_u32;
+        value = &child;
+        value = 3_u32;
+        value = &child;
+        value = 4_u32;
+        value = &child;
+        value = 5_u32;
+        value = &child;
         sleep(Duration::from_millis(1000)).await;
         finally!(|_error| {
             push(log, format!("finally parent {value}"));

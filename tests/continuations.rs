@@ -51,7 +51,7 @@ async fn a_step_sees_its_ident_its_parent_and_its_runtime_before_and_after_a_wai
         .await;
     });
     let parent = pipeline!(|value: i32, _log: &Log| {
-        child.clone();
+        value = child.clone();
     });
     let handle = runtime.invoke_pipeline(&parent, 1).unwrap();
     let root = handle.ident().id();
@@ -81,7 +81,7 @@ async fn report(id: u64, live: usize, log: Log) {
 fn rescue_and_finally_steps_see_their_instance_too() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log, current| {
-        Err::<i32, _>("boom");
+        value = Err::<i32, _>("boom");
         rescue!(|error| {
             push(log, format!("rescue {} {error:#}", current.ident().name()));
         });
@@ -122,7 +122,7 @@ fn a_fork_with_a_new_value_runs_the_rest_first_then_the_original_goes_on() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log, current| {
         push(log, format!("start {value}"));
-        {
+        value = {
             if value == 1 {
                 let fork = current.fork(current.continuation().with_value(10)).unwrap();
                 push(
@@ -136,7 +136,7 @@ fn a_fork_with_a_new_value_runs_the_rest_first_then_the_original_goes_on() {
             log,
             format!("end {value} (parent: {})", current.parent().is_some()),
         );
-        value * 2;
+        value = value * 2;
     });
     assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 4);
     assert_eq!(
@@ -327,7 +327,7 @@ async fn a_detached_child_started_from_finally_of_a_cancelled_instance_does_not_
     let p = pipeline!(|value: i32, log: &Log| {
         std::future::pending::<()>().await;
         finally!(|_error| {
-            hour_long.clone();
+            value = hour_long.clone();
             push(log, "finally went on");
         });
     });
@@ -399,7 +399,7 @@ async fn resuming_from_finally_is_refused_so_finally_runs_once_per_instance() {
 /// decides, the rest of the pipeline runs from another value, with a step pushed at its end.
 fn even_replaced(wait: bool) -> pipelines::Pipeline<i32, Log> {
     pipeline!(|value: i32, log: &Log, current| {
-        value + 1;
+        value = value + 1;
         {
             async move {
                 if wait {
@@ -423,7 +423,7 @@ fn even_replaced(wait: bool) -> pipelines::Pipeline<i32, Log> {
             }
         };
         push(log, format!("rest on {value}"));
-        value + 1;
+        value = value + 1;
     })
 }
 
@@ -481,20 +481,20 @@ fn a_capture_two_levels_deep_flows_out_through_both_levels() {
             rest.with_value(value * 10)
         };
         push(log, format!("inner rest on {value}"));
-        value + 1;
+        value = value + 1;
     });
     let middle = pipeline!(|value: i32, log: &Log| {
-        inner.clone();
+        value = inner.clone();
         push(log, format!("middle rest on {value}"));
-        value + 100;
+        value = value + 100;
         finally!(|_error| {
             push(log, "middle finally");
         });
     });
     let outer = pipeline!(|value: i32, log: &Log| {
-        middle.clone();
+        value = middle.clone();
         push(log, format!("outer rest on {value}"));
-        value + 1000;
+        value = value + 1000;
         finally!(|_error| {
             push(log, "outer finally");
         });
@@ -521,11 +521,11 @@ async fn a_muted_level_keeps_its_own_value_when_resumed() {
         sleep_ms(10).await;
         current.continuation().with_value(value * 10);
         push(log, format!("inner rest on {value}"));
-        value + 1;
+        value = value + 1;
     });
     let outer = pipeline!(|value: i32, log: &Log| {
-        value + 1;
-        inner.clone().muted();
+        value = value + 1;
+        value = inner.clone();
         push(log, format!("outer rest on {value}"));
     });
     let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
@@ -538,7 +538,7 @@ fn a_step_inserted_at_the_front_runs_a_nested_pipeline_whose_result_becomes_the_
     let (runtime, log) = logging_runtime();
     let times_ten = pipeline!(|value: i32, log: &Log| {
         push(log, format!("inserted on {value}"));
-        value * 10;
+        value = value * 10;
     });
     let times_ten_again = times_ten.clone();
     let with_a_step_after = pipeline!(|value: i32, log: &Log, current| {
@@ -547,7 +547,7 @@ fn a_step_inserted_at_the_front_runs_a_nested_pipeline_whose_result_becomes_the_
             rest.innermost_mut().insert(times_ten.clone());
             rest
         };
-        value + 1;
+        value = value + 1;
     });
     let with_nothing_after = pipeline!(|value: i32, log: &Log, current| {
         {
@@ -576,7 +576,7 @@ fn appending_the_rest_of_the_pipeline_runs_the_tail_twice() {
             log,
             format!("tail on {value} by {}", current.parent().is_some()),
         );
-        value + 1;
+        value = value + 1;
     });
     assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 3);
     assert_eq!(entries(&log), ["tail on 1 by false", "tail on 2 by true"]);
@@ -599,7 +599,7 @@ async fn a_resumed_level_goes_on_in_place_keeping_its_ident_and_its_slot() {
     .enqueued()
     .queue("inner");
     let outer = pipeline!(|value: i32, _log: &Log| {
-        inner.clone();
+        value = inner.clone();
     });
     let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -645,7 +645,7 @@ async fn a_level_that_resumed_runs_its_finally_once_even_if_cancelled_right_afte
     .enqueued()
     .queue("inner");
     let root = pipeline!(|value: i32, log: &Log| {
-        child.clone();
+        value = child.clone();
         finally!(|_error| {
             push(log, format!("root finally on {value}"));
         });
@@ -684,7 +684,7 @@ fn a_continuation_captured_elsewhere_runs_as_a_child_in_place_of_the_rest() {
             *keep.lock().unwrap() = Some(current.continuation());
         };
         push(log, format!("captured rest on {value}"));
-        value + 1;
+        value = value + 1;
     });
     let take = kept.clone();
     let elsewhere = pipeline!(|value: i32, log: &Log| {
@@ -714,7 +714,7 @@ fn a_continuation_captured_elsewhere_runs_as_a_child_in_place_of_the_rest() {
 fn a_continuation_shows_its_frames() {
     let runtime = Runtime::builder(()).start().unwrap();
     let inner = pipeline!(|value: i32, _ctx: &(), current| {
-        {
+        value = {
             let rest = current.continuation();
             let frames: Vec<(usize, bool, i32)> = rest
                 .frames()
@@ -725,17 +725,17 @@ fn a_continuation_shows_its_frames() {
             assert!(rest.frame(3).is_none());
             value
         };
-        value + 1;
+        value = value + 1;
     });
     let middle = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        inner.clone();
+        value = value + 1;
+        value = inner.clone();
     });
     let outer = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        middle.clone().muted();
-        value + 1;
-        value + 1;
+        value = value + 1;
+        value = middle.clone();
+        value = value + 1;
+        value = value + 1;
     });
     assert_eq!(
         runtime
@@ -766,7 +766,7 @@ fn the_watcher_sees_a_fork_and_a_resumed_frame_like_any_child() {
                 current.fork(current.continuation().with_value(2)).unwrap();
             }
         };
-        value + 1;
+        value = value + 1;
     });
     let handle = runtime.invoke_pipeline(&p, 1).unwrap();
     let root = handle.ident().id();
@@ -789,7 +789,7 @@ fn the_watcher_sees_a_fork_and_a_resumed_frame_like_any_child() {
 fn a_continuation_captured_in_rescue_runs_the_rest_of_rescue_then_finally() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log, current| {
-        Err::<i32, _>("no");
+        value = Err::<i32, _>("no");
         rescue!(|error| {
             {
                 let mut rest = current.continuation().with_value(value * 10);
@@ -801,7 +801,7 @@ fn a_continuation_captured_in_rescue_runs_the_rest_of_rescue_then_finally() {
                 rest
             };
             push(log, format!("rescue rest on {value}: {error:#}"));
-            value + 1;
+            value = value + 1;
         });
         finally!(|error| {
             push(

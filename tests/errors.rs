@@ -11,13 +11,13 @@ use support::{entries, logging_runtime, push, run_sync, Log};
 fn rescue_starts_from_the_value_before_the_failing_step() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        value + 1;
-        value + 10;
-        Err::<i32, _>("boom");
-        value + 1000;
+        value = value + 1;
+        value = value + 10;
+        value = Err::<i32, _>("boom");
+        value = value + 1000;
         rescue!(|error| {
             push(log, format!("rescue saw {value} and {error:#}"));
-            value + 1;
+            value = value + 1;
         });
     });
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 12);
@@ -28,16 +28,16 @@ fn rescue_starts_from_the_value_before_the_failing_step() {
 async fn rescue_after_a_failed_future_sees_the_value_before_it() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        value + 1;
-        async {
+        value = value + 1;
+        value = async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             Err::<i32, _>("rejected")
         }
         .await;
-        value + 1000;
+        value = value + 1000;
         rescue!(|error| {
             push(log, format!("{error:#}"));
-            value + 1;
+            value = value + 1;
         });
     });
     assert_eq!(runtime.invoke_pipeline(&p, 0).unwrap().await.unwrap(), 2);
@@ -48,7 +48,7 @@ async fn rescue_after_a_failed_future_sees_the_value_before_it() {
 fn an_unhandled_error_fails_the_pipeline_and_is_reported_once() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
-        Err::<i32, _>("unhandled");
+        value = Err::<i32, _>("unhandled");
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
     assert_eq!(format!("{error:#}"), "step failed: unhandled");
@@ -62,8 +62,8 @@ fn an_unhandled_error_fails_the_pipeline_and_is_reported_once() {
 fn a_step_returning_dropped_ends_its_instance_as_dropped() {
     let (runtime, log) = logging_runtime();
     let refused = pipeline!(|value: i32, log: &Log| {
-        Err::<i32, _>(Error::Dropped);
-        value + 1; // not reached
+        value = Err::<i32, _>(Error::Dropped);
+        value = value + 1; // not reached
         rescue!(|error| {
             push(log, "rescued");
         });
@@ -75,8 +75,8 @@ fn a_step_returning_dropped_ends_its_instance_as_dropped() {
     assert!(error.is_dropped(), "{error:?}");
     // As a dropped child does, it takes its parent with it.
     let parent = pipeline!(|value: i32, _log: &Log| {
-        refused.clone();
-        value + 100; // not reached
+        value = refused.clone();
+        value = value + 100; // not reached
     });
     assert!(run_sync(&runtime, &parent, 1).unwrap_err().is_dropped());
     // No rescue!, nothing reported; finally! saw the refusal.
@@ -93,9 +93,9 @@ fn a_step_returning_dropped_ends_its_instance_as_dropped() {
 fn a_handled_error_is_not_reported() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
-        Err::<i32, _>("handled");
+        value = Err::<i32, _>("handled");
         rescue!(|error| {
-            value;
+            value = value;
         });
     });
     assert_eq!(run_sync(&runtime, &p, 3).unwrap(), 3);
@@ -106,10 +106,10 @@ fn a_handled_error_is_not_reported() {
 fn an_error_in_rescue_goes_to_finally_with_the_new_error() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        Err::<i32, _>("first");
+        value = Err::<i32, _>("first");
         rescue!(|error| {
-            Err::<i32, _>("second");
-            value + 1000;
+            value = Err::<i32, _>("second");
+            value = value + 1000;
         });
         finally!(|error| {
             push(log, format!("finally saw {:#}", error.unwrap()));
@@ -130,13 +130,13 @@ fn an_error_in_rescue_goes_to_finally_with_the_new_error() {
 fn finally_runs_on_success_without_an_error_and_threads_the_value() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             push(
                 log,
                 format!("finally error {:?}", error.map(|e| format!("{e:#}"))),
             );
-            value * 10;
+            value = value * 10;
         });
     });
     assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 20);
@@ -147,13 +147,13 @@ fn finally_runs_on_success_without_an_error_and_threads_the_value() {
 fn finally_sees_a_handled_error_and_the_pipeline_succeeds() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        Err::<i32, _>("handled");
+        value = Err::<i32, _>("handled");
         rescue!(|error| {
-            value + 1;
+            value = value + 1;
         });
         finally!(|error| {
             push(log, format!("finally saw {:#}", error.unwrap()));
-            value + 1;
+            value = value + 1;
         });
     });
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 2);
@@ -164,10 +164,10 @@ fn finally_sees_a_handled_error_and_the_pipeline_succeeds() {
 fn finally_does_not_swallow_an_unhandled_error() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        Err::<i32, _>("not handled");
+        value = Err::<i32, _>("not handled");
         finally!(|error| {
             push(log, "cleanup");
-            value + 1;
+            value = value + 1;
         });
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
@@ -181,9 +181,9 @@ fn finally_does_not_swallow_an_unhandled_error() {
 fn an_error_in_finally_fails_the_pipeline_and_stops_finally() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        value + 1;
+        value = value + 1;
         finally!(|error| {
-            Err::<i32, _>("cleanup failed");
+            value = Err::<i32, _>("cleanup failed");
             push(log, "not reached");
         });
     });
@@ -196,14 +196,14 @@ fn an_error_in_finally_fails_the_pipeline_and_stops_finally() {
 fn a_panicking_step_becomes_an_error_with_its_message() {
     let (runtime, log) = logging_runtime();
     let p = pipeline!(|value: i32, log: &Log| {
-        value + 1;
+        value = value + 1;
         if value > 0 {
             panic!("step exploded at {value}")
         };
         rescue!(|error| {
             assert!(error.is_panic());
             push(log, format!("{error:#}"));
-            value - 1;
+            value = value - 1;
         });
     });
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 0);
@@ -216,7 +216,7 @@ fn a_panicking_step_becomes_an_error_with_its_message() {
 async fn a_panicking_future_becomes_an_error() {
     let (runtime, _log) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
-        async move {
+        value = async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
             if value == 0 {
                 panic!("future exploded");
@@ -234,9 +234,9 @@ async fn a_panicking_future_becomes_an_error() {
 fn rescue_can_rethrow_the_same_error_without_nesting_it() {
     let (runtime, _log) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
-        "x".parse::<i32>();
+        value = "x".parse::<i32>();
         rescue!(|error| {
-            Err::<i32, _>(error.clone());
+            value = Err::<i32, _>(error.clone());
         });
     });
     let error = run_sync(&runtime, &p, 0).unwrap_err();
@@ -247,9 +247,9 @@ fn rescue_can_rethrow_the_same_error_without_nesting_it() {
 fn the_error_type_is_usable_in_rescue_bindings() {
     let (runtime, _log) = logging_runtime();
     let p = pipeline!(|value: String, _log: &Log| {
-        Err::<String, _>(std::io::Error::other("disk"));
+        value = Err::<String, _>(std::io::Error::other("disk"));
         rescue!(|error: &Error| {
-            format!("{}", error.downcast_ref::<std::io::Error>().unwrap());
+            value = format!("{}", error.downcast_ref::<std::io::Error>().unwrap());
         });
     });
     assert_eq!(run_sync(&runtime, &p, String::new()).unwrap(), "disk");
@@ -294,7 +294,7 @@ async fn an_error_chain_shows_each_text_once() {
     // A panic keeps its message in its own text (it has no source).
     let (runtime, _log) = logging_runtime();
     let panics = pipeline!(|value: i32, _log: &Log| {
-        {
+        value = {
             if value > 0 {
                 panic!("boom {value}");
             }
@@ -352,7 +352,7 @@ fn document(text: &str) -> Document {
 fn a_refused_invocation_gives_its_argument_back() {
     use pipelines::{InvokeError, Refused, Runtime};
     let save = pipeline!(|value: Document, _ctx: &()| {
-        value;
+        value = value;
     })
     .queue("saves");
     let runtime = Runtime::builder(())

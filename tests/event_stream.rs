@@ -39,7 +39,7 @@ fn kinds_of(events: &[(Ident, String)], ident: &Ident) -> Vec<String> {
 
 fn inc() -> Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     })
 }
 
@@ -58,7 +58,7 @@ fn recorder() -> (Watched, impl Fn(&Event) + Send + Sync + 'static) {
 #[test]
 fn the_events_of_a_synchronous_invocation_are_in_the_stream_in_order_when_invoke_returns() {
     let failing = pipeline!(|value: u32, _ctx: &()| {
-        Err::<u32, _>("no");
+        value = Err::<u32, _>("no");
     });
     let runtime = Runtime::builder(())
         .register("inc", inc())
@@ -87,7 +87,7 @@ fn the_events_of_a_synchronous_invocation_are_in_the_stream_in_order_when_invoke
 async fn the_events_of_waiting_pipelines_arrive_in_the_order_the_watcher_sees_them() {
     let save = pipeline!(|value: u32, _ctx: &()| {
         sleep(Duration::from_millis(100)).await;
-        value * 2;
+        value = value * 2;
     })
     .enqueued();
     let (watched, watcher) = recorder();
@@ -297,7 +297,7 @@ fn an_event_stream_is_send_sync_and_unpin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_concurrent_use_every_subscriber_reads_the_watcher_s_sequence() {
     let work = pipeline!(|value: u32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         async move {
             if value % 3 == 0 {
                 tokio::task::yield_now().await;

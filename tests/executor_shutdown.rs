@@ -41,7 +41,7 @@ fn dropping_the_tokio_runtime_with_instances_in_flight_runs_each_finally_once() 
     // A child that waits inside a parent: both levels end, each `finally!` once.
     let child = forever.clone();
     let parent = pipeline!(|value: u32, ctx: &Counts| {
-        &child;
+        value = &child;
         finally!(|error| {
             {
                 ctx.finally.fetch_add(1, Ordering::SeqCst);
@@ -85,9 +85,9 @@ fn dropping_the_tokio_runtime_with_instances_in_flight_runs_each_finally_once() 
 #[test]
 fn a_rescue_may_recover_from_the_executor_going_away() {
     let recovers = pipeline!(|value: u32, ctx: &Counts| {
-        std::future::pending::<u32>().await;
+        value = std::future::pending::<u32>().await;
         rescue!(|error| {
-            {
+            value = {
                 ctx.rescued.fetch_add(1, Ordering::SeqCst);
                 value + 100
             };

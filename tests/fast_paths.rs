@@ -61,7 +61,7 @@ where
 #[test]
 fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
     let double = pipeline!(|value: u32, _ctx: &Ctx| {
-        value * 2;
+        value = value * 2;
     })
     .enqueued();
     let runtime = start(vec![("double", double)]);
@@ -102,7 +102,7 @@ fn a_step_that_asks_sees_its_own_quick_run_listed() {
                 ctx.runtime().live_counts().0
             ));
         };
-        value + 1;
+        value = value + 1;
     });
     let runtime = start(vec![("p", p)]);
     let mut handle = runtime.handle::<u32>("p").unwrap().invoke(1).unwrap();
@@ -174,14 +174,14 @@ fn a_quick_run_inside_another_s_step_lists_both_and_each_goes_on() {
         {
             listed_from_inside(ctx);
         };
-        value * 10;
+        value = value * 10;
     });
     let outer = pipeline!(|value: u32, ctx: &Ctx| {
         {
             let inner = ctx.runtime().invoke("inner", value).unwrap().try_result();
             ctx.log(format!("inner {inner:?}"));
         };
-        value + 1;
+        value = value + 1;
     });
     let runtime = start(vec![("inner", inner), ("outer", outer)]);
     assert_eq!(done(&runtime, "outer", 1_u32), 2);
@@ -196,7 +196,7 @@ fn a_quick_run_inside_another_s_step_lists_both_and_each_goes_on() {
 fn a_quick_run_holds_its_slot_while_its_steps_run() {
     // Re-entrant invocations from inside a synchronous step see the slot taken.
     let inner = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             let runtime = ctx.runtime();
             let running = runtime.queue("one").unwrap().running();
             ctx.log(format!("running {running}"));
@@ -222,7 +222,7 @@ fn a_quick_run_holds_its_slot_while_its_steps_run() {
 #[tokio::test(start_paused = true)]
 async fn an_instance_that_waits_for_a_quick_run_starts_when_it_ends() {
     let one_at_a_time = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             ctx.log(format!("start {value}"));
             if value == 0 {
                 // Waits for the slot this run holds.
@@ -260,13 +260,13 @@ async fn an_instance_that_waits_for_a_quick_run_starts_when_it_ends() {
 #[tokio::test(start_paused = true)]
 async fn a_run_that_waits_goes_on_from_the_step_it_reached() {
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             ctx.calls.fetch_add(1, Ordering::SeqCst);
             value + 1
         };
-        value * 10;
+        value = value * 10;
         sleep(Duration::from_millis(5)).await;
-        value + 1;
+        value = value + 1;
     });
     let runtime = start(vec![("p", p)]);
     let mut handle = runtime.invoke("p", 1_u32).unwrap();
@@ -288,7 +288,7 @@ async fn a_run_that_waits_goes_on_from_the_step_it_reached() {
 #[tokio::test(start_paused = true)]
 async fn a_timeout_counts_from_the_invocation_not_from_the_wait() {
     let p = pipeline!(|value: u32, _ctx: &Ctx| {
-        value + 1;
+        value = value + 1;
         sleep(Duration::from_millis(50)).await;
     })
     .timeout(Duration::from_millis(20));
@@ -315,11 +315,11 @@ fn panics_on_two(value: u32) -> u32 {
 /// A pipeline whose second step is `second`, with `rescue!` and `finally!` that log.
 fn guarded(second: fn(u32) -> Result<u32, String>) -> Pipeline<u32, Ctx> {
     pipeline!(|value: u32, ctx: &Ctx| {
-        value + 1;
-        second(value);
-        value + 1000;
+        value = value + 1;
+        value = second(value);
+        value = value + 1000;
         rescue!(|error| {
-            {
+            value = {
                 ctx.log(format!("rescued {value}: {error:#}"));
                 value
             };
@@ -362,8 +362,8 @@ fn a_failure_without_rescue_is_reported_and_kept_as_the_queue_s_last_error() {
     let reported = Arc::new(AtomicUsize::new(0));
     let counter = reported.clone();
     let p = pipeline!(|value: u32, _ctx: &()| {
-        value + 1;
-        fails_on_two(value);
+        value = value + 1;
+        value = fails_on_two(value);
     });
     let runtime = Runtime::builder(())
         .register("p", p)
@@ -387,9 +387,9 @@ fn a_failure_without_rescue_is_reported_and_kept_as_the_queue_s_last_error() {
 #[test]
 fn a_break_after_synchronous_steps_still_runs_finally() {
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        value + 1;
+        value = value + 1;
         Break::with(value * 7);
-        value + 1000;
+        value = value + 1000;
         finally!(|error| {
             {
                 ctx.log(format!("finally {value}"));
@@ -404,7 +404,7 @@ fn a_break_after_synchronous_steps_still_runs_finally() {
 #[test]
 fn a_nested_pipeline_makes_the_run_an_instance_its_child_can_name_as_parent() {
     let child = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             let runtime = ctx.runtime();
             let mine = runtime
                 .active()
@@ -417,9 +417,9 @@ fn a_nested_pipeline_makes_the_run_an_instance_its_child_can_name_as_parent() {
         };
     });
     let parent = pipeline!(|value: u32, _ctx: &Ctx| {
-        value + 1;
-        &child;
-        value + 1;
+        value = value + 1;
+        value = &child;
+        value = value + 1;
     });
     let runtime = start(vec![("parent", parent)]);
     assert_eq!(done(&runtime, "parent", 1_u32), 5);
@@ -468,7 +468,7 @@ impl Drop for Touchy {
 #[test]
 fn a_result_whose_clone_panics_fails_the_run_and_frees_its_slot() {
     let p = pipeline!(|value: Touchy, _ctx: &()| {
-        Touchy {
+        value = Touchy {
             armed: true,
             ..Touchy::calm()
         };
@@ -504,7 +504,7 @@ fn a_result_whose_clone_panics_fails_the_run_and_frees_its_slot() {
 #[test]
 fn a_kept_result_whose_drop_panics_is_reported_and_changes_no_outcome() {
     let p = pipeline!(|value: Touchy, _ctx: &()| {
-        Touchy {
+        value = Touchy {
             explode_on_drop: value.make_explosive,
             ..Touchy::calm()
         };
@@ -550,7 +550,7 @@ fn a_kept_result_whose_drop_panics_is_reported_and_changes_no_outcome() {
 async fn a_replaced_waiting_instance_ends_at_once_without_a_task() {
     let latest = pipeline!(|value: u32, _ctx: &Ctx| {
         sleep(Duration::from_millis(10)).await;
-        value * 10;
+        value = value * 10;
     })
     .keep_latest();
     let runtime = start(vec![("latest", latest)]);
@@ -575,7 +575,7 @@ async fn a_cancelled_waiting_instance_ends_at_once_and_an_admitted_one_runs() {
             ctx.log(format!("start {value}"));
         };
         sleep(Duration::from_millis(10)).await;
-        value;
+        value = value;
         finally!(|error| {
             {
                 ctx.log(format!("finally {value}"));
@@ -617,11 +617,11 @@ fn concurrent_quick_runs_and_waiting_instances_all_run_and_the_counts_end_exact(
         start(vec![(
             "mixed",
             pipeline!(|value: u32, ctx: &Ctx| {
-                {
+                value = {
                     ctx.calls.fetch_add(1, Ordering::Relaxed);
                     value
                 };
-                async move {
+                value = async move {
                     if value % 3 == 0 {
                         tokio::task::yield_now().await;
                     }

@@ -36,7 +36,7 @@ fn explode(what: &str) {
 fn healthy() -> Pipeline<u32, Log> {
     pipeline!(|value: u32, _log: &Log| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     })
 }
 
@@ -57,7 +57,7 @@ async fn a_panic_in_a_main_step_fails_the_instance_and_is_reported() {
     let runtime = reporting(&log).start().unwrap();
     let p = pipeline!(|value: u32, _log: &Log| {
         tokio::task::yield_now().await;
-        if value == 1 {
+        value = if value == 1 {
             panic!("main step broke")
         } else {
             value
@@ -77,7 +77,7 @@ async fn a_panic_in_rescue_goes_to_finally_and_fails_the_instance() {
     let log = Log::default();
     let runtime = reporting(&log).start().unwrap();
     let p = pipeline!(|value: u32, log: &Log| {
-        Err::<u32, _>("first");
+        value = Err::<u32, _>("first");
         rescue!(|error| {
             explode("rescue broke");
         });
@@ -102,7 +102,7 @@ async fn a_panic_in_finally_fails_the_instance_once() {
     let log = Log::default();
     let runtime = reporting(&log).start().unwrap();
     let p = pipeline!(|value: u32, log: &Log| {
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             push(log, "finally started");
             explode("finally broke");
@@ -149,7 +149,7 @@ async fn a_panicking_error_reporter_is_contained() {
         .start()
         .unwrap();
     let failing = pipeline!(|value: u32, _log: &Log| {
-        Err::<u32, _>("no");
+        value = Err::<u32, _>("no");
     });
     for _ in 0..3 {
         let error = runtime
@@ -177,10 +177,10 @@ async fn a_panicking_transactor_fails_the_instance_it_wrapped() {
         .unwrap();
     let p = pipeline!(|value: u32, log: &Log| {
         push(log, "step ran");
-        value + 1;
+        value = value + 1;
         rescue!(|error| {
             push(log, format!("rescue saw: {error:#}"));
-            0;
+            value = 0;
         });
     });
     // The first stretch never ran inside the transactor: the instance fails, and its
@@ -208,7 +208,7 @@ async fn a_transactor_that_panics_after_its_stretch_is_reported() {
         .start()
         .unwrap();
     let p = pipeline!(|value: u32, _log: &Log| {
-        value + 1;
+        value = value + 1;
     });
     // The instance completed inside the stretch: its result stands, the panic is reported.
     assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().await.unwrap(), 2);

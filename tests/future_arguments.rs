@@ -35,7 +35,7 @@ fn later(
 fn logged(log_name: &'static str) -> pipelines::Pipeline<u32, Log> {
     pipeline!(|value: u32, log: &Log| {
         push(log, format!("{log_name} {value} at {:?}", Instant::now()));
-        value * 10;
+        value = value * 10;
         finally!(|_error| {
             push(log, format!("finally {value}"));
         });
@@ -81,7 +81,7 @@ async fn a_registered_pipeline_gets_its_argument_and_shows_it_once_known() {
         .register(
             "double",
             pipeline!(|value: u32, _ctx: &()| {
-                value * 2;
+                value = value * 2;
             }),
         )
         .start()
@@ -217,11 +217,11 @@ async fn cancelling_or_stopping_drops_the_pending_argument() {
 fn what_needs_the_argument_at_once_is_refused() {
     let runtime = Runtime::builder(()).start().unwrap();
     let per_key = pipeline!(|value: u32, _ctx: &()| {
-        value;
+        value = value;
     })
     .queue_by(|value: &u32| value.to_string());
     let shared = pipeline!(|value: u32, _ctx: &()| {
-        value;
+        value = value;
     })
     .use_existing();
     let tokio = tokio::runtime::Builder::new_current_thread()
@@ -241,7 +241,7 @@ fn what_needs_the_argument_at_once_is_refused() {
 fn outside_a_tokio_runtime_nothing_can_wait_for_the_argument() {
     let runtime = Runtime::builder(()).start().unwrap();
     let p = pipeline!(|value: u32, _ctx: &()| {
-        value;
+        value = value;
     });
     let refused = runtime
         .invoke_pipeline_future(&p, async { Ok::<_, BoxError>(1_u32) })

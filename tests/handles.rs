@@ -7,14 +7,14 @@ fn runtime() -> Runtime<()> {
         .register(
             "inc",
             pipeline!(|value: u64, _ctx: &()| {
-                value + 1;
+                value = value + 1;
             }),
         )
         .register(
             "wait",
             pipeline!(|value: u64, _ctx: &()| {
                 tokio::task::yield_now().await;
-                value * 10;
+                value = value * 10;
             })
             .enqueued(),
         )

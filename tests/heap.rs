@@ -82,7 +82,7 @@ fn a_shed_request_leaves_no_waker_behind() {
     tokio_runtime().block_on(async {
         let export = pipeline!(|value: u32, _ctx: &()| {
             std::future::pending::<()>().await;
-            value;
+            value = value;
         })
         .dropping();
         let runtime = Runtime::builder(())
@@ -134,7 +134,7 @@ fn per_key_rounds(rounds: u32, keys: u32) -> (isize, Vec<isize>) {
                 }
             }
             .await;
-            value + 1;
+            value = value + 1;
         })
         .queue_by(|value: &u32| format!("user-{value}"));
         let fixed = keyed.clone().queue("warm-up");

@@ -40,15 +40,15 @@ fn take(events: &Events) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn the_watcher_sees_every_state_change_in_order() {
     let sync = pipeline!(|value: u32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     });
     let waits = pipeline!(|value: u32, _ctx: &()| {
         sleep(Duration::from_millis(10)).await;
-        value + 1;
+        value = value + 1;
     })
     .enqueued();
     let fails = pipeline!(|value: u32, _ctx: &()| {
-        Err::<u32, _>("no");
+        value = Err::<u32, _>("no");
     });
     let (runtime, events) = watched(
         (),
@@ -106,7 +106,7 @@ async fn dropped_cancelled_and_waiting_for_children_are_events_too() {
     })
     .detached();
     let parent = pipeline!(|value: u32, _ctx: &()| {
-        &background;
+        value = &background;
     });
     let (runtime, events) = watched((), vec![("slow", slow.dropping()), ("parent", parent)]);
     let running = runtime.invoke("slow", 1_u32).unwrap();
@@ -145,7 +145,7 @@ async fn active_instances_are_grouped_by_queue_with_state_and_arguments() {
     })
     .queue("children");
     let parent = pipeline!(|value: u32, _ctx: &()| {
-        &child;
+        value = &child;
     });
     let save = pipeline!(|value: u32, _ctx: &()| {
         std::future::pending::<()>().await;
@@ -235,7 +235,7 @@ async fn a_cancelled_instance_leaves_active_at_once_and_is_found_until_its_final
 #[test]
 fn queues_keep_their_last_result_error_and_cancellation() {
     let p = pipeline!(|value: u32, _ctx: &()| {
-        if value == 0 {
+        value = if value == 0 {
             Err("zero")
         } else {
             Ok(value * 10)
@@ -270,7 +270,7 @@ fn queues_keep_their_last_result_error_and_cancellation() {
 #[test]
 fn in_pipeline_tells_whether_code_runs_inside_a_step() {
     let p = pipeline!(|value: bool, _ctx: &()| {
-        in_pipeline();
+        value = in_pipeline();
     });
     let runtime = Runtime::builder(()).start().unwrap();
     assert!(!in_pipeline());
@@ -313,7 +313,7 @@ async fn a_step_can_query_active_instances_and_cancel_others() {
         });
     });
     let sweeper = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             let runtime = ctx.runtime();
             let victims: Vec<_> = runtime
                 .active()
@@ -359,7 +359,7 @@ async fn a_watcher_can_invoke_and_hooks_can_query_without_deadlock() {
     });
     let main = pipeline!(|value: u32, _ctx: &Ctx| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     });
     let handle_slot: Arc<OnceLock<WeakRuntime<Ctx>>> = Arc::default();
     let from_watcher = handle_slot.clone();

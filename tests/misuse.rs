@@ -10,7 +10,7 @@ use pipelines::{
 
 fn inc() -> pipelines::Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     })
 }
 

@@ -110,7 +110,7 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
     let work = work_pipeline(config);
     let child = work.clone();
     let outer = pipeline!(|value: u8, ctx: &Shared| {
-        &child;
+        value = &child;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::SeqCst);
@@ -120,7 +120,7 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
     let resumed_child = work.clone();
     let resumed = pipeline!(|value: u8, ctx: &Shared, current| {
         current.continuation();
-        &resumed_child;
+        value = &resumed_child;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::SeqCst);

@@ -16,13 +16,13 @@ async fn async_inc(value: i32) -> i32 {
 fn a_child_gets_the_current_value_and_its_result_becomes_the_value() {
     let (runtime, _) = logging_runtime();
     let double = pipeline!(|value: i32, _log: &Log| {
-        value * 2;
+        value = value * 2;
     });
     let p = pipeline!(|value: i32, _log: &Log| {
-        value + 1;
-        double.clone();
-        &double;
-        value + 1;
+        value = value + 1;
+        value = double.clone();
+        value = &double;
+        value = value + 1;
     });
     assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 9);
 }
@@ -31,13 +31,13 @@ fn a_child_gets_the_current_value_and_its_result_becomes_the_value() {
 fn a_child_can_come_from_an_expression_built_at_each_run() {
     let (runtime, _) = logging_runtime();
     let p = pipeline!(|value: i32, _log: &Log| {
-        if value > 0 {
+        value = if value > 0 {
             pipeline!(|value: i32, _log: &Log| {
-                value * 100;
+                value = value * 100;
             })
         } else {
             pipeline!(|value: i32, _log: &Log| {
-                value - 100;
+                value = value - 100;
             })
         };
     });
@@ -49,13 +49,13 @@ fn a_child_can_come_from_an_expression_built_at_each_run() {
 async fn a_child_can_come_from_a_future_and_can_wait() {
     let (runtime, _) = logging_runtime();
     let inc_2 = pipeline!(|value: i32, _log: &Log| {
-        async_inc(value).await;
-        value + 1;
+        value = async_inc(value).await;
+        value = value + 1;
     });
     let p = pipeline!(|value: i32, _log: &Log| {
-        value + 1;
-        async_inc(value).await;
-        {
+        value = value + 1;
+        value = async_inc(value).await;
+        value = {
             let inc_2 = inc_2.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -63,7 +63,7 @@ async fn a_child_can_come_from_a_future_and_can_wait() {
             }
         }
         .await;
-        value + 1;
+        value = value + 1;
     });
     let started = tokio::time::Instant::now();
     assert_eq!(runtime.invoke_pipeline(&p, 0).unwrap().await.unwrap(), 5);
@@ -74,16 +74,16 @@ async fn a_child_can_come_from_a_future_and_can_wait() {
 fn a_childs_unhandled_error_reaches_the_parents_rescue_and_is_not_reported() {
     let (runtime, log) = logging_runtime();
     let failing = pipeline!(|value: i32, log: &Log| {
-        value + 1;
-        Err::<i32, _>("child failed");
+        value = value + 1;
+        value = Err::<i32, _>("child failed");
         finally!(|error| {
             push(log, "child finally");
         });
     });
     let p = pipeline!(|value: i32, log: &Log| {
-        value + 10;
-        failing.clone();
-        value + 1000;
+        value = value + 10;
+        value = failing.clone();
+        value = value + 1000;
         rescue!(|error| {
             push(log, format!("parent rescue at {value}: {error:#}"));
         });
@@ -102,13 +102,13 @@ fn a_childs_unhandled_error_reaches_the_parents_rescue_and_is_not_reported() {
 fn an_error_no_rescue_handles_is_reported_exactly_once_at_the_root() {
     let (runtime, log) = logging_runtime();
     let leaf = pipeline!(|value: i32, _log: &Log| {
-        Err::<i32, _>("deep");
+        value = Err::<i32, _>("deep");
     });
     let middle = pipeline!(|value: i32, _log: &Log| {
-        leaf.clone();
+        value = leaf.clone();
     });
     let root = pipeline!(|value: i32, _log: &Log| {
-        middle.clone();
+        value = middle.clone();
     });
     let error = run_sync(&runtime, &root, 0).unwrap_err();
     assert_eq!(format!("{error:#}"), "step failed: deep");
@@ -123,11 +123,11 @@ fn break_ends_only_the_child() {
     let (runtime, _) = logging_runtime();
     let child = pipeline!(|value: i32, _log: &Log| {
         Break::with(value + 1);
-        value + 100;
+        value = value + 100;
     });
     let p = pipeline!(|value: i32, _log: &Log| {
-        child.clone();
-        value * 10;
+        value = child.clone();
+        value = value * 10;
     });
     assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 20);
 }
@@ -137,21 +137,21 @@ fn break_all_ends_the_whole_chain_and_every_finally_runs() {
     let (runtime, log) = logging_runtime();
     let leaf = pipeline!(|value: i32, log: &Log| {
         BreakAll::with(value + 1);
-        value + 100;
+        value = value + 100;
         finally!(|error| {
             push(log, "leaf finally");
         });
     });
     let middle = pipeline!(|value: i32, log: &Log| {
-        leaf.clone();
-        value + 100;
+        value = leaf.clone();
+        value = value + 100;
         finally!(|error| {
             push(log, "middle finally");
         });
     });
     let root = pipeline!(|value: i32, log: &Log| {
-        middle.clone();
-        value + 100;
+        value = middle.clone();
+        value = value + 100;
         finally!(|error| {
             push(log, format!("root finally at {value}"));
         });
@@ -168,12 +168,12 @@ fn a_muted_child_runs_but_keeps_the_parents_value() {
     let (runtime, log) = logging_runtime();
     let child = pipeline!(|value: i32, log: &Log| {
         push(log, format!("child got {value}"));
-        value * 100;
+        value = value * 100;
     });
     let p = pipeline!(|value: i32, _log: &Log| {
-        value + 1;
-        child.clone().muted();
-        value + 1;
+        value = value + 1;
+        value = child.clone();
+        value = value + 1;
     });
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 2);
     assert_eq!(entries(&log), ["child got 1"]);
@@ -189,8 +189,8 @@ fn a_cancel_marker_in_a_child_cancels_up_to_the_root_children_first() {
         });
     });
     let root = pipeline!(|value: i32, log: &Log| {
-        child.clone();
-        value + 100;
+        value = child.clone();
+        value = value + 100;
         rescue!(|error| {
             push(log, "root rescue must not run");
         });
@@ -219,7 +219,7 @@ async fn stop_cancels_a_waiting_child_and_its_parent_children_first() {
         });
     });
     let root = pipeline!(|value: i32, log: &Log| {
-        child.clone();
+        value = child.clone();
         finally!(|error| {
             push(log, format!("root finally: {}", error.unwrap()));
         });

@@ -21,7 +21,7 @@ fn slow(tag: &'static str) -> Pipeline<u32, Log> {
 
 fn quick() -> Pipeline<u32, Log> {
     pipeline!(|value: u32, _log: &Log| {
-        value + 1;
+        value = value + 1;
     })
 }
 
@@ -70,7 +70,7 @@ fn an_explicit_queue_is_kept_when_registered() {
 async fn a_nested_pipeline_keeps_its_own_queue() {
     let inner = slow("inner").enqueued().queue("inner-queue");
     let outer = pipeline!(|value: u32, _log: &Log| {
-        &inner;
+        value = &inner;
     });
     let log = Log::default();
     let runtime = Runtime::builder(log.clone())
@@ -158,9 +158,9 @@ fn a_shared_queue_mismatch_only_knowable_at_invoke_is_refused_there() {
 async fn a_nested_child_whose_queue_mismatches_fails_the_step() {
     let child = quick().queue("clash").enqueued();
     let parent = pipeline!(|value: u32, _log: &Log| {
-        &child;
+        value = &child;
         rescue!(|error| {
-            format!("{error:#}").len() as u32;
+            value = format!("{error:#}").len() as u32;
         });
     });
     let runtime = Runtime::builder(Log::default())
@@ -253,7 +253,7 @@ async fn many_distinct_keys_leave_nothing_behind() {
 #[test]
 fn a_million_distinct_per_key_queues_leave_nothing_behind() {
     let per_key = pipeline!(|value: u32, _log: &Log| {
-        value + 1;
+        value = value + 1;
     })
     .enqueued()
     .queue_by(|key: &u32| format!("key-{key}"));

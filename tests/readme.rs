@@ -262,9 +262,9 @@ mod quick_start {
     #[tokio::main]
     async fn main() {
         let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-            value + 1;                // a new value replaces the value
-            async_inc(value).await;   // a step ending in `.await` may wait
-            value + 1;
+            value = value + 1;                // a new value replaces the value
+            value = async_inc(value).await;   // a step ending in `.await` may wait
+            value = value + 1;
         });
         let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
         assert_eq!(runtime.invoke("inc-3", 0).unwrap().await.unwrap(), 3);
@@ -393,7 +393,7 @@ mod continuations {
     async fn stale_while_revalidate() {
         // README begin
         let lookup = pipeline!(|lookup: Lookup, app: &App, current| {
-            {
+            lookup = {
                 match app.cached(&lookup.key) {
                     Some(cached) => {
                         // Refetch in the background: the rest of this pipeline, run again
@@ -405,7 +405,7 @@ mod continuations {
                     None => lookup,
                 }
             };
-            app.fetch_if_missing(lookup).await;   // ready at once when the cache answered
+            lookup = app.fetch_if_missing(lookup).await;   // ready at once when the cache answered
             app.remember_and_show(&lookup);
         });
         // README end
@@ -445,11 +445,11 @@ mod continuations {
     #[tokio::test]
     async fn insert_a_step() {
         let review = pipeline!(|order: Order, _shop: &Shop| {
-            Order { reviewed: true, ..order };
+            order = Order { reviewed: true, ..order };
         });
         // README begin
         let checkout = pipeline!(|order: Order, shop: &Shop, current| {
-            shop.price(order);
+            order = shop.price(order);
             {
                 let mut rest = current.continuation();   // the steps after this one, then the parents'
                 if order.total > 1_000 {
@@ -457,7 +457,7 @@ mod continuations {
                 }
                 rest                                     // returned: the run goes on with it
             };
-            shop.charge(order).await;
+            order = shop.charge(order).await;
         });
         // README end
         let runtime = Runtime::builder(Shop).start().unwrap();
@@ -485,7 +485,7 @@ mod the_runtime {
     #[tokio::test]
     async fn runs() -> super::Outcome {
         let context = ();
-        let inc_3 = pipeline!(|value: i32, _ctx: &()| { value + 1; value + 1; value + 1; });
+        let inc_3 = pipeline!(|value: i32, _ctx: &()| { value = value + 1; value = value + 1; value = value + 1; });
         // README begin
         let runtime = Runtime::builder(context)
             .register("inc-3", inc_3)
@@ -519,7 +519,7 @@ mod behaviours {
     async fn restartable() {
         // README begin
         let search = pipeline!(|query: String, api: &Api| {
-            api.search(&query).await;
+            query = api.search(&query).await;
         }).restartable();
         // README end
         let runtime = Runtime::builder(Api::default()).start().unwrap();
@@ -569,7 +569,7 @@ mod behaviours {
     #[tokio::test(start_paused = true)]
     async fn keep_latest() {
         // README begin
-        let refresh = pipeline!(|view: View, api: &Api| { api.load(&view).await; }).keep_latest();
+        let refresh = pipeline!(|view: View, api: &Api| { view = api.load(&view).await; }).keep_latest();
         // README end
         let runtime = Runtime::builder(Api::default()).start().unwrap();
         let outcomes: Vec<_> = (1..=3).map(|n| runtime.invoke_pipeline(&refresh, View(n)).unwrap()).collect();
@@ -585,7 +585,7 @@ mod behaviours {
     #[tokio::test(start_paused = true)]
     async fn use_existing() {
         // README begin
-        let load = pipeline!(|id: u64, api: &Api| { api.load(id).await; }).use_existing();
+        let load = pipeline!(|id: u64, api: &Api| { id = api.load(id).await; }).use_existing();
         // README end
         let runtime = Runtime::builder(Api::default()).start().unwrap();
         let first = runtime.invoke_pipeline(&load, 7).unwrap();
@@ -659,7 +659,7 @@ mod event_streams {
             }
         });
         // README end
-        let p = pipeline!(|value: u8, _ctx: &()| { value + 1; });
+        let p = pipeline!(|value: u8, _ctx: &()| { value = value + 1; });
         assert_eq!(runtime.invoke_pipeline(&p, 1)?.try_result().unwrap()?, 2);
         drop(runtime);
         monitor.await?;
@@ -684,8 +684,8 @@ mod retries_and_timeouts {
     async fn runs() -> super::Outcome {
         // README begin
         let fetch = pipeline!(|id: u64, api: &Api| {
-            api.fetch(id).await;            // Result<u64, FetchError>: busy now and then
-            rescue!(|error| { cached(id); });
+            id = api.fetch(id).await;            // Result<u64, FetchError>: busy now and then
+            rescue!(|error| { id = cached(id); });
         })
         .retry_if(
             RestartPolicy::new(3, Duration::from_secs(10))?
@@ -772,7 +772,7 @@ mod tower_service {
     async fn runs() -> super::Outcome {
         // README begin
         let export = pipeline!(|rows: u32, warehouse: &Warehouse| {
-            warehouse.export(rows).await;               // slow
+            rows = warehouse.export(rows).await;               // slow
         })
         .dropping();                                    // one export at a time, others refused
         let runtime = Runtime::builder(Warehouse).register("export", export).start()?;

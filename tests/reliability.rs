@@ -37,12 +37,8 @@ where
 /// Nests the next level until the value reaches zero.
 fn countdown() -> Pipeline<usize, ()> {
     pipeline!(|value: usize, _ctx: &()| {
-        value.saturating_sub(1);
-        if value > 0 {
-            Some(countdown())
-        } else {
-            None
-        };
+        value = value.saturating_sub(1);
+        value = if value > 0 { Some(countdown()) } else { None };
     })
 }
 
@@ -50,8 +46,8 @@ fn countdown() -> Pipeline<usize, ()> {
 fn waiting_countdown() -> Pipeline<usize, ()> {
     pipeline!(|value: usize, _ctx: &()| {
         tokio::task::yield_now().await;
-        value.saturating_sub(1);
-        if value > 0 {
+        value = value.saturating_sub(1);
+        value = if value > 0 {
             Some(waiting_countdown())
         } else {
             None
@@ -95,9 +91,9 @@ fn nesting_too_deep_takes_the_error_path_and_leaves_nothing_behind() {
     on_worker_stack(|| {
         let runtime = Runtime::builder(()).start().unwrap();
         let guarded = pipeline!(|value: usize, _ctx: &()| {
-            countdown();
+            value = countdown();
             rescue!(|error| {
-                if matches!(error, Error::NestingTooDeep { .. }) {
+                value = if matches!(error, Error::NestingTooDeep { .. }) {
                     usize::MAX
                 } else {
                     0
@@ -141,12 +137,12 @@ const DEEP_DROP_CHILD: &str = "PIPELINES_DEEP_DROP_CHILD";
 /// A pipeline value nested `levels` deep: each level's step holds the next.
 fn nested_value(levels: usize) -> Pipeline<u64, ()> {
     let mut nested = pipeline!(|value: u64, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     });
     for _ in 0..levels {
         let inner = nested;
         nested = pipeline!(|value: u64, _ctx: &()| {
-            inner.clone();
+            value = inner.clone();
         });
     }
     nested
@@ -200,7 +196,7 @@ fn detached_chain() -> Pipeline<usize, Arc<AtomicUsize>> {
         {
             done.fetch_add(1, Ordering::SeqCst);
         };
-        value.saturating_sub(1);
+        value = value.saturating_sub(1);
         if value > 0 {
             Some(detached_chain().detached())
         } else {
@@ -232,7 +228,7 @@ fn a_long_chain_of_detached_children_runs_to_the_end_on_fresh_stacks() {
 /// A detached child that waits for ever, whose parent is over: the chain stays live.
 fn parked_chain() -> Pipeline<usize, ()> {
     pipeline!(|value: usize, _ctx: &()| {
-        value.saturating_sub(1);
+        value = value.saturating_sub(1);
         if value > 0 {
             Some(parked_chain().detached())
         } else {
@@ -283,8 +279,8 @@ fn stop_cancels_a_long_detached_chain_and_many_per_key_queues() {
 #[tokio::test(start_paused = true)]
 async fn a_zero_timeout_does_not_fail_a_future_that_is_ready_at_once() {
     let p = pipeline!(|value: u32, _ctx: &()| {
-        async { value + 1 }.await;
-        std::future::ready(value * 10).await;
+        value = async { value + 1 }.await;
+        value = std::future::ready(value * 10).await;
     })
     .timeout(Duration::ZERO);
     let runtime = Runtime::builder(()).start().unwrap();
@@ -345,7 +341,7 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
     let tokio = two_workers();
     let work = pipeline!(|value: u32, _ctx: &()| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     })
     .restartable()
     .max(2);
@@ -424,7 +420,7 @@ fn cancel_answers_ok_exactly_when_the_caller_is_told_cancelled() {
     let tokio = two_workers();
     let work = pipeline!(|value: u32, _ctx: &()| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     });
     let runtime = Runtime::builder(())
         .register("work", work)
@@ -474,7 +470,7 @@ fn a_slow_watcher_does_not_make_one_invoke_deliver_everybody_elses_events() {
         .register(
             "sync",
             pipeline!(|value: u64, _ctx: &()| {
-                value + 1;
+                value = value + 1;
             }),
         )
         .watcher(move |_| {

@@ -53,11 +53,11 @@ fn millis_since(start: Instant) -> u128 {
 async fn a_retried_instance_resumes_at_the_failed_step_with_the_value_before_it() {
     let start = Instant::now();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             ctx.push(format!("first step with {value}"));
             value + 1
         };
-        {
+        value = {
             ctx.push(format!(
                 "flaky step with {value} at {}",
                 millis_since(start)
@@ -91,13 +91,13 @@ async fn a_retried_instance_resumes_at_the_failed_step_with_the_value_before_it(
 async fn when_the_policy_gives_up_rescue_runs_with_the_last_error_then_finally() {
     let start = Instant::now();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             ctx.push(format!("try at {}", millis_since(start)));
             ctx.flaky(value)
         };
         rescue!(|error| {
             ctx.push(format!("rescue: {error:#}"));
-            0;
+            value = 0;
         });
         finally!(|error| {
             ctx.push("finally".into());
@@ -133,15 +133,15 @@ async fn a_failed_future_and_a_failed_child_are_retried_at_their_step() {
     let counter = attempts.clone();
     let child = pipeline!(|value: u32, ctx: &Ctx| {
         sleep(Duration::from_millis(5)).await;
-        ctx.flaky(value);
+        value = ctx.flaky(value);
     });
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             counter.fetch_add(1, Ordering::SeqCst);
             async move { Ok::<u32, String>(value + 1) }
         }
         .await;
-        &child;
+        value = &child;
     })
     .retry(RestartPolicy::new(5, Duration::from_secs(1)).unwrap());
     let runtime = Runtime::builder(Ctx::failing(3)).start().unwrap();
@@ -168,8 +168,8 @@ async fn a_timeout_drops_the_work_and_rescue_and_finally_run() {
     let witness = drops.clone();
     let start = Instant::now();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        value + 1;
-        {
+        value = value + 1;
+        value = {
             let witness = DropWitness(witness.clone());
             async move {
                 sleep(Duration::from_secs(10)).await;
@@ -231,7 +231,7 @@ async fn a_timeout_cancels_a_waiting_child_first() {
         });
     });
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        &child;
+        value = &child;
         rescue!(|error| {
             ctx.push(format!("parent rescue: timed out {}", error.is_timeout()));
         });
@@ -251,7 +251,7 @@ async fn a_timeout_cancels_a_waiting_child_first() {
 #[tokio::test(start_paused = true)]
 async fn retries_stop_at_the_timeout() {
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        ctx.flaky(value);
+        value = ctx.flaky(value);
         rescue!(|error| {
             ctx.push(format!("rescue: timed out {}", error.is_timeout()));
         });
@@ -321,7 +321,7 @@ async fn a_step_retried_with_a_one_nanosecond_period_and_no_backoff_gives_up_aft
     let tries = Arc::new(AtomicU32::new(0));
     let counter = tries.clone();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             counter.fetch_add(1, Ordering::SeqCst);
             ctx.flaky(value)
         };
@@ -380,8 +380,8 @@ async fn retry_if_retries_only_the_errors_its_predicate_accepts() {
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        value + 1;
-        {
+        value = value + 1;
+        value = {
             ctx.push(format!("try with {value} at {}", millis_since(start)));
             async move {
                 sleep(Duration::from_millis(1)).await;
@@ -394,7 +394,7 @@ async fn retry_if_retries_only_the_errors_its_predicate_accepts() {
                 "rescue with {value} at {}: {error:#}",
                 millis_since(start)
             ));
-            0;
+            value = 0;
         });
     })
     .retry_if(
@@ -428,7 +428,7 @@ fn an_error_the_predicate_refuses_takes_the_error_path_at_once_and_uses_no_resta
     let asked = Arc::new(Mutex::new(Vec::new()));
     let seen = asked.clone();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        scripted(&counter, &[Fetch::Gone, Fetch::Busy], value);
+        value = scripted(&counter, &[Fetch::Gone, Fetch::Busy], value);
         rescue!(|error| {
             ctx.push(format!("rescue: {error:#}"));
         });
@@ -457,7 +457,7 @@ async fn retry_if_keeps_the_policy_s_counter_and_exponential_backoff() {
     let asked = Arc::new(AtomicU32::new(0));
     let counter = asked.clone();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        {
+        value = {
             ctx.push(format!("try at {}", millis_since(start)));
             Err::<u32, _>(Fetch::Busy)
         };
@@ -510,7 +510,7 @@ fn a_panicking_step_is_not_retried_by_default_even_by_a_predicate_that_accepts_e
     let seen = asked.clone();
     let policy = RestartPolicy::new(3, Duration::from_secs(60)).unwrap();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        panicky(&counter, 1, value);
+        value = panicky(&counter, 1, value);
         rescue!(|error| {
             ctx.push(format!("rescue: {error:#}"));
         });
@@ -543,10 +543,10 @@ async fn a_panic_in_a_nested_pipeline_is_not_retried_by_default() {
     let counter = calls.clone();
     let child = pipeline!(|value: u32, _ctx: &Ctx| {
         sleep(Duration::from_millis(10)).await;
-        panicky(&counter, 1, value);
+        value = panicky(&counter, 1, value);
     });
     let p = pipeline!(|value: u32, _ctx: &Ctx| {
-        &child;
+        value = &child;
     })
     .retry(RestartPolicy::new(3, Duration::from_secs(60)).unwrap());
     let runtime = Runtime::builder(Ctx::default()).start().unwrap();
@@ -567,8 +567,8 @@ async fn with_retry_panics_a_panicking_step_is_retried_after_the_backoff_within_
     let counter = calls.clone();
     // `retry_panics` may come before `retry`.
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        value + 1;
-        {
+        value = value + 1;
+        value = {
             ctx.push(format!("try with {value} at {}", millis_since(start)));
             panicky(&counter, 2, value)
         };
@@ -593,7 +593,7 @@ async fn with_retry_panics_a_panicking_step_is_retried_after_the_backoff_within_
     calls.store(0, Ordering::SeqCst);
     let counter = calls.clone();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        panicky(&counter, 3, value);
+        value = panicky(&counter, 3, value);
         rescue!(|error| {
             ctx.push(format!("rescue: {error:#}"));
         });
@@ -614,7 +614,7 @@ fn with_retry_panics_the_predicate_decides_for_panics_too() {
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
     let p = pipeline!(|value: u32, _ctx: &Ctx| {
-        if value == 0 {
+        value = if value == 0 {
             scripted(&counter, &[Fetch::Gone], value)
         } else {
             Ok(panicky(&counter, 1, value))
@@ -647,7 +647,7 @@ fn a_panicking_predicate_fails_the_step_with_its_panic_unretried() {
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
     let p = pipeline!(|value: u32, ctx: &Ctx| {
-        scripted(&counter, &[Fetch::Busy], value);
+        value = scripted(&counter, &[Fetch::Busy], value);
         rescue!(|error| {
             ctx.push(format!("rescue: {error:#}"));
         });

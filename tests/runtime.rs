@@ -8,7 +8,7 @@ use pipelines::{pipeline, Error, Invocation, InvokeError, Pipeline, Runtime, Sta
 
 fn inc() -> Pipeline<i32, ()> {
     pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     })
 }
 
@@ -97,10 +97,10 @@ async fn the_transactor_wraps_every_synchronous_stretch() {
         .unwrap();
     let p = pipeline!(|value: i32, log: &Arc<Mutex<Vec<String>>>| {
         log.lock().unwrap().push(format!("step {value}"));
-        value + 1;
+        value = value + 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
         log.lock().unwrap().push(format!("step {value}"));
-        value + 1;
+        value = value + 1;
         log.lock().unwrap().push(format!("step {value}"));
     });
     assert_eq!(runtime.invoke_pipeline(&p, 0).unwrap().await.unwrap(), 2);
@@ -148,10 +148,10 @@ fn a_waiting_step_without_any_executor_fails_with_a_clear_error() {
     assert!(tokio::runtime::Handle::try_current().is_err());
     let runtime = Runtime::builder(()).start().unwrap();
     let p = pipeline!(|value: i32, _ctx: &()| {
-        std::future::pending::<i32>().await;
+        value = std::future::pending::<i32>().await;
         rescue!(|error| {
             assert!(matches!(error, Error::NoExecutor));
-            -1;
+            value = -1;
         });
     });
     let result = runtime
@@ -175,7 +175,7 @@ fn invocations_from_outside_tokio_run_on_the_configured_executor() {
         .unwrap();
     let p = pipeline!(|value: i32, _ctx: &()| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     });
     let handle = runtime.invoke_pipeline(&p, 1).unwrap();
     assert_eq!(tokio_runtime.block_on(handle).unwrap(), 2);
@@ -220,7 +220,7 @@ async fn the_runtime_is_usable_from_many_threads() {
     let runtime = Runtime::builder(()).start().unwrap();
     let p = pipeline!(|value: u64, _ctx: &()| {
         tokio::task::yield_now().await;
-        value * 2;
+        value = value * 2;
     });
     let mut threads = Vec::new();
     for t in 0..4_u64 {

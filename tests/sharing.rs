@@ -59,7 +59,7 @@ fn runtime_with<V: Clone + Send + Sync + 'static>(
 fn slow_inc() -> Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
         sleep(Duration::from_millis(100)).await;
-        value + 1;
+        value = value + 1;
     })
     .use_existing()
 }
@@ -99,7 +99,7 @@ async fn every_sharer_gets_the_value_and_a_dropped_sharer_disturbs_nobody() {
 async fn sharers_see_the_error_of_a_failed_instance() {
     let failing = pipeline!(|value: u32, _ctx: &()| {
         sleep(Duration::from_millis(100)).await;
-        Err::<u32, _>(Error::new(format!("no {value}")));
+        value = Err::<u32, _>(Error::new(format!("no {value}")));
     })
     .use_existing();
     let runtime = runtime_with("fail", failing);

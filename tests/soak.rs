@@ -114,7 +114,7 @@ fn work() -> Pipeline<u64, Arc<Ctx>> {
             }
         }
         .await;
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +127,7 @@ fn work() -> Pipeline<u64, Arc<Ctx>> {
 fn nested() -> Pipeline<u64, Arc<Ctx>> {
     let child = work().enqueued().max(2);
     pipeline!(|value: u64, ctx: &Arc<Ctx>| {
-        &child;
+        value = &child;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
@@ -140,13 +140,13 @@ fn nested() -> Pipeline<u64, Arc<Ctx>> {
 /// give up, not spin), then rescued.
 fn retrying() -> Pipeline<u64, Arc<Ctx>> {
     pipeline!(|value: u64, ctx: &Arc<Ctx>| {
-        if value % 2 == 1 {
+        value = if value % 2 == 1 {
             Err::<u64, _>("odd")
         } else {
             Ok(value)
         };
         rescue!(|error| {
-            value;
+            value = value;
         });
         finally!(|error| {
             {
@@ -230,11 +230,11 @@ fn forking() -> Pipeline<u64, Arc<Ctx>> {
             }
         };
         sleeping(ctx, value).await;
-        &child;
+        value = &child;
         {
             (value & CANCELS != 0).then_some(Cancel)
         };
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             forking_finally(ctx, value, error);
         });
@@ -250,7 +250,7 @@ fn forking_child() -> Pipeline<u64, Arc<Ctx>> {
             }
         };
         sleeping(ctx, value).await;
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +263,7 @@ fn forking_child() -> Pipeline<u64, Arc<Ctx>> {
 fn inserted() -> Pipeline<u64, Arc<Ctx>> {
     pipeline!(|value: u64, ctx: &Arc<Ctx>| {
         sleeping(ctx, value).await;
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
@@ -305,9 +305,9 @@ fn resuming() -> Pipeline<u64, Arc<Ctx>> {
             }
         }
         .await;
-        &child;
+        value = &child;
         sleeping(ctx, value).await;
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
@@ -357,7 +357,7 @@ fn resuming_child() -> Pipeline<u64, Arc<Ctx>> {
         }
         .await;
         sleeping(ctx, value).await;
-        value + 1;
+        value = value + 1;
         finally!(|error| {
             {
                 ctx.finally_runs.fetch_add(1, Ordering::Relaxed);

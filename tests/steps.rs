@@ -16,37 +16,59 @@ fn runtime<C: Send + Sync + 'static>(ctx: C) -> Runtime<C> {
 #[test]
 fn a_new_value_replaces_the_value() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        value * 10;
+        value = value + 1;
+        value = value * 10;
     });
     assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 20);
 }
 
 #[test]
-fn unit_and_empty_optionals_keep_the_value() {
+fn a_step_that_does_not_assign_keeps_the_value_whatever_its_result() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         ();
         None::<i32>;
+        Some(value + 1);
         if value > 100 {
             Some(0)
         } else {
             None
         };
         Ok::<(), String>(());
-        Ok::<Option<i32>, String>(None);
+        Ok::<Option<i32>, String>(Some(value + 4));
+        Ok::<u64, String>(7);
+        format!("{value}");
+        vec![value; 3].len();
+        let _ = value * 100;
     });
     assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 2);
 }
 
 #[test]
-fn some_and_ok_replace_the_value() {
+fn an_assigned_value_or_ok_replaces_the_value() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        Some(value + 1);
-        Ok::<i32, String>(value * 3);
-        Ok::<Option<i32>, String>(Some(value + 4));
+        value = value + 1;
+        value = Ok::<i32, String>(value * 3);
+        value = Ok::<i32, String>(value + 4)?;
+        value += 10;
+        value *= 2;
     });
-    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 10);
+    assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 40);
+}
+
+#[test]
+fn an_err_that_is_not_assigned_still_takes_the_error_path() {
+    let p = pipeline!(|value: i32, _ctx: &()| {
+        Err::<u64, _>("not assigned, still an error");
+        value = value + 1;
+    });
+    let error = run_sync(&runtime(()), &p, 1).unwrap_err();
+    assert_eq!(error.message(), "not assigned, still an error");
+    let ignored = pipeline!(|value: i32, _ctx: &()| {
+        let _ = Err::<u64, _>("discarded on purpose");
+        value = value + 1;
+    });
+    assert_eq!(run_sync(&runtime(()), &ignored, 1).unwrap(), 2);
 }
 
 #[test]
@@ -54,9 +76,9 @@ fn a_pipeline_that_never_waits_has_its_result_when_invoke_returns() {
     // No tokio runtime exists on this thread: the result cannot come from an executor.
     assert!(tokio::runtime::Handle::try_current().is_err());
     let p = pipeline!(|value: u64, _ctx: &()| {
-        value + 1;
-        value + 1;
-        value + 1;
+        value = value + 1;
+        value = value + 1;
+        value = value + 1;
     });
     let runtime = Runtime::builder(()).register("inc-3", p).start().unwrap();
     let mut handle = runtime.invoke("inc-3", 0_u64).unwrap();
@@ -68,8 +90,8 @@ fn a_pipeline_that_never_waits_has_its_result_when_invoke_returns() {
 fn a_future_ready_on_first_poll_does_not_suspend() {
     // Still no executor: a ready future must be consumed inline.
     let p = pipeline!(|value: i32, _ctx: &()| {
-        std::future::ready(value + 1).await;
-        async move { value * 2 }.await;
+        value = std::future::ready(value + 1).await;
+        value = async move { value * 2 }.await;
         futures::future::ready(()).await;
     });
     assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 4);
@@ -78,13 +100,13 @@ fn a_future_ready_on_first_poll_does_not_suspend() {
 #[tokio::test(start_paused = true)]
 async fn a_pending_future_suspends_and_resumes_with_its_output() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        async move {
+        value = value + 1;
+        value = async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             value * 10
         }
         .await;
-        value + 1;
+        value = value + 1;
     });
     let runtime = runtime(());
     let started = tokio::time::Instant::now();
@@ -101,9 +123,10 @@ async fn a_future_output_goes_through_the_same_table() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         .await;
-        async { None::<i32> }.await;
-        async move { Ok::<i32, String>(value + 5) }.await;
-        async move { Some(value * 2) }.await?;
+        async { Some(0) }.await;
+        value = async move { Ok::<i32, String>(value + 5) }.await;
+        value = async move { Ok::<i32, String>(value * 2) }.await?;
+        let _ = async move { value * 100 }.await;
     });
     assert_eq!(
         runtime(()).invoke_pipeline(&p, 1).unwrap().await.unwrap(),
@@ -114,8 +137,8 @@ async fn a_future_output_goes_through_the_same_table() {
 #[test]
 fn a_failed_future_takes_the_error_path() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        async { Err::<i32, _>("async failure") }.await;
-        value + 100;
+        value = async { Err::<i32, _>("async failure") }.await;
+        value = value + 100;
     });
     let error = run_sync(&runtime(()), &p, 1).unwrap_err();
     assert_eq!(format!("{error:#}"), "step failed: async failure");
@@ -124,9 +147,9 @@ fn a_failed_future_takes_the_error_path() {
 #[test]
 fn question_mark_inside_a_step_sends_the_error_to_the_error_path() {
     let p = pipeline!(|value: String, _ctx: &()| {
-        (value.trim().parse::<i32>()? * 2).to_string();
+        value = (value.trim().parse::<i32>()? * 2).to_string();
         rescue!(|error| {
-            format!("rescued: {error:#}");
+            value = format!("rescued: {error:#}");
         });
     });
     let runtime = runtime(());
@@ -140,8 +163,8 @@ fn question_mark_inside_a_step_sends_the_error_to_the_error_path() {
 #[test]
 fn steps_can_borrow_the_value_instead_of_cloning_it() {
     let p = pipeline!(|value: &String, _ctx: &()| {
-        value.len().to_string();
-        format!("{value}!");
+        value = value.len().to_string();
+        value = format!("{value}!");
     });
     assert_eq!(run_sync(&runtime(()), &p, "hello".into()).unwrap(), "5!");
 }
@@ -150,12 +173,8 @@ fn steps_can_borrow_the_value_instead_of_cloning_it() {
 fn a_value_type_with_a_lifetime_is_a_value_not_a_borrow() {
     // `&'static str` is the value's type (only a lifetime-less `&T` borrows the value).
     let p = pipeline!(|value: &'static str, _ctx: &()| {
-        value.trim();
-        if value.is_empty() {
-            "empty"
-        } else {
-            value
-        };
+        value = value.trim();
+        value = if value.is_empty() { "empty" } else { value };
     });
     let runtime = runtime(());
     assert_eq!(run_sync(&runtime, &p, "  hi ").unwrap(), "hi");
@@ -165,7 +184,7 @@ fn a_value_type_with_a_lifetime_is_a_value_not_a_borrow() {
             tokio::task::yield_now().await;
         }
         .await;
-        &value[1..];
+        value = &value[1..];
     });
     let tokio = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -184,8 +203,8 @@ fn header_patterns_destructure_value_and_context() {
         {
             calls.fetch_add(1, Ordering::SeqCst);
         };
-        (a + offset, b + offset);
-        (b, a);
+        (a, b) = (a + offset, b + offset);
+        (a, b) = (b, a);
     });
     let runtime = runtime(Ctx {
         offset: 10,
@@ -201,7 +220,7 @@ fn steps_capture_their_environment() {
     let sink = log.clone();
     let p = pipeline!(|value: i32, _ctx: &()| {
         sink.lock().unwrap().push(value);
-        value + 1;
+        value = value + 1;
         sink.lock().unwrap().push(value);
     });
     run_sync(&runtime(()), &p, 5).unwrap();
@@ -211,13 +230,13 @@ fn steps_capture_their_environment() {
 #[test]
 fn break_stops_the_pipeline_with_the_current_or_given_value() {
     let now = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         Break::now();
-        value + 100;
+        value = value + 100;
     });
     let with = pipeline!(|value: i32, _ctx: &()| {
         Break::with(value * 7);
-        value + 100;
+        value = value + 100;
     });
     let runtime = runtime(());
     assert_eq!(run_sync(&runtime, &now, 1).unwrap(), 2);
@@ -228,10 +247,10 @@ fn break_stops_the_pipeline_with_the_current_or_given_value() {
 fn break_still_runs_finally() {
     let p = pipeline!(|value: i32, _ctx: &()| {
         Break::with(value + 1);
-        value + 100;
+        value = value + 100;
         finally!(|error| {
             assert!(error.is_none());
-            value * 10;
+            value = value * 10;
         });
     });
     assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 20);
@@ -241,7 +260,7 @@ fn break_still_runs_finally() {
 fn break_all_at_the_root_is_a_plain_result() {
     let p = pipeline!(|value: i32, _ctx: &()| {
         BreakAll::with(value + 1);
-        value + 100;
+        value = value + 100;
     });
     assert_eq!(run_sync(&runtime(()), &p, 1).unwrap(), 2);
 }
@@ -251,11 +270,11 @@ fn cancel_marker_cancels_the_instance_and_runs_finally() {
     let finally_runs = Arc::new(AtomicUsize::new(0));
     let seen = finally_runs.clone();
     let p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         Cancel;
-        value + 100;
+        value = value + 100;
         rescue!(|error| {
-            value + 1000;
+            value = value + 1000;
         });
         finally!(|error| {
             assert!(error.unwrap().is_cancelled());
@@ -272,7 +291,7 @@ fn cancel_marker_cancels_the_instance_and_runs_finally() {
 #[test]
 fn in_pipeline_is_true_only_inside_steps() {
     let p = pipeline!(|value: bool, _ctx: &()| {
-        pipelines::in_pipeline();
+        value = pipelines::in_pipeline();
     });
     assert!(!pipelines::in_pipeline());
     assert!(run_sync(&runtime(()), &p, false).unwrap());
@@ -283,11 +302,11 @@ fn in_pipeline_is_true_only_inside_steps() {
 fn one_pipeline_expression_has_one_site() {
     fn make() -> Pipeline<i32, ()> {
         pipeline!(|value: i32, _ctx: &()| {
-            value;
+            value = value;
         })
     }
     let other = pipeline!(|value: i32, _ctx: &()| {
-        value;
+        value = value;
     });
     assert_eq!(make().site_name(), make().site_name());
     assert_ne!(make().site_name(), other.site_name());

@@ -39,7 +39,7 @@ fn concurrent_invocations_never_exceed_max_and_start_in_arrival_order() {
     let seen = watch.clone();
     let work = pipeline!(|value: u64, _ctx: &()| {
         tokio::task::yield_now().await;
-        value * 2;
+        value = value * 2;
         tokio::task::yield_now().await;
     })
     .enqueued()

@@ -22,7 +22,7 @@ type Configure = (&'static str, fn(Pipeline<u32, ()>) -> Pipeline<u32, ()>);
 fn slow_double() -> Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
         sleep(WORK).await;
-        value * 2;
+        value = value * 2;
     })
 }
 
@@ -68,7 +68,7 @@ async fn every_behaviour_answers_through_ready_and_oneshot() {
     }
     // A pipeline that never waits answers in `call` itself.
     let (_runtime, service) = service_of(pipeline!(|value: u32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     }));
     assert_eq!(service.oneshot(1).now_or_never().unwrap().unwrap(), 2);
 }
@@ -145,7 +145,7 @@ async fn a_slot_freed_by_a_cancellation_or_a_quick_run_wakes_the_waiter() {
     // A pipeline that never waits holds its slot only inside `invoke`: always free after.
     let (_runtime, mut service) = service_of(
         pipeline!(|value: u32, _ctx: &()| {
-            value + 1;
+            value = value + 1;
         })
         .dropping(),
     );
@@ -231,7 +231,7 @@ async fn stopping_wakes_a_caller_that_waits_for_room() {
 async fn errors_keep_the_instance_error_as_their_source() {
     let failing = pipeline!(|value: u32, _ctx: &()| {
         sleep(WORK).await;
-        Err::<u32, _>(format!("{value} rows missing"));
+        value = Err::<u32, _>(format!("{value} rows missing"));
     });
     let (_runtime, service) = service_of(failing);
     let error = service.oneshot(3).await.unwrap_err();

@@ -99,11 +99,11 @@ async fn each_instance_has_a_span_under_its_parent_with_its_state_changes() {
     let _guard = tracing::subscriber::set_default(recorder.clone());
     let child = pipeline!(|value: u32, _ctx: &()| {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        value + 1;
+        value = value + 1;
     })
     .queue("children");
     let parent = pipeline!(|value: u32, _ctx: &()| {
-        &child;
+        value = &child;
     });
     let runtime = Runtime::builder(())
         .register("parent", parent)

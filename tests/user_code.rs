@@ -41,7 +41,7 @@ fn reporter(
 #[test]
 fn a_result_whose_clone_panics_fails_its_instance_and_frees_its_slot() {
     let bump = pipeline!(|value: &CloneBomb, ctx: &Counts| {
-        CloneBomb(value.0 + 1);
+        value = CloneBomb(value.0 + 1);
         finally!(|error| {
             {
                 ctx.finally.fetch_add(1, Ordering::SeqCst);
@@ -141,7 +141,7 @@ async fn a_panicking_hash_or_eq_of_a_use_existing_argument_refuses_the_invocatio
 #[test]
 fn a_panicking_queue_key_function_refuses_the_invocation() {
     let save = pipeline!(|value: u32, _ctx: &()| {
-        value;
+        value = value;
     })
     .queue_by(|value: &u32| {
         assert!(*value != 0, "no key for 0");
@@ -164,14 +164,14 @@ fn a_panicking_queue_key_function_refuses_the_invocation() {
 #[test]
 fn a_panicking_nested_argument_clone_is_the_parent_step_error() {
     let child = pipeline!(|value: CloneBomb, _ctx: &()| {
-        CloneBomb(value.0);
+        value = CloneBomb(value.0);
     })
     .queue_by(|value: &CloneBomb| format!("child-{}", value.0));
     let parent = pipeline!(|value: &CloneBomb, _ctx: &()| {
-        CloneBomb(13);
-        &child;
+        value = CloneBomb(13);
+        value = &child;
         rescue!(|error| {
-            CloneBomb(if format!("{error:#}").contains("cloning 13") {
+            value = CloneBomb(if format!("{error:#}").contains("cloning 13") {
                 100
             } else {
                 0
@@ -206,7 +206,7 @@ impl Drop for DropBomb {
 #[test]
 fn a_panicking_drop_of_a_kept_result_is_reported_and_changes_no_outcome() {
     let keep = pipeline!(|value: DropBomb, _ctx: &()| {
-        value.clone();
+        value = value.clone();
     });
     let reports = Arc::new(Mutex::new(Vec::new()));
     let runtime = Runtime::builder(())

@@ -22,7 +22,7 @@ pub(crate) async fn job(value: u64) -> u64 {
 pub(crate) fn yield_job() -> Pipeline<u64, ()> {
     pipeline!(|value: u64, _ctx: &()| {
         tokio::task::yield_now().await;
-        value + 1;
+        value = value + 1;
     })
 }
 

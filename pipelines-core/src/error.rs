@@ -29,7 +29,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let failing = pipeline!(|value: i32, _ctx: &()| {
-///     Err::<i32, _>(format!("{value} is not welcome"));
+///     value = Err::<i32, _>(format!("{value} is not welcome"));
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let error = runtime.invoke_pipeline(&failing, 7).unwrap().try_result().unwrap().unwrap_err();
@@ -487,7 +487,7 @@ impl<V> From<Refused<V>> for InvokeError {
 /// ```
 /// use pipelines::{pipeline, Runtime, StartError};
 ///
-/// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+/// let p = pipeline!(|value: i32, _ctx: &()| { value = value + 1; });
 /// let error = Runtime::builder(()).register("inc", p.clone()).register("inc", p).start().unwrap_err();
 /// assert_eq!(error, StartError::DuplicateName { name: "inc".into() });
 /// ```
@@ -548,7 +548,7 @@ pub enum SubscribeError {
 /// use pipelines::{pipeline, CancelError, Runtime};
 ///
 /// let runtime = Runtime::builder(()).start().unwrap();
-/// let p = pipeline!(|value: i32, _ctx: &()| { value; });
+/// let p = pipeline!(|value: i32, _ctx: &()| {});
 /// let handle = runtime.invoke_pipeline(&p, 1).unwrap();
 /// let error = runtime.cancel(handle.ident()).unwrap_err();
 /// assert!(matches!(error, CancelError::NotLive { .. }));

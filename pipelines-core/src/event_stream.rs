@@ -52,7 +52,7 @@ use crate::hooks::{Event, EventKind};
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let runtime = Runtime::builder(()).event_stream(256).start()?;
 /// let mut events = runtime.events()?;
-/// let inc = pipeline!(|value: u32, _ctx: &()| { value + 1; });
+/// let inc = pipeline!(|value: u32, _ctx: &()| { value = value + 1; });
 /// runtime.invoke_pipeline(&inc, 1)?;
 /// let kinds: Vec<EventKind> = events.by_ref().take(3).map(|event| event.kind().clone()).collect().await;
 /// assert!(matches!(kinds[..], [EventKind::Admitted, EventKind::Started, EventKind::Finished]));

@@ -103,7 +103,7 @@ pub enum EventKind {
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let sink = seen.clone();
 /// let runtime = Runtime::builder(())
-///     .register("noop", pipeline!(|value: i32, _ctx: &()| { value; }))
+///     .register("noop", pipeline!(|value: i32, _ctx: &()| {}))
 ///     .watcher(move |event| sink.lock().unwrap().push(format!("{:?}", event.kind())))
 ///     .start()
 ///     .unwrap();

@@ -57,7 +57,7 @@ impl fmt::Display for Name {
 /// ```
 /// use pipelines::{pipeline, Runtime};
 ///
-/// let p = pipeline!(|value: i32, _ctx: &()| { value; });
+/// let p = pipeline!(|value: i32, _ctx: &()| {});
 /// let runtime = Runtime::builder(()).register("echo", p).start().unwrap();
 /// let first = runtime.invoke("echo", 1).unwrap();
 /// let second = runtime.invoke("echo", 2).unwrap();

@@ -9,7 +9,7 @@
 //! use pipelines::introspection::{InstanceState, QueueInfo};
 //! use pipelines::{pipeline, Runtime};
 //!
-//! let runtime = Runtime::builder(()).register("inc", pipeline!(|v: u8, _c: &()| { v + 1; })).start().unwrap();
+//! let runtime = Runtime::builder(()).register("inc", pipeline!(|v: u8, _c: &()| { v = v + 1; })).start().unwrap();
 //! runtime.invoke("inc", 1_u8).unwrap();
 //! let queue: QueueInfo = runtime.queue("inc").unwrap();
 //! assert_eq!(queue.performed(), 1);
@@ -51,7 +51,7 @@ pub enum InstanceState {
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let runtime = Runtime::builder(())
-///     .register("double", pipeline!(|value: u32, _ctx: &()| { value * 2; }))
+///     .register("double", pipeline!(|value: u32, _ctx: &()| { value = value * 2; }))
 ///     .start()
 ///     .unwrap();
 /// runtime.invoke("double", 21_u32).unwrap();

@@ -35,7 +35,7 @@ use crate::runtime::Canceller;
 /// # async fn main() {
 /// let slow_double = pipeline!(|value: u64, _ctx: &()| {
 ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-///     value * 2;
+///     value = value * 2;
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let mut handle = runtime.invoke_pipeline(&slow_double, 21).unwrap();
@@ -134,7 +134,7 @@ impl<V> Invocation<V> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: i32, _ctx: &()| { value * 2; });
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value = value * 2; });
     /// let runtime = Runtime::builder(()).start().unwrap();
     /// assert_eq!(runtime.invoke_pipeline(&p, 4).unwrap().argument(), Some(&4));
     /// ```
@@ -169,7 +169,7 @@ impl<V> Invocation<V> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: i32, _ctx: &()| { value; });
+    /// let p = pipeline!(|value: i32, _ctx: &()| {});
     /// let runtime = Runtime::builder(()).register("same", p).start().unwrap();
     /// let handle = runtime.invoke("same", 1).unwrap();
     /// assert_eq!(handle.ident().name(), "same");
@@ -182,7 +182,7 @@ impl<V> Invocation<V> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value = value + 1; });
     /// # let runtime = Runtime::builder(()).start().unwrap();
     /// assert!(runtime.invoke_pipeline(&p, 1).unwrap().is_finished());
     /// ```
@@ -200,7 +200,7 @@ impl<V> Invocation<V> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value = value + 1; });
     /// # let runtime = Runtime::builder(()).start().unwrap();
     /// let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
     /// assert_eq!(handle.try_result().unwrap().unwrap(), 2);

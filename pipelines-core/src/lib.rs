@@ -7,9 +7,9 @@
 //! use pipelines::{pipeline, Runtime};
 //!
 //! let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-//!     value + 1;
-//!     value + 1;
-//!     value + 1;
+//!     value = value + 1;
+//!     value = value + 1;
+//!     value = value + 1;
 //! });
 //! let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
 //! // Nothing waited, so the result is there as soon as `invoke` returns.
@@ -79,7 +79,7 @@ pub use hooks::{Event, EventKind};
 pub use ident::Ident;
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
-pub use pipeline::{Muted, Pipeline};
+pub use pipeline::Pipeline;
 pub use pipeline_handle::PipelineHandle;
 pub use policy::{Backoff, RestartPolicy};
 pub use queue::Queue;
@@ -99,8 +99,8 @@ pub use timeline::Timeline;
 /// // Each level nests the next one until the value reaches zero.
 /// fn countdown() -> Pipeline<usize, ()> {
 ///     pipeline!(|value: usize, _ctx: &()| {
-///         value.saturating_sub(1);
-///         if value > 0 { Some(countdown()) } else { None };
+///         value = value.saturating_sub(1);
+///         value = if value > 0 { Some(countdown()) } else { None };
 ///     })
 /// }
 /// let runtime = Runtime::builder(()).start().unwrap();
@@ -151,7 +151,7 @@ pub const NESTING_LIMIT: usize = 128;
 /// }
 ///
 /// let fetch = pipeline!(|path: String, api: &Api| {
-///     api.get(&path).await;
+///     path = api.get(&path).await;
 /// });
 /// let runtime = Runtime::builder(Api { base: "https://example.com".into() }).start().unwrap();
 /// let url = runtime.invoke_pipeline(&fetch, "a".into()).unwrap().try_result().unwrap();
@@ -186,7 +186,7 @@ pub const NESTING_LIMIT: usize = 128;
 /// let p = pipeline!(|value: i32, _ctx: &(), current| {
 ///     // An odd value goes on doubled: the rest of the run, from another value.
 ///     if value % 2 == 1 { Some(current.continuation().with_value(value * 2)) } else { None };
-///     value + 1;
+///     value = value + 1;
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// assert_eq!(runtime.invoke_pipeline(&p, 3).unwrap().try_result().unwrap().unwrap(), 7);
@@ -199,9 +199,9 @@ pub const NESTING_LIMIT: usize = 128;
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let checked_half = pipeline!(|value: i32, _ctx: &()| {
-///     if value % 2 == 0 { Ok(value / 2) } else { Err(format!("{value} is odd")) };
+///     value = if value % 2 == 0 { Ok(value / 2) } else { Err(format!("{value} is odd")) };
 ///     rescue!(|error| {
-///         -1;
+///         value = -1;
 ///     });
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
@@ -252,7 +252,7 @@ macro_rules! finally {
 pub mod __private {
     pub use crate::error::{BoxError, Error};
     pub use crate::outcome::dispatch::{
-        OptionKind, ResultKind, ResultOptionKind, TraitKind, ValueKind, Wrap,
+        assigned, ignored, Discard, OtherKind, ResultKind, TraitKind, UnassignedValueKind,
     };
     pub use crate::outcome::Outcome;
     pub use crate::pipeline::{Layout, Pipeline, Site, StepCall};

@@ -1,19 +1,27 @@
-//! What a step's result does (SEMANTICS 1.1).
+//! What a step's result does (SEMANTICS 1.1): the value changes only where a step says
+//! so.
 //!
-//! Every step expression is turned into an [`Outcome`] by the code `pipeline!` generates.
-//! The conversion is chosen by the *type* of the expression, at compile time, in four
-//! levels (the "autoref specialisation" technique, as `anyhow!` uses it):
+//! Every step expression is turned into an [`Outcome`] by the code `pipeline!` generates,
+//! in one of three ways the macro chooses by the step's *syntax*:
 //!
-//! 1. types implementing [`IntoOutcome`]: `()`, the markers [`Break`], [`BreakAll`] and
-//!    [`Cancel`], pipelines, [`Muted`] pipelines, and `Option`/`Result`
-//!    wrapping any of these;
-//! 2. `Result<Option<V>, E>`;
-//! 3. `Option<V>` (`None` keeps the value, `Some(v)` replaces it) and `Result<V, E>`
-//!    (`Err` goes to the error path);
-//! 4. anything else is the new value.
+//! - **`value = expr;`** (the header's binding assigned): `expr` goes through
+//!   [`dispatch::IntoAssigned`]: a value of the pipeline's type becomes the value, a
+//!   `Result` of it too (its `Err` takes the error path), a pipeline runs as a child whose
+//!   result becomes the value. Anything else is a compile error at `expr` naming the type
+//!   expected.
+//! - **`expr;`** (a bare step): chosen by the *type* of `expr`, at compile time (the
+//!   "autoref specialisation" technique, as `anyhow!` uses it), in four levels:
+//!   1. types implementing [`IntoOutcome`]: `()`, the markers [`Break`], [`BreakAll`],
+//!      [`Cancel`], a continuation, pipelines (a child whose result is discarded), and
+//!      `Option`/`Result` wrapping any of these;
+//!   2. any other `Result`: an `Err` takes the error path, an `Ok` is discarded;
+//!   3. the pipeline's value type: discarded, with a warning at the step (most likely a
+//!      forgotten `value =`);
+//!   4. anything else: discarded, as Rust discards a statement's value.
+//! - **`let _ = expr;`**: evaluated, discarded, whatever its type.
 //!
-//! A step written `expr.await` is a future step: its future is polled by the interpreter
-//! and its *output* goes through the same levels.
+//! A step written `expr.await` (or `value = expr.await`) is a future step: its future is
+//! polled by the interpreter and its *output* goes through the same rule.
 
 use std::fmt;
 use std::future::Future;
@@ -21,7 +29,7 @@ use std::pin::Pin;
 
 use crate::continuation::Continuation;
 use crate::error::{BoxError, Error};
-use crate::pipeline::{Muted, Pipeline};
+use crate::pipeline::Pipeline;
 
 /// A future a step is waiting on, already mapped to the outcome of its output.
 pub(crate) type StepFuture<V, C> = Pin<Box<dyn Future<Output = Outcome<V, C>> + Send + 'static>>;
@@ -177,11 +185,13 @@ impl<V, C, T: IntoOutcome<V, C>, E: Into<BoxError>> IntoOutcome<V, C> for Result
     }
 }
 
+/// A pipeline as a bare step: it runs as a child with the current value, and its result
+/// is discarded (`value = child;` keeps it).
 impl<V, C> IntoOutcome<V, C> for Pipeline<V, C> {
     fn into_outcome(self) -> Outcome<V, C> {
         Outcome::Nested {
             pipeline: self,
-            muted: false,
+            muted: true,
         }
     }
 }
@@ -189,15 +199,6 @@ impl<V, C> IntoOutcome<V, C> for Pipeline<V, C> {
 impl<V, C> IntoOutcome<V, C> for &Pipeline<V, C> {
     fn into_outcome(self) -> Outcome<V, C> {
         self.clone().into_outcome()
-    }
-}
-
-impl<V, C> IntoOutcome<V, C> for Muted<V, C> {
-    fn into_outcome(self) -> Outcome<V, C> {
-        Outcome::Nested {
-            pipeline: self.0,
-            muted: true,
-        }
     }
 }
 
@@ -223,9 +224,9 @@ impl<V, C> IntoOutcome<V, C> for Error {
 /// use pipelines::{pipeline, Break, Runtime};
 ///
 /// let p = pipeline!(|value: i32, _ctx: &()| {
-///     value + 1;
+///     value = value + 1;
 ///     if value > 0 { Some(Break::now()) } else { None };
-///     value + 100; // not reached for positive inputs
+///     value = value + 100; // not reached for positive inputs
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// assert_eq!(runtime.invoke_pipeline(&p, 1).unwrap().try_result().unwrap().unwrap(), 2);
@@ -243,7 +244,7 @@ impl<V> Break<V> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Break, Runtime};
-    /// let p = pipeline!(|value: i32, _ctx: &()| { Break::with(value * 2); value + 1; });
+    /// let p = pipeline!(|value: i32, _ctx: &()| { Break::with(value * 2); value = value + 1; });
     /// # let runtime = Runtime::builder(()).start().unwrap();
     /// # assert_eq!(runtime.invoke_pipeline(&p, 4).unwrap().try_result().unwrap().unwrap(), 8);
     /// ```
@@ -269,8 +270,8 @@ impl<V, C> IntoOutcome<V, C> for Break<V> {
 ///
 /// let inner = pipeline!(|value: i32, _ctx: &()| { BreakAll::with(value * 10); });
 /// let outer = pipeline!(|value: i32, _ctx: &()| {
-///     inner.clone();
-///     value + 1; // not reached
+///     value = inner.clone();
+///     value = value + 1; // not reached
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// assert_eq!(runtime.invoke_pipeline(&outer, 2).unwrap().try_result().unwrap().unwrap(), 20);
@@ -307,7 +308,7 @@ impl<V, C> IntoOutcome<V, C> for BreakAll<V> {
 ///
 /// let p = pipeline!(|value: i32, _ctx: &()| {
 ///     if value < 0 { Some(Cancel) } else { None };
-///     value * 2;
+///     value = value * 2;
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let outcome = runtime.invoke_pipeline(&p, -1).unwrap().try_result().unwrap();
@@ -325,30 +326,96 @@ impl<V, C> IntoOutcome<V, C> for Cancel {
 /// The compile-time dispatch used by generated code. Not public API.
 #[doc(hidden)]
 pub mod dispatch {
+    //! What the code `pipeline!` generates calls to turn a step into an [`Outcome`].
+
     use super::*;
 
     use std::marker::PhantomData;
 
-    /// Wraps a step's result so that method resolution can pick its conversion.
-    #[derive(Debug)]
-    pub struct Wrap<T>(pub T);
+    /// What `value = expr` accepts: a value of the pipeline's type, a `Result` of one, a
+    /// pipeline (run as a child, its result the new value) or an `Option` of a pipeline.
+    #[diagnostic::on_unimplemented(
+        message = "`value = ...` needs a `{V}` (the pipeline's value type), a `Result<{V}, _>` or a pipeline of `{V}` (or an `Option` of one), not `{Self}`",
+        label = "this is a `{Self}`, not a `{V}`",
+        note = "a step changes the value only by assigning it; to run something for its effects, write it as a step of its own without `value =`"
+    )]
+    pub trait IntoAssigned<V, C> {
+        /// The outcome of assigning `self` to the value.
+        fn into_assigned(self) -> Outcome<V, C>;
+    }
 
-    /// Level 1: the type implements [`IntoOutcome`]. Carries `V` and `C` so that they are
-    /// inferred from the step's expected outcome.
+    impl<V, C> IntoAssigned<V, C> for V {
+        #[inline(always)]
+        fn into_assigned(self) -> Outcome<V, C> {
+            Outcome::Value(self)
+        }
+    }
+
+    impl<V, C, E: Into<BoxError>> IntoAssigned<V, C> for Result<V, E> {
+        #[inline(always)]
+        fn into_assigned(self) -> Outcome<V, C> {
+            match self {
+                Ok(value) => Outcome::Value(value),
+                Err(error) => Outcome::Error(Error::new(error)),
+            }
+        }
+    }
+
+    impl<V, C> IntoAssigned<V, C> for Pipeline<V, C> {
+        #[inline(always)]
+        fn into_assigned(self) -> Outcome<V, C> {
+            Outcome::Nested {
+                pipeline: self,
+                muted: false,
+            }
+        }
+    }
+
+    impl<V, C> IntoAssigned<V, C> for &Pipeline<V, C> {
+        #[inline(always)]
+        fn into_assigned(self) -> Outcome<V, C> {
+            self.clone().into_assigned()
+        }
+    }
+
+    /// A child to run if there is one (`value = if c { Some(child) } else { None };`):
+    /// its result becomes the value; `None` keeps the value.
+    impl<V, C> IntoAssigned<V, C> for Option<Pipeline<V, C>> {
+        #[inline(always)]
+        fn into_assigned(self) -> Outcome<V, C> {
+            match self {
+                Some(pipeline) => pipeline.into_assigned(),
+                None => Outcome::Keep,
+            }
+        }
+    }
+
+    /// `value = expr`'s outcome.
+    #[inline(always)]
+    pub fn assigned<V, C, T: IntoAssigned<V, C>>(assigned: T) -> Outcome<V, C> {
+        assigned.into_assigned()
+    }
+
+    /// A bare step's result, with the pipeline's value type `V` beside it (so the level
+    /// of a discarded value of that type can tell).
+    #[derive(Debug)]
+    pub struct Discard<T, V>(pub T, pub PhantomData<fn() -> V>);
+
+    impl<T, V> Discard<T, V> {
+        #[inline(always)]
+        pub fn new(result: T) -> Self {
+            Discard(result, PhantomData)
+        }
+    }
+
     #[derive(Debug)]
     pub struct TraitTag<V, C>(PhantomData<fn() -> (V, C)>);
-    /// Level 2: `Result<Option<V>, E>`.
-    #[derive(Debug)]
-    pub struct ResultOptionTag;
-    /// Level 3: `Option<V>`.
-    #[derive(Debug)]
-    pub struct OptionTag;
-    /// Level 2: `Result<V, E>`.
     #[derive(Debug)]
     pub struct ResultTag;
-    /// Level 3: a plain value.
     #[derive(Debug)]
-    pub struct ValueTag;
+    pub struct UnassignedValue;
+    #[derive(Debug)]
+    pub struct OtherTag;
 
     pub trait TraitKind<V, C> {
         #[inline(always)]
@@ -356,23 +423,7 @@ pub mod dispatch {
             TraitTag(PhantomData)
         }
     }
-    impl<V, C, T: IntoOutcome<V, C>> TraitKind<V, C> for &&&Wrap<T> {}
-
-    pub trait ResultOptionKind {
-        #[inline(always)]
-        fn __pipelines_kind(&self) -> ResultOptionTag {
-            ResultOptionTag
-        }
-    }
-    impl<T, E> ResultOptionKind for &&Wrap<Result<Option<T>, E>> {}
-
-    pub trait OptionKind {
-        #[inline(always)]
-        fn __pipelines_kind(&self) -> OptionTag {
-            OptionTag
-        }
-    }
-    impl<T> OptionKind for &Wrap<Option<T>> {}
+    impl<V, C, T: IntoOutcome<V, C>> TraitKind<V, C> for &&&Discard<T, V> {}
 
     pub trait ResultKind {
         #[inline(always)]
@@ -380,15 +431,23 @@ pub mod dispatch {
             ResultTag
         }
     }
-    impl<T, E> ResultKind for &Wrap<Result<T, E>> {}
+    impl<T, E, V> ResultKind for &&Discard<Result<T, E>, V> {}
 
-    pub trait ValueKind {
+    pub trait UnassignedValueKind {
         #[inline(always)]
-        fn __pipelines_kind(&self) -> ValueTag {
-            ValueTag
+        fn __pipelines_kind(&self) -> UnassignedValue {
+            UnassignedValue
         }
     }
-    impl<T> ValueKind for Wrap<T> {}
+    impl<V> UnassignedValueKind for &Discard<V, V> {}
+
+    pub trait OtherKind {
+        #[inline(always)]
+        fn __pipelines_kind(&self) -> OtherTag {
+            OtherTag
+        }
+    }
+    impl<T, V> OtherKind for Discard<T, V> {}
 
     impl<V, C> TraitTag<V, C> {
         #[inline(always)]
@@ -396,41 +455,46 @@ pub mod dispatch {
             result.into_outcome()
         }
     }
-    impl ResultOptionTag {
-        #[inline(always)]
-        pub fn into_outcome<V, C, E: Into<BoxError>>(
-            self,
-            result: Result<Option<V>, E>,
-        ) -> Outcome<V, C> {
-            match result {
-                Ok(Some(value)) => Outcome::Value(value),
-                Ok(None) => Outcome::Keep,
-                Err(error) => Outcome::Error(Error::new(error)),
-            }
-        }
-    }
-    impl OptionTag {
-        #[inline(always)]
-        pub fn into_outcome<V, C>(self, result: Option<V>) -> Outcome<V, C> {
-            match result {
-                Some(value) => Outcome::Value(value),
-                None => Outcome::Keep,
-            }
-        }
-    }
     impl ResultTag {
         #[inline(always)]
-        pub fn into_outcome<V, C, E: Into<BoxError>>(self, result: Result<V, E>) -> Outcome<V, C> {
+        pub fn into_outcome<V, C, T, E: Into<BoxError>>(
+            self,
+            result: Result<T, E>,
+        ) -> Outcome<V, C> {
             match result {
-                Ok(value) => Outcome::Value(value),
+                Ok(_) => Outcome::Keep,
                 Err(error) => Outcome::Error(Error::new(error)),
             }
         }
     }
-    impl ValueTag {
+    impl UnassignedValue {
+        /// Discards a result of the value's type: most likely a forgotten `value =`, so
+        /// its use is a warning at the step (a `deprecated` note is the one warning a
+        /// macro can raise on stable Rust).
         #[inline(always)]
-        pub fn into_outcome<V, C>(self, value: V) -> Outcome<V, C> {
-            Outcome::Value(value)
+        #[deprecated(
+            note = "this step's result has the pipeline's value type and is discarded: \
+                    the value changes only where a step assigns it; to keep the result, \
+                    write `value = ...;` (with the header's name for the value); to discard \
+                    it on purpose, write `let _ = ...;`"
+        )]
+        pub fn into_outcome<V, C>(self, result: V) -> Outcome<V, C> {
+            drop(result);
+            Outcome::Keep
         }
+    }
+    impl OtherTag {
+        #[inline(always)]
+        pub fn into_outcome<V, C, T>(self, result: T) -> Outcome<V, C> {
+            drop(result);
+            Outcome::Keep
+        }
+    }
+
+    /// `let _ = expr;`: discarded, whatever it is.
+    #[inline(always)]
+    pub fn ignored<V, C, T>(result: T) -> Outcome<V, C> {
+        drop(result);
+        Outcome::Keep
     }
 }

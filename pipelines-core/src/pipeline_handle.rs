@@ -33,7 +33,7 @@ use crate::runtime::Core;
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let runtime = Runtime::builder(())
-///     .register("double", pipeline!(|value: u64, _ctx: &()| { value * 2; }))
+///     .register("double", pipeline!(|value: u64, _ctx: &()| { value = value * 2; }))
 ///     .start()
 ///     .unwrap();
 /// let double = runtime.handle::<u64>("double").unwrap();
@@ -77,7 +77,7 @@ where
     /// ```
     /// # use pipelines::{pipeline, Runtime};
     /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value + 1; }))
+    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value = value + 1; }))
     ///     .start()
     ///     .unwrap();
     /// let inc = runtime.handle::<u8>("inc").unwrap();
@@ -107,7 +107,7 @@ where
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value + 1; }))
+    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value = value + 1; }))
     ///     .start()
     ///     .unwrap();
     /// let inc = runtime.handle::<u8>("inc").unwrap().into_service();

@@ -78,8 +78,8 @@ pub(crate) type KeyedMap<K, V> = HashMap<K, V, KeyedState>;
 /// use pipelines::{pipeline, Queue, Runtime};
 ///
 /// let saves = Queue::new("saves").enqueued();
-/// let save_title = pipeline!(|value: String, _ctx: &()| { value; }).in_queue(&saves);
-/// let save_body = pipeline!(|value: String, _ctx: &()| { value; }).in_queue(&saves);
+/// let save_title = pipeline!(|value: String, _ctx: &()| {}).in_queue(&saves);
+/// let save_body = pipeline!(|value: String, _ctx: &()| {}).in_queue(&saves);
 /// let runtime = Runtime::builder(())
 ///     .register("save-title", save_title)
 ///     .register("save-body", save_body)

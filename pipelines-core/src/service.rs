@@ -9,7 +9,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let runtime = Runtime::builder(())
-//!     .register("double", pipeline!(|value: u64, _ctx: &()| { value * 2; }))
+//!     .register("double", pipeline!(|value: u64, _ctx: &()| { value = value * 2; }))
 //!     .start()
 //!     .unwrap();
 //! let double = runtime.handle::<u64>("double").unwrap().into_service();
@@ -75,7 +75,7 @@ use crate::registry::RoomPlace;
 /// # async fn main() {
 /// let export = pipeline!(|rows: u32, _ctx: &()| {
 ///     tokio::time::sleep(Duration::from_secs(1)).await;
-///     rows * 10;
+///     rows = rows * 10;
 /// })
 /// .dropping();
 /// let runtime = Runtime::builder(()).register("export", export).start().unwrap();
@@ -110,7 +110,7 @@ where
     /// use pipelines::service::PipelineService;
     ///
     /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value + 1; }))
+    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value = value + 1; }))
     ///     .start()
     ///     .unwrap();
     /// let inc = PipelineService::new(runtime.handle::<u8>("inc").unwrap());
@@ -196,7 +196,7 @@ impl<V, C> fmt::Debug for PipelineService<V, C> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let runtime = Runtime::builder(())
-///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value + 1; }))
+///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value = value + 1; }))
 ///     .start()
 ///     .unwrap();
 /// let mut inc = runtime.handle::<u8>("inc").unwrap().into_service();
@@ -269,7 +269,7 @@ impl<V> fmt::Debug for ServiceFuture<V> {
 /// # async fn main() {
 /// let runtime = Runtime::builder(())
 ///     .register("odd", pipeline!(|value: u8, _ctx: &()| {
-///         if value % 2 == 1 { Ok(value) } else { Err(format!("{value} is even")) };
+///         value = if value % 2 == 1 { Ok(value) } else { Err(format!("{value} is even")) };
 ///     }))
 ///     .start()
 ///     .unwrap();

@@ -77,6 +77,8 @@ pub(crate) struct Section {
 /// One step.
 pub(crate) struct Step {
     pub(crate) kind: StepKind,
+    /// What its result does (SEMANTICS 1.1: the value changes only where a step says so).
+    pub(crate) effect: Effect,
     /// The step uses `?` outside nested closures and async blocks (macro calls included),
     /// so its synchronous part is evaluated in a closure that returns a `Result`.
     pub(crate) uses_try: bool,
@@ -103,6 +105,18 @@ impl Mentions {
     pub(crate) fn any(self) -> bool {
         self.value || self.ctx || self.current || self.error
     }
+}
+
+/// What a step does with its result.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// `expr;`: run for its effects; its type decides the rest (a `Result`'s `Err`, a
+    /// nested pipeline, a marker), and a result of the value's type is warned about.
+    Bare,
+    /// `value = expr;` (the header's binding): the result becomes the value.
+    Assign,
+    /// `let _ = expr;`: discarded, whatever it is.
+    Ignore,
 }
 
 pub(crate) enum StepKind {

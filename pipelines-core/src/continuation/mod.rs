@@ -50,7 +50,7 @@ pub use self::step::Step;
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let p = pipeline!(|value: u32, seen: &Mutex<Vec<u32>>, current| {
-///     {
+///     value = {
 ///         let fork = current.continuation().with_value(value * 100);
 ///         current.fork(fork).unwrap();
 ///         value + 1
@@ -80,7 +80,7 @@ pub struct Continuation<V, C> {
 ///         rest.innermost_mut().insert(Step::new(|value: &u32, _: &()| Outcome::Value(value * 10)));
 ///         rest
 ///     };
-///     value + 1;
+///     value = value + 1;
 /// });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// let mut handle = runtime.invoke_pipeline(&p, 4).unwrap();

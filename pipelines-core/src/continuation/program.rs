@@ -205,7 +205,7 @@ where
     ///         rest
     ///     };
     ///     log.lock().unwrap().push(value);
-    ///     value + 1;
+    ///     value = value + 1;
     /// });
     /// let runtime = Runtime::builder(Mutex::new(Vec::new())).register("p", p).start().unwrap();
     /// assert_eq!(runtime.invoke("p", 1_u32).unwrap().try_result().unwrap().unwrap(), 3);

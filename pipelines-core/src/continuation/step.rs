@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::outcome::Outcome;
-use crate::pipeline::{Muted, Pipeline};
+use crate::pipeline::Pipeline;
 
 #[cfg(doc)]
 use super::Frame;
@@ -13,7 +13,8 @@ type CallFn<V, C> = dyn Fn(&V, &C) -> Outcome<V, C> + Send + Sync + 'static;
 
 /// A step inserted into a continuation's frame: a closure over the value and the context
 /// whose [`Outcome`] is applied like any step's, or a pipeline, which runs as a nested
-/// child (muted, if it is [`Muted`]).
+/// child whose result becomes the value (as `value = child;` does), or is discarded
+/// ([`Step::keeping_value`], as a bare `child;` is).
 ///
 /// # Examples
 ///
@@ -21,7 +22,7 @@ type CallFn<V, C> = dyn Fn(&V, &C) -> Outcome<V, C> + Send + Sync + 'static;
 /// use pipelines::{pipeline, Outcome, Step};
 ///
 /// let double: Step<u32, ()> = Step::new(|value: &u32, _ctx: &()| Outcome::Value(value * 2));
-/// let nested: Step<u32, ()> = pipeline!(|value: u32, _ctx: &()| { value + 1; }).into();
+/// let nested: Step<u32, ()> = pipeline!(|value: u32, _ctx: &()| { value = value + 1; }).into();
 /// # let _ = (double, nested);
 /// ```
 pub struct Step<V, C> {
@@ -95,9 +96,19 @@ impl<V, C> From<Pipeline<V, C>> for Step<V, C> {
     }
 }
 
-impl<V, C> From<Muted<V, C>> for Step<V, C> {
-    fn from(muted: Muted<V, C>) -> Self {
-        Step::nested(muted.0, true)
+impl<V, C> Step<V, C> {
+    /// A step that runs `pipeline` as a nested child and discards its result: the value
+    /// is kept (a bare `child;` step). `Step::from(pipeline)` assigns its result instead.
+    ///
+    /// ```
+    /// use pipelines::{pipeline, Step};
+    ///
+    /// let audit = pipeline!(|value: u32, _ctx: &()| { value = value + 1; });
+    /// let step: Step<u32, ()> = Step::keeping_value(audit);
+    /// # let _ = step;
+    /// ```
+    pub fn keeping_value(pipeline: Pipeline<V, C>) -> Self {
+        Step::nested(pipeline, true)
     }
 }
 

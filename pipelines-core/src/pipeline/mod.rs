@@ -106,9 +106,9 @@ impl<V, C> Drop for Definition<V, C> {
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-///     value + 1;
-///     value + 1;
-///     value + 1;
+///     value = value + 1;
+///     value = value + 1;
+///     value = value + 1;
 /// });
 /// let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
 /// let mut handle = runtime.invoke("inc-3", 0).unwrap();
@@ -198,7 +198,7 @@ impl<V, C> Pipeline<V, C> {
     /// # async fn main() {
     /// let search = pipeline!(|query: String, _ctx: &()| {
     ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    ///     format!("results for {query}");
+    ///     query = format!("results for {query}");
     /// })
     /// .restartable();
     /// let runtime = Runtime::builder(()).register("search", search).start().unwrap();
@@ -291,7 +291,7 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::pipeline;
-    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).restartable().max(3);
+    /// let p = pipeline!(|value: u8, _ctx: &()| {}).restartable().max(3);
     /// assert_eq!(p.concurrency().max(), 3);
     /// ```
     #[must_use]
@@ -309,7 +309,7 @@ impl<V, C> Pipeline<V, C> {
     /// # async fn main() {
     /// let load = pipeline!(|id: u32, _ctx: &()| {
     ///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    ///     id * 10;
+    ///     id = id * 10;
     /// })
     /// .use_existing();
     /// let runtime = Runtime::builder(()).register("load", load).start().unwrap();
@@ -339,7 +339,7 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::pipeline;
-    /// let flush = pipeline!(|value: u8, _ctx: &()| { value; }).cancel_on_shutdown(false);
+    /// let flush = pipeline!(|value: u8, _ctx: &()| {}).cancel_on_shutdown(false);
     /// assert!(!flush.is_cancel_on_shutdown());
     /// ```
     #[must_use]
@@ -400,8 +400,8 @@ impl<V, C> Pipeline<V, C> {
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let flaky = pipeline!(|value: u32, attempts: &AtomicU32| {
-    ///     value + 1;
-    ///     if attempts.fetch_add(1, Ordering::SeqCst) < 2 { Err("flaky") } else { Ok(value * 10) };
+    ///     value = value + 1;
+    ///     value = if attempts.fetch_add(1, Ordering::SeqCst) < 2 { Err("flaky") } else { Ok(value * 10) };
     /// })
     /// .retry(RestartPolicy::new(3, Duration::from_secs(60)).unwrap().with_backoff(Backoff::Fixed(Duration::from_millis(100))).unwrap());
     /// let runtime = Runtime::builder(AtomicU32::new(0)).start().unwrap();
@@ -449,8 +449,8 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// // Retried while busy, not once it is not found.
     /// let fetch = pipeline!(|id: u32, calls: &AtomicU32| {
-    ///     fetch_once(calls);
-    ///     rescue!(|error| { 0; });
+    ///     id = fetch_once(calls);
+    ///     rescue!(|error| { id = 0; });
     /// })
     /// .retry_if(RestartPolicy::new(5, Duration::from_secs(60)).unwrap(), |error| {
     ///     matches!(error.downcast_ref::<FetchError>(), Some(FetchError::Busy))
@@ -488,7 +488,7 @@ impl<V, C> Pipeline<V, C> {
     /// use pipelines::{pipeline, RestartPolicy, Runtime};
     ///
     /// let shaky = pipeline!(|value: u32, calls: &AtomicU32| {
-    ///     if calls.fetch_add(1, Ordering::SeqCst) == 0 { panic!("connection reset") } else { value * 2 };
+    ///     value = if calls.fetch_add(1, Ordering::SeqCst) == 0 { panic!("connection reset") } else { value * 2 };
     /// });
     /// let policy = RestartPolicy::new(3, Duration::from_secs(60)).unwrap();
     /// let runtime = Runtime::builder(AtomicU32::new(0)).start().unwrap();
@@ -519,7 +519,7 @@ impl<V, C> Pipeline<V, C> {
     /// let slow = pipeline!(|value: u32, _ctx: &()| {
     ///     tokio::time::sleep(Duration::from_secs(10)).await;
     ///     rescue!(|error| {
-    ///         if error.is_timeout() { Ok(0) } else { Err(error.clone()) };
+    ///         value = if error.is_timeout() { Ok(0) } else { Err(error.clone()) };
     ///     });
     /// })
     /// .timeout(Duration::from_secs(1));
@@ -537,7 +537,7 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).queue("shared");
+    /// let p = pipeline!(|value: u8, _ctx: &()| {}).queue("shared");
     /// let runtime = Runtime::builder(()).register("p", p).start().unwrap();
     /// runtime.invoke("p", 1_u8).unwrap();
     /// assert_eq!(runtime.queue("shared").unwrap().performed(), 1);
@@ -597,7 +597,7 @@ impl<V, C> Pipeline<V, C> {
     /// ```
     /// # use pipelines::{pipeline, Behaviour, Queue};
     /// let saves = Queue::new("saves").enqueued().max(2);
-    /// let p = pipeline!(|value: u8, _ctx: &()| { value; }).in_queue(&saves);
+    /// let p = pipeline!(|value: u8, _ctx: &()| {}).in_queue(&saves);
     /// assert_eq!(p.concurrency().behaviour(), Behaviour::Enqueued);
     /// assert_eq!(p.concurrency().max(), 2);
     /// ```
@@ -614,7 +614,7 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Behaviour};
-    /// let p = pipeline!(|value: u8, _ctx: &()| { value; });
+    /// let p = pipeline!(|value: u8, _ctx: &()| {});
     /// assert_eq!(p.concurrency().behaviour(), Behaviour::Unrestricted);
     /// ```
     pub fn concurrency(&self) -> Concurrency {
@@ -625,7 +625,7 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::pipeline;
-    /// assert!(pipeline!(|value: u8, _ctx: &()| { value; }).is_cancel_on_shutdown());
+    /// assert!(pipeline!(|value: u8, _ctx: &()| {}).is_cancel_on_shutdown());
     /// ```
     pub fn is_cancel_on_shutdown(&self) -> bool {
         self.definition.config.cancel_on_shutdown
@@ -635,7 +635,7 @@ impl<V, C> Pipeline<V, C> {
     ///
     /// ```
     /// # use pipelines::pipeline;
-    /// assert!(pipeline!(|value: u8, _ctx: &()| { value; }).detached().is_detached());
+    /// assert!(pipeline!(|value: u8, _ctx: &()| {}).detached().is_detached());
     /// ```
     pub fn is_detached(&self) -> bool {
         self.definition.config.detached
@@ -667,36 +667,11 @@ impl<V, C> Pipeline<V, C> {
         Arc::as_ptr(self.definition.steps()).cast::<()>() as usize
     }
 
-    /// Wraps the pipeline so that, as a step of another pipeline, it runs as a child but
-    /// leaves the parent's value unchanged.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicI32, Ordering};
-    /// use pipelines::{pipeline, Runtime};
-    ///
-    /// let seen = pipeline!(|value: i32, ctx: &AtomicI32| {
-    ///     ctx.store(value * 100, Ordering::SeqCst);
-    ///     value * 100;
-    /// });
-    /// let outer = pipeline!(|value: i32, _ctx: &AtomicI32| {
-    ///     value + 1;
-    ///     seen.clone().muted();
-    ///     value + 1;
-    /// });
-    /// let runtime = Runtime::builder(AtomicI32::new(0)).start().unwrap();
-    /// assert_eq!(runtime.invoke_pipeline(&outer, 0).unwrap().try_result().unwrap().unwrap(), 2);
-    /// assert_eq!(runtime.context().load(Ordering::SeqCst), 100);
-    /// ```
-    #[must_use]
-    pub fn muted(self) -> Muted<V, C> {
-        Muted(self)
-    }
-
     /// The name of the pipeline's source site, `pipeline@file:line:column`, which is also
     /// the name of its implicit queue.
     ///
     /// ```
-    /// let p = pipelines::pipeline!(|value: u8, _ctx: &()| { value; });
+    /// let p = pipelines::pipeline!(|value: u8, _ctx: &()| {});
     /// assert!(p.site_name().starts_with("pipeline@"));
     /// ```
     pub fn site_name(&self) -> &'static str {
@@ -731,21 +706,5 @@ impl<V, C> Pipeline<V, C> {
 
     pub(crate) fn run_step(&self, call: StepCall<'_, V, C>) -> Outcome<V, C> {
         (self.definition.steps())(call)
-    }
-}
-
-/// A pipeline that, run as a step, does not change the parent's value. See
-/// [`Pipeline::muted`].
-pub struct Muted<V, C>(pub(crate) Pipeline<V, C>);
-
-impl<V, C> Clone for Muted<V, C> {
-    fn clone(&self) -> Self {
-        Muted(self.0.clone())
-    }
-}
-
-impl<V, C> fmt::Debug for Muted<V, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Muted").field(&self.0).finish()
     }
 }

@@ -42,7 +42,7 @@ pub(super) struct Registered {
 /// let sink = reported.clone();
 /// let runtime = Runtime::builder(())
 ///     .register("parse", pipeline!(|value: String, _ctx: &()| {
-///         value.trim().parse::<i64>().map(|n| (n * 2).to_string());
+///         value = value.trim().parse::<i64>().map(|n| (n * 2).to_string());
 ///     }))
 ///     .error_reporter(move |ident, error| {
 ///         sink.lock().unwrap().push(format!("{}: {error}", ident.name()))
@@ -83,7 +83,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// ```
     /// # use pipelines::{pipeline, Runtime};
     /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: i32, _ctx: &()| { value + 1; }))
+    ///     .register("inc", pipeline!(|value: i32, _ctx: &()| { value = value + 1; }))
     ///     .start()
     ///     .unwrap();
     /// assert!(runtime.is_registered("inc"));
@@ -127,7 +127,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     ///     .error_reporter(move |_ident, _error| { seen.fetch_add(1, Ordering::SeqCst); })
     ///     .start()
     ///     .unwrap();
-    /// let failing = pipeline!(|value: i32, _ctx: &()| { Err::<i32, _>("no"); });
+    /// let failing = pipeline!(|value: i32, _ctx: &()| { value = Err::<i32, _>("no"); });
     /// let _ = runtime.invoke_pipeline(&failing, 1).unwrap();
     /// assert_eq!(count.load(Ordering::SeqCst), 1);
     /// ```
@@ -195,7 +195,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     ///     .watcher(move |event| sink.lock().unwrap().push(event.kind().clone()))
     ///     .start()
     ///     .unwrap();
-    /// let failing = pipeline!(|value: i32, _ctx: &()| { Err::<i32, _>("no"); });
+    /// let failing = pipeline!(|value: i32, _ctx: &()| { value = Err::<i32, _>("no"); });
     /// let _ = runtime.invoke_pipeline(&failing, 1).unwrap();
     /// assert!(matches!(events.lock().unwrap()[2], EventKind::Failed(_)));
     /// ```
@@ -303,8 +303,8 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// let runtime = Runtime::builder("config").start().unwrap();
     /// assert_eq!(*runtime.context(), "config");
     ///
-    /// let a = pipeline!(|value: u8, _ctx: &()| { value; }).queue("q").enqueued();
-    /// let b = pipeline!(|value: u8, _ctx: &()| { value; }).queue("q").dropping();
+    /// let a = pipeline!(|value: u8, _ctx: &()| {}).queue("q").enqueued();
+    /// let b = pipeline!(|value: u8, _ctx: &()| {}).queue("q").dropping();
     /// let error = Runtime::builder(()).register("a", a).register("b", b).start().unwrap_err();
     /// assert!(error.to_string().contains("queue `q` is enqueued(max 1) (set by `a`)"));
     /// ```

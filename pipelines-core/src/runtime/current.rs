@@ -26,10 +26,10 @@ use crate::registry::EntryRef;
 /// use pipelines::{pipeline, Runtime};
 ///
 /// let child = pipeline!(|value: String, _ctx: &(), current| {
-///     format!("{} in {}", current.ident().name(), current.parent().unwrap().name());
+///     value = format!("{} in {}", current.ident().name(), current.parent().unwrap().name());
 /// });
 /// let parent = pipeline!(|value: String, _ctx: &()| {
-///     child.clone();
+///     value = child.clone();
 /// });
 /// let runtime = Runtime::builder(()).register("parent", parent).start().unwrap();
 /// let mut handle = runtime.invoke("parent", String::new()).unwrap();

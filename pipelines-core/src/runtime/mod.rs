@@ -62,9 +62,9 @@ pub(crate) use self::current::FrameView;
 /// }
 ///
 /// let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-///     value + 1;
-///     async_inc(value).await;
-///     value + 1;
+///     value = value + 1;
+///     value = async_inc(value).await;
+///     value = value + 1;
 /// });
 /// let runtime = Runtime::builder(()).register("inc-3", inc_3).start().unwrap();
 /// assert_eq!(runtime.invoke("inc-3", 0).unwrap().await.unwrap(), 3);
@@ -134,7 +134,7 @@ impl<C> fmt::Debug for WeakRuntime<C> {
 /// ```
 /// # use pipelines::{in_pipeline, pipeline, Runtime};
 /// assert!(!in_pipeline());
-/// let p = pipeline!(|_value: bool, _ctx: &()| { in_pipeline(); });
+/// let p = pipeline!(|_value: bool, _ctx: &()| { _value = in_pipeline(); });
 /// let runtime = Runtime::builder(()).start().unwrap();
 /// assert!(runtime.invoke_pipeline(&p, false).unwrap().try_result().unwrap().unwrap());
 /// ```
@@ -224,7 +224,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// use pipelines::{pipeline, InvokeError, Runtime};
     ///
     /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: i32, _ctx: &()| { value + 1; }))
+    ///     .register("inc", pipeline!(|value: i32, _ctx: &()| { value = value + 1; }))
     ///     .start()
     ///     .unwrap();
     /// assert_eq!(runtime.invoke("inc", 1).unwrap().try_result().unwrap().unwrap(), 2);
@@ -268,7 +268,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
-    /// let save = pipeline!(|value: u32, _ctx: &()| { value * 10; }).enqueued();
+    /// let save = pipeline!(|value: u32, _ctx: &()| { value = value * 10; }).enqueued();
     /// let runtime = Runtime::builder(()).register("save", save).start().unwrap();
     /// let later = async {
     ///     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -309,7 +309,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// # use pipelines::{pipeline, BoxError, Runtime};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let double = pipeline!(|value: i32, _ctx: &()| { value * 2; });
+    /// let double = pipeline!(|value: i32, _ctx: &()| { value = value * 2; });
     /// let runtime = Runtime::builder(()).start().unwrap();
     /// let handle = runtime.invoke_pipeline_future(&double, async { Ok::<_, BoxError>(4) }).unwrap();
     /// assert_eq!(handle.await.unwrap(), 8);
@@ -339,7 +339,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// use pipelines::{pipeline, InvokeError, Runtime};
     ///
     /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: u64, _ctx: &()| { value + 1; }))
+    ///     .register("inc", pipeline!(|value: u64, _ctx: &()| { value = value + 1; }))
     ///     .start()
     ///     .unwrap();
     /// let inc = runtime.handle::<u64>("inc").unwrap();
@@ -397,7 +397,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let double = pipeline!(|value: i32, _ctx: &()| { value * 2; });
+    /// let double = pipeline!(|value: i32, _ctx: &()| { value = value * 2; });
     /// let runtime = Runtime::builder(()).start().unwrap();
     /// let handle = runtime.invoke_pipeline(&double, 4).unwrap();
     /// assert!(handle.ident().name().starts_with("pipeline@"));
@@ -531,7 +531,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// use pipelines::{pipeline, EventKind, Runtime};
     ///
     /// let runtime = Runtime::builder(()).event_stream(64).start().unwrap();
-    /// let inc = pipeline!(|value: u32, _ctx: &()| { value + 1; });
+    /// let inc = pipeline!(|value: u32, _ctx: &()| { value = value + 1; });
     /// runtime.invoke_pipeline(&inc, 1).unwrap(); // before anyone subscribed: not seen
     /// let mut first = runtime.events().unwrap();
     /// let ident = runtime.invoke_pipeline(&inc, 2).unwrap().ident().clone();
@@ -625,7 +625,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     ///
     /// ```
     /// # use pipelines::{pipeline, Runtime};
-    /// let p = pipeline!(|value: i32, _ctx: &()| { value + 1; });
+    /// let p = pipeline!(|value: i32, _ctx: &()| { value = value + 1; });
     /// let runtime = Runtime::builder(()).register("inc", p).start().unwrap();
     /// runtime.invoke("inc", 1).unwrap();
     /// let queue = runtime.queue("inc").unwrap();

@@ -14,7 +14,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Type;
 
-use crate::model::{Binding, Pipeline, Section, Step, StepKind};
+use crate::model::{Binding, Effect, Pipeline, Section, Step, StepKind};
 use crate::parse::Failure;
 
 /// A `pipeline!` with errors: a `compile_error!` at each error's span and, when a model
@@ -49,6 +49,8 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
     };
     let outcome = quote!(#private::Outcome<#value_type, #ctx_type>);
     let steps = Steps {
+        value_type: &value_type,
+        ctx_type: &ctx_type,
         value: Lent::value(model),
         ctx: Lent::ctx(&model.ctx, &private),
         current: model
@@ -122,7 +124,7 @@ pub(crate) fn expand(model: &Pipeline) -> TokenStream {
                   -> #private::Outcome<#value_type, #ctx_type> {
                 #[allow(unused_imports)]
                 use #private::{
-                    OptionKind as _, ResultKind as _, ResultOptionKind as _, TraitKind as _, ValueKind as _,
+                    OtherKind as _, ResultKind as _, TraitKind as _, UnassignedValueKind as _,
                 };
                 #(
                     #[allow(unused)]
@@ -150,21 +152,69 @@ fn value_type(model: &Pipeline) -> TokenStream {
     }
 }
 
-/// Converts `result` (an expression) into an `Outcome` by its type. Type errors of the
-/// conversion (a step whose type is not the value's) point at `span`, the user's step.
-fn dispatch(result: TokenStream, span: Span, private: &TokenStream) -> TokenStream {
-    let span = Span::call_site().located_at(span);
-    quote_spanned! {span=>
-        match #private::Wrap(#result) {
-            __pipelines_result => (&&&&__pipelines_result)
-                .__pipelines_kind()
-                .into_outcome(__pipelines_result.0),
+/// Converts `result` (an expression) into the step's `Outcome`, as its effect says (the
+/// runtime's `outcome` module). Type errors of the conversion (an assigned value of the
+/// wrong type) and the warning for a discarded value of the value's type point at
+/// `span`, the user's step.
+fn convert(result: TokenStream, effect: Effect, span: Span, types: &Types<'_>) -> TokenStream {
+    let Types {
+        private,
+        value,
+        ctx,
+    } = types;
+    match effect {
+        Effect::Assign => {
+            let span = Span::call_site().located_at(span);
+            quote_spanned! {span=> #private::assigned::<#value, #ctx, _>(#result) }
+        }
+        Effect::Ignore => quote! { #private::ignored::<#value, #ctx, _>(#result) },
+        Effect::Bare => {
+            // The method call at the step's own span: the `deprecated` warning of a
+            // discarded value of the value's type is reported there.
+            let into_outcome = quote_spanned!(span=> into_outcome);
+            let span = Span::call_site().located_at(span);
+            quote_spanned! {span=>
+                match #private::Discard::<_, #value>::new(#result) {
+                    __pipelines_result => (&&&__pipelines_result)
+                        .__pipelines_kind()
+                        .#into_outcome(__pipelines_result.0),
+                }
+            }
         }
     }
 }
 
+/// The types a step's conversion names.
+struct Types<'a> {
+    private: &'a TokenStream,
+    value: &'a TokenStream,
+    ctx: &'a TokenStream,
+}
+
+/// An expression evaluated inline and converted; with `?` inside, it runs in a closure
+/// returning a `Result`, whose `Err` takes the error path like any step's `Err`, and
+/// whose `Ok` is converted as the expression would be.
+fn inline_step(step: &Step, expr: &syn::Expr, types: &Types<'_>) -> TokenStream {
+    let private = types.private;
+    if step.uses_try {
+        let converted = convert(quote!(__pipelines_ok), step.effect, expr.span(), types);
+        quote! {
+            match (|| -> ::core::result::Result<_, #private::BoxError> {
+                ::core::result::Result::Ok(#expr)
+            })() {
+                ::core::result::Result::Ok(__pipelines_ok) => #converted,
+                ::core::result::Result::Err(__pipelines_error) => {
+                    #private::Outcome::Error(#private::Error::new(__pipelines_error))
+                }
+            }
+        }
+    } else {
+        convert(quote!(#expr), step.effect, expr.span(), types)
+    }
+}
+
 /// An expression evaluated inline; with `?` inside, it runs in a closure returning a
-/// `Result`, whose `Err` then takes the error path like any step's `Err`.
+/// `Result` (for a future: its `Err` returns the step's error outcome).
 fn inline_expr(step: &Step, expr: &syn::Expr, private: &TokenStream) -> TokenStream {
     if step.uses_try {
         quote! {
@@ -311,6 +361,8 @@ fn owned_name(what: &str) -> syn::Ident {
 
 /// Expands steps of one pipeline.
 struct Steps<'a> {
+    value_type: &'a TokenStream,
+    ctx_type: &'a TokenStream,
     value: Lent,
     ctx: Lent,
     /// The optional third header binding.
@@ -341,13 +393,13 @@ impl Steps<'_> {
             .map(|binding| binding.bind(&binding.lent));
         let (future, await_span) = match &step.kind {
             StepKind::Sync(expr) => {
-                let body = dispatch(inline_expr(step, expr, private), expr.span(), private);
+                let body = inline_step(step, expr, &self.types());
                 return quote! { #(#lent)* #body };
             }
             StepKind::Await { future, await_span } => (future, *await_span),
         };
         let future_expr = self.future_expr(step, future);
-        let wait = self.wait(future, await_span);
+        let wait = self.wait(step, future, await_span);
         let span = Span::call_site().located_at(future.span());
         if !mentions.any() {
             // Names no header binding: evaluated inline, as written, so it may use what
@@ -408,12 +460,24 @@ impl Steps<'_> {
         }
     }
 
+    fn types(&self) -> Types<'_> {
+        Types {
+            private: self.private,
+            value: self.value_type,
+            ctx: self.ctx_type,
+        }
+    }
+
     /// Awaits `__pipelines_future` and converts its output into the step's outcome.
-    fn wait(&self, future: &syn::Expr, await_span: Span) -> TokenStream {
-        let private = self.private;
+    fn wait(&self, step: &Step, future: &syn::Expr, await_span: Span) -> TokenStream {
         let outcome = self.outcome;
         let awaited = await_output(await_span);
-        let output = dispatch(quote!(__pipelines_output), future.span(), private);
+        let output = convert(
+            quote!(__pipelines_output),
+            step.effect,
+            future.span(),
+            &self.types(),
+        );
         // Type errors of the future's output point at the step, not the macro.
         let span = Span::call_site().located_at(future.span());
         quote_spanned! {span=>

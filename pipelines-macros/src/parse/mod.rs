@@ -179,6 +179,11 @@ fn parse_pipeline(input: TokenStream, errors: &mut Errors) -> Option<Pipeline> {
             .as_ref()
             .map(|b| bound_names(&b.pat))
             .unwrap_or_default(),
+        value_whole: value.as_ref().and_then(|b| match &b.pat {
+            Pat::Ident(ident) if ident.subpat.is_none() => Some(ident.ident.clone()),
+            _ => None,
+        }),
+        value_pattern: value.as_ref().map(|b| b.pat.to_token_stream().to_string()),
         ctx: ctx
             .as_ref()
             .map(|b| bound_names(&b.pat))

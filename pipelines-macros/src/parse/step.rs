@@ -4,11 +4,12 @@
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::parse::ParseStream;
+use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Expr, ExprClosure, Macro, Pat, Stmt};
 
 use super::Errors;
-use crate::model::{Mentions, Step, StepKind};
+use crate::model::{Effect, Mentions, Step, StepKind};
 
 /// What a statement of a section turned out to be.
 pub(super) enum Read {
@@ -30,19 +31,37 @@ pub(super) fn parse_step(
     errors: &mut Errors,
     section: &str,
 ) -> Read {
-    let expr = match statement.clone() {
-        Stmt::Expr(expr, _) => expr,
-        Stmt::Macro(stmt) => Expr::Macro(syn::ExprMacro {
-            attrs: stmt.attrs,
-            mac: stmt.mac,
-        }),
+    let (expr, effect) = match statement.clone() {
+        Stmt::Expr(expr, _) => match assignment(expr, names, errors) {
+            Ok(step) => step,
+            Err(()) => return Read::Rejected,
+        },
+        Stmt::Macro(stmt) => (
+            Expr::Macro(syn::ExprMacro {
+                attrs: stmt.attrs,
+                mac: stmt.mac,
+            }),
+            Effect::Bare,
+        ),
+        // `let _ = expr;`: discarded on purpose.
+        Stmt::Local(syn::Local {
+            pat: Pat::Wild(_),
+            init:
+                Some(syn::LocalInit {
+                    expr,
+                    diverge: None,
+                    ..
+                }),
+            ..
+        }) => (*expr, Effect::Ignore),
         Stmt::Local(local) => {
             errors.push(
                 &local,
                 format!(
                     "a `{section}` step cannot declare a variable: each step sees only the value, the context and \
                      what the pipeline captures; put the `let` inside a block step `{{ let x = ...; ... }}`, \
-                     or make the binding a step of its own that returns the new value"
+                     or make it a step of its own that assigns the value (`value = ...;`); \
+                     `let _ = ...;` discards a result on purpose"
                 ),
             );
             return Read::Let;
@@ -69,6 +88,8 @@ pub(super) fn parse_step(
             },
             other => StepKind::Sync(other),
         },
+        // `Err(error)` re-raised as a step: the `Ok` type nobody names is `()`.
+        other if effect == Effect::Bare => StepKind::Sync(pin_err_ok_type(other)),
         other => StepKind::Sync(other),
     };
     let inline = match &kind {
@@ -76,7 +97,22 @@ pub(super) fn parse_step(
     };
     let mut scan = InlineScan::default();
     scan.visit_expr(inline);
-    let misused = !scan.awaits.is_empty() || !scan.returns.is_empty();
+    let lost = lost_assignments(inline, names);
+    let misused = !scan.awaits.is_empty() || !scan.returns.is_empty() || !lost.is_empty();
+    for span in lost {
+        let name = names
+            .value_whole
+            .as_ref()
+            .map_or_else(|| "value".to_owned(), ToString::to_string);
+        errors.push_span(
+            span,
+            format!(
+                "this assignment to `{name}` would be lost: a step works on its own copy of the value, \
+                 which changes only where a step assigns it as a whole; make the assignment the step \
+                 itself, as in `{name} = if condition {{ new }} else {{ {name} }};`"
+            ),
+        );
+    }
     for await_span in scan.awaits {
         errors.push_span(
             await_span,
@@ -108,10 +144,159 @@ pub(super) fn parse_step(
     }
     Read::Step(Step {
         kind,
+        effect,
         uses_try: scan.uses_try,
         mentions,
         captures,
     })
+}
+
+/// A statement as a step: `value = expr` (the header's binding, whole) assigns `expr`,
+/// `value op= expr` assigns the value so changed; anything else is a bare step. An
+/// assignment to part of a destructured value is reported (`Err`).
+fn assignment(expr: Expr, names: &HeaderNames, errors: &mut Errors) -> Result<(Expr, Effect), ()> {
+    let target = |left: &Expr| match left {
+        Expr::Path(path) if path.qself.is_none() => path
+            .path
+            .get_ident()
+            .filter(|ident| names.value.contains(ident))
+            .cloned(),
+        _ => None,
+    };
+    let destructured = |ident: &syn::Ident, errors: &mut Errors| {
+        errors.push(
+            ident,
+            format!(
+                "`{ident}` is part of a destructured value: a step assigns the value as a whole, with the \
+                 header's pattern on the left (`(a, b) = (b, a);` for `|(a, b): (T, T), ctx: &C|`)"
+            ),
+        );
+    };
+    let is_pattern = |left: &Expr| {
+        names.value_whole.is_none()
+            && names.value_pattern.as_deref() == Some(left.to_token_stream().to_string().as_str())
+    };
+    match expr {
+        Expr::Assign(assign) if is_pattern(&assign.left) => Ok((*assign.right, Effect::Assign)),
+        Expr::Assign(assign) => match target(&assign.left) {
+            Some(ident) if names.value_whole.as_ref() == Some(&ident) => {
+                Ok((*assign.right, Effect::Assign))
+            }
+            Some(ident) => {
+                destructured(&ident, errors);
+                Err(())
+            }
+            None => Ok((Expr::Assign(assign), Effect::Bare)),
+        },
+        Expr::Binary(binary) if is_compound_assignment(&binary.op) => {
+            match target(&binary.left) {
+                Some(ident) if names.value_whole.as_ref() == Some(&ident) => {
+                    let (op, right) = (&binary.op, &binary.right);
+                    // A copy of the value, changed and assigned (`value` in `right` is
+                    // still the step's own).
+                    // The step call's `&V`, with the hygiene of the code that binds it.
+                    let lent = syn::Ident::new("__pipelines_value", Span::call_site());
+                    let changed: Expr = syn::parse_quote_spanned! {binary.left.span()=>
+                        {
+                            let mut __pipelines_changed = ::core::clone::Clone::clone(#lent);
+                            __pipelines_changed #op #right;
+                            __pipelines_changed
+                        }
+                    };
+                    Ok((changed, Effect::Assign))
+                }
+                Some(ident) => {
+                    destructured(&ident, errors);
+                    Err(())
+                }
+                None => Ok((Expr::Binary(binary), Effect::Bare)),
+            }
+        }
+        other => Ok((other, Effect::Bare)),
+    }
+}
+
+fn is_compound_assignment(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
+}
+
+/// Assignments to the value's binding inside a step (in a block, a branch, a closure):
+/// lost when the step ends, as each step has its own copy.
+fn lost_assignments(expr: &Expr, names: &HeaderNames) -> Vec<Span> {
+    struct Scan<'n> {
+        names: &'n [syn::Ident],
+        found: Vec<Span>,
+    }
+    impl Scan<'_> {
+        fn note(&mut self, left: &Expr, whole: &dyn ToTokens) {
+            if let Expr::Path(path) = left {
+                if path.qself.is_none()
+                    && path
+                        .path
+                        .get_ident()
+                        .is_some_and(|ident| self.names.contains(ident))
+                {
+                    self.found.push(whole.span());
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Scan<'_> {
+        fn visit_expr_assign(&mut self, node: &'ast syn::ExprAssign) {
+            self.note(&node.left, node);
+            syn::visit::visit_expr_assign(self, node);
+        }
+        fn visit_expr_binary(&mut self, node: &'ast syn::ExprBinary) {
+            if is_compound_assignment(&node.op) {
+                self.note(&node.left, node);
+            }
+            syn::visit::visit_expr_binary(self, node);
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut scan = Scan {
+        names: &names.value,
+        found: Vec::new(),
+    };
+    scan.visit_expr(expr);
+    scan.found
+}
+
+/// `Err(error)` (or `Err(error)?`) as a bare step, with its `Ok` type `()`: nothing else
+/// names it, and a re-raise in `rescue!` needs no turbofish.
+fn pin_err_ok_type(expr: Expr) -> Expr {
+    fn pinned(call: &mut syn::ExprCall) {
+        let is_err = matches!(&*call.func, Expr::Path(path)
+            if path.qself.is_none() && path.path.is_ident("Err"));
+        if is_err {
+            let span = call.func.span();
+            *call.func = syn::parse_quote_spanned!(span=> ::core::result::Result::<(), _>::Err);
+        }
+    }
+    let mut expr = expr;
+    match &mut expr {
+        Expr::Call(call) => pinned(call),
+        Expr::Try(tried) => {
+            if let Expr::Call(call) = &mut *tried.expr {
+                pinned(call);
+            }
+        }
+        _ => {}
+    }
+    expr
 }
 
 /// Single-identifier paths an expression names that neither it nor the header binds:
@@ -236,6 +421,12 @@ fn macro_exprs(mac: &Macro) -> Vec<Expr> {
 #[derive(Clone, Default)]
 pub(super) struct HeaderNames {
     pub(super) value: Vec<syn::Ident>,
+    /// The value's binding when the header binds it whole (an identifier): the name a
+    /// step assigns.
+    pub(super) value_whole: Option<syn::Ident>,
+    /// The value's pattern as written in the header: a destructured value is assigned
+    /// by writing the same pattern on the left (`(a, b) = (b, a);`).
+    pub(super) value_pattern: Option<String>,
     pub(super) ctx: Vec<syn::Ident>,
     pub(super) current: Vec<syn::Ident>,
     pub(super) error: Vec<syn::Ident>,

@@ -32,8 +32,8 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, Config> {
             | -> ::pipelines::__private::Outcome<i32, Config> {
                 #[allow(unused_imports)]
                 use ::pipelines::__private::{
-                    OptionKind as _, ResultKind as _, ResultOptionKind as _,
-                    TraitKind as _, ValueKind as _,
+                    OtherKind as _, ResultKind as _, TraitKind as _,
+                    UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
@@ -47,13 +47,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, Config> {
                         let value: &i32 = __pipelines_value;
                         #[allow(unused_variables, unused_mut)]
                         let config: &Config = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap(value * config.factor) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<
+                            i32,
+                            Config,
+                            _,
+                        >(value * config.factor)
                     }
                     ::pipelines::__private::StepCall::Main {
                         index: 1usize,
@@ -78,19 +76,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, Config> {
                                 );
                             }
                         };
-                        match ::pipelines::__private::Wrap(
-                            if current.parent().is_none() {
-                                Some(value + 1)
-                            } else {
-                                None
-                            },
-                        ) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<
+                            i32,
+                            Config,
+                            _,
+                        >(if current.parent().is_none() { value + 1 } else { *value })
                     }
                     ::pipelines::__private::StepCall::Main {
                         index: 2usize,
@@ -127,13 +117,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, Config> {
                             let __pipelines_outcome: ::pipelines::__private::Outcome<
                                 i32,
                                 Config,
-                            > = match ::pipelines::__private::Wrap(__pipelines_output) {
-                                __pipelines_result => {
-                                    (&&&&__pipelines_result)
-                                        .__pipelines_kind()
-                                        .into_outcome(__pipelines_result.0)
-                                }
-                            };
+                            > = ::pipelines::__private::assigned::<
+                                i32,
+                                Config,
+                                _,
+                            >(__pipelines_output);
                             __pipelines_outcome
                         })
                     }

@@ -11,9 +11,9 @@ pub(crate) struct Config {
 /// that names the view of its instance, and a queue configured after the macro.
 pub(crate) fn pipeline() -> pipelines::Pipeline<i32, Config> {
     pipelines::pipeline!(|value: &i32, config: &Config, current| {
-        value * config.factor;
-        if current.parent().is_none() { Some(value + 1) } else { None };
-        std::future::ready(if current.parent().is_some() { 0 } else { value * 2 }).await;
+        value = value * config.factor;
+        value = if current.parent().is_none() { value + 1 } else { *value };
+        value = std::future::ready(if current.parent().is_some() { 0 } else { value * 2 }).await;
     })
     .restartable()
     .queue("scale")

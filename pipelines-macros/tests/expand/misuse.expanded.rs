@@ -4,7 +4,7 @@
 pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
     {
         ::core::compile_error! {
-            "a `pipeline!` step cannot declare a variable: each step sees only the value, the context and what the pipeline captures; put the `let` inside a block step `{ let x = ...; ... }`, or make the binding a step of its own that returns the new value"
+            "a `pipeline!` step cannot declare a variable: each step sees only the value, the context and what the pipeline captures; put the `let` inside a block step `{ let x = ...; ... }`, or make it a step of its own that assigns the value (`value = ...;`); `let _ = ...;` discards a result on purpose"
         }
         ::core::compile_error! {
             "`.await` can only end a step: a step waits on the one future it ends with; make this a step of its own, or wrap the expression in `async { ... }.await`"
@@ -35,8 +35,8 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                 | -> ::pipelines::__private::Outcome<i32, ()> {
                     #[allow(unused_imports)]
                     use ::pipelines::__private::{
-                        OptionKind as _, ResultKind as _, ResultOptionKind as _,
-                        TraitKind as _, ValueKind as _,
+                        OtherKind as _, ResultKind as _, TraitKind as _,
+                        UnassignedValueKind as _,
                     };
                     #[allow(unreachable_patterns)]
                     match __pipelines_call {
@@ -52,9 +52,12 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                             );
                             #[allow(unused_variables, unused_mut)]
                             let _ctx: &() = &**__pipelines_ctx;
-                            match ::pipelines::__private::Wrap(value + 1) {
+                            match ::pipelines::__private::Discard::<
+                                _,
+                                i32,
+                            >::new(value + 1) {
                                 __pipelines_result => {
-                                    (&&&&__pipelines_result)
+                                    (&&&__pipelines_result)
                                         .__pipelines_kind()
                                         .into_outcome(__pipelines_result.0)
                                 }
@@ -75,9 +78,9 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                             let _ctx: &() = &**__pipelines_ctx;
                             #[allow(unused_variables, unused_mut)]
                             let error: &::pipelines::__private::Error = __pipelines_error;
-                            match ::pipelines::__private::Wrap(0) {
+                            match ::pipelines::__private::Discard::<_, i32>::new(0) {
                                 __pipelines_result => {
-                                    (&&&&__pipelines_result)
+                                    (&&&__pipelines_result)
                                         .__pipelines_kind()
                                         .into_outcome(__pipelines_result.0)
                                 }

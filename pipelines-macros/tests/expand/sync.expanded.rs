@@ -1,6 +1,7 @@
 /// Adds one, doubles up to 10, then subtracts one (an error below zero).
 ///
-/// Synchronous steps: a new value, `Option` (maybe a new value), `?` (the error path).
+/// Synchronous steps: an assigned value, one assigned conditionally, `?` (the error
+/// path), and a bare step whose result is discarded.
 pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
     {
         static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
@@ -15,7 +16,7 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
         >::__from_steps(
             &__PIPELINES_SITE,
             ::pipelines::__private::Layout {
-                main: 3usize,
+                main: 4usize,
                 rescue: ::core::option::Option::None,
                 finally: ::core::option::Option::None,
                 current: false,
@@ -25,8 +26,8 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
             | -> ::pipelines::__private::Outcome<i32, ()> {
                 #[allow(unused_imports)]
                 use ::pipelines::__private::{
-                    OptionKind as _, ResultKind as _, ResultOptionKind as _,
-                    TraitKind as _, ValueKind as _,
+                    OtherKind as _, ResultKind as _, TraitKind as _,
+                    UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
@@ -40,13 +41,7 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap(value + 1) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<i32, (), _>(value + 1)
                     }
                     ::pipelines::__private::StepCall::Main {
                         index: 1usize,
@@ -58,15 +53,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap(
-                            if value > 10 { None } else { Some(value * 2) },
-                        ) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<
+                            i32,
+                            (),
+                            _,
+                        >(if value > 10 { value } else { value * 2 })
                     }
                     ::pipelines::__private::StepCall::Main {
                         index: 2usize,
@@ -78,23 +69,49 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap(
-                            (|| -> ::core::result::Result<
-                                _,
-                                ::pipelines::__private::BoxError,
-                            > {
-                                ::core::result::Result::Ok(
-                                    value
-                                        .checked_sub(1)
-                                        .filter(|left| *left >= 0)
-                                        .ok_or("below zero")?,
-                                )
-                            })(),
-                        ) {
+                        match ::pipelines::__private::Discard::<
+                            _,
+                            i32,
+                        >::new(value.checked_mul(2)) {
                             __pipelines_result => {
-                                (&&&&__pipelines_result)
+                                (&&&__pipelines_result)
                                     .__pipelines_kind()
                                     .into_outcome(__pipelines_result.0)
+                            }
+                        }
+                    }
+                    ::pipelines::__private::StepCall::Main {
+                        index: 3usize,
+                        value: __pipelines_value,
+                        ctx: __pipelines_ctx,
+                        current: __pipelines_current,
+                    } => {
+                        #[allow(unused_variables, unused_mut)]
+                        let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
+                        #[allow(unused_variables, unused_mut)]
+                        let _ctx: &() = &**__pipelines_ctx;
+                        match (|| -> ::core::result::Result<
+                            _,
+                            ::pipelines::__private::BoxError,
+                        > {
+                            ::core::result::Result::Ok(
+                                value
+                                    .checked_sub(1)
+                                    .filter(|left| *left >= 0)
+                                    .ok_or("below zero")?,
+                            )
+                        })() {
+                            ::core::result::Result::Ok(__pipelines_ok) => {
+                                ::pipelines::__private::assigned::<
+                                    i32,
+                                    (),
+                                    _,
+                                >(__pipelines_ok)
+                            }
+                            ::core::result::Result::Err(__pipelines_error) => {
+                                ::pipelines::__private::Outcome::Error(
+                                    ::pipelines::__private::Error::new(__pipelines_error),
+                                )
                             }
                         }
                     }

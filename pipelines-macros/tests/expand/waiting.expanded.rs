@@ -28,8 +28,8 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
             | -> ::pipelines::__private::Outcome<i32, ()> {
                 #[allow(unused_imports)]
                 use ::pipelines::__private::{
-                    OptionKind as _, ResultKind as _, ResultOptionKind as _,
-                    TraitKind as _, ValueKind as _,
+                    OtherKind as _, ResultKind as _, TraitKind as _,
+                    UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
@@ -43,13 +43,7 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap(value + 1) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<i32, (), _>(value + 1)
                     }
                     __pipelines_other => __pipelines_other.no_such_step(),
                 }
@@ -79,8 +73,8 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
             | -> ::pipelines::__private::Outcome<i32, ()> {
                 #[allow(unused_imports)]
                 use ::pipelines::__private::{
-                    OptionKind as _, ResultKind as _, ResultOptionKind as _,
-                    TraitKind as _, ValueKind as _,
+                    OtherKind as _, ResultKind as _, TraitKind as _,
+                    UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
@@ -103,13 +97,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                             let __pipelines_outcome: ::pipelines::__private::Outcome<
                                 i32,
                                 (),
-                            > = match ::pipelines::__private::Wrap(__pipelines_output) {
-                                __pipelines_result => {
-                                    (&&&&__pipelines_result)
-                                        .__pipelines_kind()
-                                        .into_outcome(__pipelines_result.0)
-                                }
-                            };
+                            > = ::pipelines::__private::assigned::<
+                                i32,
+                                (),
+                                _,
+                            >(__pipelines_output);
                             __pipelines_outcome
                         })
                     }
@@ -129,9 +121,12 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                             let __pipelines_outcome: ::pipelines::__private::Outcome<
                                 i32,
                                 (),
-                            > = match ::pipelines::__private::Wrap(__pipelines_output) {
+                            > = match ::pipelines::__private::Discard::<
+                                _,
+                                i32,
+                            >::new(__pipelines_output) {
                                 __pipelines_result => {
-                                    (&&&&__pipelines_result)
+                                    (&&&__pipelines_result)
                                         .__pipelines_kind()
                                         .into_outcome(__pipelines_result.0)
                                 }
@@ -149,13 +144,7 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap(add_one.clone()) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<i32, (), _>(add_one.clone())
                     }
                     ::pipelines::__private::StepCall::Main {
                         index: 3usize,
@@ -167,7 +156,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Wrap({
+                        ::pipelines::__private::assigned::<
+                            i32,
+                            (),
+                            _,
+                        >({
                             static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
                                 ::core::concat!(
                                     "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
@@ -194,8 +187,8 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                                 | -> ::pipelines::__private::Outcome<i32, ()> {
                                     #[allow(unused_imports)]
                                     use ::pipelines::__private::{
-                                        OptionKind as _, ResultKind as _, ResultOptionKind as _,
-                                        TraitKind as _, ValueKind as _,
+                                        OtherKind as _, ResultKind as _, TraitKind as _,
+                                        UnassignedValueKind as _,
                                     };
                                     #[allow(unreachable_patterns)]
                                     match __pipelines_call {
@@ -211,25 +204,13 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                                             );
                                             #[allow(unused_variables, unused_mut)]
                                             let _ctx: &() = &**__pipelines_ctx;
-                                            match ::pipelines::__private::Wrap(value * 10) {
-                                                __pipelines_result => {
-                                                    (&&&&__pipelines_result)
-                                                        .__pipelines_kind()
-                                                        .into_outcome(__pipelines_result.0)
-                                                }
-                                            }
+                                            ::pipelines::__private::assigned::<i32, (), _>(value * 10)
                                         }
                                         __pipelines_other => __pipelines_other.no_such_step(),
                                     }
                                 },
                             )
-                        }) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        })
                     }
                     ::pipelines::__private::StepCall::Rescue {
                         index: 0usize,
@@ -244,15 +225,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let _ctx: &() = &**__pipelines_ctx;
                         #[allow(unused_variables, unused_mut)]
                         let error: &::pipelines::__private::Error = __pipelines_error;
-                        match ::pipelines::__private::Wrap(
-                            if error.to_string().is_empty() { 0 } else { -1 },
-                        ) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<
+                            i32,
+                            (),
+                            _,
+                        >(if error.to_string().is_empty() { 0 } else { -1 })
                     }
                     ::pipelines::__private::StepCall::Finally {
                         index: 0usize,
@@ -269,15 +246,11 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                         let error: ::core::option::Option<
                             &::pipelines::__private::Error,
                         > = __pipelines_error;
-                        match ::pipelines::__private::Wrap(
-                            if error.is_some() { Some(value - 100) } else { None },
-                        ) {
-                            __pipelines_result => {
-                                (&&&&__pipelines_result)
-                                    .__pipelines_kind()
-                                    .into_outcome(__pipelines_result.0)
-                            }
-                        }
+                        ::pipelines::__private::assigned::<
+                            i32,
+                            (),
+                            _,
+                        >(if error.is_some() { value - 100 } else { value })
                     }
                     __pipelines_other => __pipelines_other.no_such_step(),
                 }

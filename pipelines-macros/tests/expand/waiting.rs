@@ -11,20 +11,20 @@ async fn halve(value: i32) -> Result<i32, String> {
 /// multiplies by ten in another, and subtracts 100 at the end after an error.
 pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
     let add_one = pipelines::pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     });
     pipelines::pipeline!(|value: i32, _ctx: &()| {
-        halve(value).await;
+        value = halve(value).await;
         std::future::ready(()).await;
-        add_one.clone();
-        pipelines::pipeline!(|value: i32, _ctx: &()| {
-            value * 10;
+        value = add_one.clone();
+        value = pipelines::pipeline!(|value: i32, _ctx: &()| {
+            value = value * 10;
         });
         rescue!(|error| {
-            if error.to_string().is_empty() { 0 } else { -1 };
+            value = if error.to_string().is_empty() { 0 } else { -1 };
         });
         finally!(|error| {
-            if error.is_some() { Some(value - 100) } else { None };
+            value = if error.is_some() { value - 100 } else { value };
         });
     })
 }

@@ -1,0 +1,7 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|count: u32, _ctx: &()| {
+        count = format!("{count} items");
+    });
+}

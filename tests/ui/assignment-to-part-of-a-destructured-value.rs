@@ -1,0 +1,7 @@
+use pipelines::pipeline;
+
+fn main() {
+    let _p = pipeline!(|(low, high): (u32, u32), _ctx: &()| {
+        low = high;
+    });
+}
