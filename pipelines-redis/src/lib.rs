@@ -12,7 +12,12 @@
 //!   member that holds it (one call per queue for all the member's leases there) and
 //!   released in the wrapper's `finally!`. A member that dies stops renewing: its leases
 //!   expire, and the next call in that queue by any member (waiters look just after the
-//!   first lease in their queue expires) hands the slots on.
+//!   first lease in their queue expires) hands the slots on. The member counts a lease's
+//!   time from when it sent the call that gave or renewed it, so its local deadline is
+//!   never later than Redis's expiry; an admission whose answer came so late that less
+//!   than a third of the ttl is left before that deadline (its request waited on the wire
+//!   for a reconnection, say) is renewed before its instance starts, instead of starting
+//!   and being cancelled at once.
 //! - **Release without waiting.** The caller's result does not wait for the release's
 //!   round trip: the release is on the member's connection before the result is
 //!   delivered, so Redis runs it before anything the member sends later (its next
