@@ -12,7 +12,12 @@
 //!   member that holds it (one call per queue for all the member's leases there) and
 //!   released in the wrapper's `finally!`. A member that dies stops renewing: its leases
 //!   expire, and the next call in that queue by any member (waiters look just after the
-//!   first lease in their queue expires) hands the slots on.
+//!   first lease in their queue expires) hands the slots on. The member counts a lease's
+//!   time from when it sent the call that gave or renewed it, so its local deadline is
+//!   never later than Redis's expiry; an admission whose answer came so late that less
+//!   than a third of the ttl is left before that deadline (its request waited on the wire
+//!   for a reconnection, say) is renewed before its instance starts, instead of starting
+//!   and being cancelled at once.
 //! - **Release without waiting.** The caller's result does not wait for the release's
 //!   round trip: the release is on the member's connection before the result is
 //!   delivered, so Redis runs it before anything the member sends later (its next
@@ -40,6 +45,22 @@
 //! - **Redis unreachable**: a new invocation fails with
 //!   [`FleetError::Unavailable`] (inside [`pipelines::Error::Failed`]); a waiting one
 //!   fails so once its waiting place has expired; the client reconnects by itself.
+//! - **Stream entries are acknowledged when the consumer is done with them**, never
+//!   because they entered a channel: a [`StreamEntry`] stays pending in its consumer
+//!   group until [`StreamEntry::ack`] is called on it or a clone (the first call counts),
+//!   typically in the `finally!` of the pipeline that processed it. Acknowledgements go
+//!   in batches (one `XACK` per batch: after 5 ms or 100 of them by default), sent by a
+//!   task that lives while the source or any of its entries does;
+//!   [`StreamAcks::flush`] waits for them. An entry dropped unacknowledged (a panic, a
+//!   receiver dropped with entries in its channel), or whose acknowledgement had not
+//!   reached Redis when its process died, stays pending: once idle for `claim_after` it
+//!   is claimed (by this consumer too, if it dropped it) and delivered again, flagged
+//!   [`StreamEntry::redelivered`], with its id. A consumer never claims back the
+//!   entries it has handed out and is not done with; `claim_after` must exceed the
+//!   longest an entry takes from its read to its acknowledgement (waiting in the channel
+//!   included), or another consumer may claim it and process it a second time. Exactly
+//!   once while the consumers live; at least once across a crash of any process
+//!   (nothing acknowledged is lost): deduplicate by id.
 //! - **One Redis primary.** Replication is asynchronous: after a failover the new
 //!   primary may have lost the latest admissions, and two members may then hold what
 //!   should be one slot until the lost leases' holders finish; tokens may repeat. Redis
@@ -64,7 +85,7 @@ mod stream;
 
 pub use error::FleetError;
 pub use fleet::{AuditEntry, Fleet, FleetBuilder, FleetQueue, FleetStats, Lease};
-pub use stream::{RedisStreamSource, StreamEntry, StreamError, StreamSourceBuilder};
+pub use stream::{RedisStreamSource, StreamAcks, StreamEntry, StreamError, StreamSourceBuilder};
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

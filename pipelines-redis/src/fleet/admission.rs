@@ -13,9 +13,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::batch::{self, withdrawal};
-use super::lease::lease_key;
+use super::lease::{lease_key, ttl_millis};
 use super::registry::{CancelFn, Signal};
-use super::scripts::{self, AcquireRequest, Acquired, Followed, Keys};
+use super::scripts::{self, AcquireRequest, Acquired, Followed, Keys, Standing};
 use super::{lock, Fleet, Member};
 use crate::error::FleetError;
 
@@ -49,6 +49,16 @@ pub(crate) struct Gate<V> {
     pub(crate) keys: Option<Arc<Keys>>,
     /// The configuration every member of the queue must share, as text.
     pub(crate) config: Arc<str>,
+}
+
+/// How many renewals an admission that came late may send before its instance starts.
+const RENEW_TRIES: usize = 2;
+
+/// A lease given, confirmed by Redis no earlier than the instant it carries.
+enum Fresh {
+    Held(Instant),
+    /// Held, and asked to give it up at once (restartable).
+    Cancelling(Instant),
 }
 
 /// Withdraws an id from Redis if its admission is abandoned half-way (the instance was
@@ -170,7 +180,17 @@ where
             Err(error) => return Self::failed(error),
         };
         match acquired {
-            Acquired::Admitted(token) => return self.hold(current, pending, token, sent),
+            Acquired::Admitted(token) => {
+                return match self.fresh(member, &keys, &id, sent).await {
+                    Ok(Fresh::Held(confirmed)) => self.hold(current, pending, token, confirmed),
+                    Ok(Fresh::Cancelling(confirmed)) => {
+                        self.hold(current, pending, token, confirmed);
+                        Outcome::Cancel
+                    }
+                    // The guard withdraws the id, should Redis still have it.
+                    Err(error) => Self::failed(error),
+                };
+            }
             Acquired::Dropped => {
                 pending.settle();
                 return Outcome::Error(Error::Dropped);
@@ -199,7 +219,14 @@ where
         // Waiting: for a message, or for what the renewer finds.
         match (&mut signal).await {
             Ok(Signal::Admitted { token, confirmed }) => {
-                self.hold(current, pending, token, confirmed)
+                match self.fresh(member, &keys, &id, confirmed).await {
+                    Ok(Fresh::Held(confirmed)) => self.hold(current, pending, token, confirmed),
+                    Ok(Fresh::Cancelling(confirmed)) => {
+                        self.hold(current, pending, token, confirmed);
+                        Outcome::Cancel
+                    }
+                    Err(error) => Self::failed(error),
+                }
             }
             Ok(Signal::Cancelling { token, confirmed }) => {
                 // Given a slot and asked to give it up at once: hold it, so that
@@ -221,6 +248,55 @@ where
                 Outcome::Cancel
             }
         }
+    }
+
+    /// A lease just given, confirmed by Redis no earlier than `confirmed`, with enough of
+    /// its time left for the renewer: a holder is cancelled two thirds of the ttl after
+    /// its last confirmation, and renewed a third after it. An admission whose reply came
+    /// late (its request waited on the wire for a reconnection, say) has less than that
+    /// third left, or none: its lease is renewed now, before its instance starts (a
+    /// renewal counts from when it is sent), instead of the instance starting only to be
+    /// cancelled at once. The local deadline stays no later than Redis's expiry. Still
+    /// late after a few tries (Redis answering that slowly): the renewer decides, as for
+    /// any holder.
+    async fn fresh(
+        &self,
+        member: &Member,
+        keys: &Keys,
+        id: &str,
+        mut confirmed: Instant,
+    ) -> Result<Fresh, FleetError> {
+        for _ in 0..RENEW_TRIES {
+            let deadline = confirmed + self.lease_ttl * 2 / 3;
+            if deadline >= Instant::now() + self.lease_ttl / 3 {
+                break;
+            }
+            let sent = Instant::now();
+            let (_, standings) = scripts::renew(
+                member.connection.clone(),
+                keys,
+                scripts::Renewal {
+                    ttl_ms: ttl_millis(self.lease_ttl),
+                    member: &member.id,
+                    waiters: false,
+                    full: false,
+                },
+                std::iter::once(id),
+            )
+            .await?;
+            match standings.first() {
+                Some(Standing::Held(_)) => confirmed = sent,
+                Some(Standing::Cancelling(_)) => return Ok(Fresh::Cancelling(sent)),
+                // Expired in Redis before it could be renewed: it protects nothing.
+                _ => {
+                    return Err(keys.unavailable(redis::RedisError::from((
+                        redis::ErrorKind::IoError,
+                        "lease expired before its instance started",
+                    ))))
+                }
+            }
+        }
+        Ok(Fresh::Held(confirmed))
     }
 
     /// Admitted: the lease is recorded for `finally!`, for [`Fleet::lease`] and for the

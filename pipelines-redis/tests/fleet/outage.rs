@@ -125,3 +125,67 @@ async fn redis_down_then_restarted() {
         "{stats:?}"
     );
 }
+
+/// Redis killed and restarted while the members are idle: the next invocations' requests
+/// wait on the wire for the reconnection (a second or so). An instance admitted that late
+/// starts with a lease Redis has just given it; it is not cancelled for a renewal deadline
+/// counted from when its request was queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_admitted_after_a_restart_are_not_cancelled() {
+    const INVOCATIONS: u32 = 60;
+    let Some(mut fixture) = fixture(1).await else {
+        return;
+    };
+    let work = pipeline!(|n: u32, ctx: &Arc<Ctx>| {
+        ctx.push(format!("start {n}"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        finally!(|error| {
+            if error.is_some_and(|e| e.is_cancelled()) {
+                ctx.push(format!("cancelled {n}"));
+            }
+        });
+    });
+    let wrapped = fixture.fleets[0]
+        .queue("restarted")
+        .enqueued()
+        .max(2)
+        .lease_ttl(Duration::from_millis(1_500))
+        .wrap(work);
+    let runtime = &fixture.runtimes[0];
+    // Connected and warm.
+    runtime.invoke_pipeline(&wrapped, 0).unwrap().await.unwrap();
+
+    fixture.server.kill();
+    fixture.server.restart().unwrap();
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (1..=INVOCATIONS)
+        .map(|n| runtime.invoke_pipeline(&wrapped, n).unwrap())
+        .collect();
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.map(|_| ()));
+    }
+    let log = runtime.context().log.lock().unwrap().clone();
+    let admitted = log.iter().filter(|e| e.starts_with("start ")).count() - 1;
+    let cancelled: Vec<&String> = log.iter().filter(|e| e.starts_with("cancelled ")).collect();
+    let refused = outcomes
+        .iter()
+        .filter(|o| o.as_ref().is_err_and(unavailable))
+        .count();
+    println!(
+        "{admitted} of {INVOCATIONS} admitted after the restart, {} cancelled, {refused} \
+         unavailable, in {:?}",
+        cancelled.len(),
+        started.elapsed()
+    );
+    assert!(
+        cancelled.is_empty(),
+        "admitted, then cancelled: {cancelled:?}"
+    );
+    for outcome in &outcomes {
+        if let Err(error) = outcome {
+            assert!(unavailable(error), "{error:#}");
+        }
+    }
+    assert!(admitted > 0);
+}
