@@ -21,7 +21,7 @@ const ROUNDS: usize = 3;
 
 fn job() -> Pipeline<u64, ()> {
     pipeline!(|n: u64, _ctx: &()| {
-        n + 1;
+        n = n + 1;
     })
 }
 

@@ -139,7 +139,7 @@ async fn waits_until_killed() {
     };
     let fleet = Fleet::connect(&url).await.unwrap();
     let work = pipeline!(|n: u32, _ctx: &()| {
-        n + 1;
+        n = n + 1;
     });
     let runtime = Runtime::builder(()).start().unwrap();
     let waiting = runtime

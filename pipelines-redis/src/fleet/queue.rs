@@ -40,7 +40,7 @@ use super::Fleet;
 /// let fleet = Fleet::connect("redis://127.0.0.1:6379/").await?;
 /// let save = pipeline!(|doc: String, _ctx: &()| {
 ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-///     format!("saved {doc}");
+///     doc = format!("saved {doc}");
 /// });
 /// // One save at a time per document, across every process of the fleet.
 /// let save = fleet.queue("save").enqueued().wrap_by(save, |doc: &String| doc.clone());
@@ -230,7 +230,7 @@ impl FleetQueue {
         let local_queue = format!("fleet:{}", self.name);
         pipeline!(|value: V, _ctx: &C, current| {
             gate.admit(&value, current).await;
-            inner.clone();
+            value = inner.clone();
             finally!(|error| {
                 gate.release(&value, error, current);
             });

@@ -15,7 +15,7 @@ fn load() -> Pipeline<u64, Arc<Ctx>> {
     pipeline!(|id: u64, ctx: &Arc<Ctx>| {
         count_run(&ctx.redis, id).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if id == 13 {
+        id = if id == 13 {
             Err(format!("{id} is unlucky"))
         } else {
             Ok(id * 10)
