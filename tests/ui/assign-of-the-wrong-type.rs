@@ -2,6 +2,6 @@ use pipelines::pipeline;
 
 fn main() {
     let _p = pipeline!(|count: u32, _ctx: &()| {
-        count = format!("{count} items");
+        count = count.to_string();
     });
 }

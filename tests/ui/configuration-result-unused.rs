@@ -4,7 +4,7 @@ use pipelines::pipeline;
 
 fn main() {
     let p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     });
     // A configuration method returns the configured pipeline: alone, it does nothing.
     p.clone().restartable();

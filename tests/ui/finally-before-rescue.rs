@@ -2,7 +2,7 @@ use pipelines::pipeline;
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         finally!(|error| { (); });
         rescue!(|error| { 0; });
     });

@@ -2,6 +2,6 @@ use pipelines::pipeline;
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| -> i32 {
-        value + 1;
+        value = value + 1;
     });
 }

@@ -5,6 +5,6 @@ fn main() {
         fn helper(value: i32) -> i32 {
             value
         }
-        value + 1;
+        value = value + 1;
     });
 }

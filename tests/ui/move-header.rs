@@ -2,6 +2,6 @@ use pipelines::pipeline;
 
 fn main() {
     let _p = pipeline!(move |value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
     });
 }

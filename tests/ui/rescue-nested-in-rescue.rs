@@ -2,9 +2,9 @@ use pipelines::pipeline;
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         rescue!(|error| {
-            0;
+            value = 0;
             rescue!(|again| { 1; });
         });
     });

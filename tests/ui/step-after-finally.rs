@@ -3,6 +3,6 @@ use pipelines::pipeline;
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {
         finally!(|error| { (); });
-        value + 2;
+        value = value + 2;
     });
 }

@@ -2,8 +2,8 @@ use pipelines::pipeline;
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
-        rescue!(|error| { 0; });
-        value + 2;
+        value = value + 1;
+        rescue!(|error| { value = 0; });
+        value = value + 2;
     });
 }

@@ -5,6 +5,6 @@ fn main() {
     // and type-checked.
     let _p = pipeline!(|value: i32, _ctx: &()| {
         value +;
-        "not an i32";
+        value = "not an i32";
     });
 }

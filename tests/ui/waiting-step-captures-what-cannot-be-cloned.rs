@@ -12,7 +12,7 @@ fn main() {
     // through an `Arc`, or the context).
     let calls = AtomicU32::new(0);
     let _p = pipeline!(|value: u32, _ctx: &()| {
-        {
+        value = {
             calls.fetch_add(1, Ordering::SeqCst);
             save(value)
         }

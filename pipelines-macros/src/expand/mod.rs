@@ -164,8 +164,10 @@ fn convert(result: TokenStream, effect: Effect, span: Span, types: &Types<'_>) -
     } = types;
     match effect {
         Effect::Assign => {
-            let span = Span::call_site().located_at(span);
-            quote_spanned! {span=> #private::assigned::<#value, #ctx, _>(#result) }
+            // At the step's own span (not only located there): a value of the wrong
+            // type is reported at the expression assigned, not at the whole macro.
+            let assigned = quote_spanned!(span=> assigned);
+            quote_spanned! {span=> #private::#assigned::<#value, #ctx, _>(#result) }
         }
         Effect::Ignore => quote! { #private::ignored::<#value, #ctx, _>(#result) },
         Effect::Bare => {
