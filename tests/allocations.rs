@@ -179,7 +179,7 @@ fn a_synchronous_nested_pipeline_allocates_a_control_block_per_instance() {
     });
     let p = pipeline!(|value: u64, _ctx: &()| {
         value = &child;
-        value = child.clone();
+        child.clone();
         value = inc(value);
     });
     let runtime = Runtime::builder(()).start().unwrap();

@@ -525,7 +525,7 @@ async fn a_muted_level_keeps_its_own_value_when_resumed() {
     });
     let outer = pipeline!(|value: i32, log: &Log| {
         value = value + 1;
-        value = inner.clone();
+        inner.clone();
         push(log, format!("outer rest on {value}"));
     });
     let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
@@ -733,7 +733,7 @@ fn a_continuation_shows_its_frames() {
     });
     let outer = pipeline!(|value: i32, _ctx: &()| {
         value = value + 1;
-        value = middle.clone();
+        middle.clone();
         value = value + 1;
         value = value + 1;
     });

@@ -172,7 +172,7 @@ fn a_muted_child_runs_but_keeps_the_parents_value() {
     });
     let p = pipeline!(|value: i32, _log: &Log| {
         value = value + 1;
-        value = child.clone();
+        child.clone();
         value = value + 1;
     });
     assert_eq!(run_sync(&runtime, &p, 0).unwrap(), 2);

@@ -262,7 +262,7 @@ mod quick_start {
     #[tokio::main]
     async fn main() {
         let inc_3 = pipeline!(|value: i32, _ctx: &()| {
-            value = value + 1;                // a new value replaces the value
+            value = value + 1;                // the value changes where a step assigns it
             value = async_inc(value).await;   // a step ending in `.await` may wait
             value = value + 1;
         });
@@ -274,6 +274,38 @@ mod quick_start {
     #[test]
     fn runs() {
         main();
+    }
+}
+
+#[rustfmt::skip]
+mod steps_and_values {
+    use pipelines::{pipeline, Runtime};
+
+    struct Db;
+
+    impl Db {
+        fn name_of(&self, id: u64) -> Option<String> {
+            (id == 7).then(|| "seven".to_owned())
+        }
+    }
+
+    #[test]
+    fn a_request_whose_result_is_another_type() {
+        // README begin
+        #[derive(Clone)]
+        struct Lookup {
+            id: u64,
+            found: Option<String>,
+        }
+
+        let lookup = pipeline!(|lookup: Lookup, db: &Db| {
+            lookup = Lookup { found: db.name_of(lookup.id), ..lookup };
+        });
+        // README end
+        let runtime = Runtime::builder(Db).start().unwrap();
+        let mut handle = runtime.invoke_pipeline(&lookup, Lookup { id: 7, found: None }).unwrap();
+        let found = handle.try_result().unwrap().unwrap();
+        assert_eq!((found.id, found.found.as_deref()), (7, Some("seven")));
     }
 }
 

@@ -114,21 +114,42 @@ pub const NESTING_LIMIT: usize = 128;
 ///
 /// ```text
 /// pipeline!(|value: V, ctx: &C| {            // or |value: V, ctx: &C, current|
-///     step;                                   // each statement is one step
-///     future_step.await;                      // a step ending in `.await` may wait
-///     rescue!(|error| { step; step; });       // optional: handles an error of the steps
+///     value = step;                           // a step that changes the value says so
+///     step;                                   // any other step runs for its effects
+///     value = future_step.await;              // a step ending in `.await` may wait
+///     rescue!(|error| { step; value = step; });   // optional: handles an error of the steps
 ///     finally!(|error| { step; step; });      // optional: runs whatever happened
 /// })
 /// ```
 ///
-/// What a step evaluates to decides what happens next: a new value replaces the value;
-/// `()` or `None` keeps it; `Err` goes to `rescue!`; a pipeline runs as a child; the
-/// markers [`Break`], [`BreakAll`] and [`Cancel`] stop the pipeline. Each step sees the
-/// value as the header binds it: `value: V` gives each step its own clone, `value: &V` a
-/// borrow (a synchronous step clones nothing; a waiting step that names the value borrows
-/// its future's own clone, see below). The value needs a type in the header; `return` is
-/// not a step (use [`Break`]); `?` anywhere in a step, macro arguments included, takes
-/// the error path.
+/// **The value changes only where a step says so** (SEMANTICS 1.1), by assigning the
+/// header's binding: `value = expr;` (a `V`, a `Result<V, _>` whose `Err` takes the error
+/// path, or a pipeline run as a child whose result becomes the value), `value = fut.await;`,
+/// `value += n;`. Every other step keeps its Rust meaning: it runs for its effects and its
+/// result is discarded, except that an `Err` takes the error path, a pipeline runs as a
+/// child (the value kept), and the markers [`Break`], [`BreakAll`], [`Cancel`] and a
+/// [`Continuation`] act. `let _ = expr;` discards anything on purpose. A bare step whose
+/// result has the value's type is most likely a forgotten `value =` and gets a warning
+/// at the step. Each step sees the value as the header binds it: `value: V` gives each
+/// step its own clone, `value: &V` a borrow (a synchronous step clones nothing; a waiting
+/// step that names the value borrows its future's own clone, see below), so an
+/// assignment inside a block or closure would be lost, and is a compile error. The value
+/// needs a type in the header; `return` is not a step (use [`Break`]); `?` anywhere in a
+/// step, macro arguments included, takes the error path.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+/// use pipelines::{pipeline, Runtime};
+///
+/// let counted = pipeline!(|id: u64, calls: &AtomicU64| {
+///     // A side effect whose result (the old count) is a `u64` like the value: discarded
+///     // on purpose, or the step would get the warning of a forgotten `id =`.
+///     let _ = calls.fetch_add(1, SeqCst);
+///     id = id * 10;                           // the new value
+/// });
+/// let runtime = Runtime::builder(AtomicU64::new(100)).start().unwrap();
+/// assert_eq!(runtime.invoke_pipeline(&counted, 7).unwrap().try_result().unwrap().unwrap(), 70);
+/// ```
 ///
 /// # What a waiting step may borrow
 ///
@@ -170,7 +191,8 @@ pub const NESTING_LIMIT: usize = 128;
 ///   steps can be inserted before or pushed after its remaining ones;
 /// - a step that returns a continuation **resumes** it: each level goes on in place with
 ///   its frame (the same instance, ident and queue slot), each frame's result becoming
-///   the next outer frame's value (a muted frame leaves the outer value as it was), and
+///   the next outer frame's value (unless that level ran as a bare child step, whose
+///   result is discarded), and
 ///   each level runs its `finally!` once, at its end; synchronously when nothing waits;
 /// - [`Current::fork`] starts a continuation as a new child of this instance, inline
 ///   until it waits, while the step carries on; [`Current::fork_detached`] when

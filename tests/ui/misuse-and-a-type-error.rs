@@ -9,7 +9,7 @@ fn main() {
     // (their type errors are reported with it), and the pipeline keeps its type.
     let p = pipeline!(|value: i32, _ctx: &()| {
         fetch(value).await + 1;
-        "not an i32";
+        value = "not an i32";
     });
     let _restartable: Pipeline<i32, ()> = p.restartable();
 }

@@ -1,8 +1,0 @@
-use pipelines::pipeline;
-
-fn main() {
-    let _p = pipeline!(|value: i32, _ctx: &()| {
-        value = value + 1;
-        "not an i32";
-    });
-}
