@@ -5,23 +5,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 
-use pipelines::{pipeline, Error, Runtime};
+mod support;
 
-fn run<V, C>(
-    runtime: &Runtime<C>,
-    pipeline: &pipelines::Pipeline<V, C>,
-    value: V,
-) -> Result<V, Error>
-where
-    V: Clone + Send + Sync + 'static,
-    C: Send + Sync + 'static,
-{
-    runtime
-        .invoke_pipeline(pipeline, value)
-        .unwrap()
-        .try_result()
-        .expect("synchronous")
-}
+use pipelines::{pipeline, Error, Runtime};
+use support::run_sync as run;
 
 // Written the natural way: the step's result (the old count) is a `u64`, the value's
 // type, so it compiles with the warning of a forgotten `id =` (tests/ui has its text).

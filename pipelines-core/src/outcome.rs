@@ -326,8 +326,6 @@ impl<V, C> IntoOutcome<V, C> for Cancel {
 /// The compile-time dispatch used by generated code. Not public API.
 #[doc(hidden)]
 pub mod dispatch {
-    //! What the code `pipeline!` generates calls to turn a step into an [`Outcome`].
-
     use super::*;
 
     use std::marker::PhantomData;

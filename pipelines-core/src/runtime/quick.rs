@@ -12,15 +12,17 @@
 //!
 //! **A step that asks.** A quick run's own steps may ask the runtime about it: list the
 //! active instances, look one up, cancel by ident, stop the runtime. While its steps run,
-//! the run is on this thread's list of quick runs ([`QUICK_RUNS`]: its ident and what an
-//! entry needs, moved there, nothing cloned), and each of those calls first adopts the
-//! runs of its runtime on that list as entries, with a control block whose argument is
-//! filled in when the step returns. So the step sees its own instance (its argument not
-//! known yet), and cancelling or stopping reaches it: the run stops after that step and
-//! goes on as the ordinary instance, which then sees the cancellation. Steps that never
-//! ask pay a push and a pop on the list, and a look at a counter after each step.
+//! the run has a place on this thread ([`QUICK_RUNS`], by depth: its id, the name of its
+//! ident and what an entry needs, as plain `Copy` data), and each of those calls first
+//! adopts this thread's innermost quick run as an entry if it is of its runtime, with a
+//! control block whose argument is filled in when the step returns. So the step sees its
+//! own instance (its argument not known yet), and cancelling or stopping reaches it: the
+//! run stops after that step and goes on as the ordinary instance, which then sees the
+//! cancellation. Steps that never ask pay one write of their place, and a look at a
+//! counter after each step.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -39,26 +41,73 @@ use crate::queue::QueueOf;
 use crate::registry::{Asked, Effects, EntryRef, Gauge, QueueId, Replaced, Reservation};
 
 thread_local! {
-    /// The quick runs whose steps run on this thread, innermost last.
-    static QUICK_RUNS: RefCell<Vec<Asking>> = const { RefCell::new(Vec::new()) };
+    /// The quick runs whose steps run on this thread, one inside another's step: the
+    /// first [`TRACKED`] of them, by depth (plain `Copy` data in fixed places: starting a
+    /// run writes its place, ending it only lowers the depth; nothing is read back, and
+    /// no destructor is involved).
+    static QUICK_RUNS: [Cell<Asking>; TRACKED] = const { [const { Cell::new(Asking::NONE) }; TRACKED] };
+    /// How many quick runs are running on this thread, one inside another.
+    static QUICK_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// The control block a step made for this thread's quick run when it adopted it,
+    /// taken by the run once its steps stop. (`ManuallyDrop`: no drop glue, as above; the
+    /// run that was adopted always takes it.)
+    static ADOPTED: Cell<Option<ManuallyDrop<Arc<dyn ErasedControl>>>> = const { Cell::new(None) };
     /// How many quick runs a step adopted on this thread: a run whose count moved during
     /// a step stops after it, to look.
     static ADOPTIONS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// A quick run on this thread's list, as a step that asks finds it.
+/// How many nested quick runs a thread tracks: a step of one started deeper than that
+/// (inside the steps of this many others) does not find its own run when it asks.
+const TRACKED: usize = 8;
+
+/// A quick run as a step that asks finds it: what its entry needs.
+#[derive(Clone, Copy)]
 struct Asking {
     /// The runtime's `Core`, by address: only its own calls adopt it.
     core: usize,
-    ident: Ident,
+    id: u64,
+    name: IdentName,
     queue_id: QueueId,
     concurrency: Concurrency,
     cancel_on_shutdown: bool,
     pipeline_key: usize,
     /// A control block of the run's value type, its argument to be set.
     new_control: fn() -> Arc<dyn ErasedControl>,
-    /// Its control block, once a step adopted it.
-    adopted: Option<Arc<dyn ErasedControl>>,
+}
+
+/// The name of a quick run's ident, without a reference count: a site's name, or a
+/// registered pipeline's, by the address of the registration's `Arc` (its ident's name
+/// is a share of it), found again among the registered pipelines if a step asks.
+#[derive(Clone, Copy)]
+enum IdentName {
+    Site(&'static str),
+    Registered(usize),
+}
+
+impl IdentName {
+    fn of(name: &Name) -> Self {
+        match name {
+            Name::Static(site) => IdentName::Site(site),
+            Name::Shared(shared) => {
+                IdentName::Registered(Arc::as_ptr(shared).cast::<u8>() as usize)
+            }
+        }
+    }
+}
+
+impl Asking {
+    /// An empty place (no runtime has the address 0).
+    const NONE: Asking = Asking {
+        core: 0,
+        id: 0,
+        name: IdentName::Site(""),
+        queue_id: QueueId { shard: 0, slot: 0 },
+        concurrency: Concurrency::new(crate::behaviour::Behaviour::Unrestricted),
+        cancel_on_shutdown: false,
+        pipeline_key: 0,
+        new_control: pending_control::<()>,
+    };
 }
 
 fn pending_control<V: Clone + Send + Sync + 'static>() -> Arc<dyn ErasedControl> {
@@ -66,6 +115,7 @@ fn pending_control<V: Clone + Send + Sync + 'static>() -> Arc<dyn ErasedControl>
 }
 
 /// How many quick runs steps adopted on this thread so far.
+#[inline]
 fn adoptions() -> u64 {
     ADOPTIONS.with(Cell::get)
 }
@@ -140,24 +190,31 @@ impl<C: Send + Sync + 'static> Core<C> {
                 return Quick::Done(Err(Refused::new(error, argument)));
             }
         };
-        QUICK_RUNS.with(|runs| {
-            runs.borrow_mut().push(Asking {
-                core: self.address(),
-                ident,
-                queue_id: gauge.id,
-                concurrency,
-                cancel_on_shutdown: config.cancel_on_shutdown,
-                pipeline_key: pipeline.key(),
-                new_control: pending_control::<V>,
-                adopted: None,
-            })
-        });
+        let depth = QUICK_DEPTH.get();
+        let asking = Asking {
+            core: self.address(),
+            id: ident.id,
+            name: IdentName::of(&ident.name),
+            queue_id: gauge.id,
+            concurrency,
+            cancel_on_shutdown: config.cancel_on_shutdown,
+            pipeline_key: pipeline.key(),
+            new_control: pending_control::<V>,
+        };
+        if depth < TRACKED {
+            QUICK_RUNS.with(|runs| runs[depth].set(asking));
+        }
+        QUICK_DEPTH.set(depth + 1);
         let seen = adoptions();
         let QuickRun { index, value, stop } =
             run_quick(pipeline, self.context(), argument, || adoptions() != seen);
-        let Asking { ident, adopted, .. } = QUICK_RUNS
-            .with(|runs| runs.borrow_mut().pop())
-            .expect("a quick run takes its own place off the list");
+        QUICK_DEPTH.set(depth);
+        // Only a run whose steps asked looks: the count moved.
+        let adopted = if adoptions() == seen {
+            None
+        } else {
+            ADOPTED.take().map(ManuallyDrop::into_inner)
+        };
         if let Some(control) = adopted {
             let adopted = Adopted {
                 queue,
@@ -234,35 +291,46 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 
     /// A step of a quick run asked about the runtime (introspection, cancellation, stop):
-    /// the quick runs of this runtime on this thread become entries now, so the answer
-    /// includes them.
+    /// this thread's quick run, if it is of this runtime, becomes an entry now, so the
+    /// answer includes it.
     pub(super) fn adopt_asking(&self) {
-        let me = self.address();
-        let adopted = QUICK_RUNS.with(|runs| {
-            let mut runs = runs.borrow_mut();
-            let mut adopted = 0;
-            for run in runs
-                .iter_mut()
-                .filter(|run| run.core == me && run.adopted.is_none())
-            {
-                let control = (run.new_control)();
-                let asked = Asked {
-                    ident: &run.ident,
-                    concurrency: run.concurrency,
-                    control: Arc::clone(&control),
-                    cancel_on_shutdown: run.cancel_on_shutdown,
-                    pipeline_key: run.pipeline_key,
-                };
-                self.registry.adopt_asked(run.queue_id, asked);
-                run.adopted = Some(control);
-                adopted += 1;
-            }
-            adopted
-        });
-        if adopted > 0 {
-            ADOPTIONS.with(|count| count.set(count.get() + adopted));
-            self.deliver_events();
+        let depth = QUICK_DEPTH.get();
+        if depth == 0 || depth > TRACKED {
+            return;
         }
+        let mut run = QUICK_RUNS.with(|runs| runs[depth - 1].get());
+        if run.core != self.address() {
+            return;
+        }
+        let name = match run.name {
+            IdentName::Site(site) => Name::Static(site),
+            IdentName::Registered(address) => {
+                let registered = self.pipelines.values().find(|registered| {
+                    Arc::as_ptr(&registered.name).cast::<u8>() as usize == address
+                });
+                match registered {
+                    Some(registered) => Name::Shared(Arc::clone(&registered.name)),
+                    // Every shared ident name is a registration's.
+                    None => return,
+                }
+            }
+        };
+        let ident = Ident { name, id: run.id };
+        let control = (run.new_control)();
+        let asked = Asked {
+            ident: &ident,
+            concurrency: run.concurrency,
+            control: Arc::clone(&control),
+            cancel_on_shutdown: run.cancel_on_shutdown,
+            pipeline_key: run.pipeline_key,
+        };
+        self.registry.adopt_asked(run.queue_id, asked);
+        // Adopted once: a second ask finds the entry.
+        run.core = 0;
+        QUICK_RUNS.with(|runs| runs[depth - 1].set(run));
+        ADOPTED.set(Some(ManuallyDrop::new(control)));
+        ADOPTIONS.with(|count| count.set(count.get() + 1));
+        self.deliver_events();
     }
 
     /// A quick run that a step adopted goes on as the ordinary instance it became, from
@@ -277,38 +345,14 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let Adopted {
-            queue,
-            queue_id,
-            ident,
-            argument,
-            value,
-            index,
-        } = adopted;
         let control = match control.into_any().downcast::<Control<V>>() {
             Ok(control) => control,
             // Made by `pending_control::<V>` for this very run.
             Err(_) => unreachable!("a quick run's control block of another type"),
         };
+        let (adopted, argument) = adopted.without_argument();
         control.set_argument(argument);
-        let at = EntryRef {
-            id: ident.id,
-            shard: queue_id.shard,
-        };
-        let span = InstanceSpan::new(&ident, queue);
-        span.state("started");
-        let mut instance = Instance::new(
-            pipeline.clone(),
-            at,
-            ident,
-            Arc::clone(&control),
-            value,
-            true,
-            span,
-        );
-        let runs_now = !matches!(stop, QuickStop::Pending(_));
-        instance.resume_quick(index, stop, self);
-        self.carry_on(instance, control, runs_now)
+        self.go_on_as_instance(pipeline, adopted, control, stop)
     }
 
     /// A quick run that must be seen from now on becomes an ordinary instance, keeping
@@ -322,29 +366,47 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
+        let (adopted, argument) = adopted.without_argument();
+        let control = Arc::new(Control::new(argument, true));
+        let at = adopted.entry();
+        let join = root_join(
+            pipeline,
+            &adopted.ident,
+            adopted.queue,
+            at,
+            Arc::clone(&control) as _,
+        );
+        self.registry.adopt(adopted.queue_id, join);
+        self.deliver_events();
+        self.go_on_as_instance(pipeline, adopted, control, stop)
+    }
+
+    /// An adopted quick run's instance (its entry recorded, its control block `control`),
+    /// going on from the step it stopped at.
+    fn go_on_as_instance<V>(
+        self: &Arc<Self>,
+        pipeline: &Pipeline<V, C>,
+        adopted: Adopted<'_, V, ()>,
+        control: Arc<Control<V>>,
+        stop: QuickStop<V, C>,
+    ) -> Invocation<V>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let at = adopted.entry();
         let Adopted {
             queue,
-            queue_id,
             ident,
-            argument,
             value,
             index,
+            ..
         } = adopted;
-        let id = ident.id;
-        let control = Arc::new(Control::new(argument, true));
-        let at = EntryRef {
-            id,
-            shard: queue_id.shard,
-        };
-        let join = root_join(pipeline, &ident, queue, at, Arc::clone(&control) as _);
-        self.registry.adopt(queue_id, join);
-        self.deliver_events();
         let span = InstanceSpan::new(&ident, queue);
         span.state("started");
         let mut instance = Instance::new(
             pipeline.clone(),
             at,
-            ident.clone(),
+            ident,
             Arc::clone(&control),
             value,
             true,
@@ -357,12 +419,44 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 }
 
-/// A quick run on its way to becoming an instance.
-struct Adopted<'a, V> {
+/// A quick run on its way to becoming an instance (`A`: its argument, until the control
+/// block holds it).
+struct Adopted<'a, V, A = V> {
     queue: &'a Name,
     queue_id: QueueId,
     ident: Ident,
-    argument: V,
+    argument: A,
     value: V,
     index: usize,
+}
+
+impl<'a, V, A> Adopted<'a, V, A> {
+    /// Its argument taken out (for its control block).
+    fn without_argument(self) -> (Adopted<'a, V, ()>, A) {
+        let Adopted {
+            queue,
+            queue_id,
+            ident,
+            argument,
+            value,
+            index,
+        } = self;
+        let adopted = Adopted {
+            queue,
+            queue_id,
+            ident,
+            argument: (),
+            value,
+            index,
+        };
+        (adopted, argument)
+    }
+
+    /// Its entry: its ident's id, in its queue's shard.
+    fn entry(&self) -> EntryRef {
+        EntryRef {
+            id: self.ident.id,
+            shard: self.queue_id.shard,
+        }
+    }
 }
