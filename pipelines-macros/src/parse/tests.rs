@@ -39,7 +39,7 @@ fn a_correct_pipeline_has_nothing_standing_in() {
 #[test]
 fn a_let_and_what_follows_it_stand_in_and_the_steps_before_stay() {
     let (errors, model) = failing(quote!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         let doubled = value * 2;
         doubled + 1;
     }));
@@ -88,7 +88,7 @@ fn a_return_stands_in_as_loop() {
 #[test]
 fn a_step_that_does_not_parse_costs_only_itself() {
     let (errors, model) = failing(quote!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         value +;
         value * 2
     }));
@@ -113,7 +113,7 @@ fn items_are_kept_beside_the_steps() {
 #[test]
 fn sections_not_kept_stand_in() {
     let (errors, model) = failing(quote!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         rescue!(|error| {
             0;
         });
@@ -132,13 +132,13 @@ fn no_model_when_steps_could_name_what_nothing_binds() {
     // No context; a fourth binding a step names; an untyped value.
     for body in [
         quote!(|value: i32| {
-            value + 1;
+            value = value + 1;
         }),
         quote!(|value: i32, _ctx: &(), current, extra: u8| {
             value + extra as i32;
         }),
         quote!(|value, _ctx: &()| {
-            value + 1;
+            value = value + 1;
         }),
     ] {
         let (errors, model) = failing(body);
@@ -147,7 +147,7 @@ fn no_model_when_steps_could_name_what_nothing_binds() {
     }
     // A fourth binding that no step names does not matter to the model.
     let (_, model) = failing(quote!(|value: i32, _ctx: &(), current, extra: u8| {
-        value + 1;
+        value = value + 1;
     }));
     assert!(model.is_some());
 }

@@ -52,16 +52,7 @@ pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
                             );
                             #[allow(unused_variables, unused_mut)]
                             let _ctx: &() = &**__pipelines_ctx;
-                            match ::pipelines::__private::Discard::<
-                                _,
-                                i32,
-                            >::new(value + 1) {
-                                __pipelines_result => {
-                                    (&&&__pipelines_result)
-                                        .__pipelines_kind()
-                                        .into_outcome(__pipelines_result.0)
-                                }
-                            }
+                            ::pipelines::__private::assigned::<i32, (), _>(value + 1)
                         }
                         ::pipelines::__private::StepCall::Rescue {
                             index: 0usize,

@@ -3,7 +3,7 @@
 /// stand in; the other steps expand as usual, beside the errors.
 pub(crate) fn pipeline() -> pipelines::Pipeline<i32, ()> {
     pipelines::pipeline!(|value: i32, _ctx: &()| {
-        value + 1;
+        value = value + 1;
         let doubled = value * 2;
         doubled + 1;
         rescue!(|error| {
