@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use crate::sharing::Sharing;
 
+use crate::cancel_on_drop::CancelOnDrop;
 use crate::cancellation::Control;
 use crate::error::Error;
 use crate::ident::Ident;
@@ -24,7 +25,8 @@ use crate::runtime::Canceller;
 ///   result (and ident).
 ///
 /// Like `tokio::spawn`, the work goes on without the handle: dropping it does not cancel
-/// the instance; [`cancel`](Invocation::cancel) does.
+/// the instance; [`cancel`](Invocation::cancel) does, and so does dropping the handle
+/// [`cancel_on_drop`](Invocation::cancel_on_drop) makes.
 ///
 /// # Examples
 ///
@@ -229,6 +231,32 @@ impl<V> Invocation<V> {
 }
 
 impl<V> Invocation<V> {
+    /// Ties the instance to this handle: dropping the returned [`CancelOnDrop`] before
+    /// the result was taken cancels the instance (opt-in; a plain handle's drop lets the
+    /// work go on, like `tokio::spawn`'s). For an HTTP handler: the server drops the
+    /// handler's future when the client disconnects, and the work stops with it.
+    ///
+    /// ```
+    /// # use pipelines::{pipeline, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: u32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// drop(runtime.invoke_pipeline(&forever, 1).unwrap().cancel_on_drop());
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(runtime.live_counts().0, 0);
+    /// # }
+    /// ```
+    pub fn cancel_on_drop(self) -> CancelOnDrop<V> {
+        CancelOnDrop::new(self)
+    }
+
+    /// Whether this handle's own instance may still be running (not finished, not
+    /// shared with other callers): what dropping a [`CancelOnDrop`] cancels.
+    pub(crate) fn owns_a_running_instance(&self) -> bool {
+        matches!(self.state, State::Running) && !self.is_finished()
+    }
+
     fn control(&self) -> Option<&Control<V>> {
         match &self.held {
             Held::Control(control) => Some(control),

@@ -39,6 +39,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod behaviour;
+mod cancel_on_drop;
 mod cancellation;
 mod continuation;
 pub mod error;
@@ -67,6 +68,7 @@ pub mod supervision;
 mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
+pub use cancel_on_drop::CancelOnDrop;
 pub use continuation::{Continuation, Frame, Step};
 pub use error::{
     BoxError, CancelError, Error, InvalidPolicy, InvokeError, Refused, StartError, SubscribeError,
