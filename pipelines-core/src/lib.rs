@@ -85,7 +85,7 @@ pub use pipeline::Pipeline;
 pub use pipeline_handle::PipelineHandle;
 pub use policy::{Backoff, RestartPolicy};
 pub use queue::Queue;
-pub use runtime::{in_pipeline, Current, Runtime, RuntimeBuilder, WeakRuntime};
+pub use runtime::{in_pipeline, Current, Runtime, RuntimeBuilder, Shutdown, WeakRuntime};
 #[cfg(feature = "timeline")]
 pub use timeline::Timeline;
 

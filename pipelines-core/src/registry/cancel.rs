@@ -123,7 +123,10 @@ impl View<'_> {
     /// detached child (cancellation does not climb past it). One walk down from the roots:
     /// a cancelled top takes its whole subtree with it, so its descendants are not visited
     /// again as tops of their own (a chain of detached children stays linear).
-    pub(super) fn stop(&mut self, fx: &mut Effects) {
+    /// `everything`: the instances `stop` spares too (`cancel_on_shutdown(false)`, and
+    /// what they run), for a shutdown past its deadline. Returns how many trees it
+    /// cancelled, all marked before any slot is refilled.
+    pub(super) fn stop(&mut self, everything: bool, fx: &mut Effects) -> usize {
         let mut tops = Vec::new();
         // (id, whether it is a tree's top); below the roots, only detached children are.
         // Roots in arrival order (popped from the end: newest pushed first), whatever
@@ -139,7 +142,7 @@ impl View<'_> {
             let Some(entry) = self.entry(id) else {
                 continue;
             };
-            if is_top && entry.cancel_on_shutdown {
+            if is_top && (entry.cancel_on_shutdown || everything) {
                 tops.push(id);
             } else {
                 stack.extend(self.children_last_first(id).filter_map(|child| {
@@ -149,6 +152,7 @@ impl View<'_> {
             }
         }
         self.cancel_trees(&tops, fx);
+        tops.len()
     }
 
     /// The entry's parent, if that is still live.

@@ -509,7 +509,13 @@ impl Registry {
 
     /// Cancels every tree whose top is `cancel_on_shutdown`.
     pub(crate) fn stop(&self, fx: &mut Effects) {
-        View::Wide(self.everything()).stop(fx);
+        View::Wide(self.everything()).stop(false, fx);
+    }
+
+    /// Cancels every live tree, those `stop` spares included (a shutdown past its
+    /// deadline); returns how many.
+    pub(crate) fn cancel_everything(&self, fx: &mut Effects) -> usize {
+        View::Wide(self.everything()).stop(true, fx)
     }
 
     // ---- looking -------------------------------------------------------------------

@@ -347,6 +347,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 registry,
                 quick_runs,
                 events,
+                drained: tokio::sync::Notify::new(),
             }),
         })
     }

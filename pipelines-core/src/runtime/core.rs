@@ -109,6 +109,8 @@ pub(crate) struct Core<C> {
     /// Root invocations may run without an entry when nothing could see them (no
     /// watcher, no event stream, no transactor): see `quick.rs`.
     pub(super) quick_runs: bool,
+    /// Told of registry changes once the runtime is stopped, for `shutdown`.
+    pub(super) drained: tokio::sync::Notify,
 }
 
 impl<C: Send + Sync + 'static> Canceller for Core<C> {
@@ -137,6 +139,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(super) fn after(&self, fx: &mut Effects) {
         if fx.is_empty() {
             self.deliver_events();
+            self.wake_shutdown();
             return;
         }
         let garbage = std::mem::take(fx).apply();
@@ -144,6 +147,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         if !garbage.is_empty() {
             self.drop_garbage(garbage);
         }
+        self.wake_shutdown();
     }
 
     /// Drops values the runtime kept (a queue's last result, an argument). Their `Drop` is

@@ -21,6 +21,7 @@ mod current;
 mod parked;
 mod pending;
 mod quick;
+mod shutdown;
 mod task;
 
 use std::any::type_name;
@@ -44,6 +45,7 @@ pub use self::builder::RuntimeBuilder;
 pub(crate) use self::core::{ChildStart, Core};
 pub use self::current::Current;
 pub(crate) use self::current::FrameView;
+pub use self::shutdown::Shutdown;
 
 /// Runs pipelines: by registered name or by value, with a shared context.
 ///
