@@ -62,7 +62,7 @@ async fn main() {
     assert_eq!(votes[&1], [100, 200]);
     assert_eq!(votes[&2], [100]);
     assert!(
-        runtime.queue("upvote-1").is_none(),
+        runtime.queue_info("upvote-1").is_none(),
         "per-key queues are forgotten when empty"
     );
 }

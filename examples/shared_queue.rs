@@ -43,7 +43,7 @@ async fn main() {
     runtime.invoke("inc-2", 1_i64).unwrap();
     runtime.invoke("calls-inc", 1_i64).unwrap();
     for queue in ["inc-1", "inc-2", "calls-inc", inc_site] {
-        let performed = runtime.queue(queue).map_or(0, |q| q.performed());
+        let performed = runtime.queue_info(queue).map_or(0, |q| q.performed());
         println!("queue {queue}: performed {performed}");
         assert_eq!(performed, 1);
     }

@@ -138,7 +138,7 @@ fn a_per_key_queue_that_comes_and_goes_allocates_no_queue_state() {
     // Per invocation: the key (user code), its shared name, the control block. The queue
     // is forgotten when its invocation ends and its slot, gauge included, is reused.
     assert_eq!(count, 3000);
-    assert!(runtime.queue("key-1").is_none());
+    assert!(runtime.queue_info("key-1").is_none());
 }
 
 #[test]

@@ -328,7 +328,7 @@ async fn use_existing_shares_a_live_instance_with_equal_arguments() {
         (1, 1, 2)
     );
     assert_eq!(rec.done(), [(1, 250), (2, 350)]);
-    assert_eq!(runtime.queue("load").unwrap().performed(), 2);
+    assert_eq!(runtime.queue_info("load").unwrap().performed(), 2);
     // Once finished, the instance is not shared any more: a new invocation runs again.
     runtime.invoke("load", 1_u32).unwrap().await.unwrap();
     assert_eq!(rec.done().len(), 3);

@@ -163,7 +163,7 @@ async fn the_cancel_marker_cancels_its_tree_and_is_not_reported() {
     let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
     assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
     assert_eq!(entries(&log), ["before", "finally instance cancelled"]);
-    let queue = runtime.queue(p.site_name()).unwrap();
+    let queue = runtime.queue_info(p.site_name()).unwrap();
     assert_eq!(queue.last_cancelled(), Some(handle.ident()));
     assert!(queue.last_error().is_none());
 }

@@ -603,7 +603,7 @@ async fn a_resumed_level_goes_on_in_place_keeping_its_ident_and_its_slot() {
     });
     let handle = runtime.invoke_pipeline(&outer, 1).unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let queue = runtime.queue("inner").unwrap();
+    let queue = runtime.queue_info("inner").unwrap();
     assert_eq!((queue.running(), queue.performed()), (1, 0));
     let active = runtime.active();
     let level = active
@@ -621,7 +621,7 @@ async fn a_resumed_level_goes_on_in_place_keeping_its_ident_and_its_slot() {
             format!("inner rest on 5 by {id}")
         ]
     );
-    assert_eq!(runtime.queue("inner").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("inner").unwrap().performed(), 1);
 }
 
 /// Found by the soak: a level that resumed used to end and hand its `finally!` to a

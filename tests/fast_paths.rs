@@ -68,7 +68,7 @@ fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
     for value in 1..=3_u32 {
         assert_eq!(done(&runtime, "double", value), value * 2);
     }
-    let queue = runtime.queue("double").unwrap();
+    let queue = runtime.queue_info("double").unwrap();
     assert_eq!(queue.performed(), 3);
     assert_eq!(queue.running(), 0);
     assert_eq!(queue.waiting(), 0);
@@ -114,7 +114,7 @@ fn a_step_that_asks_sees_its_own_quick_run_listed() {
     );
     assert!(runtime.active().is_empty());
     assert_eq!(runtime.live_counts().0, 0);
-    let queue = runtime.queue("p").unwrap();
+    let queue = runtime.queue_info("p").unwrap();
     assert_eq!((queue.running(), queue.performed()), (0, 1));
     assert_eq!(queue.last_result().unwrap().downcast_ref::<u32>(), Some(&2));
     // The next run asks again, and sees only itself.
@@ -149,7 +149,7 @@ fn a_quick_run_cancelled_by_its_own_step_stops_there_and_runs_finally() {
         ]
     );
     assert_eq!(runtime.live_counts().0, 0);
-    assert_eq!(runtime.queue("p").unwrap().running(), 0);
+    assert_eq!(runtime.queue_info("p").unwrap().running(), 0);
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn a_quick_run_holds_its_slot_while_its_steps_run() {
     let inner = pipeline!(|value: u32, ctx: &Ctx| {
         value = {
             let runtime = ctx.runtime();
-            let running = runtime.queue("one").unwrap().running();
+            let running = runtime.queue_info("one").unwrap().running();
             ctx.log(format!("running {running}"));
             if value == 0 {
                 let again = runtime.invoke("one", 1_u32).unwrap().try_result();
@@ -217,8 +217,8 @@ fn a_quick_run_holds_its_slot_while_its_steps_run() {
         runtime.context().take_log(),
         ["running 1", "again Some(Err(Dropped))"]
     );
-    assert_eq!(runtime.queue("one").unwrap().running(), 0);
-    assert_eq!(runtime.queue("one").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("one").unwrap().running(), 0);
+    assert_eq!(runtime.queue_info("one").unwrap().performed(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -244,7 +244,7 @@ async fn an_instance_that_waits_for_a_quick_run_starts_when_it_ends() {
     let first = runtime.invoke("one", 0_u32).unwrap();
     assert!(first.is_finished());
     // The first run's end gave its slot to the second.
-    let queue = runtime.queue("one").unwrap();
+    let queue = runtime.queue_info("one").unwrap();
     assert_eq!((queue.running(), queue.waiting()), (1, 0));
     let second = runtime.context().kept.lock().unwrap().take().unwrap();
     assert_eq!(second.await.unwrap(), 11);
@@ -256,7 +256,7 @@ async fn an_instance_that_waits_for_a_quick_run_starts_when_it_ends() {
             "start 1"
         ]
     );
-    assert_eq!(runtime.queue("one").unwrap().performed(), 2);
+    assert_eq!(runtime.queue_info("one").unwrap().performed(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -279,12 +279,12 @@ async fn a_run_that_waits_goes_on_from_the_step_it_reached() {
         pipelines::introspection::InstanceState::Suspended
     );
     assert_eq!(info.argument().downcast_ref::<u32>(), Some(&1));
-    assert_eq!(runtime.queue("p").unwrap().running(), 1);
+    assert_eq!(runtime.queue_info("p").unwrap().running(), 1);
     assert_eq!(handle.await.unwrap(), 21);
     // The steps before the wait ran once.
     assert_eq!(runtime.context().calls.load(Ordering::SeqCst), 1);
     assert!(runtime.active().is_empty());
-    assert_eq!(runtime.queue("p").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("p").unwrap().performed(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -345,7 +345,7 @@ fn an_error_after_synchronous_steps_takes_the_error_path_with_the_value_before_i
     );
     assert_eq!(run(5).unwrap(), 1006);
     assert_eq!(runtime.context().take_log(), ["finally 1006 false"]);
-    assert_eq!(runtime.queue("p").unwrap().performed(), 2);
+    assert_eq!(runtime.queue_info("p").unwrap().performed(), 2);
     assert!(runtime.active().is_empty());
 }
 
@@ -377,7 +377,7 @@ fn a_failure_without_rescue_is_reported_and_kept_as_the_queue_s_last_error() {
     let error = runtime.invoke("p", 1_u32).unwrap().try_result().unwrap();
     assert_eq!(format!("{:#}", error.unwrap_err()), "step failed: two");
     assert_eq!(reported.load(Ordering::SeqCst), 1);
-    let queue = runtime.queue("p").unwrap();
+    let queue = runtime.queue_info("p").unwrap();
     assert_eq!(
         format!("{:#}", queue.last_error().unwrap()),
         "step failed: two"
@@ -496,7 +496,7 @@ fn a_result_whose_clone_panics_fails_the_run_and_frees_its_slot() {
         .to_string()
         .contains("clone of an armed value"));
     assert_eq!(reported.load(Ordering::SeqCst), 1);
-    let queue = runtime.queue("p").unwrap();
+    let queue = runtime.queue_info("p").unwrap();
     assert_eq!((queue.running(), queue.performed()), (0, 1));
     assert!(queue.last_error().is_some());
     // The slot is free: the next invocation runs at once.
@@ -563,7 +563,7 @@ async fn a_replaced_waiting_instance_ends_at_once_without_a_task() {
     // No executor turn in between: the replaced instance ended inside `invoke`.
     assert!(replaced.is_finished());
     assert!(replaced.try_result().unwrap().unwrap_err().is_cancelled());
-    let queue = runtime.queue("latest").unwrap();
+    let queue = runtime.queue_info("latest").unwrap();
     assert_eq!((queue.running(), queue.waiting()), (1, 1));
     assert_eq!(queue.last_cancelled(), Some(replaced.ident()));
     assert_eq!(running.await.unwrap(), 10);
@@ -658,7 +658,7 @@ fn concurrent_quick_runs_and_waiting_instances_all_run_and_the_counts_end_exact(
     }
     let total = THREADS * PER_THREAD;
     assert_eq!(runtime.context().calls.load(Ordering::Relaxed), total);
-    let queue = runtime.queue("mixed").unwrap();
+    let queue = runtime.queue_info("mixed").unwrap();
     assert_eq!(
         (queue.running(), queue.waiting(), queue.performed()),
         (0, 0, u64::from(total))

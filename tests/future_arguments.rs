@@ -54,7 +54,7 @@ async fn an_invocation_joins_at_once_and_keeps_its_place_in_arrival_order() {
     let second = runtime.invoke_pipeline(&save, 2).unwrap();
     // The first holds the slot while its argument is on its way; the second waits.
     let name = first.ident().name().to_owned();
-    let queue = runtime.queue(&name).unwrap();
+    let queue = runtime.queue_info(&name).unwrap();
     assert_eq!((queue.running(), queue.waiting()), (1, 1));
     let info = runtime.instance(first.ident()).unwrap();
     assert_eq!(info.state(), InstanceState::Suspended);
@@ -182,7 +182,7 @@ async fn an_argument_that_fails_or_panics_fails_the_invocation_and_frees_the_slo
     );
     assert!(lines[2].starts_with("save 9"));
     assert_eq!(lines[3], "finally 90");
-    let queue = runtime.queue(&name).unwrap();
+    let queue = runtime.queue_info(&name).unwrap();
     assert_eq!(queue.performed(), 3);
     assert_eq!(runtime.live_counts().0, 0);
 }

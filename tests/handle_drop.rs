@@ -51,7 +51,7 @@ async fn dropping_a_tied_handle_cancels_its_instance_and_frees_the_slot() {
     drop(tied);
     settle().await;
     assert_eq!(entries(&log), ["finally 1 Some(Cancelled)"]);
-    let queue = runtime.queue("search").unwrap();
+    let queue = runtime.queue_info("search").unwrap();
     assert_eq!(
         (queue.running(), queue.waiting()),
         (1, 0),

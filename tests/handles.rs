@@ -33,7 +33,7 @@ fn a_handle_invokes_like_the_name_does() {
     let mut by_name = runtime.invoke("inc", 1_u64).unwrap();
     assert_eq!(by_name.try_result().unwrap().unwrap(), 2);
     // Both counted in the same queue.
-    assert_eq!(runtime.queue("inc").unwrap().performed(), 2);
+    assert_eq!(runtime.queue_info("inc").unwrap().performed(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -43,8 +43,8 @@ async fn a_handle_shares_the_queue_with_invocations_by_name() {
     let first = wait.invoke(1).unwrap();
     let second = runtime.invoke("wait", 2_u64).unwrap();
     let third = wait.clone().invoke(3).unwrap();
-    assert_eq!(runtime.queue("wait").unwrap().running(), 1);
-    assert_eq!(runtime.queue("wait").unwrap().waiting(), 2);
+    assert_eq!(runtime.queue_info("wait").unwrap().running(), 1);
+    assert_eq!(runtime.queue_info("wait").unwrap().waiting(), 2);
     assert_eq!(first.await.unwrap(), 10);
     assert_eq!(second.await.unwrap(), 20);
     assert_eq!(third.await.unwrap(), 30);

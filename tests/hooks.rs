@@ -179,7 +179,7 @@ async fn active_instances_are_grouped_by_queue_with_state_and_arguments() {
             (s2.ident().clone(), InstanceState::Waiting)
         ]
     );
-    let queue = runtime.queue("save").unwrap();
+    let queue = runtime.queue_info("save").unwrap();
     assert_eq!(
         (queue.running(), queue.waiting(), queue.performed()),
         (1, 1, 0)
@@ -219,7 +219,7 @@ async fn a_cancelled_instance_leaves_active_at_once_and_is_found_until_its_final
     assert!(handle.cancel());
     // Its slot is free at once, and the list agrees with the queue's count...
     assert!(runtime.active().is_empty());
-    assert_eq!(runtime.queue("slow").unwrap().running(), 0);
+    assert_eq!(runtime.queue_info("slow").unwrap().running(), 0);
     // ... while the instance runs its `finally!`, and can be looked up meanwhile.
     tokio::task::yield_now().await;
     let info = runtime.instance(handle.ident()).unwrap();
@@ -251,7 +251,7 @@ fn queues_keep_their_last_result_error_and_cancellation() {
     runtime.invoke("p", 4_u32).unwrap();
     runtime.invoke("p", 0_u32).unwrap();
     let cancelled = runtime.invoke("p", 9_u32).unwrap();
-    let queue = runtime.queue("p").unwrap();
+    let queue = runtime.queue_info("p").unwrap();
     assert_eq!(queue.performed(), 3);
     assert_eq!(
         queue.last_result().unwrap().downcast_ref::<u32>(),
@@ -323,7 +323,7 @@ async fn a_step_can_query_active_instances_and_cancel_others() {
                 .map(|instance| instance.ident().clone())
                 .collect();
             let me_running = runtime
-                .queue("sweeper")
+                .queue_info("sweeper")
                 .map(|queue| queue.running())
                 .unwrap_or_default();
             ctx.log
@@ -377,7 +377,7 @@ async fn a_watcher_can_invoke_and_hooks_can_query_without_deadlock() {
         })
         .error_reporter(move |_, _| {
             let runtime = from_reporter.get().and_then(WeakRuntime::upgrade).unwrap();
-            let _ = runtime.queue("main");
+            let _ = runtime.queue_info("main");
         })
         .start()
         .unwrap();

@@ -45,7 +45,7 @@ async fn a_burst_while_an_export_runs_is_refused_at_once_and_the_next_one_is_ser
         warehouse.try_recv().is_err(),
         "no refused request reached the pipeline"
     );
-    assert_eq!(runtime.queue("export").unwrap().running(), 1);
+    assert_eq!(runtime.queue_info("export").unwrap().running(), 1);
 
     ask.answer.send(rows(1)).unwrap();
     assert_eq!(running.await.unwrap(), (StatusCode::OK, "row 1".to_owned()));

@@ -185,7 +185,7 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
         // Never more than `max` instances hold a slot in a queue.
         if !matches!(config.behaviour, Behaviour::Unrestricted) {
             for queue in runtime.active() {
-                if let Some(info) = runtime.queue(queue.name()) {
+                if let Some(info) = runtime.queue_info(queue.name()) {
                     let limited =
                         info.concurrency().behaviour() != pipelines::Behaviour::Unrestricted;
                     if limited && info.running() > info.concurrency().max() {

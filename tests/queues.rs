@@ -31,7 +31,7 @@ fn an_unregistered_pipeline_runs_in_the_implicit_queue_of_its_site() {
     let runtime = Runtime::builder(Log::default()).start().unwrap();
     let handle = runtime.invoke_pipeline(&p, 1).unwrap();
     assert_eq!(handle.ident().name(), p.site_name());
-    let queue = runtime.queue(p.site_name()).unwrap();
+    let queue = runtime.queue_info(p.site_name()).unwrap();
     assert_eq!(queue.performed(), 1);
     assert!(p.site_name().starts_with("pipeline@tests/queues.rs:"));
 }
@@ -47,11 +47,11 @@ fn registration_renames_the_implicit_queue_and_two_names_make_two_queues() {
     runtime.invoke("a", 1_u32).unwrap();
     runtime.invoke("a", 2_u32).unwrap();
     runtime.invoke("b", 3_u32).unwrap();
-    assert_eq!(runtime.queue("a").unwrap().performed(), 2);
-    assert_eq!(runtime.queue("b").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("a").unwrap().performed(), 2);
+    assert_eq!(runtime.queue_info("b").unwrap().performed(), 1);
     // The value itself keeps its implicit queue.
     runtime.invoke_pipeline(&p, 4).unwrap();
-    assert_eq!(runtime.queue(p.site_name()).unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info(p.site_name()).unwrap().performed(), 1);
 }
 
 #[test]
@@ -62,8 +62,8 @@ fn an_explicit_queue_is_kept_when_registered() {
         .unwrap();
     let handle = runtime.invoke("named", 1_u32).unwrap();
     assert_eq!(handle.ident().name(), "named");
-    assert_eq!(runtime.queue("explicit").unwrap().performed(), 1);
-    assert!(runtime.queue("named").is_none());
+    assert_eq!(runtime.queue_info("explicit").unwrap().performed(), 1);
+    assert!(runtime.queue_info("named").is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -80,9 +80,9 @@ async fn a_nested_pipeline_keeps_its_own_queue() {
     let first = runtime.invoke("outer", 1_u32).unwrap();
     let second = runtime.invoke("outer", 2_u32).unwrap();
     tokio::task::yield_now().await;
-    let inner_queue = runtime.queue("inner-queue").unwrap();
+    let inner_queue = runtime.queue_info("inner-queue").unwrap();
     assert_eq!((inner_queue.running(), inner_queue.waiting()), (1, 1));
-    assert_eq!(runtime.queue("outer").unwrap().running(), 2);
+    assert_eq!(runtime.queue_info("outer").unwrap().running(), 2);
     assert_eq!((first.await.unwrap(), second.await.unwrap()), (1, 2));
     assert_eq!(*log.lock().unwrap(), ["inner 1", "inner 2"]);
 }
@@ -99,7 +99,7 @@ async fn pipelines_with_the_same_configuration_share_a_queue() {
     let a = runtime.invoke("save-title", 1_u32).unwrap();
     let b = runtime.invoke("save-body", 2_u32).unwrap();
     let c = runtime.invoke("save-title", 3_u32).unwrap();
-    let queue = runtime.queue("saves").unwrap();
+    let queue = runtime.queue_info("saves").unwrap();
     assert_eq!((queue.running(), queue.waiting()), (1, 2));
     assert_eq!(queue.concurrency(), saves.concurrency());
     for handle in [a, b, c] {
@@ -221,12 +221,12 @@ async fn a_queue_per_key_isolates_keys_and_is_forgotten_when_empty() {
     let one = runtime.invoke("upvote", 1_u32).unwrap();
     let two = runtime.invoke("upvote", 2_u32).unwrap();
     let one_again = runtime.invoke("upvote", 1_u32).unwrap();
-    assert!(runtime.queue("upvote-1").is_some());
+    assert!(runtime.queue_info("upvote-1").is_some());
     assert!(one_again.await.unwrap_err().is_dropped());
     assert_eq!((one.await.unwrap(), two.await.unwrap()), (1, 2));
     assert_eq!(*log.lock().unwrap(), ["upvote 1", "upvote 2"]);
     assert!(
-        runtime.queue("upvote-1").is_none(),
+        runtime.queue_info("upvote-1").is_none(),
         "per-key queues are forgotten"
     );
     assert_eq!(runtime.live_counts(), (0, 0));
@@ -272,7 +272,7 @@ fn the_former_queue_setters_still_work() {
     let keyed = quick().set_queue_by(|value: &u32| format!("former-{value}"));
     let runtime = Runtime::builder(Log::default()).start().unwrap();
     runtime.invoke_pipeline(&named, 1).unwrap();
-    assert_eq!(runtime.queue("former").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("former").unwrap().performed(), 1);
     let handle = runtime.invoke_pipeline(&keyed, 2).unwrap();
     assert!(handle.is_finished());
 }

@@ -662,12 +662,12 @@ mod hooks_and_introspection {
         let ident = runtime.invoke_pipeline(&save, 1)?.ident().clone();
         // README continued
         runtime.active();          // live instances by queue: ident, state, parent, argument
-        runtime.queue("save");     // running, waiting, performed, last result/error/cancellation
+        runtime.queue_info("save");     // running, waiting, performed, last result/error/cancellation
         runtime.instance(&ident);  // one live instance
         in_pipeline();             // does this code run inside a step?
         // README end
         assert_eq!(runtime.active().len(), 1);
-        assert_eq!(runtime.queue("save").map(|queue| queue.running()), Some(1));
+        assert_eq!(runtime.queue_info("save").map(|queue| queue.running()), Some(1));
         assert!(runtime.instance(&ident).is_some());
         assert!(!in_pipeline());
         Ok(())

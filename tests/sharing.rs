@@ -92,7 +92,7 @@ async fn every_sharer_gets_the_value_and_a_dropped_sharer_disturbs_nobody() {
     assert_eq!(sharers.pop().unwrap().await.unwrap(), 2);
     assert_eq!(elsewhere.await.unwrap().unwrap(), 2);
     assert_eq!(leader.await.unwrap(), 2);
-    assert_eq!(runtime.queue("inc").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("inc").unwrap().performed(), 1);
 }
 
 #[tokio::test(start_paused = true)]

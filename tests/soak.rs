@@ -63,8 +63,11 @@ struct Ctx {
     /// Forks the runtime accepted (`fork` / `fork_detached` returned `Ok`), by kind.
     forks_attached: AtomicU64,
     forks_detached: AtomicU64,
-    /// Forks refused (`Err`): none expected, their queue is unrestricted.
+    /// Forks refused for another reason than their instance being cancelled (that one
+    /// is `Error::Cancelled`): none expected, their queue is unrestricted.
     forks_refused: AtomicU64,
+    /// Forks refused because the forking instance was being cancelled meanwhile.
+    forks_of_cancelled: AtomicU64,
     /// `finally!` runs at a fork's outermost level (the `forking` root's `finally!` on a
     /// forked value), and those that saw a cancellation.
     fork_finally_runs: AtomicU64,
@@ -208,6 +211,7 @@ fn fork_with(
     let counter = match forked {
         Ok(_) if detached => &ctx.forks_detached,
         Ok(_) => &ctx.forks_attached,
+        Err(error) if error.is_cancelled() => &ctx.forks_of_cancelled,
         Err(_) => &ctx.forks_refused,
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -478,7 +482,7 @@ fn soak(rounds: u64, operations: u64) {
                             maxima.get(queue),
                             from_watcher.get().and_then(WeakRuntime::upgrade),
                         ) {
-                            let running = runtime.queue(queue).map_or(0, |q| q.running());
+                            let running = runtime.queue_info(queue).map_or(0, |q| q.running());
                             if running > *max {
                                 watch.over_max.push(format!("{queue}: {running} live"));
                             }

@@ -349,7 +349,13 @@ async fn exceeding_the_intensity_gives_up_reports_it_and_closes_the_channels() {
     );
     assert_eq!(
         reported[0],
-        "reader: step failed: read failed at offset 0: disk error at 0"
+        "reader: read failed at offset 0: disk error at 0"
+    );
+    // What failed says so: the supervisor, not a step.
+    assert_eq!(
+        reported[3],
+        "fragile: supervisor `fragile` gave up after 2 restarts within 1s: \
+         read failed at offset 0: disk error at 0"
     );
 }
 
@@ -437,7 +443,7 @@ async fn a_child_that_panics_is_restarted_per_policy() {
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     assert_eq!(
         *reported.lock().unwrap(),
-        ["step failed: run failed: step panicked: first run panics"]
+        ["run failed: step panicked: first run panics"]
     );
 }
 
@@ -542,13 +548,13 @@ async fn a_child_whose_run_panics_before_returning_its_future_is_a_reported_fail
     assert_eq!(runs.load(Ordering::SeqCst), 2, "restarted once, then waits");
     assert_eq!(
         *reports.lock().unwrap(),
-        ["eager: step failed: run failed: step panicked: run panics before its future"]
+        ["eager: run failed: step panicked: run panics before its future"]
     );
     assert_eq!(
         *events.lock().unwrap(),
         [
             "eager started",
-            "eager failed: step failed: run failed: step panicked: run panics before its future",
+            "eager failed: run failed: step panicked: run panics before its future",
             "eager started",
             "eager restarted 1",
         ]

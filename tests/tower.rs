@@ -84,7 +84,11 @@ async fn only_a_full_dropping_queue_is_not_ready() {
     for (name, configure) in full_but_never_refusing {
         let (runtime, mut service) = service_of(configure(slow_double()));
         let running = runtime.invoke("p", 1_u32).unwrap();
-        assert_eq!(runtime.queue("p").unwrap().running(), 1, "{name}: full");
+        assert_eq!(
+            runtime.queue_info("p").unwrap().running(),
+            1,
+            "{name}: full"
+        );
         assert!(
             service.ready().now_or_never().is_some(),
             "{name}: ready though full"
@@ -115,7 +119,7 @@ async fn a_full_dropping_queue_becomes_ready_exactly_when_its_instance_ends() {
     // The first instance ends at `WORK`, freeing a slot: the waiter is ready then.
     assert_eq!(woken(waiter).await.unwrap() - start, WORK);
     assert_eq!(first.await.unwrap(), 2);
-    assert_eq!(runtime.queue("p").unwrap().running(), 1);
+    assert_eq!(runtime.queue_info("p").unwrap().running(), 1);
     assert_eq!(second.await.unwrap(), 4);
     assert_eq!(Instant::now() - start, WORK + Duration::from_millis(30));
 }

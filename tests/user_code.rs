@@ -71,7 +71,7 @@ fn a_result_whose_clone_panics_fails_its_instance_and_frees_its_slot() {
     assert_eq!(runtime.live_counts().0, 0);
     let mut next = runtime.invoke("bump", CloneBomb(1)).unwrap();
     assert_eq!(next.try_result().unwrap().unwrap(), CloneBomb(2));
-    let queue = runtime.queue("bump").unwrap();
+    let queue = runtime.queue_info("bump").unwrap();
     assert_eq!(queue.running(), 0);
     assert!(queue.last_error().unwrap().is_panic());
 }

@@ -91,6 +91,12 @@ pub enum Error {
     /// continuation ([`Current::fork`](crate::Current::fork)), or invoke
     /// [`Continuation::into_pipeline`](crate::Continuation::into_pipeline).
     ResumedInFinally,
+    /// Not a step's error: what a supervisor reports to the error reporter and the
+    /// watcher (a child's [`Failure`](crate::supervision::Failure), or its
+    /// [`SupervisorError`](crate::supervision::SupervisorError) when it gives up). It
+    /// reads as what failed, with no "step failed" before it; [`Error::downcast_ref`]
+    /// reaches it.
+    Supervision(Arc<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl Error {
@@ -166,6 +172,7 @@ impl Error {
                 | Error::TimedOut { .. }
                 | Error::NestingTooDeep { .. }
                 | Error::ResumedInFinally
+                | Error::Supervision(_)
         )
     }
 
@@ -216,7 +223,7 @@ impl Error {
     /// ```
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {
-            Error::Failed(source) => source.downcast_ref::<E>(),
+            Error::Failed(source) | Error::Supervision(source) => source.downcast_ref::<E>(),
             _ => None,
         }
     }
@@ -245,6 +252,18 @@ impl fmt::Display for Error {
             Error::ResultTaken => f.write_str("result already taken"),
             Error::NestingTooDeep { limit } => write!(f, "nested more than {limit} levels deep"),
             Error::ResumedInFinally => f.write_str("continuation resumed in finally!"),
+            // What failed says so itself; its causes follow with `{:#}`, as for a step.
+            Error::Supervision(failure) => {
+                fmt::Display::fmt(failure, f)?;
+                if f.alternate() {
+                    let mut next = failure.source();
+                    while let Some(cause) = next {
+                        write!(f, ": {cause}")?;
+                        next = cause.source();
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -267,6 +286,7 @@ impl fmt::Debug for Error {
                 .field("limit", limit)
                 .finish(),
             Error::ResumedInFinally => f.write_str("ResumedInFinally"),
+            Error::Supervision(failure) => f.debug_tuple("Supervision").field(failure).finish(),
         }
     }
 }
@@ -275,6 +295,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Failed(source) => Some(&**source),
+            // Transparent: its own causes are the chain.
+            Error::Supervision(failure) => failure.source(),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 //! Snapshots are taken under the runtime's lock and handed out as plain values, so
 //! looking at them never blocks the runtime. [`Runtime::active`](crate::Runtime::active),
 //! [`Runtime::instance`](crate::Runtime::instance) and
-//! [`Runtime::queue`](crate::Runtime::queue) return them.
+//! [`Runtime::queue_info`](crate::Runtime::queue_info) return them.
 //!
 //! ```
 //! use pipelines::introspection::{InstanceState, QueueInfo};
@@ -11,7 +11,7 @@
 //!
 //! let runtime = Runtime::builder(()).register("inc", pipeline!(|v: u8, _c: &()| { v = v + 1; })).start().unwrap();
 //! runtime.invoke("inc", 1_u8).unwrap();
-//! let queue: QueueInfo = runtime.queue("inc").unwrap();
+//! let queue: QueueInfo = runtime.queue_info("inc").unwrap();
 //! assert_eq!(queue.performed(), 1);
 //! assert!(runtime.active().is_empty());
 //! # let _ = InstanceState::Running;
@@ -55,7 +55,7 @@ pub enum InstanceState {
 ///     .start()
 ///     .unwrap();
 /// runtime.invoke("double", 21_u32).unwrap();
-/// let last = runtime.queue("double").unwrap().last_result().cloned().unwrap();
+/// let last = runtime.queue_info("double").unwrap().last_result().cloned().unwrap();
 /// assert_eq!(last.downcast_ref::<u32>(), Some(&42));
 /// assert_eq!(last.downcast_ref::<i64>(), None);
 /// ```
@@ -213,7 +213,7 @@ impl ActiveQueue {
     }
 }
 
-/// What a queue holds and has done, as seen by [`Runtime::queue`](crate::Runtime::queue).
+/// What a queue holds and has done, as seen by [`Runtime::queue_info`](crate::Runtime::queue_info).
 #[derive(Debug, Clone)]
 pub struct QueueInfo {
     pub(crate) name: String,

@@ -86,7 +86,7 @@ pub(crate) type KeyedMap<K, V> = HashMap<K, V, KeyedState>;
 ///     .start()
 ///     .unwrap();
 /// runtime.invoke("save-title", "t".to_string()).unwrap();
-/// assert_eq!(runtime.queue("saves").unwrap().performed(), 1);
+/// assert_eq!(runtime.queue_info("saves").unwrap().performed(), 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {

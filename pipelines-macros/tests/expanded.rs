@@ -82,5 +82,5 @@ fn current_and_queue_expanded_runs_as_the_macro() {
         .start()
         .unwrap();
     runtime.invoke_pipeline(&pipeline, 1).unwrap();
-    assert_eq!(runtime.queue("scale").unwrap().performed(), 1);
+    assert_eq!(runtime.queue_info("scale").unwrap().performed(), 1);
 }

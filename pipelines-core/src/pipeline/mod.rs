@@ -317,7 +317,7 @@ impl<V, C> Pipeline<V, C> {
     /// let same = runtime.invoke("load", 7_u32).unwrap();
     /// assert_eq!(first.ident(), same.ident());
     /// assert_eq!((first.await.unwrap(), same.await.unwrap()), (70, 70));
-    /// assert_eq!(runtime.queue("load").unwrap().performed(), 1);
+    /// assert_eq!(runtime.queue_info("load").unwrap().performed(), 1);
     /// # }
     /// ```
     #[must_use]
@@ -540,7 +540,7 @@ impl<V, C> Pipeline<V, C> {
     /// let p = pipeline!(|value: u8, _ctx: &()| {}).queue("shared");
     /// let runtime = Runtime::builder(()).register("p", p).start().unwrap();
     /// runtime.invoke("p", 1_u8).unwrap();
-    /// assert_eq!(runtime.queue("shared").unwrap().performed(), 1);
+    /// assert_eq!(runtime.queue_info("shared").unwrap().performed(), 1);
     /// ```
     #[must_use]
     pub fn queue(self, name: impl Into<String>) -> Self {

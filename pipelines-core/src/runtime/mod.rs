@@ -279,7 +279,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// let first = runtime.invoke_future("save", later).unwrap();
     /// // Joined at once: the next invocation waits behind it, in arrival order.
     /// let second = runtime.invoke("save", 5_u32).unwrap();
-    /// assert_eq!(runtime.queue("save").unwrap().waiting(), 1);
+    /// assert_eq!(runtime.queue_info("save").unwrap().waiting(), 1);
     /// assert_eq!(first.await.unwrap(), 40);
     /// assert_eq!(second.await.unwrap(), 50);
     /// # }
@@ -630,11 +630,11 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// let p = pipeline!(|value: i32, _ctx: &()| { value = value + 1; });
     /// let runtime = Runtime::builder(()).register("inc", p).start().unwrap();
     /// runtime.invoke("inc", 1).unwrap();
-    /// let queue = runtime.queue("inc").unwrap();
+    /// let queue = runtime.queue_info("inc").unwrap();
     /// assert_eq!((queue.running(), queue.waiting(), queue.performed()), (0, 0, 1));
     /// assert_eq!(queue.last_result().unwrap().downcast_ref::<i32>(), Some(&2));
     /// ```
-    pub fn queue(&self, name: &str) -> Option<QueueInfo> {
+    pub fn queue_info(&self, name: &str) -> Option<QueueInfo> {
         self.core.registry.queue_info(name)
     }
 

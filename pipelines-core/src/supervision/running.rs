@@ -186,7 +186,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
                 None
             }
             Exit::Failed(failure) => {
-                let error = Error::new(failure.clone());
+                let error = Error::Supervision(Arc::new(failure.clone()));
                 run.core.hooks().report(&run.slots[index].ident, &error);
                 run.emit(index, EventKind::ChildFailed(error));
                 Some(failure)
@@ -212,7 +212,7 @@ async fn run_supervisor<C: Send + Sync + 'static>(
                 within: supervisor.policy.within(),
                 last_failure: failure,
             };
-            let reported = Error::new(error.clone());
+            let reported = Error::Supervision(Arc::new(error.clone()));
             run.core.hooks().report(&run.ident, &reported);
             run.core.emit(
                 &run.ident,
