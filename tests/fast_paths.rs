@@ -195,6 +195,39 @@ fn a_quick_run_inside_another_s_step_sees_itself_and_each_goes_on() {
 }
 
 #[test]
+fn a_run_that_asked_then_started_one_that_asks_too_keeps_its_own_instance() {
+    let inner = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            listed_from_inside(ctx);
+        };
+        value = value * 10;
+    });
+    let outer = pipeline!(|value: u32, ctx: &Ctx| {
+        {
+            listed_from_inside(ctx);
+            let inner = ctx.runtime().invoke("inner", value).unwrap().try_result();
+            ctx.log(format!("inner {inner:?}"));
+        };
+        value = value + 1;
+    });
+    let runtime = start(vec![("inner", inner), ("outer", outer)]);
+    assert_eq!(done(&runtime, "outer", 1_u32), 2);
+    assert_eq!(
+        runtime.context().take_log(),
+        [
+            "listed 1 in [\"outer\"]",
+            "listed 2 in [\"inner\", \"outer\"]",
+            "inner Some(Ok(10))"
+        ]
+    );
+    assert_eq!(runtime.live_counts().0, 0);
+    for queue in ["inner", "outer"] {
+        let queue = runtime.queue_info(queue).unwrap();
+        assert_eq!((queue.running(), queue.performed()), (0, 1));
+    }
+}
+
+#[test]
 fn a_quick_run_holds_its_slot_while_its_steps_run() {
     // Re-entrant invocations from inside a synchronous step see the slot taken.
     let inner = pipeline!(|value: u32, ctx: &Ctx| {

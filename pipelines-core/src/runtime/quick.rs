@@ -48,10 +48,11 @@ thread_local! {
     static QUICK_RUNS: [Cell<Asking>; TRACKED] = const { [const { Cell::new(Asking::NONE) }; TRACKED] };
     /// How many quick runs are running on this thread, one inside another.
     static QUICK_DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// The control block a step made for this thread's quick run when it adopted it,
-    /// taken by the run once its steps stop. (`ManuallyDrop`: no drop glue, as above; the
-    /// run that was adopted always takes it.)
-    static ADOPTED: Cell<Option<ManuallyDrop<Arc<dyn ErasedControl>>>> = const { Cell::new(None) };
+    /// The control block a step made for the quick run at each depth when it adopted it,
+    /// taken by that run once its steps stop. (`ManuallyDrop`: no drop glue, as above;
+    /// the run that was adopted always takes its own.)
+    static ADOPTED: [Cell<Option<ManuallyDrop<Arc<dyn ErasedControl>>>>; TRACKED] =
+        const { [const { Cell::new(None) }; TRACKED] };
     /// How many quick runs a step adopted on this thread: a run whose count moved during
     /// a step stops after it, to look.
     static ADOPTIONS: Cell<u64> = const { Cell::new(0) };
@@ -213,7 +214,9 @@ impl<C: Send + Sync + 'static> Core<C> {
         let adopted = if adoptions() == seen {
             None
         } else {
-            ADOPTED.take().map(ManuallyDrop::into_inner)
+            ADOPTED
+                .with(|adopted| adopted.get(depth).and_then(Cell::take))
+                .map(ManuallyDrop::into_inner)
         };
         if let Some(control) = adopted {
             let adopted = Adopted {
@@ -328,7 +331,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         // Adopted once: a second ask finds the entry.
         run.core = 0;
         QUICK_RUNS.with(|runs| runs[depth - 1].set(run));
-        ADOPTED.set(Some(ManuallyDrop::new(control)));
+        ADOPTED.with(|adopted| adopted[depth - 1].set(Some(ManuallyDrop::new(control))));
         ADOPTIONS.with(|count| count.set(count.get() + 1));
         self.deliver_events();
     }
