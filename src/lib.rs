@@ -58,8 +58,8 @@
 //! # }
 //! ```
 //!
-//! This crate re-exports [`pipelines_core`]; see the repository's `README.md` and
-//! `DESIGN.md` for the concepts and the design.
+//! This crate re-exports [`pipelines_core`]; see the repository's `README.md` for the
+//! concepts, and `ARCHITECTURE.md` and `docs/decisions/` for the design.
 //!
 //! # Features
 //!

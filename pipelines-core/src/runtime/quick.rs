@@ -1,4 +1,5 @@
-//! The quick path of a root invocation (SEMANTICS 3.2 unchanged; DESIGN.md "Quick runs").
+//! The quick path of a root invocation (SEMANTICS 3.2 unchanged; see
+//! docs/decisions/interpreter.md, "Quick runs").
 //!
 //! Most invocations of a synchronous pipeline start and end inside `invoke`. When nothing
 //! could see such an instance in between (no watcher or event stream, no transactor, no
