@@ -1,4 +1,4 @@
-//! `Runtime::events()` (issue 14): the runtime's events as a `futures::Stream`, opted in
+//! `Runtime::events()`: the runtime's events as a `futures::Stream`, opted in
 //! with `RuntimeBuilder::event_stream(capacity)`. Each subscriber gets every event from its
 //! subscription on, in the order the watcher sees them; one that falls behind is told how
 //! many it missed (`EventKind::Lagged`); dropping one affects no other; a runtime without

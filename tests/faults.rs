@@ -1,4 +1,4 @@
-//! Fault injection (issue 6): a panic in a main step, in `rescue!`, in `finally!`, and in
+//! Fault injection: a panic in a main step, in `rescue!`, in `finally!`, and in
 //! each hook (watcher, error reporter, transactor, on_cancel). Each time the panic is
 //! reported (or, for a panicking reporter, contained), the instance ends as its error
 //! path says, other instances and later invocations are unaffected, and nothing

@@ -1,4 +1,4 @@
-//! Every way to misuse the public API at run time (issue 6), each with its typed error and
+//! Every way to misuse the public API at run time, each with its typed error and
 //! the message that says what went wrong and how to fix it.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Random traces against the reference model (issue 6). Proptest generates a
+//! Random traces against the reference model. Proptest generates a
 //! configuration (behaviour, max 1..4, use_existing, nesting, nesting reached through a
 //! resumed continuation, per-key queues) and a
 //! sequence of events (invocations, cancellations, stop, time passing); the real runtime

@@ -1,7 +1,7 @@
-//! The `retry` and `timeout` modifiers (issue 4): a retried instance resumes at the failed
+//! The `retry` and `timeout` modifiers: a retried instance resumes at the failed
 //! step with the value from before it; a timed-out instance takes the error path with
 //! `Error::TimedOut`, and `finally!` still runs. `retry_if` retries only the errors its
-//! predicate accepts, and a panic is retried only with `retry_panics(true)` (issue 14).
+//! predicate accepts, and a panic is retried only with `retry_panics(true)`.
 //! Exact timings under the paused clock.
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,11 +1,11 @@
-//! Soak (issue 6): 8 threads issue random invoke and cancel operations against a mix of
+//! Soak: 8 threads issue random invoke and cancel operations against a mix of
 //! behaviours on a multi-thread tokio runtime, round after round, on one pipelines
 //! runtime. After every round the invariants hold (every handle resolved, every started
 //! instance ran `finally!` once, every step future was dropped, enqueued instances started
 //! in arrival order, never more than `max` held a slot, the registry is empty), and the
 //! heap (counted by a global allocator) is back to where the first round left it.
 //!
-//! Continuations (issue 13) are in the mix: `forking` forks its continuation, attached
+//! Continuations are in the mix: `forking` forks its continuation, attached
 //! and detached, from the root and from a nested child, and some forks cancel themselves;
 //! `resuming` resumes modified continuations, at the root and from a child in an
 //! enqueued queue, at once and after a wait. Their steps really sleep, so cancellations

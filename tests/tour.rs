@@ -1,4 +1,4 @@
-//! The tour's timelines (issue 5): each scenario's ASCII chart is compared with the
+//! The tour's timelines: each scenario's ASCII chart is compared with the
 //! checked-in one in `tests/golden/tour/`, and its SVG with the picture the README shows
 //! (`docs/tour/`); run with `UPDATE_GOLDEN=1` to rewrite both after an intended change.
 //! Each SVG is parsed as XML and checked for one lane per instance, with the marks its

@@ -1,4 +1,4 @@
-//! The reference model of admission (issue 6): a small, obviously correct simulation of
+//! The reference model of admission: a small, obviously correct simulation of
 //! what each behaviour does with a sequence of events, written independently of the
 //! runtime. `tests/model_check.rs` drives the real runtime with the same events and
 //! compares.
