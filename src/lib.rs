@@ -84,6 +84,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use pipelines_core::*;
+
+/// What a user can rely on, section by section: the contract that the documentation of
+/// this crate, `pipelines-core` and `pipelines-redis` cites by its section numbers (the
+/// repository's `docs/SEMANTICS.md`).
+///
+#[doc = include_str!("../docs/SEMANTICS.md")]
+pub mod semantics {}
 // Also re-exported by name, so that docs.rs labels it with the feature it needs (the
 // glob re-export above carries no such label).
 #[cfg(feature = "tower")]

@@ -1,6 +1,8 @@
-//! The concurrency behaviours of SEMANTICS 3.2, as exact timelines under tokio's paused
+//! The concurrency behaviours of [SEMANTICS 3.2], as exact timelines under tokio's paused
 //! clock: every worked example, the same behaviours nested inside an unrestricted
 //! pipeline, and `use_existing` alone and combined.
+//!
+//! [SEMANTICS 3.2]: pipelines::semantics#32-behaviours
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

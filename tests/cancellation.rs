@@ -1,5 +1,8 @@
-//! Cancellation (SEMANTICS 4) from every source, detached children and waiting for
-//! children (SEMANTICS 2), and `stop` with survivors.
+//! Cancellation ([SEMANTICS 4]) from every source, detached children and waiting for
+//! children ([SEMANTICS 2]), and `stop` with survivors.
+//!
+//! [SEMANTICS 4]: pipelines::semantics#4-cancellation
+//! [SEMANTICS 2]: pipelines::semantics#2-nesting
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,5 +1,7 @@
-//! A step's view of its instance and continuations (SEMANTICS 2.1), including the seed
+//! A step's view of its instance and continuations ([SEMANTICS 2.1]), including the seed
 //! system's interpreter-state scenarios, under the paused clock.
+//!
+//! [SEMANTICS 2.1]: pipelines::semantics#21-a-steps-view-of-its-instance-and-continuations
 
 mod support;
 

@@ -1,4 +1,6 @@
-//! The error path (SEMANTICS 1.2): `rescue!`, `finally!`, the error reporter, panics.
+//! The error path ([SEMANTICS 1.2]): `rescue!`, `finally!`, the error reporter, panics.
+//!
+//! [SEMANTICS 1.2]: pipelines::semantics#12-errors-rescue-and-finally
 
 mod support;
 

@@ -1,5 +1,7 @@
-//! Hooks and introspection (SEMANTICS 5): the watcher's events, the state the runtime
+//! Hooks and introspection ([SEMANTICS 5]): the watcher's events, the state the runtime
 //! shows, and re-entrancy: steps and hooks that invoke, cancel and query the runtime.
+//!
+//! [SEMANTICS 5]: pipelines::semantics#5-the-runtime
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

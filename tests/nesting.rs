@@ -1,4 +1,6 @@
-//! Pipelines as steps of pipelines (SEMANTICS 2, without queues).
+//! Pipelines as steps of pipelines ([SEMANTICS 2], without queues).
+//!
+//! [SEMANTICS 2]: pipelines::semantics#2-nesting
 
 mod support;
 

@@ -1,6 +1,8 @@
-//! Which queue an instance joins (SEMANTICS 3.1): implicit queues, renaming at
+//! Which queue an instance joins ([SEMANTICS 3.1]): implicit queues, renaming at
 //! registration, explicit and per-key queues, shared queues and their configuration
 //! errors, and the `Queue` value.
+//!
+//! [SEMANTICS 3.1]: pipelines::semantics#31-which-queue-an-instance-joins
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

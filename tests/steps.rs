@@ -1,4 +1,6 @@
-//! What each kind of step result does (SEMANTICS 1.1), through the public API.
+//! What each kind of step result does ([SEMANTICS 1.1]), through the public API.
+//!
+//! [SEMANTICS 1.1]: pipelines::semantics#11-what-a-step-does-with-the-value
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

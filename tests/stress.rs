@@ -1,6 +1,8 @@
-//! The runtime under concurrent use (SEMANTICS 5): several threads invoke into one
+//! The runtime under concurrent use ([SEMANTICS 5]): several threads invoke into one
 //! enqueued queue with max 3; the watcher's event stream (delivered in the order the
 //! registry changed) proves the invariants.
+//!
+//! [SEMANTICS 5]: pipelines::semantics#5-the-runtime
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

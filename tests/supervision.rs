@@ -1,6 +1,8 @@
-//! Supervision and producers (SEMANTICS 6): the click-log scenario, backpressure,
+//! Supervision and producers ([SEMANTICS 6]): the click-log scenario, backpressure,
 //! intensity and give-up, strategies, restart types, backoff timings and stopping. All
 //! under tokio's paused clock.
+//!
+//! [SEMANTICS 6]: pipelines::semantics#6-supervision-and-producers
 
 mod support;
 

@@ -1,5 +1,7 @@
-//! The value changes only where a step says so (SEMANTICS 1.1): `value = ...` assigns it;
+//! The value changes only where a step says so ([SEMANTICS 1.1]): `value = ...` assigns it;
 //! every other step keeps its Rust meaning, run for its effects.
+//!
+//! [SEMANTICS 1.1]: pipelines::semantics#11-what-a-step-does-with-the-value
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};

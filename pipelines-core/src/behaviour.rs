@@ -1,5 +1,7 @@
-//! Concurrency behaviours (SEMANTICS 3.2): what a queue does with a new instance when it
+//! Concurrency behaviours ([SEMANTICS 3.2]): what a queue does with a new instance when it
 //! already holds `max` live instances.
+//!
+//! [SEMANTICS 3.2]: crate::semantics#32-behaviours
 
 use std::fmt;
 

@@ -1,10 +1,12 @@
-//! Hooks: user code the runtime calls at well-defined moments (SEMANTICS 5).
+//! Hooks: user code the runtime calls at well-defined moments ([SEMANTICS 5]).
 //!
 //! Hooks never run while the runtime holds its internal lock, so they may call back into
 //! the runtime (invoke, cancel, query, stop). Watcher events are recorded under the lock,
 //! in the order the state changed, and delivered after it is released, one at a time: a
 //! watcher that invokes sees the events its own invocation caused after the event it is
 //! handling, never nested inside it.
+//!
+//! [SEMANTICS 5]: crate::semantics#5-the-runtime
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};

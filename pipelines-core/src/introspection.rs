@@ -1,4 +1,4 @@
-//! Introspection (SEMANTICS 5): snapshots of the live instances and of each queue.
+//! Introspection ([SEMANTICS 5]): snapshots of the live instances and of each queue.
 //!
 //! Snapshots are taken under the runtime's lock and handed out as plain values, so
 //! looking at them never blocks the runtime. [`Runtime::active`](crate::Runtime::active),
@@ -16,6 +16,8 @@
 //! assert!(runtime.active().is_empty());
 //! # let _ = InstanceState::Running;
 //! ```
+//!
+//! [SEMANTICS 5]: crate::semantics#5-the-runtime
 
 use std::any::Any;
 use std::fmt;

@@ -58,6 +58,12 @@ mod producer;
 mod queue;
 mod registry;
 mod runtime;
+/// What a user can rely on, section by section: the contract that the rest of this
+/// documentation cites by its section numbers (the repository's `docs/SEMANTICS.md`,
+/// kept in this crate as `SEMANTICS.md`).
+///
+#[doc = include_str!("../SEMANTICS.md")]
+pub mod semantics {}
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod service;
@@ -124,7 +130,7 @@ pub const NESTING_LIMIT: usize = 128;
 /// })
 /// ```
 ///
-/// **The value changes only where a step says so** (SEMANTICS 1.1), by assigning the
+/// **The value changes only where a step says so** ([SEMANTICS 1.1]), by assigning the
 /// header's binding: `value = expr;` (a `V`, a `Result<V, _>` whose `Err` takes the error
 /// path, or a pipeline run as a child whose result becomes the value), `value = fut.await;`,
 /// `value += n;`. Every other step keeps its Rust meaning: it runs for its effects and its
@@ -185,7 +191,7 @@ pub const NESTING_LIMIT: usize = 128;
 ///
 /// A third header binding, `|value: V, ctx: &C, current|`, gives every step of the
 /// pipeline (`rescue!` and `finally!` included) a [`Current`]: its instance's ident, its
-/// parent's, the runtime that runs it, and its [`Continuation`] (SEMANTICS 2.1):
+/// parent's, the runtime that runs it, and its [`Continuation`] ([SEMANTICS 2.1]):
 ///
 /// - a continuation's frames run innermost first: the rest of this pipeline after the
 ///   step, then the rest of each pipeline it is nested in, up to the instance that
@@ -232,6 +238,9 @@ pub const NESTING_LIMIT: usize = 128;
 /// assert_eq!(runtime.invoke_pipeline(&checked_half, 8).unwrap().try_result().unwrap().unwrap(), 4);
 /// assert_eq!(runtime.invoke_pipeline(&checked_half, 7).unwrap().try_result().unwrap().unwrap(), -1);
 /// ```
+///
+/// [SEMANTICS 1.1]: crate::semantics#11-what-a-step-does-with-the-value
+/// [SEMANTICS 2.1]: crate::semantics#21-a-steps-view-of-its-instance-and-continuations
 #[macro_export]
 macro_rules! pipeline {
     ($($body:tt)*) => {

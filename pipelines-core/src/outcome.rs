@@ -1,4 +1,4 @@
-//! What a step's result does (SEMANTICS 1.1): the value changes only where a step says
+//! What a step's result does ([SEMANTICS 1.1]): the value changes only where a step says
 //! so.
 //!
 //! Every step expression is turned into an [`Outcome`] by the code `pipeline!` generates,
@@ -22,6 +22,8 @@
 //!
 //! A step written `expr.await` (or `value = expr.await`) is a future step: its future is
 //! polled by the interpreter and its *output* goes through the same rule.
+//!
+//! [SEMANTICS 1.1]: crate::semantics#11-what-a-step-does-with-the-value
 
 use std::fmt;
 use std::future::Future;
@@ -84,9 +86,11 @@ pub enum Outcome<V, C> {
     BreakAll(Option<V>),
     /// Cancel this instance, as if `cancel` had been called on it.
     Cancel,
-    /// Replace the rest of the run with this continuation (SEMANTICS 2.1): every nested
+    /// Replace the rest of the run with this continuation ([SEMANTICS 2.1]): every nested
     /// level ends here, and the instance that drives them runs the continuation's frames.
     /// (Boxed: a continuation is large, and every step's outcome is moved around.)
+    ///
+    /// [SEMANTICS 2.1]: crate::semantics#21-a-steps-view-of-its-instance-and-continuations
     Resume(Box<Continuation<V, C>>),
 }
 

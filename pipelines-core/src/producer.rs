@@ -1,6 +1,8 @@
-//! Producers (SEMANTICS 6): read items from a source by offset and publish them into a
+//! Producers ([SEMANTICS 6]): read items from a source by offset and publish them into a
 //! bounded channel, respecting backpressure; a failure is a tagged [`Failure`] that a
 //! supervisor turns into a restart at the failed offset.
+//!
+//! [SEMANTICS 6]: crate::semantics#6-supervision-and-producers
 
 use std::fmt;
 use std::future::Future;

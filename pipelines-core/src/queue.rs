@@ -1,7 +1,9 @@
-//! Queues (SEMANTICS 3.1): which queue an instance joins, the queue as a value, and the
+//! Queues ([SEMANTICS 3.1]): which queue an instance joins, the queue as a value, and the
 //! hashers of the runtime's maps: a fast fixed one for keys the runtime or the program
 //! chooses, a keyed one for keys that come from arguments. What the registry keeps per
 //! queue is in `registry/queue_state.rs`.
+//!
+//! [SEMANTICS 3.1]: crate::semantics#31-which-queue-an-instance-joins
 
 use std::borrow::Cow;
 use std::collections::hash_map::{DefaultHasher, RandomState};
@@ -209,7 +211,9 @@ impl Queue {
     }
 }
 
-/// How a pipeline's queue name is found (SEMANTICS 3.1).
+/// How a pipeline's queue name is found ([SEMANTICS 3.1]).
+///
+/// [SEMANTICS 3.1]: crate::semantics#31-which-queue-an-instance-joins
 pub(crate) enum QueueSpec<V> {
     /// The implicit queue of the `pipeline!` site.
     Implicit,

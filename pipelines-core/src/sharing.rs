@@ -1,4 +1,4 @@
-//! Callers sharing the result of a live instance (`use_existing`, SEMANTICS 3.3).
+//! Callers sharing the result of a live instance (`use_existing`, [SEMANTICS 3.2]).
 //!
 //! A sharer holds the instance's control block and waits on it: no channel per sharer.
 //! When the instance ends, it records *how* it ended once ([`SharedEnd`]; a finished
@@ -10,6 +10,8 @@
 //! Waking: the instance sets the end, then takes the wakers under their lock; a sharer
 //! registers its waker under that lock, then looks at the end again. Either the
 //! registration comes first (the instance wakes it) or the end does (the sharer sees it).
+//!
+//! [SEMANTICS 3.2]: crate::semantics#32-behaviours
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

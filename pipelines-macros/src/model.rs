@@ -77,7 +77,8 @@ pub(crate) struct Section {
 /// One step.
 pub(crate) struct Step {
     pub(crate) kind: StepKind,
-    /// What its result does (SEMANTICS 1.1: the value changes only where a step says so).
+    /// What its result does: the value changes only where a step says so (the value rule,
+    /// section 1.1 of `docs/SEMANTICS.md`).
     pub(crate) effect: Effect,
     /// The step uses `?` outside nested closures and async blocks (macro calls included),
     /// so its synchronous part is evaluated in a closure that returns a `Result`.

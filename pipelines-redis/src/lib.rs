@@ -2,6 +2,9 @@
 //!
 //! # Guarantees and limits
 //!
+//! What follows is how this crate keeps section 7 of the contract,
+//! [SEMANTICS 7](pipelines::semantics#7-fleet-scale-on-redis), and where it stops.
+//!
 //! - **Max and behaviour, fleet-wide.** Admission runs in a Lua function (one Redis
 //!   Functions library, so Redis 7.0 or later), so Redis decides each admission
 //!   atomically: at most `max` leases per queue at any moment of Redis's history

@@ -28,8 +28,10 @@ pub(crate) struct Config {
     /// configured one as a child (nesting depth 2).
     pub(crate) nested: bool,
     /// With `nested`: the outer pipeline's first step resumes its own continuation
-    /// (SEMANTICS 2.1), so the child runs from a resumed frame. Nobody can tell: the
+    /// ([SEMANTICS 2.1]), so the child runs from a resumed frame. Nobody can tell: the
     /// model expects exactly what it expects for `nested`.
+    ///
+    /// [SEMANTICS 2.1]: pipelines::semantics#21-a-steps-view-of-its-instance-and-continuations
     pub(crate) resumed: bool,
     /// One queue per key (`argument % 2`).
     pub(crate) keyed: bool,

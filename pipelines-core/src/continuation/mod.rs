@@ -1,4 +1,4 @@
-//! Continuations (SEMANTICS 2.1): what is left of an instance and of each parent it is
+//! Continuations ([SEMANTICS 2.1]): what is left of an instance and of each parent it is
 //! nested in, captured by a step as a value.
 //!
 //! A [`Continuation`] is a list of [`Frame`]s, innermost first: the rest of the capturing
@@ -12,6 +12,8 @@
 //! - `mod.rs`: [`Continuation`] and [`Frame`]
 //! - `step.rs`: [`Step`], a step inserted by hand
 //! - `program.rs`: a frame, or a whole continuation, as a pipeline
+//!
+//! [SEMANTICS 2.1]: crate::semantics#21-a-steps-view-of-its-instance-and-continuations
 
 mod program;
 mod step;

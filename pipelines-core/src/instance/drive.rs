@@ -451,12 +451,14 @@ where
         }
     }
 
-    /// A step returned a continuation (SEMANTICS 2.1). One captured along this
+    /// A step returned a continuation ([SEMANTICS 2.1]). One captured along this
     /// instance's own chain is resumed *in place*: this instance adopts its frame (the
     /// rest of its pipeline as the continuation has it) and goes on, and each parent
     /// adopts its own frame when the level inside it ends. No level ends early, so each
     /// keeps its slot and runs its `finally!` once. A continuation captured elsewhere
     /// runs as a child in place of this pipeline's remaining main steps.
+    ///
+    /// [SEMANTICS 2.1]: crate::semantics#21-a-steps-view-of-its-instance-and-continuations
     fn resume(&mut self, continuation: Continuation<V, C>) {
         if continuation.innermost().ident() == &self.ident {
             let (innermost, outer) = continuation.into_frames();

@@ -1,6 +1,8 @@
 //! How an instance stops: cancellation and failures from outside its steps, the error
-//! path of SEMANTICS 1.2, the `timeout` and `retry` modifiers, and telling the registry
+//! path of [SEMANTICS 1.2], the `timeout` and `retry` modifiers, and telling the registry
 //! (and the callers sharing its result) how it ended.
+//!
+//! [SEMANTICS 1.2]: crate::semantics#12-errors-rescue-and-finally
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -171,7 +173,9 @@ where
         true
     }
 
-    /// The error path of SEMANTICS 1.2.
+    /// The error path of [SEMANTICS 1.2].
+    ///
+    /// [SEMANTICS 1.2]: crate::semantics#12-errors-rescue-and-finally
     pub(super) fn fail(&mut self, mut error: Error) {
         if self.section == Section::Main && self.retry(&mut error) {
             return;

@@ -39,7 +39,9 @@ impl<V> Clone for ArgsIdentity<V> {
 
 impl<V> Copy for ArgsIdentity<V> {}
 
-/// Where and how a pipeline's instances run (SEMANTICS 3).
+/// Where and how a pipeline's instances run ([SEMANTICS 3]).
+///
+/// [SEMANTICS 3]: crate::semantics#3-queues-and-concurrency-behaviours
 pub(crate) struct Config<V> {
     pub(crate) queue: QueueSpec<V>,
     pub(crate) concurrency: Concurrency,

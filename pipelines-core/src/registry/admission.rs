@@ -1,5 +1,7 @@
-//! Admission (SEMANTICS 3.2): joining a queue, starting waiting instances as slots
+//! Admission ([SEMANTICS 3.2]): joining a queue, starting waiting instances as slots
 //! free, state changes, and recording how an instance's own steps ended.
+//!
+//! [SEMANTICS 3.2]: crate::semantics#32-behaviours
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
-//! Cancellation (SEMANTICS 4): which instances a cancellation reaches, marking them,
+//! Cancellation ([SEMANTICS 4]): which instances a cancellation reaches, marking them,
 //! and the slots that frees; stopping the runtime cancels whole trees the same way.
+//!
+//! [SEMANTICS 4]: crate::semantics#4-cancellation
 
 use std::sync::Arc;
 

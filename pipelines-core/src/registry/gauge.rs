@@ -14,7 +14,7 @@
 //!   same operation, whether an entry waits; if one does, it takes the lock to start it.
 //!   So a freed slot is never left unused while an entry waits.
 //! - A quick run takes a slot only while nobody waits (checked in the same
-//!   compare-and-swap), so it never overtakes a waiting entry (SEMANTICS 3.2: waiting
+//!   compare-and-swap), so it never overtakes a waiting entry ([SEMANTICS 3.2]: waiting
 //!   instances start in arrival order).
 //! - A caller that waits for room in a full queue (a `tower` service's `poll_ready`)
 //!   registers its waker in the gauge's list and sets the word's `ROOM_WANTED` bit, both
@@ -30,6 +30,8 @@
 //!   the word's order (the give-back sees the bit), or the give-back does (the waiter
 //!   sees the slot free). Waking grants nothing: the woken caller looks again, and
 //!   another may have taken the slot meanwhile.
+//!
+//! [SEMANTICS 3.2]: crate::semantics#32-behaviours
 
 #[cfg(pipelines_loom)]
 use loom::sync::{

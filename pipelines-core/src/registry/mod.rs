@@ -1,6 +1,6 @@
 //! The live-instance registry: every live instance, grouped by queue, with the tree of
-//! parents and children. It decides admission (SEMANTICS 3.2), which instances a
-//! cancellation reaches (SEMANTICS 4), and frees slots when instances end.
+//! parents and children. It decides admission ([SEMANTICS 3.2]), which instances a
+//! cancellation reaches ([SEMANTICS 4]), and frees slots when instances end.
 //!
 //! Decisions never call user code: they are returned as [`Effects`] (control blocks to
 //! signal) and events, which the runtime carries out after releasing the locks. Each
@@ -92,6 +92,9 @@
 //! - `gauge.rs`: a queue's slot counts and statistics, shared without the locks
 //! - `quick.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
+//!
+//! [SEMANTICS 3.2]: crate::semantics#32-behaviours
+//! [SEMANTICS 4]: crate::semantics#4-cancellation
 
 mod admission;
 mod cancel;

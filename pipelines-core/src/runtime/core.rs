@@ -519,7 +519,9 @@ impl<C: Send + Sync + 'static> Core<C> {
         Invocation::running(ident, control, canceller)
     }
 
-    /// A nested pipeline step (SEMANTICS 2).
+    /// A nested pipeline step ([SEMANTICS 2]).
+    ///
+    /// [SEMANTICS 2]: crate::semantics#2-nesting
     pub(crate) fn start_child<V>(
         self: &Arc<Self>,
         parent: EntryRef,
@@ -557,9 +559,11 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
-    /// A fork (SEMANTICS 2.1): `pipeline` started with `value` as a child of `parent`
+    /// A fork ([SEMANTICS 2.1]): `pipeline` started with `value` as a child of `parent`
     /// that nobody waits on, run inline until it waits, like a detached child; `detached`
     /// only says whether cancelling it climbs to `parent`.
+    ///
+    /// [SEMANTICS 2.1]: crate::semantics#21-a-steps-view-of-its-instance-and-continuations
     pub(crate) fn start_fork<V>(
         self: &Arc<Self>,
         parent: EntryRef,

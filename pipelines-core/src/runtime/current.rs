@@ -1,5 +1,7 @@
-//! The step's view of its instance (SEMANTICS 2.1): its ident, its parent's, the runtime
+//! The step's view of its instance ([SEMANTICS 2.1]): its ident, its parent's, the runtime
 //! that runs it, and its continuation.
+//!
+//! [SEMANTICS 2.1]: crate::semantics#21-a-steps-view-of-its-instance-and-continuations
 
 use std::borrow::Cow;
 use std::fmt;

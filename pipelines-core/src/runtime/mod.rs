@@ -416,7 +416,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.start_root(pipeline, name, argument, None)
     }
 
-    /// Cancels the instance `ident` as SEMANTICS 4 says: climbs through its non-detached
+    /// Cancels the instance `ident` as [SEMANTICS 4] says: climbs through its non-detached
     /// parents to the topmost one, and cancels that one and all its descendants,
     /// children first. Each started instance runs its `finally!` with
     /// [`Error::Cancelled`](crate::Error::Cancelled); callers are told "cancelled".
@@ -440,6 +440,8 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// assert!(handle.await.unwrap_err().is_cancelled());
     /// # }
     /// ```
+    ///
+    /// [SEMANTICS 4]: crate::semantics#4-cancellation
     pub fn cancel(&self, ident: &Ident) -> Result<(), CancelError> {
         self.core.adopt_asking();
         if self.core.cancel_ident(ident) {

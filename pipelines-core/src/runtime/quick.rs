@@ -1,4 +1,4 @@
-//! The quick path of a root invocation (SEMANTICS 3.2 unchanged; see
+//! The quick path of a root invocation ([SEMANTICS 3.2] unchanged; see
 //! docs/decisions/interpreter.md, "Quick runs").
 //!
 //! Most invocations of a synchronous pipeline start and end inside `invoke`. When nothing
@@ -21,6 +21,8 @@
 //! run stops after that step and goes on as the ordinary instance, which then sees the
 //! cancellation. Steps that never ask pay one write of their place, and a look at a
 //! counter after each step.
+//!
+//! [SEMANTICS 3.2]: crate::semantics#32-behaviours
 
 use std::cell::Cell;
 use std::mem::ManuallyDrop;

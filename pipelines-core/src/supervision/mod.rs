@@ -1,11 +1,12 @@
-//! Supervision (SEMANTICS 6), in the spirit of Erlang/OTP: restart policies with an
+//! Supervision ([SEMANTICS 6]), in the spirit of Erlang/OTP: restart policies with an
 //! intensity limit and backoff (shared with the pipeline `retry` modifier), children that
 //! resume where they failed, restart strategies and restart types.
 //!
-//! A supervisor runs on a tokio task (`running.rs`). Each child runs on a task of its own and is given
-//! back to the supervisor when it stops, so a restart calls [`Child::run`] again on the
-//! same value: a child keeps what it needs to resume (a producer, its offset). Children
-//! are stopped by a signal, not aborted, for the same reason.
+//! A supervisor runs on a tokio task of its own, started by
+//! [`Runtime::supervise`](crate::Runtime::supervise). Each child runs on a task of its own
+//! and is given back to the supervisor when it stops, so a restart calls [`Child::run`]
+//! again on the same value: a child keeps what it needs to resume (a producer, its
+//! offset). Children are stopped by a signal, not aborted, for the same reason.
 //!
 //! ```
 //! use std::time::Duration;
@@ -17,6 +18,8 @@
 //!     .child(ChildSpec::from_fn("idle", || std::future::pending()));
 //! # let _ = supervisor;
 //! ```
+//!
+//! [SEMANTICS 6]: crate::semantics#6-supervision-and-producers
 
 mod running;
 
@@ -35,7 +38,7 @@ use crate::error::{BoxError, Error};
 use crate::ident::Name;
 
 /// Why a child stopped with a failure: what failed, at which offset (if it has one), and
-/// the error. It is the tagged message of SEMANTICS 6: reported through the error
+/// the error. It is the tagged message of [SEMANTICS 6]: reported through the error
 /// reporter (wrapped in an [`Error`], from which `downcast_ref::<Failure>()` recovers it)
 /// and the watcher, never a silent stop.
 ///
@@ -51,6 +54,8 @@ use crate::ident::Name;
 /// assert_eq!(failure.to_string(), "read failed at offset 42");
 /// assert_eq!(failure.error().message(), "session timeout");
 /// ```
+///
+/// [SEMANTICS 6]: crate::semantics#6-supervision-and-producers
 #[derive(Debug, Clone)]
 pub struct Failure {
     operation: Arc<str>,

@@ -1,7 +1,9 @@
-//! SEMANTICS 3.2's worked timelines, fleet-wide: invocations 1..6 arrive 20 ms apart (4
+//! [SEMANTICS 3.2]'s worked timelines, fleet-wide: invocations 1..6 arrive 20 ms apart (4
 //! and 5 together), each from the next of three runtimes; each run works 250 ms, then
 //! records its argument in Redis. Every started instance's `finally!` runs once, in its
 //! own runtime.
+//!
+//! [SEMANTICS 3.2]: pipelines::semantics#32-behaviours
 
 use std::sync::Arc;
 use std::time::Duration;
