@@ -54,12 +54,14 @@ thread_local! {
     /// The control block a step made for the quick run at each depth when it adopted it,
     /// taken by that run once its steps stop. (`ManuallyDrop`: no drop glue, as above;
     /// the run that was adopted always takes its own.)
-    static ADOPTED: [Cell<Option<ManuallyDrop<Arc<dyn ErasedControl>>>>; TRACKED] =
-        const { [const { Cell::new(None) }; TRACKED] };
+    static ADOPTED: [AdoptedControl; TRACKED] = const { [const { Cell::new(None) }; TRACKED] };
     /// How many quick runs a step adopted on this thread: a run whose count moved during
     /// a step stops after it, to look.
     static ADOPTIONS: Cell<u64> = const { Cell::new(0) };
 }
+
+/// The place of a control block a step made for an adopted quick run.
+type AdoptedControl = Cell<Option<ManuallyDrop<Arc<dyn ErasedControl>>>>;
 
 /// How many nested quick runs a thread tracks: a step of one started deeper than that
 /// (inside the steps of this many others) does not find its own run when it asks.
