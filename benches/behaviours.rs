@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::future::FutureExt;
-use pipelines::{pipeline, Invocation, Runtime};
+use pipewright::{pipeline, Invocation, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 mod support;

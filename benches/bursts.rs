@@ -62,7 +62,7 @@
 //! burst sizes, comma-separated) and `BURSTS_REPEATS=3` (measured bursts per side and
 //! size; the other sections use them to size themselves too).
 //!
-//! Note: the dev-dependencies turn on pipelines-core's `tracing` feature, so the pipelines
+//! Note: the dev-dependencies turn on pipewright-core's `tracing` feature, so the pipelines
 //! side here carries its (subscriber-less, so cheap) spans, as in the other benches.
 
 // The counting allocator implements `GlobalAlloc`, an unsafe trait; it only forwards to
@@ -78,7 +78,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
 use futures::future::FutureExt;
-use pipelines::{pipeline, Invocation, Pipeline, Runtime};
+use pipewright::{pipeline, Invocation, Pipeline, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 

@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 #[inline(never)]
 fn inc(value: u64) -> u64 {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 /// Increments `value` after a 100 ms timer, like the seed's `async-inc`.
 async fn async_inc(value: i32) -> i32 {

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::supervision::{ChildSpec, Failure, Producer, Restart, Source, Supervisor};
-use pipelines::{Backoff, BoxError, EventKind, RestartPolicy, Runtime};
+use pipewright::supervision::{ChildSpec, Failure, Producer, Restart, Source, Supervisor};
+use pipewright::{Backoff, BoxError, EventKind, RestartPolicy, Runtime};
 use tokio::sync::mpsc;
 
 /// A seeded xorshift64*: the same "random" clicks and failures on every run.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::Router;
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};

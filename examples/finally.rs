@@ -3,7 +3,7 @@
 //! resolve to 3").
 //!
 //! In this library `finally!` runs after `rescue!` and sees the error as
-//! `Option<&pipelines::Error>` (`Some` here, even though `rescue!` handled it). The values
+//! `Option<&pipewright::Error>` (`Some` here, even though `rescue!` handled it). The values
 //! flow through every section: 0 -> `inc` 1 -> the future fails -> `rescue!` runs with the
 //! value from before the failing step, 1, and increments it to 2 -> `finally!` increments
 //! it to 3. Because `rescue!` handled the error, the pipeline succeeds, and a value a
@@ -14,7 +14,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 /// What the seed's `state*` atom can hold: a value, or the error that `rescue!` stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             value = value + 1;
             ctx.log(&format!(
                 "finally! saw error: {}",
-                error.map_or("none".to_owned(), pipelines::Error::message)
+                error.map_or("none".to_owned(), pipewright::Error::message)
             ));
             ctx.log("Running in the end");
         });

@@ -6,7 +6,7 @@
 //!
 //! Run it with `cargo run --example inc_3`.
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inc_3 = pipeline!(|value: i32, _ctx: &()| {

@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, Instant};
 

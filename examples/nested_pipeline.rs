@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 /// The runtime's context: the application state the steps update.
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 /// What the seed's `state*` atom can hold: a value, or the error that `rescue!` stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

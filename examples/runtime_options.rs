@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 type Log = Arc<Mutex<Vec<String>>>;
 

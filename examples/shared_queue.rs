@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 async fn async_inc(value: i64) -> i64 {
     tokio::time::sleep(Duration::from_millis(100)).await;

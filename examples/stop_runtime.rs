@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pipelines::{pipeline, InvokeError, Runtime};
+use pipewright::{pipeline, InvokeError, Runtime};
 
 type Log = Mutex<Vec<String>>;
 

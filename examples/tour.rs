@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pipelines::{pipeline, Pipeline, Runtime, Timeline};
+use pipewright::{pipeline, Pipeline, Runtime, Timeline};
 
 /// One behaviour of the tour.
 pub(crate) struct Scenario {

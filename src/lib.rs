@@ -1,11 +1,11 @@
-//! # pipelines
+//! # pipewright
 //!
 //! Declarative management of asynchronous and concurrent code. A [`pipeline!`] is a block
 //! of steps that thread a value; the [`Runtime`] runs it, synchronously as long as no step
 //! waits, on tokio once one does.
 //!
 //! ```
-//! use pipelines::{pipeline, Runtime};
+//! use pipewright::{pipeline, Runtime};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -41,7 +41,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use pipelines::{pipeline, Runtime};
+//! use pipewright::{pipeline, Runtime};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -58,7 +58,7 @@
 //! # }
 //! ```
 //!
-//! This crate re-exports [`pipelines_core`]; see the repository's `README.md` for the
+//! This crate re-exports [`pipewright_core`]; see the repository's `README.md` for the
 //! concepts, and `ARCHITECTURE.md` and `docs/decisions/` for the design.
 //!
 //! # Features
@@ -83,10 +83,10 @@
 // docs.rs (nightly) labels the items a feature gates; stable builds never see this.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use pipelines_core::*;
+pub use pipewright_core::*;
 
 /// What a user can rely on, section by section: the contract that the documentation of
-/// this crate, `pipelines-core` and `pipelines-redis` cites by its section numbers (the
+/// this crate, `pipewright-core` and `pipewright-redis` cites by its section numbers (the
 /// repository's `docs/SEMANTICS.md`).
 ///
 #[doc = include_str!("../docs/SEMANTICS.md")]
@@ -94,6 +94,6 @@ pub mod semantics {}
 // Also re-exported by name, so that docs.rs labels it with the feature it needs (the
 // glob re-export above carries no such label).
 #[cfg(feature = "tower")]
-pub use pipelines_core::service;
+pub use pipewright_core::service;
 #[cfg(feature = "timeline")]
-pub use pipelines_core::Timeline;
+pub use pipewright_core::Timeline;

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 
 struct Counting;
 
@@ -99,7 +99,7 @@ fn events_cost_allocations_only_on_a_runtime_built_with_an_event_stream() {
         .unwrap();
     assert_eq!(
         plain.events().unwrap_err(),
-        pipelines::SubscribeError::NotEnabled
+        pipewright::SubscribeError::NotEnabled
     );
     assert_eq!(invoke_1000(&plain), 0);
     // With it, every invocation is an ordinary instance (its control block at least),
@@ -146,7 +146,7 @@ fn a_synchronous_invoke_by_value_with_a_transactor_and_rescue_allocates_only_its
     let p = pipeline!(|value: u64, _ctx: &()| {
         value = inc(value);
         if value > u64::MAX - 10 {
-            Some(pipelines::Break::now())
+            Some(pipewright::Break::now())
         } else {
             None
         };

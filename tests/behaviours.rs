@@ -2,12 +2,12 @@
 //! clock: every worked example, the same behaviours nested inside an unrestricted
 //! pipeline, and `use_existing` alone and combined.
 //!
-//! [SEMANTICS 3.2]: pipelines::semantics#32-behaviours
+//! [SEMANTICS 3.2]: pipewright::semantics#32-behaviours
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Invocation, Pipeline, Runtime};
+use pipewright::{pipeline, Error, Invocation, Pipeline, Runtime};
 use tokio::time::{sleep, Instant};
 
 /// Records `(argument, milliseconds since the start)` when a pipeline completes its work,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Runtime};
+use pipewright::{pipeline, Error, Runtime};
 
 /// A service with async methods that borrow `self` and their arguments, as users write.
 #[derive(Default)]

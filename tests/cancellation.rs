@@ -1,14 +1,14 @@
 //! Cancellation ([SEMANTICS 4]) from every source, detached children and waiting for
 //! children ([SEMANTICS 2]), and `stop` with survivors.
 //!
-//! [SEMANTICS 4]: pipelines::semantics#4-cancellation
-//! [SEMANTICS 2]: pipelines::semantics#2-nesting
+//! [SEMANTICS 4]: pipewright::semantics#4-cancellation
+//! [SEMANTICS 2]: pipewright::semantics#2-nesting
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::introspection::InstanceState;
-use pipelines::{pipeline, Cancel, CancelError, Ident, InvokeError, Pipeline, Runtime};
+use pipewright::introspection::InstanceState;
+use pipewright::{pipeline, Cancel, CancelError, Ident, InvokeError, Pipeline, Runtime};
 use tokio::time::sleep;
 
 type Log = Arc<Mutex<Vec<String>>>;

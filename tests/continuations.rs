@@ -1,13 +1,13 @@
 //! A step's view of its instance and continuations ([SEMANTICS 2.1]), including the seed
 //! system's interpreter-state scenarios, under the paused clock.
 //!
-//! [SEMANTICS 2.1]: pipelines::semantics#21-a-steps-view-of-its-instance-and-continuations
+//! [SEMANTICS 2.1]: pipewright::semantics#21-a-steps-view-of-its-instance-and-continuations
 
 mod support;
 
 use std::time::Duration;
 
-use pipelines::{pipeline, Continuation, Current, Error, Outcome, Runtime, Step};
+use pipewright::{pipeline, Continuation, Current, Error, Outcome, Runtime, Step};
 use support::{entries, logging_runtime, push, run_sync, Log};
 
 async fn sleep_ms(ms: u64) {
@@ -348,7 +348,7 @@ struct Captured {
     kept: std::sync::Mutex<Option<Continuation<i32, Captured>>>,
 }
 
-fn resuming_from_finally() -> pipelines::Pipeline<i32, Captured> {
+fn resuming_from_finally() -> pipewright::Pipeline<i32, Captured> {
     pipeline!(|value: i32, captured: &Captured, current| {
         {
             *captured.kept.lock().unwrap() = Some(current.continuation());
@@ -399,7 +399,7 @@ async fn resuming_from_finally_is_refused_so_finally_runs_once_per_instance() {
 
 /// The seed's "replace the continuation when the value is even": from the step that
 /// decides, the rest of the pipeline runs from another value, with a step pushed at its end.
-fn even_replaced(wait: bool) -> pipelines::Pipeline<i32, Log> {
+fn even_replaced(wait: bool) -> pipewright::Pipeline<i32, Log> {
     pipeline!(|value: i32, log: &Log, current| {
         value = value + 1;
         {

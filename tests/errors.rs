@@ -1,12 +1,12 @@
 //! The error path ([SEMANTICS 1.2]): `rescue!`, `finally!`, the error reporter, panics.
 //!
-//! [SEMANTICS 1.2]: pipelines::semantics#12-errors-rescue-and-finally
+//! [SEMANTICS 1.2]: pipewright::semantics#12-errors-rescue-and-finally
 
 mod support;
 
 use std::time::Duration;
 
-use pipelines::{pipeline, Error};
+use pipewright::{pipeline, Error};
 use support::{entries, logging_runtime, push, run_sync, Log};
 
 #[test]
@@ -261,8 +261,8 @@ fn the_error_type_is_usable_in_rescue_bindings() {
 /// each message once. A message that repeats its `source()`'s text would show it twice.
 #[tokio::test(start_paused = true)]
 async fn an_error_chain_shows_each_text_once() {
-    use pipelines::supervision::{ChildSpec, Failure, SuperviseError, Supervisor, SupervisorError};
-    use pipelines::{Backoff, CancelError, InvokeError, RestartPolicy};
+    use pipewright::supervision::{ChildSpec, Failure, SuperviseError, Supervisor, SupervisorError};
+    use pipewright::{Backoff, CancelError, InvokeError, RestartPolicy};
 
     fn assert_no_repeat(error: &(dyn std::error::Error + 'static), expected: &[&str]) {
         let messages = support::chain(error);
@@ -352,7 +352,7 @@ fn document(text: &str) -> Document {
 
 #[test]
 fn a_refused_invocation_gives_its_argument_back() {
-    use pipelines::{InvokeError, Refused, Runtime};
+    use pipewright::{InvokeError, Refused, Runtime};
     let save = pipeline!(|value: Document, _ctx: &()| {
         value = value;
     })

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use pipelines::{
+use pipewright::{
     pipeline, Event, EventKind, EventStream, Ident, Pipeline, Runtime, StartError, SubscribeError,
     WeakRuntime,
 };

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use pipelines::{pipeline, Error, Runtime};
+use pipewright::{pipeline, Error, Runtime};
 
 #[derive(Default)]
 struct Counts {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pipelines::{pipeline, Break, Invocation, Pipeline, Runtime, WeakRuntime};
+use pipewright::{pipeline, Break, Invocation, Pipeline, Runtime, WeakRuntime};
 use tokio::time::sleep;
 
 #[derive(Default)]
@@ -77,7 +77,7 @@ fn a_synchronous_invocation_keeps_the_queue_statistics_exact() {
 }
 
 /// The ident of the one instance `active()` lists from inside a step, as text.
-fn listed_from_inside(ctx: &Ctx) -> Option<pipelines::Ident> {
+fn listed_from_inside(ctx: &Ctx) -> Option<pipewright::Ident> {
     let active = ctx.runtime().active();
     let instances: Vec<_> = active.iter().flat_map(|queue| queue.instances()).collect();
     ctx.log(format!(
@@ -309,7 +309,7 @@ async fn a_run_that_waits_goes_on_from_the_step_it_reached() {
     let info = runtime.instance(handle.ident()).unwrap();
     assert_eq!(
         info.state(),
-        pipelines::introspection::InstanceState::Suspended
+        pipewright::introspection::InstanceState::Suspended
     );
     assert_eq!(info.argument().downcast_ref::<u32>(), Some(&1));
     assert_eq!(runtime.queue_info("p").unwrap().running(), 1);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, EventKind, Pipeline, Runtime, RuntimeBuilder};
+use pipewright::{pipeline, EventKind, Pipeline, Runtime, RuntimeBuilder};
 
 type Log = Arc<Mutex<Vec<String>>>;
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipelines::introspection::InstanceState;
-use pipelines::{pipeline, BoxError, Error, InvokeError, Refused, Runtime};
+use pipewright::introspection::InstanceState;
+use pipewright::{pipeline, BoxError, Error, InvokeError, Refused, Runtime};
 use support::{entries, logging_runtime, push, Log};
 use tokio::time::{sleep, Instant};
 
@@ -32,7 +32,7 @@ fn later(
     }
 }
 
-fn logged(log_name: &'static str) -> pipelines::Pipeline<u32, Log> {
+fn logged(log_name: &'static str) -> pipewright::Pipeline<u32, Log> {
     pipeline!(|value: u32, log: &Log| {
         push(log, format!("{log_name} {value} at {:?}", Instant::now()));
         value = value * 10;

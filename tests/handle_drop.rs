@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Pipeline, Runtime};
+use pipewright::{pipeline, Pipeline, Runtime};
 use tokio::time::sleep;
 
 type Log = Arc<Mutex<Vec<String>>>;

@@ -1,6 +1,6 @@
 //! Typed handles (`Runtime::handle`): a registered pipeline resolved once.
 
-use pipelines::{pipeline, InvokeError, PipelineHandle, Runtime};
+use pipewright::{pipeline, InvokeError, PipelineHandle, Runtime};
 
 fn runtime() -> Runtime<()> {
     Runtime::builder(())

@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pipelines::{pipeline, Runtime};
+use pipewright::{pipeline, Runtime};
 use tokio::sync::Semaphore;
 use tower::load_shed::error::Overloaded;
 use tower::load_shed::LoadShed;
@@ -139,7 +139,7 @@ fn per_key_rounds(rounds: u32, keys: u32) -> (isize, Vec<isize>) {
         .queue_by(|value: &u32| format!("user-{value}"));
         let fixed = keyed.clone().queue("warm-up");
         let runtime = Runtime::builder(Arc::clone(&gate)).start().unwrap();
-        let round_of = |pipeline: pipelines::Pipeline<u32, Arc<Semaphore>>, from: u32, keys| {
+        let round_of = |pipeline: pipewright::Pipeline<u32, Arc<Semaphore>>, from: u32, keys| {
             let (runtime, gate) = (runtime.clone(), Arc::clone(&gate));
             async move {
                 let invocations: Vec<_> = (from..from + keys)

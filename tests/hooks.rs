@@ -1,13 +1,13 @@
 //! Hooks and introspection ([SEMANTICS 5]): the watcher's events, the state the runtime
 //! shows, and re-entrancy: steps and hooks that invoke, cancel and query the runtime.
 //!
-//! [SEMANTICS 5]: pipelines::semantics#5-the-runtime
+//! [SEMANTICS 5]: pipewright::semantics#5-the-runtime
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pipelines::introspection::InstanceState;
-use pipelines::{in_pipeline, pipeline, Event, EventKind, Pipeline, Runtime, WeakRuntime};
+use pipewright::introspection::InstanceState;
+use pipewright::{in_pipeline, pipeline, Event, EventKind, Pipeline, Runtime, WeakRuntime};
 use tokio::time::sleep;
 
 type Events = Arc<Mutex<Vec<String>>>;
@@ -244,7 +244,7 @@ fn queues_keep_their_last_result_error_and_cancellation() {
         };
         // The value is 90 here, after the step above.
         if value == 90 {
-            Some(pipelines::Cancel)
+            Some(pipewright::Cancel)
         } else {
             None
         };

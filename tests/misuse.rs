@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use pipelines::supervision::{ChildSpec, SuperviseError, Supervisor};
-use pipelines::{
+use pipewright::supervision::{ChildSpec, SuperviseError, Supervisor};
+use pipewright::{
     pipeline, CancelError, Error, InvokeError, Queue, Runtime, StartError, SubscribeError,
 };
 
-fn inc() -> pipelines::Pipeline<u32, ()> {
+fn inc() -> pipewright::Pipeline<u32, ()> {
     pipeline!(|value: u32, _ctx: &()| {
         value = value + 1;
     })

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::{Behaviour, Config, Event, Expected, Op, Outcome, GRID};
-use pipelines::{pipeline, Error, EventKind, Ident, Invocation, Pipeline, Runtime};
+use pipewright::{pipeline, Error, EventKind, Ident, Invocation, Pipeline, Runtime};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -187,7 +187,7 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
             for queue in runtime.active() {
                 if let Some(info) = runtime.queue_info(queue.name()) {
                     let limited =
-                        info.concurrency().behaviour() != pipelines::Behaviour::Unrestricted;
+                        info.concurrency().behaviour() != pipewright::Behaviour::Unrestricted;
                     if limited && info.running() > info.concurrency().max() {
                         invariants.push(format!(
                             "queue {} has {} live",

@@ -1,12 +1,12 @@
 //! Pipelines as steps of pipelines ([SEMANTICS 2], without queues).
 //!
-//! [SEMANTICS 2]: pipelines::semantics#2-nesting
+//! [SEMANTICS 2]: pipewright::semantics#2-nesting
 
 mod support;
 
 use std::time::Duration;
 
-use pipelines::{pipeline, Break, BreakAll, Cancel};
+use pipewright::{pipeline, Break, BreakAll, Cancel};
 use support::{entries, logging_runtime, push, run_sync, Log};
 
 async fn async_inc(value: i32) -> i32 {

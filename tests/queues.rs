@@ -2,12 +2,12 @@
 //! registration, explicit and per-key queues, shared queues and their configuration
 //! errors, and the `Queue` value.
 //!
-//! [SEMANTICS 3.1]: pipelines::semantics#31-which-queue-an-instance-joins
+//! [SEMANTICS 3.1]: pipewright::semantics#31-which-queue-an-instance-joins
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{
+use pipewright::{
     pipeline, Behaviour, Concurrency, InvokeError, Pipeline, Queue, Runtime, StartError,
 };
 use tokio::time::sleep;

@@ -145,19 +145,19 @@ fn crate_doc_blocks(source: &str) -> Vec<String> {
 #[test]
 fn the_member_crates_readmes_show_compiled_examples() {
     // Each Rust block of a member crate's README is a README.md block (compiled above)
-    // or a doctest of pipelines-core's crate documentation.
+    // or a doctest of pipewright-core's crate documentation.
     let mut compiled = rust_blocks(include_str!("../README.md"));
     compiled.extend(crate_doc_blocks(include_str!(
-        "../pipelines-core/src/lib.rs"
+        "../pipewright-core/src/lib.rs"
     )));
     for (crate_name, readme) in [
         (
-            "pipelines-core",
-            include_str!("../pipelines-core/README.md"),
+            "pipewright-core",
+            include_str!("../pipewright-core/README.md"),
         ),
         (
-            "pipelines-macros",
-            include_str!("../pipelines-macros/README.md"),
+            "pipewright-macros",
+            include_str!("../pipewright-macros/README.md"),
         ),
     ] {
         let blocks = rust_blocks(readme);
@@ -166,7 +166,7 @@ fn the_member_crates_readmes_show_compiled_examples() {
             assert!(
                 compiled.contains(&block),
                 "{crate_name}'s README shows an example that is not compiled: copy one of \
-                 README.md's blocks or pipelines-core's crate docs, verbatim:\n{block}"
+                 README.md's blocks or pipewright-core's crate docs, verbatim:\n{block}"
             );
         }
     }
@@ -263,7 +263,7 @@ mod api {
 #[rustfmt::skip]
 mod quick_start {
     // README begin
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     async fn async_inc(value: i32) -> i32 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -290,7 +290,7 @@ mod quick_start {
 
 #[rustfmt::skip]
 mod steps_and_values {
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     struct Db;
 
@@ -324,7 +324,7 @@ mod steps_and_values {
 mod rescue_and_finally {
     use std::sync::Mutex;
 
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     #[derive(Clone, Debug, PartialEq)]
     struct Draft(String);
@@ -392,7 +392,7 @@ mod continuations {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     #[derive(Debug, Clone)]
     struct Lookup {
@@ -517,7 +517,7 @@ mod continuations {
 mod the_runtime {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     static TRANSACTIONS: AtomicU32 = AtomicU32::new(0);
     fn begin() {}
@@ -537,10 +537,10 @@ mod the_runtime {
             .start()?;
         let mut handle = runtime.invoke("inc-3", 0)?;   // or runtime.invoke_pipeline(&p, 0)
         if let Some(result) = handle.try_result() { println!("did not wait: {result:?}"); }
-        let result = handle.await;                      // Result<V, pipelines::Error>
+        let result = handle.await;                      // Result<V, pipewright::Error>
         runtime.stop();                                 // cancels what waits, refuses new work
         // README end
-        assert!(matches!(result, Err(pipelines::Error::ResultTaken)), "try_result took it");
+        assert!(matches!(result, Err(pipewright::Error::ResultTaken)), "try_result took it");
         assert_eq!(TRANSACTIONS.load(Ordering::SeqCst), 1);
         assert!(runtime.invoke("inc-3", 0).is_err(), "a stopped runtime refuses work");
         Ok(())
@@ -554,7 +554,7 @@ mod behaviours {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     use super::api::{Api, Form, View};
 
@@ -641,7 +641,7 @@ mod behaviours {
 
 #[rustfmt::skip]
 mod cancellation {
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     #[tokio::test(start_paused = true)]
     async fn runs() -> super::Outcome {
@@ -658,7 +658,7 @@ mod cancellation {
 
 #[rustfmt::skip]
 mod hooks_and_introspection {
-    use pipelines::{in_pipeline, pipeline, Runtime};
+    use pipewright::{in_pipeline, pipeline, Runtime};
 
     #[tokio::test(start_paused = true)]
     async fn runs() -> super::Outcome {
@@ -687,7 +687,7 @@ mod hooks_and_introspection {
 
 #[rustfmt::skip]
 mod event_streams {
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
 
     #[tokio::test(start_paused = true)]
     async fn runs() -> super::Outcome {
@@ -715,7 +715,7 @@ mod retries_and_timeouts {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    use pipelines::{pipeline, Backoff, RestartPolicy, Runtime};
+    use pipewright::{pipeline, Backoff, RestartPolicy, Runtime};
 
     use super::api::{Api, FetchError};
 
@@ -750,8 +750,8 @@ mod retries_and_timeouts {
 mod supervision {
     use std::time::Duration;
 
-    use pipelines::{Backoff, BoxError, RestartPolicy, Runtime};
-    use pipelines::supervision::{ChildSpec, Producer, Restart, Source, Strategy, Supervisor};
+    use pipewright::{Backoff, BoxError, RestartPolicy, Runtime};
+    use pipewright::supervision::{ChildSpec, Producer, Restart, Source, Strategy, Supervisor};
 
     #[derive(Clone, Debug, PartialEq)]
     struct Click(u64);
@@ -797,7 +797,7 @@ mod supervision {
 mod tower_service {
     use std::time::Duration;
 
-    use pipelines::{pipeline, Runtime};
+    use pipewright::{pipeline, Runtime};
     use tower::load_shed::error::Overloaded;
     use tower::load_shed::LoadShed;
     use tower::ServiceExt;

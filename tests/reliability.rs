@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Pipeline, Runtime, NESTING_LIMIT};
+use pipewright::{pipeline, Error, Pipeline, Runtime, NESTING_LIMIT};
 
 /// The stack of a tokio worker thread: what deep nesting must not overflow.
 const WORKER_STACK: usize = 2 << 20;
@@ -335,7 +335,7 @@ struct Held {
 
 #[test]
 fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_events() {
-    use pipelines::EventKind;
+    use pipewright::EventKind;
     const THREADS: u32 = 4;
     const PER_THREAD: u32 = 1_500;
     let tokio = two_workers();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Backoff, Error, InvalidPolicy, RestartPolicy, Runtime};
+use pipewright::{pipeline, Backoff, Error, InvalidPolicy, RestartPolicy, Runtime};
 use tokio::time::{sleep, Instant};
 
 #[derive(Default)]

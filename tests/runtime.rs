@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Invocation, InvokeError, Pipeline, Runtime, StartError};
+use pipewright::{pipeline, Error, Invocation, InvokeError, Pipeline, Runtime, StartError};
 
 fn inc() -> Pipeline<i32, ()> {
     pipeline!(|value: i32, _ctx: &()| {

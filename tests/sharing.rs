@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
 
-use pipelines::{pipeline, Error, Pipeline, Runtime};
+use pipewright::{pipeline, Error, Pipeline, Runtime};
 use tokio::time::sleep;
 
 /// Panics when cloned once the flag is set: the copy a sharer makes is user code.

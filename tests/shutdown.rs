@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::{pipeline, InvokeError, Pipeline, Runtime};
+use pipewright::{pipeline, InvokeError, Pipeline, Runtime};
 use tokio::time::{sleep, Instant};
 
 type Log = Arc<Mutex<Vec<String>>>;

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pipelines::{
+use pipewright::{
     pipeline, Cancel, Continuation, Current, EventKind, Ident, Invocation, Outcome, Pipeline,
     RestartPolicy, Runtime, Step, WeakRuntime,
 };
@@ -182,11 +182,11 @@ fn sleeping(ctx: &Arc<Ctx>, value: u64) -> impl Future<Output = ()> + Send + 'st
 
 /// The `finally!` of `forking`: counts the run, and a fork's (whose outermost level is
 /// `forking`'s rest, wherever it was captured).
-fn forking_finally(ctx: &Ctx, value: u64, error: Option<&pipelines::Error>) {
+fn forking_finally(ctx: &Ctx, value: u64, error: Option<&pipewright::Error>) {
     ctx.finally_runs.fetch_add(1, Ordering::Relaxed);
     if value & FORKED != 0 {
         ctx.fork_finally_runs.fetch_add(1, Ordering::Relaxed);
-        if error.is_some_and(pipelines::Error::is_cancelled) {
+        if error.is_some_and(pipewright::Error::is_cancelled) {
             ctx.forks_cancelled.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -1,6 +1,6 @@
 //! What each kind of step result does ([SEMANTICS 1.1]), through the public API.
 //!
-//! [SEMANTICS 1.1]: pipelines::semantics#11-what-a-step-does-with-the-value
+//! [SEMANTICS 1.1]: pipewright::semantics#11-what-a-step-does-with-the-value
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod support;
 
-use pipelines::{pipeline, Break, BreakAll, Cancel, Pipeline, Runtime};
+use pipewright::{pipeline, Break, BreakAll, Cancel, Pipeline, Runtime};
 use support::run_sync;
 
 fn runtime<C: Send + Sync + 'static>(ctx: C) -> Runtime<C> {
@@ -293,11 +293,11 @@ fn cancel_marker_cancels_the_instance_and_runs_finally() {
 #[test]
 fn in_pipeline_is_true_only_inside_steps() {
     let p = pipeline!(|value: bool, _ctx: &()| {
-        value = pipelines::in_pipeline();
+        value = pipewright::in_pipeline();
     });
-    assert!(!pipelines::in_pipeline());
+    assert!(!pipewright::in_pipeline());
     assert!(run_sync(&runtime(()), &p, false).unwrap());
-    assert!(!pipelines::in_pipeline());
+    assert!(!pipewright::in_pipeline());
 }
 
 #[test]

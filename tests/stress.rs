@@ -2,12 +2,12 @@
 //! enqueued queue with max 3; the watcher's event stream (delivered in the order the
 //! registry changed) proves the invariants.
 //!
-//! [SEMANTICS 5]: pipelines::semantics#5-the-runtime
+//! [SEMANTICS 5]: pipewright::semantics#5-the-runtime
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use pipelines::{pipeline, EventKind, Invocation, Runtime};
+use pipewright::{pipeline, EventKind, Invocation, Runtime};
 
 #[derive(Default)]
 struct Watch {
@@ -25,7 +25,7 @@ fn assert_send_sync<T: Send + Sync>() {}
 fn the_runtime_and_its_handles_are_send_and_sync() {
     assert_send_sync::<Runtime<()>>();
     assert_send_sync::<Invocation<u32>>();
-    assert_send_sync::<pipelines::Pipeline<u32, ()>>();
+    assert_send_sync::<pipewright::Pipeline<u32, ()>>();
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! intensity and give-up, strategies, restart types, backoff timings and stopping. All
 //! under tokio's paused clock.
 //!
-//! [SEMANTICS 6]: pipelines::semantics#6-supervision-and-producers
+//! [SEMANTICS 6]: pipewright::semantics#6-supervision-and-producers
 
 mod support;
 
@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipelines::supervision::{
+use pipewright::supervision::{
     source_fn, Child, ChildSpec, Failure, Producer, Restart, Strategy, Supervisor, SupervisorError,
     SupervisorHandle,
 };
-use pipelines::{Backoff, BoxFuture, EventKind, RestartPolicy, Runtime};
+use pipewright::{Backoff, BoxFuture, EventKind, RestartPolicy, Runtime};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-use pipelines::service::{PipelineService, ServiceError};
-use pipelines::{pipeline, Error, InvokeError, Pipeline, Runtime};
+use pipewright::service::{PipelineService, ServiceError};
+use pipewright::{pipeline, Error, InvokeError, Pipeline, Runtime};
 use tokio::time::{sleep, Instant};
 use tower::load_shed::error::Overloaded;
 use tower::load_shed::LoadShed;

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pipelines::{pipeline, Error, Ident, InvokeError, Runtime};
+use pipewright::{pipeline, Error, Ident, InvokeError, Runtime};
 
 /// A value whose `Clone` panics when it holds 13.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The value changes only where a step says so ([SEMANTICS 1.1]): `value = ...` assigns it;
 //! every other step keeps its Rust meaning, run for its effects.
 //!
-//! [SEMANTICS 1.1]: pipelines::semantics#11-what-a-step-does-with-the-value
+//! [SEMANTICS 1.1]: pipewright::semantics#11-what-a-step-does-with-the-value
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 mod support;
 
-use pipelines::{pipeline, Error, Runtime};
+use pipewright::{pipeline, Error, Runtime};
 use support::run_sync as run;
 
 // Written the natural way: the step's result (the old count) is a `u64`, the value's

@@ -1,7 +1,7 @@
 //! What the benches share: the job both sides run, its pipeline twin, and the runtimes.
 
 use futures::future::{BoxFuture, Shared};
-use pipelines::{pipeline, Pipeline, Runtime};
+use pipewright::{pipeline, Pipeline, Runtime};
 
 /// A current-thread tokio runtime with I/O and time, as `#[tokio::main]` builds.
 pub(crate) fn current_thread() -> tokio::runtime::Runtime {

@@ -31,7 +31,7 @@ pub(crate) struct Config {
     /// ([SEMANTICS 2.1]), so the child runs from a resumed frame. Nobody can tell: the
     /// model expects exactly what it expects for `nested`.
     ///
-    /// [SEMANTICS 2.1]: pipelines::semantics#21-a-steps-view-of-its-instance-and-continuations
+    /// [SEMANTICS 2.1]: pipewright::semantics#21-a-steps-view-of-its-instance-and-continuations
     pub(crate) resumed: bool,
     /// One queue per key (`argument % 2`).
     pub(crate) keyed: bool,

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use pipelines::{Error, Pipeline, Runtime};
+use pipewright::{Error, Pipeline, Runtime};
 
 /// A shared log: the context of the logging runtime.
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;

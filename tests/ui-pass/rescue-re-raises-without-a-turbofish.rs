@@ -1,7 +1,7 @@
 //! Re-raising in `rescue!` needs no type annotation: a bare `Err(..)` step, or one passed
 //! on with `?`, takes the error path whatever the value's type.
 
-use pipelines::{pipeline, Error};
+use pipewright::{pipeline, Error};
 
 fn main() {
     let _bare = pipeline!(|value: u32, _ctx: &()| {

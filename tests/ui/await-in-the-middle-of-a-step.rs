@@ -1,4 +1,4 @@
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 async fn fetch(value: i32) -> i32 {
     value

@@ -1,6 +1,6 @@
 #![deny(unused_must_use)]
 
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 fn main() {
     let p = pipeline!(|value: i32, _ctx: &()| {

@@ -1,7 +1,7 @@
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 fn main() {
-    let _p = pipeline!(|value: i32, _ctx: &(), current: pipelines::Current<i32, ()>| {
+    let _p = pipeline!(|value: i32, _ctx: &(), current: pipewright::Current<i32, ()>| {
         value = value + 1;
     });
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 fn main() {
     let _p = pipeline!(|id: u64, calls: &AtomicU64| {

@@ -1,3 +1,3 @@
 fn main() {
-    let _x = pipelines::finally!(|error| { 1; });
+    let _x = pipewright::finally!(|error| { 1; });
 }

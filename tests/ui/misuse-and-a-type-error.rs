@@ -1,4 +1,4 @@
-use pipelines::{pipeline, Pipeline};
+use pipewright::{pipeline, Pipeline};
 
 async fn fetch(value: i32) -> i32 {
     value

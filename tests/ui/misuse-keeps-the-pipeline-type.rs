@@ -1,4 +1,4 @@
-use pipelines::{pipeline, Pipeline};
+use pipewright::{pipeline, Pipeline};
 
 fn main() {
     // The pipeline with a misuse is still a `Pipeline<i32, ()>`: the code after it

@@ -1,4 +1,4 @@
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 struct Config {
     name: String,

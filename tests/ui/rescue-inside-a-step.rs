@@ -1,4 +1,4 @@
-use pipelines::{pipeline, rescue};
+use pipewright::{pipeline, rescue};
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {

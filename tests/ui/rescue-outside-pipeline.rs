@@ -1,3 +1,3 @@
 fn main() {
-    let _x = pipelines::rescue!(|error| { 1; });
+    let _x = pipewright::rescue!(|error| { 1; });
 }

@@ -1,9 +1,9 @@
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {
         if value > 3 {
-            return pipelines::Outcome::Keep;
+            return pipewright::Outcome::Keep;
         } else {
             value + 1
         };

@@ -1,4 +1,4 @@
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 fn main() {
     let _p = pipeline!(|value: i32, _ctx: &()| {

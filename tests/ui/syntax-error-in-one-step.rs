@@ -1,4 +1,4 @@
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 fn main() {
     // A step that does not parse costs only that step: the others are still expanded

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use pipelines::pipeline;
+use pipewright::pipeline;
 
 async fn save(value: u32) -> u32 {
     value
