@@ -261,7 +261,9 @@ fn the_error_type_is_usable_in_rescue_bindings() {
 /// each message once. A message that repeats its `source()`'s text would show it twice.
 #[tokio::test(start_paused = true)]
 async fn an_error_chain_shows_each_text_once() {
-    use pipewright::supervision::{ChildSpec, Failure, SuperviseError, Supervisor, SupervisorError};
+    use pipewright::supervision::{
+        ChildSpec, Failure, SuperviseError, Supervisor, SupervisorError,
+    };
     use pipewright::{Backoff, CancelError, InvokeError, RestartPolicy};
 
     fn assert_no_repeat(error: &(dyn std::error::Error + 'static), expected: &[&str]) {
