@@ -2,7 +2,7 @@
 //! replaced by what this crate expands it to, and the file, pretty-printed, must equal
 //! the checked-in `tests/expand/NAME.expanded.rs`. `PIPELINES_BLESS=1 cargo test -p
 //! pipewright-macros snapshots` rewrites them (review the diff). The runtime's path is
-//! written `::pipelines`, so the expanded files compile as they are
+//! written `::pipewright`, so the expanded files compile as they are
 //! (`tests/expanded.rs` runs them beside the macro's own).
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ impl ExpandPipelines {
             return None;
         }
         let tokens = &mac.tokens;
-        let input = quote!((::pipelines) #tokens);
+        let input = quote!((::pipewright) #tokens);
         let expanded: TokenStream = match parse::parse(input) {
             Ok(model) => expand::expand(&model),
             Err(failure) => expand::expand_failure(failure),

@@ -9,7 +9,7 @@ use crate::model::Pipeline;
 
 /// Parses `pipeline!(#body)`, expecting errors; returns their messages and the model.
 fn failing(body: proc_macro2::TokenStream) -> (Vec<String>, Option<Pipeline>) {
-    match parse(quote!((::pipelines) #body)) {
+    match parse(quote!((::pipewright) #body)) {
         Ok(_) => panic!("expected errors"),
         Err(Failure { errors, model }) => (
             errors.into_iter().map(|error| error.to_string()).collect(),
@@ -30,7 +30,7 @@ fn standing_in(model: &Pipeline) -> Vec<String> {
 
 #[test]
 fn a_correct_pipeline_has_nothing_standing_in() {
-    let model = parse(quote!((::pipelines) |value: i32, _ctx: &()| { value + 1; }))
+    let model = parse(quote!((::pipewright) |value: i32, _ctx: &()| { value = value + 1; }))
         .unwrap_or_else(|_| panic!("expected no error"));
     assert_eq!(model.main.len(), 1);
     assert!(model.stand_ins.is_empty() && model.items.is_empty());

@@ -10,34 +10,34 @@ pub(crate) struct Config {
 /// that names the view of its instance, and a queue configured after the macro.
 pub(crate) fn pipeline() -> pipewright::Pipeline<i32, Config> {
     {
-        static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
+        static __PIPELINES_SITE: ::pipewright::__private::Site = ::pipewright::__private::Site::new(
             ::core::concat!(
                 "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
                 ::core::column!()
             ),
         );
-        ::pipelines::__private::Pipeline::<
+        ::pipewright::__private::Pipeline::<
             i32,
             Config,
         >::__from_steps(
             &__PIPELINES_SITE,
-            ::pipelines::__private::Layout {
+            ::pipewright::__private::Layout {
                 main: 3usize,
                 rescue: ::core::option::Option::None,
                 finally: ::core::option::Option::None,
                 current: true,
             },
             move |
-                __pipelines_call: ::pipelines::__private::StepCall<'_, i32, Config>,
-            | -> ::pipelines::__private::Outcome<i32, Config> {
+                __pipelines_call: ::pipewright::__private::StepCall<'_, i32, Config>,
+            | -> ::pipewright::__private::Outcome<i32, Config> {
                 #[allow(unused_imports)]
-                use ::pipelines::__private::{
+                use ::pipewright::__private::{
                     OtherKind as _, ResultKind as _, TraitKind as _,
                     UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 0usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -47,13 +47,13 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, Config> {
                         let value: &i32 = __pipelines_value;
                         #[allow(unused_variables, unused_mut)]
                         let config: &Config = &**__pipelines_ctx;
-                        ::pipelines::__private::assigned::<
+                        ::pipewright::__private::assigned::<
                             i32,
                             Config,
                             _,
                         >(value * config.factor)
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 1usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -69,20 +69,20 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, Config> {
                                 __pipelines_current
                             }
                             ::core::option::Option::None => {
-                                return ::pipelines::__private::Outcome::Error(
-                                    ::pipelines::__private::Error::new(
+                                return ::pipewright::__private::Outcome::Error(
+                                    ::pipewright::__private::Error::new(
                                         "internal error: the step's view of its instance is missing; please report this bug",
                                     ),
                                 );
                             }
                         };
-                        ::pipelines::__private::assigned::<
+                        ::pipewright::__private::assigned::<
                             i32,
                             Config,
                             _,
                         >(if current.parent().is_none() { value + 1 } else { *value })
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 2usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -91,21 +91,21 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, Config> {
                         let __pipelines_value_owned = ::core::clone::Clone::clone(
                             __pipelines_value,
                         );
-                        let __pipelines_current_owned = ::pipelines::__private::Current::to_static(
+                        let __pipelines_current_owned = ::pipewright::__private::Current::to_static(
                             match __pipelines_current {
                                 ::core::option::Option::Some(__pipelines_current) => {
                                     __pipelines_current
                                 }
                                 ::core::option::Option::None => {
-                                    return ::pipelines::__private::Outcome::Error(
-                                        ::pipelines::__private::Error::new(
+                                    return ::pipewright::__private::Outcome::Error(
+                                        ::pipewright::__private::Error::new(
                                             "internal error: the step's view of its instance is missing; please report this bug",
                                         ),
                                     );
                                 }
                             },
                         );
-                        ::pipelines::__private::Outcome::from_future(async move {
+                        ::pipewright::__private::Outcome::from_future(async move {
                             #[allow(unused_variables, unused_mut)]
                             let value: &i32 = &__pipelines_value_owned;
                             #[allow(unused_variables, unused_mut)]
@@ -114,10 +114,10 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, Config> {
                                 if current.parent().is_some() { 0 } else { value * 2 },
                             );
                             let __pipelines_output = __pipelines_future.await;
-                            let __pipelines_outcome: ::pipelines::__private::Outcome<
+                            let __pipelines_outcome: ::pipewright::__private::Outcome<
                                 i32,
                                 Config,
-                            > = ::pipelines::__private::assigned::<
+                            > = ::pipewright::__private::assigned::<
                                 i32,
                                 Config,
                                 _,

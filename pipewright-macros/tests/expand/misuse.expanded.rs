@@ -13,34 +13,34 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
             "`rescue!` must come after every step of the pipeline: move the steps that follow it above it"
         }
         {
-            static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
+            static __PIPELINES_SITE: ::pipewright::__private::Site = ::pipewright::__private::Site::new(
                 ::core::concat!(
                     "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
                     ::core::column!()
                 ),
             );
-            ::pipelines::__private::Pipeline::<
+            ::pipewright::__private::Pipeline::<
                 i32,
                 (),
             >::__from_steps(
                 &__PIPELINES_SITE,
-                ::pipelines::__private::Layout {
+                ::pipewright::__private::Layout {
                     main: 1usize,
                     rescue: ::core::option::Option::Some(1usize),
                     finally: ::core::option::Option::None,
                     current: false,
                 },
                 move |
-                    __pipelines_call: ::pipelines::__private::StepCall<'_, i32, ()>,
-                | -> ::pipelines::__private::Outcome<i32, ()> {
+                    __pipelines_call: ::pipewright::__private::StepCall<'_, i32, ()>,
+                | -> ::pipewright::__private::Outcome<i32, ()> {
                     #[allow(unused_imports)]
-                    use ::pipelines::__private::{
+                    use ::pipewright::__private::{
                         OtherKind as _, ResultKind as _, TraitKind as _,
                         UnassignedValueKind as _,
                     };
                     #[allow(unreachable_patterns)]
                     match __pipelines_call {
-                        ::pipelines::__private::StepCall::Main {
+                        ::pipewright::__private::StepCall::Main {
                             index: 0usize,
                             value: __pipelines_value,
                             ctx: __pipelines_ctx,
@@ -52,9 +52,9 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             );
                             #[allow(unused_variables, unused_mut)]
                             let _ctx: &() = &**__pipelines_ctx;
-                            ::pipelines::__private::assigned::<i32, (), _>(value + 1)
+                            ::pipewright::__private::assigned::<i32, (), _>(value + 1)
                         }
-                        ::pipelines::__private::StepCall::Rescue {
+                        ::pipewright::__private::StepCall::Rescue {
                             index: 0usize,
                             value: __pipelines_value,
                             ctx: __pipelines_ctx,
@@ -68,8 +68,8 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             #[allow(unused_variables, unused_mut)]
                             let _ctx: &() = &**__pipelines_ctx;
                             #[allow(unused_variables, unused_mut)]
-                            let error: &::pipelines::__private::Error = __pipelines_error;
-                            match ::pipelines::__private::Discard::<_, i32>::new(0) {
+                            let error: &::pipewright::__private::Error = __pipelines_error;
+                            match ::pipewright::__private::Discard::<_, i32>::new(0) {
                                 __pipelines_result => {
                                     (&&&__pipelines_result)
                                         .__pipelines_kind()
@@ -77,7 +77,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                                 }
                             }
                         }
-                        ::pipelines::__private::StepCall::Main {
+                        ::pipewright::__private::StepCall::Main {
                             index: 1usize,
                             value: __pipelines_value,
                             ctx: __pipelines_ctx,
@@ -94,14 +94,14 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                                 let doubled = value * 2;
                                 doubled + 1;
                                 value + 3;
-                                let error: &::pipelines::__private::Error = loop {};
+                                let error: &::pipewright::__private::Error = loop {};
                                 std::future::ready(0).await + 1;
                                 ::core::result::Result::<
                                     (),
-                                    ::pipelines::__private::BoxError,
+                                    ::pipewright::__private::BoxError,
                                 >::Ok(())
                             };
-                            ::pipelines::__private::Outcome::Keep
+                            ::pipewright::__private::Outcome::Keep
                         }
                         __pipelines_other => __pipelines_other.no_such_step(),
                     }

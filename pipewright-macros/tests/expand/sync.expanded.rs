@@ -4,34 +4,34 @@
 /// path), and a bare step whose result is discarded.
 pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
     {
-        static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
+        static __PIPELINES_SITE: ::pipewright::__private::Site = ::pipewright::__private::Site::new(
             ::core::concat!(
                 "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
                 ::core::column!()
             ),
         );
-        ::pipelines::__private::Pipeline::<
+        ::pipewright::__private::Pipeline::<
             i32,
             (),
         >::__from_steps(
             &__PIPELINES_SITE,
-            ::pipelines::__private::Layout {
+            ::pipewright::__private::Layout {
                 main: 4usize,
                 rescue: ::core::option::Option::None,
                 finally: ::core::option::Option::None,
                 current: false,
             },
             move |
-                __pipelines_call: ::pipelines::__private::StepCall<'_, i32, ()>,
-            | -> ::pipelines::__private::Outcome<i32, ()> {
+                __pipelines_call: ::pipewright::__private::StepCall<'_, i32, ()>,
+            | -> ::pipewright::__private::Outcome<i32, ()> {
                 #[allow(unused_imports)]
-                use ::pipelines::__private::{
+                use ::pipewright::__private::{
                     OtherKind as _, ResultKind as _, TraitKind as _,
                     UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 0usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -41,9 +41,9 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        ::pipelines::__private::assigned::<i32, (), _>(value + 1)
+                        ::pipewright::__private::assigned::<i32, (), _>(value + 1)
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 1usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -53,13 +53,13 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        ::pipelines::__private::assigned::<
+                        ::pipewright::__private::assigned::<
                             i32,
                             (),
                             _,
                         >(if value > 10 { value } else { value * 2 })
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 2usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -69,7 +69,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        match ::pipelines::__private::Discard::<
+                        match ::pipewright::__private::Discard::<
                             _,
                             i32,
                         >::new(value.checked_mul(2)) {
@@ -80,7 +80,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             }
                         }
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 3usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -92,7 +92,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let _ctx: &() = &**__pipelines_ctx;
                         match (|| -> ::core::result::Result<
                             _,
-                            ::pipelines::__private::BoxError,
+                            ::pipewright::__private::BoxError,
                         > {
                             ::core::result::Result::Ok(
                                 value
@@ -102,15 +102,15 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             )
                         })() {
                             ::core::result::Result::Ok(__pipelines_ok) => {
-                                ::pipelines::__private::assigned::<
+                                ::pipewright::__private::assigned::<
                                     i32,
                                     (),
                                     _,
                                 >(__pipelines_ok)
                             }
                             ::core::result::Result::Err(__pipelines_error) => {
-                                ::pipelines::__private::Outcome::Error(
-                                    ::pipelines::__private::Error::new(__pipelines_error),
+                                ::pipewright::__private::Outcome::Error(
+                                    ::pipewright::__private::Error::new(__pipelines_error),
                                 )
                             }
                         }

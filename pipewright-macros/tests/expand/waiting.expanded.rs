@@ -6,34 +6,34 @@ async fn halve(value: i32) -> Result<i32, String> {
 /// multiplies by ten in another, and subtracts 100 at the end after an error.
 pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
     let add_one = {
-        static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
+        static __PIPELINES_SITE: ::pipewright::__private::Site = ::pipewright::__private::Site::new(
             ::core::concat!(
                 "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
                 ::core::column!()
             ),
         );
-        ::pipelines::__private::Pipeline::<
+        ::pipewright::__private::Pipeline::<
             i32,
             (),
         >::__from_steps(
             &__PIPELINES_SITE,
-            ::pipelines::__private::Layout {
+            ::pipewright::__private::Layout {
                 main: 1usize,
                 rescue: ::core::option::Option::None,
                 finally: ::core::option::Option::None,
                 current: false,
             },
             move |
-                __pipelines_call: ::pipelines::__private::StepCall<'_, i32, ()>,
-            | -> ::pipelines::__private::Outcome<i32, ()> {
+                __pipelines_call: ::pipewright::__private::StepCall<'_, i32, ()>,
+            | -> ::pipewright::__private::Outcome<i32, ()> {
                 #[allow(unused_imports)]
-                use ::pipelines::__private::{
+                use ::pipewright::__private::{
                     OtherKind as _, ResultKind as _, TraitKind as _,
                     UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 0usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -43,7 +43,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        ::pipelines::__private::assigned::<i32, (), _>(value + 1)
+                        ::pipewright::__private::assigned::<i32, (), _>(value + 1)
                     }
                     __pipelines_other => __pipelines_other.no_such_step(),
                 }
@@ -51,34 +51,34 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
         )
     };
     {
-        static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
+        static __PIPELINES_SITE: ::pipewright::__private::Site = ::pipewright::__private::Site::new(
             ::core::concat!(
                 "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
                 ::core::column!()
             ),
         );
-        ::pipelines::__private::Pipeline::<
+        ::pipewright::__private::Pipeline::<
             i32,
             (),
         >::__from_steps(
             &__PIPELINES_SITE,
-            ::pipelines::__private::Layout {
+            ::pipewright::__private::Layout {
                 main: 4usize,
                 rescue: ::core::option::Option::Some(1usize),
                 finally: ::core::option::Option::Some(1usize),
                 current: false,
             },
             move |
-                __pipelines_call: ::pipelines::__private::StepCall<'_, i32, ()>,
-            | -> ::pipelines::__private::Outcome<i32, ()> {
+                __pipelines_call: ::pipewright::__private::StepCall<'_, i32, ()>,
+            | -> ::pipewright::__private::Outcome<i32, ()> {
                 #[allow(unused_imports)]
-                use ::pipelines::__private::{
+                use ::pipewright::__private::{
                     OtherKind as _, ResultKind as _, TraitKind as _,
                     UnassignedValueKind as _,
                 };
                 #[allow(unreachable_patterns)]
                 match __pipelines_call {
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 0usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -89,15 +89,15 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let __pipelines_value_owned = ::core::clone::Clone::clone(
                             __pipelines_value,
                         );
-                        ::pipelines::__private::Outcome::from_future(async move {
+                        ::pipewright::__private::Outcome::from_future(async move {
                             #[allow(unused_variables, unused_mut)]
                             let value: i32 = __pipelines_value_owned;
                             let __pipelines_future = halve(value);
                             let __pipelines_output = __pipelines_future.await;
-                            let __pipelines_outcome: ::pipelines::__private::Outcome<
+                            let __pipelines_outcome: ::pipewright::__private::Outcome<
                                 i32,
                                 (),
-                            > = ::pipelines::__private::assigned::<
+                            > = ::pipewright::__private::assigned::<
                                 i32,
                                 (),
                                 _,
@@ -105,7 +105,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             __pipelines_outcome
                         })
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 1usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -116,12 +116,12 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
                         let __pipelines_future = std::future::ready(());
-                        ::pipelines::__private::Outcome::from_future(async move {
+                        ::pipewright::__private::Outcome::from_future(async move {
                             let __pipelines_output = __pipelines_future.await;
-                            let __pipelines_outcome: ::pipelines::__private::Outcome<
+                            let __pipelines_outcome: ::pipewright::__private::Outcome<
                                 i32,
                                 (),
-                            > = match ::pipelines::__private::Discard::<
+                            > = match ::pipewright::__private::Discard::<
                                 _,
                                 i32,
                             >::new(__pipelines_output) {
@@ -134,7 +134,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             __pipelines_outcome
                         })
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 2usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -144,9 +144,9 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        ::pipelines::__private::assigned::<i32, (), _>(add_one.clone())
+                        ::pipewright::__private::assigned::<i32, (), _>(add_one.clone())
                     }
-                    ::pipelines::__private::StepCall::Main {
+                    ::pipewright::__private::StepCall::Main {
                         index: 3usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -156,43 +156,43 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let value: i32 = ::core::clone::Clone::clone(__pipelines_value);
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
-                        ::pipelines::__private::assigned::<
+                        ::pipewright::__private::assigned::<
                             i32,
                             (),
                             _,
                         >({
-                            static __PIPELINES_SITE: ::pipelines::__private::Site = ::pipelines::__private::Site::new(
+                            static __PIPELINES_SITE: ::pipewright::__private::Site = ::pipewright::__private::Site::new(
                                 ::core::concat!(
                                     "pipeline@", ::core::file!(), ":", ::core::line!(), ":",
                                     ::core::column!()
                                 ),
                             );
-                            ::pipelines::__private::Pipeline::<
+                            ::pipewright::__private::Pipeline::<
                                 i32,
                                 (),
                             >::__from_steps(
                                 &__PIPELINES_SITE,
-                                ::pipelines::__private::Layout {
+                                ::pipewright::__private::Layout {
                                     main: 1usize,
                                     rescue: ::core::option::Option::None,
                                     finally: ::core::option::Option::None,
                                     current: false,
                                 },
                                 move |
-                                    __pipelines_call: ::pipelines::__private::StepCall<
+                                    __pipelines_call: ::pipewright::__private::StepCall<
                                         '_,
                                         i32,
                                         (),
                                     >,
-                                | -> ::pipelines::__private::Outcome<i32, ()> {
+                                | -> ::pipewright::__private::Outcome<i32, ()> {
                                     #[allow(unused_imports)]
-                                    use ::pipelines::__private::{
+                                    use ::pipewright::__private::{
                                         OtherKind as _, ResultKind as _, TraitKind as _,
                                         UnassignedValueKind as _,
                                     };
                                     #[allow(unreachable_patterns)]
                                     match __pipelines_call {
-                                        ::pipelines::__private::StepCall::Main {
+                                        ::pipewright::__private::StepCall::Main {
                                             index: 0usize,
                                             value: __pipelines_value,
                                             ctx: __pipelines_ctx,
@@ -204,7 +204,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                                             );
                                             #[allow(unused_variables, unused_mut)]
                                             let _ctx: &() = &**__pipelines_ctx;
-                                            ::pipelines::__private::assigned::<i32, (), _>(value * 10)
+                                            ::pipewright::__private::assigned::<i32, (), _>(value * 10)
                                         }
                                         __pipelines_other => __pipelines_other.no_such_step(),
                                     }
@@ -212,7 +212,7 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                             )
                         })
                     }
-                    ::pipelines::__private::StepCall::Rescue {
+                    ::pipewright::__private::StepCall::Rescue {
                         index: 0usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -224,14 +224,14 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         #[allow(unused_variables, unused_mut)]
                         let _ctx: &() = &**__pipelines_ctx;
                         #[allow(unused_variables, unused_mut)]
-                        let error: &::pipelines::__private::Error = __pipelines_error;
-                        ::pipelines::__private::assigned::<
+                        let error: &::pipewright::__private::Error = __pipelines_error;
+                        ::pipewright::__private::assigned::<
                             i32,
                             (),
                             _,
                         >(if error.to_string().is_empty() { 0 } else { -1 })
                     }
-                    ::pipelines::__private::StepCall::Finally {
+                    ::pipewright::__private::StepCall::Finally {
                         index: 0usize,
                         value: __pipelines_value,
                         ctx: __pipelines_ctx,
@@ -244,9 +244,9 @@ pub(crate) fn pipeline() -> pipewright::Pipeline<i32, ()> {
                         let _ctx: &() = &**__pipelines_ctx;
                         #[allow(unused_variables, unused_mut)]
                         let error: ::core::option::Option<
-                            &::pipelines::__private::Error,
+                            &::pipewright::__private::Error,
                         > = __pipelines_error;
-                        ::pipelines::__private::assigned::<
+                        ::pipewright::__private::assigned::<
                             i32,
                             (),
                             _,
