@@ -17,7 +17,6 @@ use crate::introspection::{Kept, KeptResult};
 /// A quick run adopted from inside a step: what its entry needs.
 pub(crate) struct Asked<'a> {
     pub(crate) ident: &'a Ident,
-    pub(crate) concurrency: Concurrency,
     pub(crate) control: Arc<dyn ErasedControl>,
     pub(crate) cancel_on_shutdown: bool,
     pub(crate) pipeline_key: usize,
@@ -123,10 +122,13 @@ impl Registry {
 
     /// Adopts a quick run as [`adopt`](Registry::adopt) does, from inside one of its own
     /// steps that asked about the runtime (`runtime/quick.rs`, "a step that asks"): the
-    /// run holds its slot in `queue`, whose name is read here.
+    /// run holds its slot in `queue`, whose name and configuration are read here.
     pub(crate) fn adopt_asked(&self, queue: QueueId, asked: Asked<'_>) {
         let mut shard = self.shard(queue.shard);
-        let Some(name) = shard.queue(queue).map(|state| state.name.clone()) else {
+        let Some((name, concurrency)) = shard
+            .queue(queue)
+            .map(|state| (state.name.clone(), state.concurrency))
+        else {
             return;
         };
         let join = Join {
@@ -137,7 +139,7 @@ impl Registry {
             ident: asked.ident,
             queue: &name,
             keyed: false,
-            concurrency: asked.concurrency,
+            concurrency,
             control: asked.control,
             parent: None,
             detached: false,

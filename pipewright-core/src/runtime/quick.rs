@@ -32,7 +32,7 @@ use std::sync::Arc;
 use super::core::contained;
 use super::parked::root_join;
 use super::Core;
-use crate::behaviour::{Behaviour, Concurrency};
+use crate::behaviour::Behaviour;
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, Refused};
 use crate::hooks::InstanceSpan;
@@ -75,7 +75,6 @@ struct Asking {
     id: u64,
     name: IdentName,
     queue_id: QueueId,
-    concurrency: Concurrency,
     cancel_on_shutdown: bool,
     pipeline_key: usize,
     /// A control block of the run's value type, its argument to be set.
@@ -109,7 +108,6 @@ impl Asking {
         id: 0,
         name: IdentName::Site(""),
         queue_id: QueueId { shard: 0, slot: 0 },
-        concurrency: Concurrency::new(crate::behaviour::Behaviour::Unrestricted),
         cancel_on_shutdown: false,
         pipeline_key: 0,
         new_control: pending_control::<()>,
@@ -202,7 +200,6 @@ impl<C: Send + Sync + 'static> Core<C> {
             id: ident.id,
             name: IdentName::of(&ident.name),
             queue_id: gauge.id,
-            concurrency,
             cancel_on_shutdown: config.cancel_on_shutdown,
             pipeline_key: pipeline.key(),
             new_control: pending_control::<V>,
@@ -223,31 +220,24 @@ impl<C: Send + Sync + 'static> Core<C> {
                 .with(|adopted| adopted.get(depth).and_then(Cell::take))
                 .map(ManuallyDrop::into_inner)
         };
-        if let Some(control) = adopted {
-            let adopted = Adopted {
-                queue,
-                queue_id: gauge.id,
-                ident,
-                argument: kept_argument,
-                value,
-                index,
-            };
-            let stop = stop.unwrap_or(QuickStop::Asked);
-            return Quick::Done(Ok(self.go_on_adopted(pipeline, adopted, control, stop)));
+        if adopted.is_none() && stop.is_none() {
+            return Quick::Done(Ok(self.end_quick(gauge, ident, kept_argument, value)));
         }
-        let invocation = match stop {
-            None => self.end_quick(gauge, ident, kept_argument, value),
-            Some(stop) => {
-                let adopted = Adopted {
-                    queue,
-                    queue_id: gauge.id,
-                    ident,
-                    argument: kept_argument,
-                    value,
-                    index,
-                };
-                self.adopt(pipeline, adopted, stop)
+        let run = Adopted {
+            queue,
+            queue_id: gauge.id,
+            ident,
+            argument: kept_argument,
+            value,
+            index,
+        };
+        let invocation = match (adopted, stop) {
+            (Some(control), stop) => {
+                self.go_on_adopted(pipeline, run, control, stop.unwrap_or(QuickStop::Asked))
             }
+            (None, Some(stop)) => self.adopt(pipeline, run, stop),
+            // Ended just above.
+            (None, None) => unreachable!("a quick run that ended went on"),
         };
         Quick::Done(Ok(invocation))
     }
@@ -327,7 +317,6 @@ impl<C: Send + Sync + 'static> Core<C> {
         let control = (run.new_control)();
         let asked = Asked {
             ident: &ident,
-            concurrency: run.concurrency,
             control: Arc::clone(&control),
             cancel_on_shutdown: run.cancel_on_shutdown,
             pipeline_key: run.pipeline_key,

@@ -200,10 +200,9 @@ fn inline_step(step: &Step, expr: &syn::Expr, types: &Types<'_>) -> TokenStream 
     let private = types.private;
     if step.uses_try {
         let converted = convert(quote!(__pipelines_ok), step.effect, expr.span(), types);
+        let tried = inline_expr(step, expr, private);
         quote! {
-            match (|| -> ::core::result::Result<_, #private::BoxError> {
-                ::core::result::Result::Ok(#expr)
-            })() {
+            match #tried {
                 ::core::result::Result::Ok(__pipelines_ok) => #converted,
                 ::core::result::Result::Err(__pipelines_error) => {
                     #private::Outcome::Error(#private::Error::new(__pipelines_error))

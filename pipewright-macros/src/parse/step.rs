@@ -155,64 +155,78 @@ pub(super) fn parse_step(
 /// `value op= expr` assigns the value so changed; anything else is a bare step. An
 /// assignment to part of a destructured value is reported (`Err`).
 fn assignment(expr: Expr, names: &HeaderNames, errors: &mut Errors) -> Result<(Expr, Effect), ()> {
-    let target = |left: &Expr| match left {
-        Expr::Path(path) if path.qself.is_none() => path
-            .path
-            .get_ident()
-            .filter(|ident| names.value.contains(ident))
-            .cloned(),
-        _ => None,
-    };
-    let destructured = |ident: &syn::Ident, errors: &mut Errors| {
-        errors.push(
-            ident,
-            format!(
-                "`{ident}` is part of a destructured value: a step assigns the value as a whole, with the \
-                 header's pattern on the left (`(a, b) = (b, a);` for `|(a, b): (T, T), ctx: &C|`)"
-            ),
-        );
-    };
-    let is_pattern = |left: &Expr| {
-        names.value_whole.is_none()
-            && names.value_pattern.as_deref() == Some(left.to_token_stream().to_string().as_str())
-    };
     match expr {
-        Expr::Assign(assign) if is_pattern(&assign.left) => Ok((*assign.right, Effect::Assign)),
-        Expr::Assign(assign) => match target(&assign.left) {
-            Some(ident) if names.value_whole.as_ref() == Some(&ident) => {
-                Ok((*assign.right, Effect::Assign))
-            }
-            Some(ident) => {
-                destructured(&ident, errors);
-                Err(())
-            }
-            None => Ok((Expr::Assign(assign), Effect::Bare)),
+        Expr::Assign(assign) => match target(&assign.left, names) {
+            Target::Whole | Target::Pattern => Ok((*assign.right, Effect::Assign)),
+            Target::Part(ident) => Err(destructured(&ident, errors)),
+            Target::Other => Ok((Expr::Assign(assign), Effect::Bare)),
         },
         Expr::Binary(binary) if is_compound_assignment(&binary.op) => {
-            match target(&binary.left) {
-                Some(ident) if names.value_whole.as_ref() == Some(&ident) => {
-                    let (op, right) = (&binary.op, &binary.right);
-                    // A copy of the value, changed and assigned (`value` in `right` is
-                    // still the step's own).
-                    // The step call's `&V`, with the hygiene of the code that binds it.
-                    let lent = syn::Ident::new("__pipelines_value", Span::call_site());
-                    let changed: Expr = syn::parse_quote_spanned! {binary.left.span()=>
-                        {
-                            let mut __pipelines_changed = ::core::clone::Clone::clone(#lent);
-                            __pipelines_changed #op #right;
-                            __pipelines_changed
-                        }
-                    };
-                    Ok((changed, Effect::Assign))
-                }
-                Some(ident) => {
-                    destructured(&ident, errors);
-                    Err(())
-                }
-                None => Ok((Expr::Binary(binary), Effect::Bare)),
+            match target(&binary.left, names) {
+                Target::Whole => Ok((changed_copy(&binary), Effect::Assign)),
+                Target::Part(ident) => Err(destructured(&ident, errors)),
+                // A pattern cannot be changed in place: rustc says so at the step.
+                Target::Pattern | Target::Other => Ok((Expr::Binary(binary), Effect::Bare)),
             }
         }
         other => Ok((other, Effect::Bare)),
+    }
+}
+
+/// What the left side of an assignment names.
+enum Target {
+    /// The value's binding, bound whole by the header.
+    Whole,
+    /// The header's destructuring pattern, as written.
+    Pattern,
+    /// One name the header's pattern binds: part of the value.
+    Part(syn::Ident),
+    /// Anything else (a variable of the step's own).
+    Other,
+}
+
+fn target(left: &Expr, names: &HeaderNames) -> Target {
+    if names.value_whole.is_none()
+        && names.value_pattern.as_deref() == Some(left.to_token_stream().to_string().as_str())
+    {
+        return Target::Pattern;
+    }
+    let named = match left {
+        Expr::Path(path) if path.qself.is_none() => path
+            .path
+            .get_ident()
+            .filter(|ident| names.value.contains(ident)),
+        _ => None,
+    };
+    match named {
+        Some(ident) if names.value_whole.as_ref() == Some(ident) => Target::Whole,
+        Some(ident) => Target::Part(ident.clone()),
+        None => Target::Other,
+    }
+}
+
+fn destructured(ident: &syn::Ident, errors: &mut Errors) {
+    errors.push(
+        ident,
+        format!(
+            "`{ident}` is part of a destructured value: a step assigns the value as a whole, with the \
+             header's pattern on the left (`(a, b) = (b, a);` for `|(a, b): (T, T), ctx: &C|`)"
+        ),
+    );
+}
+
+/// `value op= right` as the value it assigns: a copy of the value, changed (`value` in
+/// `right` is still the step's own).
+fn changed_copy(binary: &syn::ExprBinary) -> Expr {
+    let (op, right) = (&binary.op, &binary.right);
+    // The step call's `&V`, with the hygiene of the code that binds it.
+    let lent = syn::Ident::new("__pipelines_value", Span::call_site());
+    syn::parse_quote_spanned! {binary.left.span()=>
+        {
+            let mut __pipelines_changed = ::core::clone::Clone::clone(#lent);
+            __pipelines_changed #op #right;
+            __pipelines_changed
+        }
     }
 }
 
