@@ -158,13 +158,13 @@ fn assignment(expr: Expr, names: &HeaderNames, errors: &mut Errors) -> Result<(E
     match expr {
         Expr::Assign(assign) => match target(&assign.left, names) {
             Target::Whole | Target::Pattern => Ok((*assign.right, Effect::Assign)),
-            Target::Part(ident) => Err(destructured(&ident, errors)),
+            Target::Part(ident) => destructured(&ident, errors),
             Target::Other => Ok((Expr::Assign(assign), Effect::Bare)),
         },
         Expr::Binary(binary) if is_compound_assignment(&binary.op) => {
             match target(&binary.left, names) {
                 Target::Whole => Ok((changed_copy(&binary), Effect::Assign)),
-                Target::Part(ident) => Err(destructured(&ident, errors)),
+                Target::Part(ident) => destructured(&ident, errors),
                 // A pattern cannot be changed in place: rustc says so at the step.
                 Target::Pattern | Target::Other => Ok((Expr::Binary(binary), Effect::Bare)),
             }
@@ -205,7 +205,8 @@ fn target(left: &Expr, names: &HeaderNames) -> Target {
     }
 }
 
-fn destructured(ident: &syn::Ident, errors: &mut Errors) {
+/// Reports an assignment to part of a destructured value; the step is rejected.
+fn destructured<T>(ident: &syn::Ident, errors: &mut Errors) -> Result<T, ()> {
     errors.push(
         ident,
         format!(
@@ -213,6 +214,7 @@ fn destructured(ident: &syn::Ident, errors: &mut Errors) {
              header's pattern on the left (`(a, b) = (b, a);` for `|(a, b): (T, T), ctx: &C|`)"
         ),
     );
+    Err(())
 }
 
 /// `value op= right` as the value it assigns: a copy of the value, changed (`value` in
