@@ -1,7 +1,8 @@
 //! A client that goes away stops the work behind its request: an axum service whose
 //! `GET /search?q=...` handler runs a slow search pipeline through a handle tied to it
 //! (`Invocation::cancel_on_drop`). axum drops a handler's future when its client
-//! disconnects; the dropped handle cancels the search, whose `finally!` reports it.
+//! disconnects; the dropped handle cancels the search, whose `finally!` reports it, with
+//! the reason it was given (`CancelReason::HandleDropped`).
 //!
 //! A real client (a TCP connection on 127.0.0.1, port chosen by the OS) sends a request,
 //! waits until the search has started, and hangs up. The example checks that the search
@@ -63,10 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         query = format!("results for {query}");
         finally!(|error| {
             {
-                let ending = match error {
-                    Some(error) if error.is_cancelled() => "cancelled",
-                    Some(_) => "failed",
-                    None => "finished",
+                let ending = match error.map(|error| (error, error.cancel_reason())) {
+                    Some((_, Some(reason))) => format!("cancelled ({reason})"),
+                    Some((error, None)) => format!("failed: {error}"),
+                    None => "finished".to_owned(),
                 };
                 let _ = backend.events.send(format!("search {query} {ending}"));
             };
@@ -95,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     assert_eq!(
         next(&mut told).await?.as_deref(),
-        Some("search rust cancelled")
+        Some("search rust cancelled (its handle was dropped)")
     );
     println!("server: the search stopped with its client");
     let queue = runtime.queue_info("search").ok_or("no search queue")?;

@@ -55,5 +55,11 @@ async fn main() {
     assert_eq!(refused, InvokeError::Stopped);
     let log = runtime.context().lock().unwrap().clone();
     println!("{log:?}");
-    assert_eq!(log, ["slow ended: instance cancelled", "flush finished"]);
+    assert_eq!(
+        log,
+        [
+            "slow ended: instance cancelled: the runtime stopped",
+            "flush finished"
+        ]
+    );
 }

@@ -86,7 +86,7 @@ async fn cancelling_a_child_climbs_to_the_top_and_cancels_children_first() {
         entries(&log),
         [
             "on_cancel pipeline@".to_owned() + &leaf_ident.name()["pipeline@".len()..],
-            "finally leaf instance cancelled".into(),
+            "finally leaf instance cancelled: cancelled by its ident".into(),
             "finally middle".into(),
             "finally top".into(),
         ],
@@ -165,7 +165,10 @@ async fn the_cancel_marker_cancels_its_tree_and_is_not_reported() {
     });
     let mut handle = runtime.invoke_pipeline(&p, 1).unwrap();
     assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
-    assert_eq!(entries(&log), ["before", "finally instance cancelled"]);
+    assert_eq!(
+        entries(&log),
+        ["before", "finally instance cancelled: a step cancelled it"]
+    );
     let queue = runtime.queue_info(p.site_name()).unwrap();
     assert_eq!(queue.last_cancelled(), Some(handle.ident()));
     assert!(queue.last_error().is_none());
@@ -289,7 +292,7 @@ async fn cancelling_a_detached_child_does_not_reach_its_parent() {
         entries(&log),
         [
             "on_cancel ".to_owned() + child.name(),
-            "finally audit instance cancelled".into(),
+            "finally audit instance cancelled: cancelled by its ident".into(),
             "parent done".into()
         ]
     );
@@ -314,7 +317,9 @@ async fn cancelling_a_parent_cancels_its_detached_children_first() {
     let log = entries(&log);
     let child_final = log
         .iter()
-        .position(|e| e == "finally audit instance cancelled")
+        .position(|e| {
+            e == "finally audit instance cancelled with its parent: cancelled by its ident"
+        })
         .unwrap();
     let parent_final = log.iter().position(|e| e == "finally parent").unwrap();
     assert!(child_final < parent_final, "children first: {log:?}");
@@ -333,7 +338,10 @@ async fn cancelling_a_parent_that_waits_for_children_cancels_them() {
     assert_eq!(handle.try_result().unwrap().unwrap(), 1);
     runtime.cancel(handle.ident()).unwrap();
     tokio::task::yield_now().await;
-    assert_eq!(entries(&log)[1], "finally audit instance cancelled");
+    assert_eq!(
+        entries(&log)[1],
+        "finally audit instance cancelled with its parent: cancelled by its ident"
+    );
     assert_eq!(runtime.live_counts().0, 0);
 }
 
@@ -369,7 +377,7 @@ async fn stop_cancels_all_but_the_survivors_which_finish_normally() {
     assert_eq!(
         entries(&log),
         [
-            "finally victim instance cancelled",
+            "finally victim instance cancelled: the runtime stopped",
             "child of survivor ran",
             "survivor finished"
         ]
@@ -436,7 +444,7 @@ async fn restarting_a_queue_whose_oldest_waits_for_children_cancels_them_and_sta
         [
             "saved 1",
             "saved 2",
-            "finally audit instance cancelled",
+            "finally audit instance cancelled with its parent: replaced by a newer instance",
             "audited 2",
             "finally audit none"
         ]
@@ -506,9 +514,9 @@ async fn children_that_end_leave_their_parents_list_and_a_cancellation_reaches_t
     assert_eq!(
         entries(&log)[4..],
         [
-            "finally 1: instance cancelled",
-            "finally 3: instance cancelled",
-            "finally 5: instance cancelled",
+            "finally 1: instance cancelled with its parent: cancelled by its ident",
+            "finally 3: instance cancelled with its parent: cancelled by its ident",
+            "finally 5: instance cancelled with its parent: cancelled by its ident",
             "finally parent 5",
         ]
     );

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use pipewright::{pipeline, Continuation, Current, Error, Outcome, Runtime, Step};
+use pipewright::{pipeline, CancelReason, Continuation, Current, Error, Outcome, Runtime, Step};
 use support::{entries, logging_runtime, push, run_sync, Log};
 
 async fn sleep_ms(ms: u64) {
@@ -177,7 +177,13 @@ async fn a_fork_that_waits_keeps_its_parent_live_and_is_cancelled_with_it() {
     assert_eq!(runtime.live_counts().0, 2);
     runtime.cancel(&root).unwrap();
     settle().await;
-    assert!(matches!(handle.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        handle.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Requested,
+            ..
+        })
+    ));
     assert_eq!(entries(&log), ["finally 100 true", "finally 1 true"]);
     assert_eq!(runtime.live_counts().0, 0);
 }
@@ -219,7 +225,16 @@ async fn cancelling_a_fork_climbs_to_its_parent_unless_it_is_detached() {
             assert_eq!(outcome.unwrap(), 1);
             assert_eq!(entries(&log)[1..], ["slept 1"]);
         } else {
-            assert!(matches!(outcome, Err(Error::Cancelled)), "{outcome:?}");
+            assert!(
+                matches!(
+                    outcome,
+                    Err(Error::Cancelled {
+                        reason: CancelReason::Requested,
+                        ..
+                    })
+                ),
+                "{outcome:?}"
+            );
             assert_eq!(entries(&log).len(), 1);
         }
         assert_eq!(runtime.live_counts().0, 0);
@@ -279,7 +294,16 @@ async fn a_fork_through_a_view_kept_past_its_instance_is_refused() {
     assert_eq!(run_sync(&runtime, &p, 1).unwrap(), 1);
     let kept = runtime.context().kept.lock().unwrap().take().unwrap();
     let refused = kept.fork(kept.continuation().with_value(7));
-    assert!(matches!(refused, Err(Error::Cancelled)), "{refused:?}");
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Cancelled {
+                reason: CancelReason::ParentEnded,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
     assert_eq!(entries(&runtime.context().log), ["ran 1"]);
     assert_eq!(runtime.live_counts().0, 0);
 }
@@ -310,9 +334,21 @@ async fn a_fork_from_finally_of_a_cancelled_instance_is_refused_with_cancelled()
         let handle = runtime.invoke_pipeline(&p, 1).unwrap();
         settle().await;
         runtime.cancel(handle.ident()).unwrap();
-        assert!(matches!(handle.await, Err(Error::Cancelled)));
+        assert!(matches!(
+            handle.await,
+            Err(Error::Cancelled {
+                reason: CancelReason::Requested,
+                ..
+            })
+        ));
         settle().await;
-        assert_eq!(entries(&log), ["fork: Err(Cancelled)", "finally 1"]);
+        assert_eq!(
+            entries(&log),
+            [
+                "fork: Err(Cancelled { reason: ParentEnded, by_parent: false })",
+                "finally 1"
+            ]
+        );
         // Nothing is left waiting for the hour to pass.
         assert_eq!(runtime.live_counts().0, 0);
     }
@@ -336,7 +372,13 @@ async fn a_detached_child_started_from_finally_of_a_cancelled_instance_does_not_
     let handle = runtime.invoke_pipeline(&p, 1).unwrap();
     settle().await;
     runtime.cancel(handle.ident()).unwrap();
-    assert!(matches!(handle.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        handle.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Requested,
+            ..
+        })
+    ));
     assert_eq!(entries(&log), ["finally went on"]);
     assert_eq!(runtime.live_counts().0, 0);
 }
@@ -658,7 +700,13 @@ async fn a_level_that_resumed_runs_its_finally_once_even_if_cancelled_right_afte
     tokio::time::sleep(Duration::from_millis(10)).await;
     settle().await;
     runtime.cancel(first.ident()).unwrap();
-    assert!(matches!(first.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        first.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Requested,
+            ..
+        })
+    ));
     assert_eq!(second.await.unwrap(), 2);
     assert_eq!(
         entries(&log),

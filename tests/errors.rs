@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use pipewright::{pipeline, Error};
+use pipewright::{pipeline, CancelReason, Error};
 use support::{entries, logging_runtime, push, run_sync, Log};
 
 #[test]
@@ -284,7 +284,13 @@ async fn an_error_chain_shows_each_text_once() {
     assert_no_repeat(&step, &["step failed", "disk full"]);
     assert_eq!(step.message(), "disk full");
     assert_eq!(format!("{step:#}"), "step failed: disk full");
-    assert_no_repeat(&Error::Cancelled, &["instance cancelled"]);
+    assert_no_repeat(
+        &Error::Cancelled {
+            reason: CancelReason::Stopped,
+            by_parent: false,
+        },
+        &["instance cancelled: the runtime stopped"],
+    );
     assert_no_repeat(&Error::Dropped, &["instance dropped by its queue"]);
     assert_no_repeat(&Error::NoExecutor, &["no tokio runtime to wait on"]);
     assert_no_repeat(

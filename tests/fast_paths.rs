@@ -145,7 +145,7 @@ fn a_quick_run_cancelled_by_its_own_step_stops_there_and_runs_finally() {
         [
             "listed 1 in [\"p\"]",
             "cancel: Ok(())",
-            "finally Some(Cancelled)"
+            "finally Some(Cancelled { reason: Requested, by_parent: false })"
         ]
     );
     assert_eq!(runtime.live_counts().0, 0);
@@ -164,7 +164,10 @@ fn a_quick_run_whose_step_stops_the_runtime_is_cancelled() {
     let runtime = start(vec![("p", p)]);
     let mut handle = runtime.invoke("p", 1_u32).unwrap();
     assert!(handle.try_result().unwrap().unwrap_err().is_cancelled());
-    assert_eq!(runtime.context().take_log(), ["finally Some(Cancelled)"]);
+    assert_eq!(
+        runtime.context().take_log(),
+        ["finally Some(Cancelled { reason: Stopped, by_parent: false })"]
+    );
     assert_eq!(runtime.live_counts().0, 0);
 }
 

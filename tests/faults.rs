@@ -237,6 +237,9 @@ async fn a_panicking_on_cancel_hook_is_reported_and_the_cancellation_completes()
     let log = entries(&log);
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(log[0].ends_with("step panicked: the on_cancel hook panicked: on_cancel broke"));
-    assert_eq!(log[1], "finally: instance cancelled");
+    assert_eq!(
+        log[1],
+        "finally: instance cancelled: cancelled by its ident"
+    );
     still_healthy(&runtime).await;
 }

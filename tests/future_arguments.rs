@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipewright::introspection::InstanceState;
-use pipewright::{pipeline, BoxError, Error, InvokeError, Refused, Runtime};
+use pipewright::{pipeline, BoxError, CancelReason, Error, InvokeError, Refused, Runtime};
 use support::{entries, logging_runtime, push, Log};
 use tokio::time::{sleep, Instant};
 
@@ -112,7 +112,13 @@ async fn behaviours_act_on_an_invocation_whose_argument_is_pending() {
         .invoke_pipeline_future(&search, later(1, 100, &dropped))
         .unwrap();
     let fresh = runtime.invoke_pipeline(&search, 2).unwrap();
-    assert!(matches!(stale.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        stale.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Replaced,
+            ..
+        })
+    ));
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     assert_eq!(fresh.await.unwrap(), 20);
     // Dropping: the pending one holds the slot, the next is refused at once.
@@ -132,7 +138,13 @@ async fn behaviours_act_on_an_invocation_whose_argument_is_pending() {
         .invoke_pipeline_future(&refresh, later(6, 10, &dropped))
         .unwrap();
     let latest = runtime.invoke_pipeline(&refresh, 7).unwrap();
-    assert!(matches!(replaced.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        replaced.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Replaced,
+            ..
+        })
+    ));
     assert_eq!(running.await.unwrap(), 50);
     assert_eq!(latest.await.unwrap(), 70);
     // No step ran for the cancelled ones: no `finally!` either.
@@ -196,13 +208,25 @@ async fn cancelling_or_stopping_drops_the_pending_argument() {
         .invoke_pipeline_future(&p, later(1, 100, &dropped))
         .unwrap();
     assert!(cancelled.cancel());
-    assert!(matches!(cancelled.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        cancelled.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Requested,
+            ..
+        })
+    ));
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     let stopped = runtime
         .invoke_pipeline_future(&p, later(2, 100, &dropped))
         .unwrap();
     runtime.stop();
-    assert!(matches!(stopped.await, Err(Error::Cancelled)));
+    assert!(matches!(
+        stopped.await,
+        Err(Error::Cancelled {
+            reason: CancelReason::Stopped,
+            ..
+        })
+    ));
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
     assert_eq!(runtime.live_counts().0, 0);
     let refused = runtime

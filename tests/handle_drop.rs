@@ -50,7 +50,10 @@ async fn dropping_a_tied_handle_cancels_its_instance_and_frees_the_slot() {
     settle().await;
     drop(tied);
     settle().await;
-    assert_eq!(entries(&log), ["finally 1 Some(Cancelled)"]);
+    assert_eq!(
+        entries(&log),
+        ["finally 1 Some(Cancelled { reason: HandleDropped, by_parent: false })"]
+    );
     let queue = runtime.queue_info("search").unwrap();
     assert_eq!(
         (queue.running(), queue.waiting()),
@@ -60,7 +63,11 @@ async fn dropping_a_tied_handle_cancels_its_instance_and_frees_the_slot() {
     assert_eq!(next.await.unwrap(), 2);
     assert_eq!(
         entries(&log),
-        ["finally 1 Some(Cancelled)", "searched 2", "finally 2 None"]
+        [
+            "finally 1 Some(Cancelled { reason: HandleDropped, by_parent: false })",
+            "searched 2",
+            "finally 2 None"
+        ]
     );
 }
 
@@ -80,7 +87,10 @@ async fn a_caller_that_gives_up_mid_wait_cancels_the_work() {
         .await
         .is_err());
     settle().await;
-    assert_eq!(entries(&log), ["finally 7 Some(Cancelled)"]);
+    assert_eq!(
+        entries(&log),
+        ["finally 7 Some(Cancelled { reason: HandleDropped, by_parent: false })"]
+    );
     assert_eq!(runtime.live_counts().0, 0);
 }
 

@@ -123,8 +123,8 @@ async fn dropped_cancelled_and_waiting_for_children_are_events_too() {
             format!("Started slow#{running_id}"),
             format!("Suspended slow#{running_id}"),
             format!("Dropped slow#{dropped_id}"),
-            format!("Cancelling slow#{running_id}"),
-            format!("Cancelled slow#{running_id}"),
+            format!("Cancelling {{ reason: Requested, by_parent: false }} slow#{running_id}"),
+            format!("Cancelled {{ reason: Requested, by_parent: false }} slow#{running_id}"),
         ]
     );
 
@@ -206,7 +206,7 @@ async fn a_cancelled_instance_leaves_active_at_once_and_is_found_until_its_final
     let runtime = Runtime::builder(())
         .register("slow", slow)
         .watcher(move |event| {
-            if matches!(event.kind(), EventKind::Cancelling) {
+            if matches!(event.kind(), EventKind::Cancelling { .. }) {
                 let runtime = from_hook.get().and_then(WeakRuntime::upgrade).unwrap();
                 let state = runtime.instance(event.ident()).map(|info| info.state());
                 sink.lock().unwrap().push(state);

@@ -145,7 +145,7 @@ async fn run_trace(config: Config, events: &[Event]) -> Observed {
                     seen.started.insert(ident.clone(), at);
                     seen.started_order.entry(queue).or_default().push(ident);
                 }
-                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled => {
+                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled { .. } => {
                     seen.ended.insert(ident, at);
                 }
                 EventKind::Dropped => {

@@ -205,8 +205,8 @@ fn a_cancel_marker_in_a_child_cancels_up_to_the_root_children_first() {
     assert_eq!(
         entries(&log),
         [
-            "child finally: instance cancelled",
-            "root finally: instance cancelled"
+            "child finally: instance cancelled: a step cancelled it",
+            "root finally: instance cancelled: a step cancelled it"
         ]
     );
 }
@@ -233,8 +233,8 @@ async fn stop_cancels_a_waiting_child_and_its_parent_children_first() {
     assert_eq!(
         entries(&log),
         [
-            "child finally: instance cancelled",
-            "root finally: instance cancelled"
+            "child finally: instance cancelled with its parent: the runtime stopped",
+            "root finally: instance cancelled: the runtime stopped"
         ]
     );
 }

@@ -654,6 +654,51 @@ mod cancellation {
         assert!(handle.await.unwrap_err().is_cancelled());
         Ok(())
     }
+
+    // What a service would answer; not every answer is reached here.
+    #[allow(dead_code)]
+    #[derive(Debug)]
+    enum Reply {
+        Found(String),
+        Superseded,
+        Unavailable,
+        Nobody,
+        Failed(pipewright::Error),
+    }
+
+    async fn reply(handle: pipewright::Invocation<String>) -> Reply {
+        use pipewright::CancelReason;
+        // README begin
+        match handle.await {
+            Ok(found) => Reply::Found(found),
+            Err(e) => match e.cancel_reason() {
+                Some(CancelReason::Replaced) => Reply::Superseded,    // a newer search took over: 409
+                Some(CancelReason::Stopped | CancelReason::ShutdownDeadline) => Reply::Unavailable,
+                Some(CancelReason::HandleDropped) => Reply::Nobody,   // the client is gone
+                _ => Reply::Failed(e),
+            },
+        }
+        // README end
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_reason_gets_its_reply() -> super::Outcome {
+        let search = pipeline!(|query: String, _ctx: &()| {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        })
+        .restartable();
+        let runtime = Runtime::builder(()).start()?;
+        let stale = runtime.invoke_pipeline(&search, "ru".to_owned())?;
+        let fresh = runtime.invoke_pipeline(&search, "rust".to_owned())?;
+        assert!(matches!(reply(stale).await, Reply::Superseded));
+        assert!(matches!(reply(fresh).await, Reply::Found(found) if found == "rust"));
+        let late = runtime.invoke_pipeline(&search, "rest".to_owned())?;
+        runtime.stop();
+        assert!(matches!(reply(late).await, Reply::Unavailable));
+        let gone = runtime.invoke_pipeline(&search, "x".to_owned());
+        assert!(gone.is_err(), "refused once stopped");
+        Ok(())
+    }
 }
 
 #[rustfmt::skip]

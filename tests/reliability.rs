@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipewright::{pipeline, Error, Pipeline, Runtime, NESTING_LIMIT};
+use pipewright::{pipeline, CancelReason, Error, Pipeline, Runtime, NESTING_LIMIT};
 
 /// The stack of a tokio worker thread: what deep nesting must not overflow.
 const WORKER_STACK: usize = 2 << 20;
@@ -357,7 +357,7 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
             let mut held = sink.0.lock().unwrap();
             if matches!(
                 event.kind(),
-                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled
+                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled { .. }
             ) {
                 held.ended += 1;
                 sink.1.notify_all();
@@ -368,10 +368,10 @@ fn the_watcher_sees_a_cancelled_instance_free_its_slot_so_max_live_holds_in_even
                     held.ids.insert(id);
                     held.peak = held.peak.max(held.ids.len());
                 }
-                EventKind::Cancelling
+                EventKind::Cancelling { .. }
                 | EventKind::Finished
                 | EventKind::Failed(_)
-                | EventKind::Cancelled => {
+                | EventKind::Cancelled { .. } => {
                     held.ids.remove(&id);
                 }
                 _ => {}
@@ -442,7 +442,13 @@ fn cancel_answers_ok_exactly_when_the_caller_is_told_cancelled() {
         if accepted {
             cancelled += 1;
             assert!(
-                matches!(result, Err(Error::Cancelled)),
+                matches!(
+                    result,
+                    Err(Error::Cancelled {
+                        reason: CancelReason::Requested,
+                        ..
+                    })
+                ),
                 "cancel said yes, the caller got {result:?}"
             );
         } else {

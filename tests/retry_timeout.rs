@@ -242,7 +242,7 @@ async fn a_timeout_cancels_a_waiting_child_first() {
     assert_eq!(
         runtime.context().log(),
         [
-            "child finally: instance cancelled",
+            "child finally: instance cancelled with its parent: the instance it ran under timed out",
             "parent rescue: timed out true"
         ]
     );

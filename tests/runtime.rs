@@ -202,7 +202,7 @@ async fn finally_may_wait_after_a_cancellation() {
     assert_eq!(started.elapsed(), Duration::from_millis(20));
     assert_eq!(
         *log.lock().unwrap(),
-        ["cleaned up after: instance cancelled"]
+        ["cleaned up after: instance cancelled: the runtime stopped"]
     );
 }
 

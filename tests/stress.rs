@@ -60,7 +60,7 @@ fn concurrent_invocations_never_exceed_max_and_start_in_arrival_order() {
                     watch.started.push(id);
                     watch.started_ever.insert(id, true);
                 }
-                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled => {
+                EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled { .. } => {
                     if watch.started_ever.get(&id).copied().unwrap_or(false) {
                         watch.live -= 1;
                     }

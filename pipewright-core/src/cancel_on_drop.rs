@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::cancel_reason::CancelReason;
 use crate::error::Error;
 use crate::ident::Ident;
 use crate::invocation::Invocation;
@@ -107,7 +108,7 @@ impl<V> Drop for CancelOnDrop<V> {
     fn drop(&mut self) {
         if let Some(invocation) = &self.invocation {
             if invocation.owns_a_running_instance() {
-                invocation.cancel();
+                invocation.cancel_because(CancelReason::HandleDropped);
             }
         }
     }

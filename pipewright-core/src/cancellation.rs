@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::task::AtomicWaker;
 
+use crate::cancel_reason::Cancellation;
 use crate::error::Error;
 use crate::sharing::{SharedEnd, Sharers};
 use crate::signals::Signals;
@@ -91,6 +92,12 @@ impl<V> Control<V> {
 
     pub(crate) fn is_cancelled(&self) -> bool {
         self.signals.is_cancelled()
+    }
+
+    /// Why it was cancelled: the reason the registry kept when it marked the instance,
+    /// else `fallback` (a cancellation its own driver decided).
+    pub(crate) fn cancelled_because(&self, fallback: Cancellation) -> Cancellation {
+        self.signals.cancel_reason().unwrap_or(fallback)
     }
 
     pub(crate) fn is_admitted(&self) -> bool {
@@ -180,6 +187,11 @@ impl<V> Control<V> {
 pub(crate) trait ErasedControl: Send + Sync + 'static {
     /// Requests cancellation and wakes the instance's driver.
     fn cancel(&self);
+    /// Keeps why it is cancelled (the first reason wins). Called under the registry's
+    /// lock when it marks the instance, before [`cancel`](ErasedControl::cancel).
+    fn set_cancel_reason(&self, reason: Cancellation);
+    /// The reason kept, if any.
+    fn cancel_reason(&self) -> Option<Cancellation>;
     /// Gives the instance its slot, without waking its driver. Called under the
     /// registry's lock, so that any later cancellation's flag is seen with it: an
     /// instance that sees "cancelled" also sees "admitted" if it was started.
@@ -199,6 +211,14 @@ pub(crate) trait ErasedControl: Send + Sync + 'static {
 impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
     fn cancel(&self) {
         self.signals.cancel();
+    }
+
+    fn set_cancel_reason(&self, reason: Cancellation) {
+        self.signals.set_cancel_reason(reason);
+    }
+
+    fn cancel_reason(&self) -> Option<Cancellation> {
+        self.signals.cancel_reason()
     }
 
     fn set_admitted(&self) {

@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::behaviour::Concurrency;
+use crate::cancel_reason::CancelReason;
 
 /// A boxed error of any type a step can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -50,8 +51,17 @@ pub enum Error {
         /// The panic message (`"<non-string panic payload>"` when it was not a string).
         message: Arc<str>,
     },
-    /// The instance was cancelled (by `cancel`, `stop`, its queue, or a `Cancel` step).
-    Cancelled,
+    /// The instance was cancelled: by its ident, by `stop` or a shutdown, by its queue (a
+    /// newer instance replaced it), by a `Cancel` step, a timeout, its handle being
+    /// dropped or a fleet lease lost, or with its parent for one of these.
+    Cancelled {
+        /// Why: the source of the cancellation.
+        reason: CancelReason,
+        /// `true` when the cancellation reached this instance through its parent (the
+        /// parent, or an ancestor, was cancelled for `reason`); `false` for the instance
+        /// the cancellation named and the parents it climbed through.
+        by_parent: bool,
+    },
     /// The instance never started: its queue refused it. A main or `rescue!` step that
     /// returns it (`Err(Error::Dropped)`, as an admission outside the runtime does, such
     /// as a fleet-wide queue's) ends its instance the same way: dropped, `finally!` run
@@ -146,7 +156,11 @@ impl Error {
     /// ```
     /// use pipewright::Error;
     /// assert_eq!(Error::new("disk full").message(), "disk full");
-    /// assert_eq!(Error::Cancelled.message(), "instance cancelled");
+    /// use pipewright::CancelReason;
+    /// let stopped = Error::Cancelled { reason: CancelReason::Stopped, by_parent: false };
+    /// assert_eq!(stopped.message(), "instance cancelled: the runtime stopped");
+    /// let with_parent = Error::Cancelled { reason: CancelReason::Stopped, by_parent: true };
+    /// assert_eq!(with_parent.message(), "instance cancelled with its parent: the runtime stopped");
     /// ```
     pub fn message(&self) -> String {
         match self {
@@ -161,7 +175,8 @@ impl Error {
     ///
     /// ```
     /// assert!(pipewright::Error::new("boom").is_failed());
-    /// assert!(!pipewright::Error::Cancelled.is_failed());
+    /// use pipewright::{CancelReason, Error};
+    /// assert!(!Error::Cancelled { reason: CancelReason::Requested, by_parent: false }.is_failed());
     /// ```
     pub fn is_failed(&self) -> bool {
         matches!(
@@ -186,13 +201,29 @@ impl Error {
         matches!(self, Error::TimedOut { .. })
     }
 
-    /// `true` when the instance was cancelled.
+    /// `true` when the instance was cancelled, whatever the reason.
     ///
     /// ```
-    /// assert!(pipewright::Error::Cancelled.is_cancelled());
+    /// use pipewright::{CancelReason, Error};
+    /// assert!(Error::Cancelled { reason: CancelReason::Replaced, by_parent: false }.is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, Error::Cancelled)
+        matches!(self, Error::Cancelled { .. })
+    }
+
+    /// Why the instance was cancelled; `None` if this is not a cancellation.
+    ///
+    /// ```
+    /// use pipewright::{CancelReason, Error};
+    /// let error = Error::Cancelled { reason: CancelReason::HandleDropped, by_parent: true };
+    /// assert_eq!(error.cancel_reason(), Some(CancelReason::HandleDropped));
+    /// assert_eq!(Error::Dropped.cancel_reason(), None);
+    /// ```
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        match self {
+            Error::Cancelled { reason, .. } => Some(*reason),
+            _ => None,
+        }
     }
 
     /// `true` when the instance was dropped by its queue before it started.
@@ -245,7 +276,14 @@ impl fmt::Display for Error {
             }
             Error::Failed(_) => f.write_str("step failed"),
             Error::Panicked { message } => write!(f, "step panicked: {message}"),
-            Error::Cancelled => f.write_str("instance cancelled"),
+            Error::Cancelled {
+                reason,
+                by_parent: false,
+            } => write!(f, "instance cancelled: {reason}"),
+            Error::Cancelled {
+                reason,
+                by_parent: true,
+            } => write!(f, "instance cancelled with its parent: {reason}"),
             Error::Dropped => f.write_str("instance dropped by its queue"),
             Error::NoExecutor => f.write_str("no tokio runtime to wait on"),
             Error::TimedOut { limit } => write!(f, "timed out after {limit:?}"),
@@ -276,7 +314,11 @@ impl fmt::Debug for Error {
                 .debug_struct("Panicked")
                 .field("message", message)
                 .finish(),
-            Error::Cancelled => f.write_str("Cancelled"),
+            Error::Cancelled { reason, by_parent } => f
+                .debug_struct("Cancelled")
+                .field("reason", reason)
+                .field("by_parent", by_parent)
+                .finish(),
             Error::Dropped => f.write_str("Dropped"),
             Error::NoExecutor => f.write_str("NoExecutor"),
             Error::TimedOut { limit } => f.debug_struct("TimedOut").field("limit", limit).finish(),

@@ -12,6 +12,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::cancel_reason::CancelReason;
 use crate::error::Error;
 use crate::ident::Ident;
 use crate::ident::Name;
@@ -53,14 +54,26 @@ pub enum EventKind {
     Finished,
     /// The instance completed with an error no `rescue!` handled.
     Failed(Error),
-    /// The instance was cancelled (its `finally!` has run if it had started).
-    Cancelled,
+    /// The instance was cancelled (its `finally!` has run if it had started), for this
+    /// reason (the one its caller and its `finally!` are told).
+    Cancelled {
+        /// Why (see [`Error::Cancelled`](crate::Error::Cancelled)).
+        reason: CancelReason,
+        /// The cancellation reached it through its parent.
+        by_parent: bool,
+    },
     /// A cancellation reached the instance: it gave up its slot (or its waiting place)
     /// at once, so a waiting instance may start now. Its end follows once it has stopped:
     /// `Cancelled`, or `Failed` for an error it raised before the cancellation reached it.
     /// Counting `Started` minus `Cancelling` and the ends of instances not cancelled gives
-    /// the slots held at each moment.
-    Cancelling,
+    /// the slots held at each moment. Its end says the same reason, unless another
+    /// cancellation reached the instance's own driver first (two racing cancellations).
+    Cancelling {
+        /// Why (see [`Error::Cancelled`](crate::Error::Cancelled)).
+        reason: CancelReason,
+        /// The cancellation reached it through its parent.
+        by_parent: bool,
+    },
     /// The watcher fell behind: this many events before this one were not kept (at most
     /// 65,536 undelivered events are kept), so counts built from events are off by them.
     /// Told before the next event kept, with its ident and queue; if none is kept after

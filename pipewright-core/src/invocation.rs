@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use crate::sharing::Sharing;
 
 use crate::cancel_on_drop::CancelOnDrop;
+use crate::cancel_reason::CancelReason;
 use crate::cancellation::Control;
 use crate::error::Error;
 use crate::ident::Ident;
@@ -162,9 +163,14 @@ impl<V> Invocation<V> {
     /// # }
     /// ```
     pub fn cancel(&self) -> bool {
+        self.cancel_because(CancelReason::Requested)
+    }
+
+    /// Cancels the instance, giving `reason` (see [`Runtime::cancel_with`]).
+    pub(crate) fn cancel_because(&self, reason: CancelReason) -> bool {
         self.canceller
             .as_ref()
-            .is_some_and(|canceller| canceller.cancel(&self.ident))
+            .is_some_and(|canceller| canceller.cancel(&self.ident, reason))
     }
 
     /// The instance's identity: pipeline name and instance number.

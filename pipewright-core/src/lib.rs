@@ -40,6 +40,7 @@
 
 mod behaviour;
 mod cancel_on_drop;
+mod cancel_reason;
 mod cancellation;
 mod continuation;
 pub mod error;
@@ -75,6 +76,7 @@ mod timeline;
 
 pub use behaviour::{Behaviour, Concurrency};
 pub use cancel_on_drop::CancelOnDrop;
+pub use cancel_reason::CancelReason;
 pub use continuation::{Continuation, Frame, Step};
 pub use error::{
     BoxError, CancelError, Error, InvalidPolicy, InvokeError, Refused, StartError, SubscribeError,

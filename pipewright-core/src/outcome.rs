@@ -29,6 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::cancel_reason::CancelReason;
 use crate::continuation::Continuation;
 use crate::error::{BoxError, Error};
 use crate::pipeline::Pipeline;
@@ -84,8 +85,9 @@ pub enum Outcome<V, C> {
     Break(Option<V>),
     /// Stop this pipeline and every pipeline above it, with this value (or the current one).
     BreakAll(Option<V>),
-    /// Cancel this instance, as if `cancel` had been called on it.
-    Cancel,
+    /// Cancel this instance, as if `cancel` had been called on it, for this reason (the
+    /// [`Cancel`] marker gives [`CancelReason::Step`]).
+    Cancel(CancelReason),
     /// Replace the rest of the run with this continuation ([SEMANTICS 2.1]): every nested
     /// level ends here, and the instance that drives them runs the continuation's frames.
     /// (Boxed: a continuation is large, and every step's outcome is moved around.)
@@ -124,7 +126,7 @@ impl<V, C> fmt::Debug for Outcome<V, C> {
             Outcome::Error(error) => f.debug_tuple("Error").field(error).finish(),
             Outcome::Break(value) => write!(f, "Break({})", some_or_none(value)),
             Outcome::BreakAll(value) => write!(f, "BreakAll({})", some_or_none(value)),
-            Outcome::Cancel => f.write_str("Cancel"),
+            Outcome::Cancel(reason) => f.debug_tuple("Cancel").field(reason).finish(),
             Outcome::Resume(continuation) => f.debug_tuple("Resume").field(continuation).finish(),
         }
     }
@@ -323,7 +325,7 @@ pub struct Cancel;
 
 impl<V, C> IntoOutcome<V, C> for Cancel {
     fn into_outcome(self) -> Outcome<V, C> {
-        Outcome::Cancel
+        Outcome::Cancel(CancelReason::Step)
     }
 }
 

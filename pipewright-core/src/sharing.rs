@@ -19,6 +19,7 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
+use crate::cancel_reason::Cancellation;
 use crate::cancellation::Control;
 use crate::error::Error;
 
@@ -27,7 +28,7 @@ pub(crate) enum SharedEnd {
     /// With the value its control block keeps.
     Finished,
     Failed(Error),
-    Cancelled,
+    Cancelled(Cancellation),
     Dropped,
 }
 
@@ -150,7 +151,7 @@ impl<V> Sharing<V> {
                 )),
             },
             SharedEnd::Failed(error) => Err(error.clone()),
-            SharedEnd::Cancelled => Err(Error::Cancelled),
+            SharedEnd::Cancelled(cancellation) => Err(cancellation.error()),
             SharedEnd::Dropped => Err(Error::Dropped),
         }
     }

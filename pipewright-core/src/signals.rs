@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use std::task::Waker;
 
+use crate::cancel_reason::Cancellation;
+
 const CANCELLED: u8 = 1;
 const ADMITTED: u8 = 2;
 /// Set when the instance waits for its children to end before running `finally!`.
@@ -33,6 +35,9 @@ const DELIVERED: u8 = 64;
 
 pub(crate) struct Signals {
     flags: AtomicU8,
+    /// Why it was cancelled ([`Cancellation::to_byte`]; 0 until a reason is given): set
+    /// before the `CANCELLED` flag, so a driver that sees the flag finds it.
+    reason: AtomicU8,
     waker: AtomicWaker,
 }
 
@@ -40,6 +45,7 @@ impl Signals {
     pub(crate) fn new(admitted: bool) -> Self {
         Signals {
             flags: AtomicU8::new(if admitted { ADMITTED } else { 0 }),
+            reason: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         }
     }
@@ -91,6 +97,17 @@ impl Signals {
 
     pub(crate) fn take_children_done(&self) -> bool {
         self.flags.fetch_and(!CHILDREN_DONE, Ordering::AcqRel) & CHILDREN_DONE != 0
+    }
+
+    /// Keeps the first reason given; later ones are ignored.
+    pub(crate) fn set_cancel_reason(&self, reason: Cancellation) {
+        let _ =
+            self.reason
+                .compare_exchange(0, reason.to_byte(), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub(crate) fn cancel_reason(&self) -> Option<Cancellation> {
+        Cancellation::from_byte(self.reason.load(Ordering::Acquire))
     }
 
     /// Requests cancellation and wakes the driver.

@@ -176,7 +176,7 @@ impl Timeline {
             EventKind::Waiting => Phase::Waiting,
             EventKind::Started | EventKind::Resumed | EventKind::Suspended => Phase::Running,
             EventKind::WaitingForChildren => Phase::Children,
-            EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled => {
+            EventKind::Finished | EventKind::Failed(_) | EventKind::Cancelled { .. } => {
                 let end = match event.kind() {
                     EventKind::Finished => End::Finished,
                     EventKind::Failed(_) => End::Failed,

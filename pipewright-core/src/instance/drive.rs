@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use futures::Future;
 
 use super::{Completion, Ending, InStep, Instance, SharedResult, Waiting};
+use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
 use crate::continuation::{Continuation, Frame};
 use crate::error::Error;
 use crate::introspection::InstanceState;
@@ -141,7 +142,9 @@ where
                 }
                 if signalled {
                     // Cancelled while it waited for a slot: no step and no `finally!`.
-                    self.ending = self.cancel.unwrap_or(Ending::Cancelled);
+                    self.ending = self.cancel.unwrap_or_else(|| {
+                        Ending::Cancelled(self.control.cancelled_because(REQUESTED))
+                    });
                     self.completed = true;
                     continue;
                 }
@@ -152,7 +155,7 @@ where
                 return Poll::Pending;
             }
             if self.cancel.is_none() && self.control.is_cancelled() {
-                self.cancel = Some(Ending::Cancelled);
+                self.cancel = Some(Ending::Cancelled(self.control.cancelled_because(REQUESTED)));
             }
             if !self.deadline_armed {
                 self.arm_deadline();
@@ -168,7 +171,7 @@ where
                 if probe {
                     return Poll::Ready(());
                 }
-                self.time_out();
+                self.time_out(core);
                 continue;
             }
             if self.cancel.is_some() && self.section != Section::Finally {
@@ -177,7 +180,13 @@ where
                     _ if probe => return Poll::Ready(()),
                     // Children first: the child runs its own `finally!`, then reports
                     // `Cancelled`, which cancels this instance below.
-                    Waiting::Child { child, .. } => child.request_cancel(),
+                    Waiting::Child { child, .. } => {
+                        let reason = match self.cancel {
+                            Some(Ending::Cancelled(cause)) => cause.reason,
+                            _ => CancelReason::ChildDropped,
+                        };
+                        child.request_cancel(Cancellation::by_parent(reason))
+                    }
                     waiting => {
                         if matches!(waiting, Waiting::Future(_)) {
                             core.hooks().cancelled_while_waiting(&self.ident);
@@ -435,12 +444,12 @@ where
                 self.break_all = true;
                 self.end_section();
             }
-            Outcome::Cancel => {
+            Outcome::Cancel(reason) => {
                 self.index += 1;
-                self.request_cancel();
+                self.request_cancel(Cancellation::direct(reason));
                 // Through the registry, so the whole tree (detached children included)
                 // is cancelled, as `cancel(ident)` would.
-                core.cancel_id(self.id);
+                core.cancel_id(self.id, reason);
             }
             // `finally!` runs once per started instance: going back from it would run
             // it again.
@@ -525,7 +534,9 @@ where
     fn apply_shared(&mut self, result: SharedResult<V>, muted: bool, core: &Arc<Core<C>>) {
         let completion = match result {
             Ok(value) => Completion::Finished(value),
-            Err(error) if error.is_cancelled() => Completion::Cancelled,
+            Err(Error::Cancelled { reason, by_parent }) => {
+                Completion::Cancelled(Cancellation { reason, by_parent })
+            }
             Err(error) if error.is_dropped() => Completion::Dropped,
             Err(error) => Completion::Failed(error),
         };
@@ -554,20 +565,21 @@ where
             }
             Completion::Failed(error) => self.fail(error),
             // The child was cancelled because this instance timed out.
-            Completion::Cancelled if self.timed_out && self.section == Section::Main => {
+            Completion::Cancelled(_) if self.timed_out && self.section == Section::Main => {
                 self.fail(self.timeout_error())
             }
             // Cancellation climbs: a cancelled child cancels the instance waiting on it.
-            Completion::Cancelled => {
-                self.request_cancel();
-                core.cancel_id(self.id);
+            // The path it climbs keeps the child's reason (`cancel_reason.rs`).
+            Completion::Cancelled(cause) => {
+                self.request_cancel(Cancellation::direct(cause.reason));
+                core.cancel_id(self.id, cause.reason);
             }
             // So does a child its queue dropped: this instance cannot go on without it.
             Completion::Dropped => {
                 if self.section != Section::Finally {
                     self.cancel = Some(Ending::Dropped);
                 }
-                core.cancel_id(self.id);
+                core.cancel_id(self.id, CancelReason::ChildDropped);
             }
         }
     }

@@ -11,6 +11,7 @@ use std::task::Context;
 use futures::Future;
 
 use super::{Completion, Ending, Instance, Waiting};
+use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
 use crate::error::Error;
 use crate::pipeline::Section;
 use crate::policy::Intensity;
@@ -33,17 +34,23 @@ where
         if !self.recorded {
             self.recorded = true;
             core.withdraw(self.id);
-            core.finish(self.id, Recorded::Cancelled, None);
+            // Its parent failed from outside: it ended.
+            let cause = Cancellation::by_parent(CancelReason::ParentEnded);
+            core.finish(self.id, Recorded::Cancelled(cause), None);
         }
-        self.control.end_sharing(|| SharedEnd::Cancelled);
+        self.control.end_sharing(|| {
+            SharedEnd::Cancelled(Cancellation::by_parent(CancelReason::ParentEnded))
+        });
     }
 
     /// Asks the instance to stop: at its next chance it drops what it waits on (children
     /// are cancelled first), runs `finally!` with [`Error::Cancelled`] and completes as
-    /// cancelled. An instance already in `finally!` finishes it.
-    pub(super) fn request_cancel(&mut self) {
+    /// cancelled. An instance already in `finally!` finishes it. The reason is the one
+    /// the registry gave it, if it was marked already (the reason is kept under the
+    /// registry's lock, before the flag is raised), else `reason`.
+    pub(super) fn request_cancel(&mut self, reason: Cancellation) {
         if self.cancel.is_none() {
-            self.cancel = Some(Ending::Cancelled);
+            self.cancel = Some(Ending::Cancelled(self.control.cancelled_because(reason)));
         }
     }
 
@@ -123,12 +130,18 @@ where
 
     /// The deadline passed while the instance waited: a waiting child is cancelled first
     /// (its completion then fails this instance), anything else is dropped and the error
-    /// path runs with `Error::TimedOut`.
-    pub(super) fn time_out(&mut self) {
+    /// path runs with `Error::TimedOut`. The child's tree is cancelled through the
+    /// registry without climbing (this instance fails, it is not cancelled), so it gives
+    /// up its slot at once and the watcher is told, as for any cancellation.
+    pub(super) fn time_out(&mut self, core: &Arc<Core<C>>) {
         self.timed_out = true;
         self.deadline = None;
         match &mut self.waiting {
-            Waiting::Child { child, .. } => child.request_cancel(),
+            Waiting::Child { child, .. } => {
+                let cause = Cancellation::by_parent(CancelReason::TimedOut);
+                child.request_cancel(cause);
+                core.cancel_below(child.id, cause);
+            }
             _ => {
                 self.waiting = Waiting::Nothing;
                 self.fail(self.timeout_error());
@@ -199,7 +212,14 @@ where
     pub(super) fn cancel_now(&mut self) {
         match self.cancel {
             Some(Ending::Dropped) => self.enter_finally(Some(Error::Dropped), Ending::Dropped),
-            _ => self.enter_finally(Some(Error::Cancelled), Ending::Cancelled),
+            Some(Ending::Cancelled(cause)) => {
+                self.enter_finally(Some(cause.error()), Ending::Cancelled(cause))
+            }
+            // Not asked to stop: as a request by ident would.
+            _ => {
+                let cause = self.control.cancelled_because(REQUESTED);
+                self.enter_finally(Some(cause.error()), Ending::Cancelled(cause))
+            }
         }
     }
 
@@ -259,26 +279,30 @@ where
         let recorded = match self.final_ending() {
             Ending::Normally => Recorded::Finished,
             Ending::WithError => Recorded::Failed(self.error.clone().unwrap_or_else(missing_error)),
-            Ending::Cancelled | Ending::Dropped => Recorded::Cancelled,
+            Ending::Cancelled(reason) => Recorded::Cancelled(reason),
+            // A child was dropped: this instance is cancelled, its tree with it.
+            Ending::Dropped => {
+                Recorded::Cancelled(Cancellation::direct(CancelReason::ChildDropped))
+            }
         };
         let result = matches!(recorded, Recorded::Finished)
             .then(|| Arc::clone(&self.control) as Arc<dyn crate::cancellation::ErasedControl>);
         if core.finish(self.id, recorded, result) {
             // A cancellation was accepted before the value arrived: it wins.
-            self.cancel = Some(Ending::Cancelled);
+            self.cancel = Some(Ending::Cancelled(self.control.cancelled_because(REQUESTED)));
         }
         let ending = self.final_ending();
         self.span.state(match ending {
             Ending::Normally => "finished",
             Ending::WithError => "failed",
-            Ending::Cancelled | Ending::Dropped => "cancelled",
+            Ending::Cancelled(_) | Ending::Dropped => "cancelled",
         });
         self.control.end_sharing(|| match ending {
             Ending::Normally => SharedEnd::Finished,
             Ending::WithError => {
                 SharedEnd::Failed(self.error.clone().unwrap_or_else(missing_error))
             }
-            Ending::Cancelled => SharedEnd::Cancelled,
+            Ending::Cancelled(reason) => SharedEnd::Cancelled(reason),
             Ending::Dropped => SharedEnd::Dropped,
         });
     }
@@ -287,7 +311,7 @@ where
     pub(crate) fn into_completion(self) -> Completion<V> {
         match self.final_ending() {
             Ending::WithError => Completion::Failed(self.error.unwrap_or_else(missing_error)),
-            Ending::Cancelled => Completion::Cancelled,
+            Ending::Cancelled(reason) => Completion::Cancelled(reason),
             Ending::Dropped => Completion::Dropped,
             Ending::Normally if self.break_all => Completion::BrokeAll(self.value),
             Ending::Normally => Completion::Finished(self.value),

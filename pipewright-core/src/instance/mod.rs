@@ -27,6 +27,7 @@ use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::cancel_reason::Cancellation;
 use crate::cancellation::Control;
 use crate::continuation::Frame;
 use crate::error::Error;
@@ -49,8 +50,9 @@ pub(crate) enum Completion<V> {
     BrokeAll(V),
     /// An error that no `rescue!` handled.
     Failed(Error),
-    /// The instance was cancelled; its `finally!` has run if it had started.
-    Cancelled,
+    /// The instance was cancelled, for this reason; its `finally!` has run if it had
+    /// started.
+    Cancelled(Cancellation),
     /// A child was dropped by its queue, which ended this instance too.
     Dropped,
 }
@@ -60,7 +62,7 @@ pub(crate) enum Completion<V> {
 enum Ending {
     Normally,
     WithError,
-    Cancelled,
+    Cancelled(Cancellation),
     Dropped,
 }
 

@@ -216,7 +216,9 @@ async fn cancelling_a_waiting_instance_drops_the_future_and_runs_finally_once() 
 
 #[test]
 fn a_nested_child_runs_inline_and_its_cancellation_climbs() {
-    let child = pipeline(layout(1, None, None), |_, _, _, _| Outcome::Cancel);
+    let child = pipeline(layout(1, None, None), |_, _, _, _| {
+        Outcome::Cancel(crate::CancelReason::Step)
+    });
     let parent = pipeline(
         layout(2, None, Some(1)),
         move |section, index, _, _| match (section, index) {

@@ -9,6 +9,7 @@ use super::shard::{shrink_map, KEPT_INDEX};
 use super::view::View;
 use super::{Admission, Effects, Ending, Entry, Gauge, Join, Parked, Place, QueueId, Siblings};
 use crate::behaviour::{Behaviour, Concurrency};
+use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::ErasedControl;
 use crate::error::InvokeError;
 use crate::hooks::{Event, EventKind};
@@ -83,7 +84,7 @@ impl View<'_> {
         }
         if behaviour == Behaviour::KeepLatest && admission == Admission::Wait {
             while let Some(waiting) = self.queue(queue).and_then(|state| state.waiting.head) {
-                self.cancel_tree(waiting, fx);
+                self.cancel_tree(waiting, CancelReason::Replaced, fx);
             }
         }
         self.insert(join, queue, admission);
@@ -106,7 +107,7 @@ impl View<'_> {
                 gauge.take_over_limit();
                 return;
             };
-            self.cancel_tree(oldest, fx);
+            self.cancel_tree(oldest, CancelReason::Replaced, fx);
             let still_live = self
                 .entry(oldest)
                 .is_some_and(|entry| entry.place == Place::Live);
@@ -278,7 +279,12 @@ impl View<'_> {
         let cancelled_first =
             matches!(ending, Ending::Finished) && entry.state == InstanceState::Cancelling;
         if cancelled_first {
-            ending = Ending::Cancelled;
+            ending = Ending::Cancelled(
+                entry
+                    .control
+                    .cancel_reason()
+                    .unwrap_or(Cancellation::direct(CancelReason::Requested)),
+            );
             if let Some(result) = result.take() {
                 fx.discard(result);
             }
@@ -286,7 +292,8 @@ impl View<'_> {
         entry.done = true;
         let started = entry.started;
         let queue = entry.queue;
-        let ident = (logging || matches!(ending, Ending::Cancelled)).then(|| entry.ident.clone());
+        let ident =
+            (logging || matches!(ending, Ending::Cancelled(_))).then(|| entry.ident.clone());
         let waits_for_children = !entry.children.is_empty();
         self.leave_existing(id);
         if let Some(state) = self.queue(queue) {
@@ -302,7 +309,7 @@ impl View<'_> {
                     }
                 }
                 Ending::Failed(error) => stats.last_error = Some(error.clone()),
-                Ending::Cancelled => stats.last_cancelled.clone_from(&ident),
+                Ending::Cancelled(_) => stats.last_cancelled.clone_from(&ident),
             }
         }
         if !fx.garbage.is_empty() && fx.garbage.on_behalf_of.is_none() {
@@ -311,7 +318,10 @@ impl View<'_> {
         let kind = match ending {
             Ending::Finished => EventKind::Finished,
             Ending::Failed(error) => EventKind::Failed(error),
-            Ending::Cancelled => EventKind::Cancelled,
+            Ending::Cancelled(cause) => EventKind::Cancelled {
+                reason: cause.reason,
+                by_parent: cause.by_parent,
+            },
         };
         if let Some(ident) = &ident {
             self.emit(ident, queue, kind);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::shard::CancelScratch;
 use super::view::View;
 use super::{Effects, Entry, Place, QueueId};
+use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::hooks::EventKind;
 use crate::introspection::InstanceState;
 use crate::queue::FastSet;
@@ -16,35 +17,64 @@ impl View<'_> {
     /// Cancels the tree `id` belongs to: climbs through non-detached parents to the top,
     /// then marks the top and all its descendants, children first. Returns `false` if `id`
     /// is not live.
-    pub(super) fn cancel(&mut self, id: u64, fx: &mut Effects) -> bool {
+    pub(super) fn cancel(&mut self, id: u64, reason: CancelReason, fx: &mut Effects) -> bool {
         if !self.contains(id) {
             return false;
         }
-        self.cancel_tree(id, fx);
+        self.cancel_tree(id, reason, fx);
         true
     }
 
-    pub(super) fn cancel_tree(&mut self, id: u64, fx: &mut Effects) {
+    /// Cancels the tree `id` belongs to. `id` and the parents it climbs through get
+    /// `reason` directly; the rest of the tree gets it by its parent (`cancel_reason.rs`).
+    pub(super) fn cancel_tree(&mut self, id: u64, reason: CancelReason, fx: &mut Effects) {
+        // Taken out of `self` while the batch marks entries; put back, emptied, after.
+        let mut scratch = self.take_scratch();
+        scratch.path.push(id);
         let mut top = id;
         while let Some(entry) = self.entry(top) {
             match self.live_parent(entry) {
-                Some(parent) if !entry.detached => top = parent,
+                Some(parent) if !entry.detached => {
+                    top = parent;
+                    scratch.path.push(parent);
+                }
                 _ => break,
             }
         }
-        self.cancel_trees(&[top], fx);
+        self.mark_trees(&[top], Cancellation::direct(reason), &mut scratch, fx);
+        self.put_scratch(scratch);
+    }
+
+    /// Marks every tree of `tops` cancelled, each top with `cause` and the rest of each
+    /// tree with its reason by their parent (see [`mark_trees`](View::mark_trees)).
+    pub(super) fn cancel_trees(&mut self, tops: &[u64], cause: Cancellation, fx: &mut Effects) {
+        let mut scratch = self.take_scratch();
+        self.mark_trees(tops, cause, &mut scratch, fx);
+        self.put_scratch(scratch);
     }
 
     /// Marks every tree of `tops` cancelled (each children first), then starts waiting
     /// instances in the slots that freed. Filling only after the whole batch is marked
-    /// means no instance the batch cancels is started on the way.
-    pub(super) fn cancel_trees(&mut self, tops: &[u64], fx: &mut Effects) {
-        // Taken out of `self` while the batch marks entries; put back, emptied, after.
-        let mut scratch = self.take_scratch();
+    /// means no instance the batch cancels is started on the way. The tops and
+    /// `scratch.path` get `cause`, every other instance its reason by its parent.
+    fn mark_trees(
+        &mut self,
+        tops: &[u64],
+        cause: Cancellation,
+        scratch: &mut CancelScratch,
+        fx: &mut Effects,
+    ) {
         for &top in tops {
-            self.post_order(top, &mut scratch);
+            self.post_order(top, scratch);
             for &id in &scratch.order {
-                scratch.freed.extend(self.mark_cancelled(id, true, fx));
+                let cause = if id == top || scratch.path.contains(&id) {
+                    cause
+                } else {
+                    Cancellation::by_parent(cause.reason)
+                };
+                scratch
+                    .freed
+                    .extend(self.mark_cancelled(id, Some(cause), fx));
             }
         }
         // In the order they freed, once each; a set, not `Vec::contains`: `stop` may
@@ -56,7 +86,6 @@ impl View<'_> {
         for &queue in &scratch.freed {
             self.fill_slots(queue, fx);
         }
-        self.put_scratch(scratch);
     }
 
     /// Fills `scratch.order` with `top` and its descendants, children before their
@@ -79,19 +108,20 @@ impl View<'_> {
 
     /// Takes `id` out of its queue as if cancelled, without touching its tree.
     pub(super) fn withdraw(&mut self, id: u64, fx: &mut Effects) {
-        if let Some(queue) = self.mark_cancelled(id, false, fx) {
+        if let Some(queue) = self.mark_cancelled(id, None, fx) {
             self.fill_slots(queue, fx);
         }
     }
 
     /// Marks one instance cancelled and takes it out of its queue; returns the queue if
     /// that freed a slot (the caller starts waiting instances once its batch is done).
-    /// `announce` tells the watcher (`Cancelling`): a cancellation, not a withdrawal
-    /// (which is followed at once by the instance's end).
+    /// A cancellation has a `reason`, which the control block keeps for the instance's
+    /// driver and the watcher is told (`Cancelling`); a withdrawal has none (the
+    /// instance's end follows at once, and says why itself).
     pub(super) fn mark_cancelled(
         &mut self,
         id: u64,
-        announce: bool,
+        cause: Option<Cancellation>,
         fx: &mut Effects,
     ) -> Option<QueueId> {
         let logging = self.log().is_some();
@@ -100,9 +130,18 @@ impl View<'_> {
             return None;
         }
         entry.state = InstanceState::Cancelling;
-        if announce && logging {
-            let (ident, queue) = (entry.ident.clone(), entry.queue);
-            self.emit(&ident, queue, EventKind::Cancelling);
+        if let Some(cause) = cause {
+            // Under the lock, before the flag (set after it is released): a driver that
+            // sees the flag finds the reason.
+            entry.control.set_cancel_reason(cause);
+            if logging {
+                let (ident, queue) = (entry.ident.clone(), entry.queue);
+                let kind = EventKind::Cancelling {
+                    reason: cause.reason,
+                    by_parent: cause.by_parent,
+                };
+                self.emit(&ident, queue, kind);
+            }
         }
         let entry = self.entry_mut(id)?;
         // An instance whose own steps are over (waiting for its children) has nothing
@@ -153,7 +192,12 @@ impl View<'_> {
                 }));
             }
         }
-        self.cancel_trees(&tops, fx);
+        let reason = if everything {
+            CancelReason::ShutdownDeadline
+        } else {
+            CancelReason::Stopped
+        };
+        self.cancel_trees(&tops, Cancellation::direct(reason), fx);
         tops.len()
     }
 

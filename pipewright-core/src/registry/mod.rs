@@ -119,6 +119,7 @@ use loom::sync::{Mutex, MutexGuard};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::behaviour::{Behaviour, Concurrency};
+use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
 use crate::events::EventLog;
@@ -242,7 +243,7 @@ pub(crate) enum Admission {
 pub(crate) enum Ending {
     Finished,
     Failed(Error),
-    Cancelled,
+    Cancelled(Cancellation),
 }
 
 /// A live instance found by a `use_existing` lookup, to be compared outside the lock.
@@ -499,15 +500,30 @@ impl Registry {
     // ---- cancelling ------------------------------------------------------------------
 
     /// Cancels the tree `at` belongs to (see [`View::cancel`]); `false` if it is not live.
-    pub(crate) fn cancel(&self, at: EntryRef, fx: &mut Effects) -> bool {
-        self.on_entry(at, |view| view.cancel(at.id, fx))
+    pub(crate) fn cancel(&self, at: EntryRef, reason: CancelReason, fx: &mut Effects) -> bool {
+        self.on_entry(at, |view| view.cancel(at.id, reason, fx))
+    }
+
+    /// Cancels `at` and its descendants, without climbing to its parents (a child its
+    /// timed-out parent gives up on).
+    pub(crate) fn cancel_below(&self, at: EntryRef, cause: Cancellation, fx: &mut Effects) {
+        self.on_entry(at, |view| {
+            if view.contains(at.id) {
+                view.cancel_trees(&[at.id], cause, fx);
+            }
+        });
     }
 
     /// Cancels the tree of the live instance `ident`, wherever it is (a user's request:
     /// every shard is searched); `false` if it is not live.
-    pub(crate) fn cancel_ident(&self, ident: &Ident, fx: &mut Effects) -> bool {
+    pub(crate) fn cancel_ident(
+        &self,
+        ident: &Ident,
+        reason: CancelReason,
+        fx: &mut Effects,
+    ) -> bool {
         let mut view = View::Wide(self.everything());
-        view.ident_of(ident.id).as_ref() == Some(ident) && view.cancel(ident.id, fx)
+        view.ident_of(ident.id).as_ref() == Some(ident) && view.cancel(ident.id, reason, fx)
     }
 
     /// Cancels every tree whose top is `cancel_on_shutdown`.

@@ -55,6 +55,8 @@ pub(crate) struct Tree {
 /// Buffers a cancellation batch works in (see `cancel_trees`).
 #[derive(Default)]
 pub(crate) struct CancelScratch {
+    /// The instance a cancellation names and the parents it climbs through.
+    pub(super) path: Vec<u64>,
     pub(super) order: Vec<u64>,
     pub(super) stack: Vec<(u64, bool)>,
     pub(super) freed: Vec<QueueId>,
@@ -334,9 +336,13 @@ impl CancelScratch {
     /// Empties the buffers; a batch that made them large (`stop`) does not keep its peak.
     pub(super) fn clear(&mut self) {
         const KEPT: usize = 256;
-        if self.order.capacity() > KEPT || self.freed.capacity() > KEPT {
+        if self.order.capacity() > KEPT
+            || self.freed.capacity() > KEPT
+            || self.path.capacity() > KEPT
+        {
             *self = CancelScratch::default();
         } else {
+            self.path.clear();
             self.order.clear();
             self.stack.clear();
             self.freed.clear();

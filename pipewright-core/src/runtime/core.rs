@@ -16,6 +16,7 @@ use super::quick::Quick;
 use super::task::Task;
 use super::Canceller;
 use crate::behaviour::Behaviour;
+use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, InvokeError, Refused};
 use crate::events::EventLog;
@@ -114,8 +115,8 @@ pub(crate) struct Core<C> {
 }
 
 impl<C: Send + Sync + 'static> Canceller for Core<C> {
-    fn cancel(&self, ident: &Ident) -> bool {
-        self.cancel_ident(ident)
+    fn cancel(&self, ident: &Ident, reason: CancelReason) -> bool {
+        self.cancel_ident(ident, reason)
     }
 }
 
@@ -207,16 +208,23 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.registry.await_children(at)
     }
 
-    pub(crate) fn cancel_id(&self, at: EntryRef) -> bool {
+    pub(crate) fn cancel_id(&self, at: EntryRef, reason: CancelReason) -> bool {
         let mut fx = Effects::default();
-        let cancelled = self.registry.cancel(at, &mut fx);
+        let cancelled = self.registry.cancel(at, reason, &mut fx);
         self.after(&mut fx);
         cancelled
     }
 
-    pub(super) fn cancel_ident(&self, ident: &Ident) -> bool {
+    /// Cancels the tree whose top is `at`, without climbing to its parents.
+    pub(crate) fn cancel_below(&self, at: EntryRef, cause: Cancellation) {
         let mut fx = Effects::default();
-        let cancelled = self.registry.cancel_ident(ident, &mut fx);
+        self.registry.cancel_below(at, cause, &mut fx);
+        self.after(&mut fx);
+    }
+
+    pub(super) fn cancel_ident(&self, ident: &Ident, reason: CancelReason) -> bool {
+        let mut fx = Effects::default();
+        let cancelled = self.registry.cancel_ident(ident, reason, &mut fx);
         self.after(&mut fx);
         cancelled
     }
@@ -588,7 +596,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         match self.join(pipeline, name, value, Some(child_of), None) {
             Err(refused) => Err(Error::new(refused.into_error())),
             // The fork would be cancelled with its parent at once.
-            Ok(Joined::ParentEnded) => Err(Error::Cancelled),
+            Ok(Joined::ParentEnded) => Err(Cancellation::direct(CancelReason::ParentEnded).error()),
             Ok(Joined::Dropped(..) | Joined::Refused(..)) => Err(Error::Dropped),
             Ok(Joined::Shared { ident, .. }) => Ok(ident),
             Ok(Joined::Run(instance, _)) => {
@@ -736,7 +744,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 self.hooks.report(ident, &error);
                 Err(error)
             }
-            Completion::Cancelled => Err(Error::Cancelled),
+            Completion::Cancelled(cause) => Err(cause.error()),
             Completion::Dropped => Err(Error::Dropped),
         }
     }

@@ -30,6 +30,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use crate::cancel_reason::CancelReason;
 use crate::error::{BoxError, CancelError, InvokeError, Refused, SubscribeError};
 use crate::event_stream::EventStream;
 use crate::hooks::Hooks;
@@ -419,7 +420,9 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// Cancels the instance `ident` as [SEMANTICS 4] says: climbs through its non-detached
     /// parents to the topmost one, and cancels that one and all its descendants,
     /// children first. Each started instance runs its `finally!` with
-    /// [`Error::Cancelled`](crate::Error::Cancelled); callers are told "cancelled".
+    /// [`Error::Cancelled`](crate::Error::Cancelled), and callers are told "cancelled",
+    /// with [`CancelReason::Requested`]: `ident` and the parents it climbs through
+    /// directly, the rest of the tree `by_parent`.
     ///
     /// The answer is exact: `Ok` means the instance had not ended, and its caller will
     /// not get a value (a value that arrives after the cancellation was accepted is
@@ -437,14 +440,37 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     /// let runtime = Runtime::builder(()).start().unwrap();
     /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
     /// runtime.cancel(handle.ident()).unwrap();
-    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// let error = handle.await.unwrap_err();
+    /// assert_eq!(error.cancel_reason(), Some(pipewright::CancelReason::Requested));
     /// # }
     /// ```
     ///
     /// [SEMANTICS 4]: crate::semantics#4-cancellation
     pub fn cancel(&self, ident: &Ident) -> Result<(), CancelError> {
+        self.cancel_with(ident, CancelReason::Requested)
+    }
+
+    /// Cancels the instance `ident` as [`cancel`](Runtime::cancel) does, giving `reason`
+    /// instead of [`CancelReason::Requested`] to `ident` and the parents it climbs
+    /// through: for code that cancels on behalf of something the reasons name, such as a
+    /// fleet-wide queue whose lease was lost ([`CancelReason::LeaseLost`]) or that a
+    /// newer instance replaced in another process ([`CancelReason::Replaced`]).
+    ///
+    /// ```
+    /// # use pipewright::{pipeline, CancelReason, Runtime};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let forever = pipeline!(|value: i32, _ctx: &()| { std::future::pending::<()>().await; });
+    /// let runtime = Runtime::builder(()).start().unwrap();
+    /// let handle = runtime.invoke_pipeline(&forever, 1).unwrap();
+    /// runtime.cancel_with(handle.ident(), CancelReason::LeaseLost).unwrap();
+    /// let error = handle.await.unwrap_err();
+    /// assert_eq!(error.cancel_reason(), Some(CancelReason::LeaseLost));
+    /// # }
+    /// ```
+    pub fn cancel_with(&self, ident: &Ident, reason: CancelReason) -> Result<(), CancelError> {
         self.core.adopt_asking();
-        if self.core.cancel_ident(ident) {
+        if self.core.cancel_ident(ident, reason) {
             Ok(())
         } else {
             Err(CancelError::NotLive {
@@ -470,7 +496,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.adopt_asking();
         idents
             .into_iter()
-            .filter(|ident| self.core.cancel_ident(ident))
+            .filter(|ident| self.core.cancel_ident(ident, CancelReason::Requested))
             .count()
     }
 
@@ -656,5 +682,5 @@ impl<C: Send + Sync + 'static> Runtime<C> {
 /// Cancels instances by id without knowing the context type: what an [`Invocation`]
 /// holds to cancel its instance.
 pub(crate) trait Canceller: Send + Sync {
-    fn cancel(&self, ident: &Ident) -> bool;
+    fn cancel(&self, ident: &Ident, reason: CancelReason) -> bool;
 }

@@ -15,6 +15,7 @@ use super::parked::root_join;
 use super::task::Task;
 use super::{Canceller, Core};
 use crate::behaviour::Behaviour;
+use crate::cancel_reason::REQUESTED;
 use crate::cancellation::Control;
 use crate::error::{BoxError, Error, InvokeError, Refused};
 use crate::hooks::InstanceSpan;
@@ -172,7 +173,8 @@ where
         this.control.register(cx.waker());
         if this.control.is_cancelled() {
             this.core.hooks().cancelled_while_waiting(&this.ident);
-            this.end(Ending::Cancelled, Error::Cancelled);
+            let cause = this.control.cancelled_because(REQUESTED);
+            this.end(Ending::Cancelled(cause), cause.error());
             return Poll::Ready(());
         }
         let polled = catch_unwind(AssertUnwindSafe(|| argument.as_mut().poll(cx)));
@@ -244,7 +246,7 @@ where
             _ => return,
         };
         let id = self.at;
-        if !admitted && !matches!(ending, Ending::Cancelled) {
+        if !admitted && !matches!(ending, Ending::Cancelled(_)) {
             self.core.withdraw(id);
         }
         self.core.finish(id, ending, None);

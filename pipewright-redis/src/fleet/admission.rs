@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipewright::{Behaviour, Concurrency, Current, Error, Outcome};
+use pipewright::{Behaviour, CancelReason, Concurrency, Current, Error, Outcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -183,9 +183,10 @@ where
             Acquired::Admitted(token) => {
                 return match self.fresh(member, &keys, &id, sent).await {
                     Ok(Fresh::Held(confirmed)) => self.hold(current, pending, token, confirmed),
+                    // Another member's newer instance asked for the slot (restartable).
                     Ok(Fresh::Cancelling(confirmed)) => {
                         self.hold(current, pending, token, confirmed);
-                        Outcome::Cancel
+                        Outcome::Cancel(CancelReason::Replaced)
                     }
                     // The guard withdraws the id, should Redis still have it.
                     Err(error) => Self::failed(error),
@@ -221,9 +222,10 @@ where
             Ok(Signal::Admitted { token, confirmed }) => {
                 match self.fresh(member, &keys, &id, confirmed).await {
                     Ok(Fresh::Held(confirmed)) => self.hold(current, pending, token, confirmed),
+                    // Another member's newer instance asked for the slot (restartable).
                     Ok(Fresh::Cancelling(confirmed)) => {
                         self.hold(current, pending, token, confirmed);
-                        Outcome::Cancel
+                        Outcome::Cancel(CancelReason::Replaced)
                     }
                     Err(error) => Self::failed(error),
                 }
@@ -232,7 +234,7 @@ where
                 // Given a slot and asked to give it up at once: hold it, so that
                 // `finally!` releases it, and cancel.
                 self.hold(current, pending, token, confirmed);
-                Outcome::Cancel
+                Outcome::Cancel(CancelReason::Replaced)
             }
             Ok(Signal::Lost(detail)) => {
                 // Out of reach for longer than the place is kept: it is lost (the guard
@@ -243,9 +245,10 @@ where
                     detail,
                 ))))
             }
+            // A newer instance took its waiting place (keep-latest, or restartable).
             Ok(Signal::Cancel | Signal::Done(_) | Signal::Check) | Err(_) => {
                 pending.settle();
-                Outcome::Cancel
+                Outcome::Cancel(CancelReason::Replaced)
             }
         }
     }
@@ -313,9 +316,9 @@ where
     {
         let runtime = current.runtime().downgrade();
         let ident = current.ident().clone();
-        let cancel: CancelFn = Arc::new(move || {
+        let cancel: CancelFn = Arc::new(move |reason| {
             if let Some(runtime) = runtime.upgrade() {
-                let _ = runtime.cancel(&ident);
+                let _ = runtime.cancel_with(&ident, reason);
             }
         });
         let (asked, wake) = lock(&pending.member.registry).hold(
@@ -329,7 +332,8 @@ where
         // From here on `finally!` releases it.
         pending.armed = false;
         if asked {
-            Outcome::Cancel
+            // A newer instance in another member asked for the slot (restartable).
+            Outcome::Cancel(CancelReason::Replaced)
         } else {
             Outcome::Keep
         }
@@ -350,9 +354,15 @@ where
                 received = &mut signal => match received {
                     Ok(Signal::Done(payload)) => return self.shared(keys, &payload),
                     // Look now (messages may have been lost), then wait for the next.
+                    // (Its entry cannot be gone while it follows; if it were, the leader
+                    // could not be followed.)
                     _ => match lock(&member.registry).rearm(number) {
                         Some(next) => signal = next,
-                        None => return Outcome::Cancel,
+                        None => {
+                            return Self::failed(FleetError::LeaderLost {
+                                queue: keys.queue.clone(),
+                            })
+                        }
                     },
                 }
             }
@@ -388,7 +398,10 @@ where
                 queue: queue(),
                 message: message.to_owned(),
             }),
-            ("c", _) => Outcome::Cancel,
+            // The leader's reason; an older member sends none.
+            ("c", reason) => {
+                Outcome::Cancel(CancelReason::from_name(reason).unwrap_or(CancelReason::Requested))
+            }
             _ => Self::failed(FleetError::LeaderLost { queue: queue() }),
         }
     }
@@ -411,7 +424,11 @@ where
                 Ok(json) => format!("o{json}"),
                 Err(error) => format!("f{error}"),
             },
-            (Some(error), Some(_)) if error.is_cancelled() || error.is_dropped() => "c".into(),
+            (Some(error), Some(_)) if error.is_cancelled() || error.is_dropped() => {
+                // A leader that started and ends dropped: a child of it was dropped.
+                let reason = error.cancel_reason().unwrap_or(CancelReason::ChildDropped);
+                format!("c{}", reason.as_str())
+            }
             (Some(error), Some(_)) => format!("f{}", error.message()),
             (_, None) => String::new(),
         };

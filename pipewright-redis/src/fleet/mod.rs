@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Context;
 use std::time::Duration;
 
+use pipewright::CancelReason;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::Notify;
@@ -332,8 +333,9 @@ fn deliver(member: &Member, text: &str) {
     };
     let cancel = lock(&member.registry).deliver(number, message);
     // Outside the lock: a cancelled instance's `finally!` takes it.
+    // A newer instance in another member asked for the slot (restartable).
     if let Some(cancel) = cancel {
-        cancel();
+        cancel(CancelReason::Replaced);
     }
 }
 

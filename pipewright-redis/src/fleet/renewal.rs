@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::lease::ttl_millis;
-use super::registry::{Batch, CancelFn, Renewed};
+use super::registry::{Batch, Cancellation, Renewed};
 use super::{lock, scripts, Member};
 
 /// Runs until the member is gone (its `Drop` wakes this task to notice).
@@ -86,8 +86,8 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 /// Cancellations run outside the registry's lock (a cancelled instance's `finally!`
 /// takes it).
-fn cancel(cancels: Vec<CancelFn>) {
-    for cancel in cancels {
-        cancel();
+fn cancel(cancels: Vec<Cancellation>) {
+    for (cancel, reason) in cancels {
+        cancel(reason);
     }
 }

@@ -34,8 +34,8 @@ async fn redis_down_then_restarted() {
         .await;
         finally!(|error| {
             ctx.push(format!(
-                "finally {n} cancelled={}",
-                error.is_some_and(|e| e.is_cancelled())
+                "finally {n} cancelled={:?}",
+                error.and_then(|e| e.cancel_reason())
             ));
         });
     });
@@ -64,11 +64,15 @@ async fn redis_down_then_restarted() {
             .unwrap_err();
         assert!(unavailable(&error), "{error:#}");
     }
-    // The holder cannot renew: cancelled, its finally! ran; the waiter gives up.
-    assert!(holder.await.unwrap_err().is_cancelled());
+    // The holder cannot renew: cancelled (its lease lost), its finally! ran; the waiter
+    // gives up.
+    assert_eq!(
+        holder.await.unwrap_err().cancel_reason(),
+        Some(pipewright::CancelReason::LeaseLost)
+    );
     assert_eq!(
         fixture.runtimes[0].context().log.lock().unwrap().clone(),
-        ["start 1", "finally 1 cancelled=true"]
+        ["start 1", "finally 1 cancelled=Some(LeaseLost)"]
     );
     let error = waiter.await.unwrap_err();
     assert!(unavailable(&error), "{error:#}");

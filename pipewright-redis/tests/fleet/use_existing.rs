@@ -116,7 +116,9 @@ async fn followers_share_the_leaders_failure_and_cancellation() {
     let follower = fixture.runtimes[1].invoke_pipeline(&wrapped[1], 7).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(leader.cancel());
-    assert!(leader.await.unwrap_err().is_cancelled());
-    assert!(follower.await.unwrap_err().is_cancelled());
+    let requested = Some(pipewright::CancelReason::Requested);
+    assert_eq!(leader.await.unwrap_err().cancel_reason(), requested);
+    // The leader's reason reaches the follower in the other process.
+    assert_eq!(follower.await.unwrap_err().cancel_reason(), requested);
     assert_eq!(runs(&fixture, 7).await, 1);
 }

@@ -70,7 +70,7 @@ local function acquire_one(q, meta, state, id, behaviour, config, arg)
         if #head == 0 then break end
         redis.call('ZREM', q.w, head[1])
         tell(head[1], 'c ' .. head[1])
-        finish_leader(q, head[1], 'c')
+        finish_leader(q, head[1], 'creplaced')
         count(q, 'restarted')
         log(q, 'c ' .. head[1])
         need = need - 1
@@ -82,7 +82,7 @@ local function acquire_one(q, meta, state, id, behaviour, config, arg)
     for _, waiter in ipairs(redis.call('ZRANGE', q.w, 0, -1)) do
       redis.call('ZREM', q.w, waiter)
       tell(waiter, 'c ' .. waiter)
-      finish_leader(q, waiter, 'c')
+      finish_leader(q, waiter, 'creplaced')
       count(q, 'replaced')
       log(q, 'c ' .. waiter)
     end

@@ -115,7 +115,7 @@ local function lead(q, id, arg)
 end
 
 -- The leader `id` is done: its followers get `payload` ('o' .. json, 'f' .. message,
--- 'c' cancelled, 'l' lost), by message and, for a follower that missed it, in a key.
+-- 'c' .. reason cancelled, 'l' lost), by message and, for a follower that missed it, in a key.
 local function finish_leader(q, id, payload)
   local arg = redis.call('HGET', q.ea, id)
   if not arg then return end

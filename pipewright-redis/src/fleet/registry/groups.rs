@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pipewright::CancelReason;
 use tokio::time::Instant;
 
-use super::{CancelFn, Entry, Registry, Signal, State};
+use super::{Cancellation, Entry, Registry, Signal, State};
 use crate::fleet::scripts::{Keys, Standing};
 
 /// The most ids one renewal call carries.
@@ -64,7 +65,7 @@ pub(crate) type Renewed = (Option<u64>, Vec<Standing>);
 /// What the renewer must do now: calls to send, instances to cancel, and when to wake.
 pub(crate) struct Due {
     pub(crate) batches: Vec<Batch>,
-    pub(crate) cancels: Vec<CancelFn>,
+    pub(crate) cancels: Vec<Cancellation>,
     pub(crate) wake: Option<Instant>,
 }
 
@@ -182,7 +183,11 @@ impl Registry {
 
     /// A renewal call's reply (or error): confirmations, and what the ids it found
     /// changed are told. Returns the holders to cancel.
-    pub(crate) fn apply(&mut self, batch: Batch, reply: Result<Renewed, String>) -> Vec<CancelFn> {
+    pub(crate) fn apply(
+        &mut self,
+        batch: Batch,
+        reply: Result<Renewed, String>,
+    ) -> Vec<Cancellation> {
         let mut cancels = Vec::new();
         let now = Instant::now();
         let Some(group) = self.groups.get_mut(&batch.key) else {
@@ -222,12 +227,17 @@ impl Registry {
                 (State::Holding { .. }, Standing::Held(_)) => {
                     entry.confirmed = entry.confirmed.max(batch.sent);
                 }
+                // Another member's newer instance asked for the slot (restartable).
                 (State::Holding { cancel, .. }, Standing::Cancelling(_)) => {
                     entry.confirmed = entry.confirmed.max(batch.sent);
-                    cancels.extend(cancel.take());
+                    cancels.extend(cancel.take().map(|cancel| (cancel, CancelReason::Replaced)));
                 }
                 (State::Holding { token, cancel }, Standing::Gone | Standing::Waiting) => {
-                    cancels.extend(cancel.take());
+                    cancels.extend(
+                        cancel
+                            .take()
+                            .map(|cancel| (cancel, CancelReason::LeaseLost)),
+                    );
                     entry.state = State::Lost { token: *token };
                     entry.generation = entry.generation.wrapping_add(1);
                     gone.push(*number);
@@ -304,7 +314,7 @@ fn expire(
     entries: &mut HashMap<u64, Entry>,
     group: &mut Group,
     now: Instant,
-    cancels: &mut Vec<CancelFn>,
+    cancels: &mut Vec<Cancellation>,
 ) -> Instant {
     let mut next = now + Duration::from_secs(3600);
     let error = group
@@ -323,7 +333,11 @@ fn expire(
         }
         match &mut entry.state {
             State::Holding { token, cancel } => {
-                cancels.extend(cancel.take());
+                cancels.extend(
+                    cancel
+                        .take()
+                        .map(|cancel| (cancel, CancelReason::LeaseLost)),
+                );
                 entry.state = State::Lost { token: *token };
             }
             State::Waiting(sender) => {

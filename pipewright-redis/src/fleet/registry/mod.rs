@@ -13,13 +13,19 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use pipewright::CancelReason;
+
 use super::lease::{ttl_millis, Lease, LeaseKey};
 use super::scripts::Keys;
 pub(crate) use groups::{Batch, Renewed};
 use groups::{Group, GroupKey};
 
 /// Cancels the instance behind a lease (`Runtime::cancel` of its ident).
-pub(crate) type CancelFn = Arc<dyn Fn() + Send + Sync>;
+/// Cancels a holder's instance, saying why.
+pub(crate) type CancelFn = Arc<dyn Fn(CancelReason) + Send + Sync>;
+
+/// A holder to cancel, and why.
+pub(crate) type Cancellation = (CancelFn, CancelReason);
 
 /// A member's message about one of its ids: `a ID TOKEN`, `c ID`, `d ID PAYLOAD`.
 #[derive(Debug)]
