@@ -4,45 +4,82 @@
 //! A *burst* is N invocations issued back to back from inside one `block_on` of a
 //! current-thread tokio runtime, then the outcomes checked. Each row builds its tokio
 //! runtime and its pipelines `Runtime` once (outside the timing) and invokes by registered
-//! name (`runtime.invoke("work", arg)`), as users do. For each N (1,000, 10,000, 100,000)
-//! the row runs one unmeasured warm-up burst per side, then 5 measured bursts per side
-//! (alternating which side goes first); it prints the median ns per invocation, the
-//! spread (min-max) of each side, the heap allocations per invocation (a counting
-//! `#[global_allocator]`), and the ratio pipelines / hand-written of the medians. A
+//! name (`runtime.invoke("work", arg)`), as users do. A row compares up to three sides:
+//! the bare hand-written tokio code ("tokio"), a hand-written *bookkeeping twin* that
+//! keeps the same books as the library ("books"), and the library ("pipelines"). For each
+//! N (1,000, 10,000, 100,000) the row runs one unmeasured warm-up burst per side, then 5
+//! measured bursts per side (the order of the sides rotating from one repeat to the
+//! next); it prints the median ns per invocation, the spread (min-max) of each side, the
+//! heap allocations per invocation (a counting `#[global_allocator]`), and the ratios of
+//! the medians pipelines / tokio and pipelines / books: the first is what the library
+//! costs over bare tokio, the second what it costs beyond the books its contract keeps. A
 //! measured burst includes letting the tokio runtime settle (until no task the burst
-//! spawned is alive), so neither side leaves work for the other's measurement.
+//! spawned is alive), so no side leaves work for another's measurement.
 //!
 //! Unless said otherwise the job is `tokio::task::yield_now().await; value + 1` (a future
 //! that is not ready on its first poll), so what is measured is the coordination.
 //!
+//! A bookkeeping twin is safe, plain Rust written as a careful programmer would. Every one
+//! keeps: a unique `u64` ident per invocation (from an atomic counter; a refused one gets
+//! one too); the queue's exact counts (running, waiting, performed, cancelled, panicked,
+//! and last result and last cancelled ident, in a `Books` behind a `std::sync::Mutex`,
+//! updated where the library updates its own; refusals in an atomic, as the library
+//! refuses without a lock); the user's job under `catch_unwind`, so a panic is an outcome;
+//! and a handle per caller with the ident and the outcome (`Outcome::Ok(v)`, `Cancelled`,
+//! `Refused(argument)`, `Panicked`), from a `JoinHandle`, a `oneshot` or at once. Each
+//! burst checks the twin's outcomes as the other sides check theirs, then takes its books
+//! (resetting them) and checks the counts.
+//!
 //! 1. `restartable`: each invocation cancels the one in flight. By hand: keep the
 //!    previous `AbortHandle`, abort it before `tokio::spawn`ing the next, await the last
 //!    `JoinHandle`. Pipelines: `.restartable()`. Both check the last succeeded and the
-//!    first was cancelled.
+//!    first was cancelled. Books: the live instances in a `HashMap` by ident, each with a
+//!    `CancellationToken` raced with the job (`select!`), listable and cancellable by
+//!    ident; an invocation cancels the live one before it spawns; a cancelled instance
+//!    counts its cancellation once when its task ends; the handle awaits the
+//!    `JoinHandle`. Checked: the last `Ok(n)`, the first `Cancelled` and no longer live,
+//!    nothing live after, N performed of which N-1 cancelled, last result N.
 //! 2. `dropping`: the first invocation runs, the other N-1 are refused at once. By hand:
 //!    a one-permit `Semaphore`, `try_acquire_owned` (the permit moves into the spawned
 //!    job) or count a refusal. Pipelines: `.dropping()`, N-1 handles are `is_dropped()`.
+//!    Books: a slot gauge (an `AtomicUsize` taken by compare-and-swap below 1); a refused
+//!    caller's handle holds `Refused(argument)`; the admitted job records its result and
+//!    gives the slot back. Checked: N-1 refusals with their own argument, the one run
+//!    `Ok(1)`, 1 performed, N-1 dropped, the slot free.
 //! 3. `enqueued (ready job)`: one at a time in arrival order, the job is `value + 1` with
 //!    no await. By hand: an `mpsc` channel into one long-lived worker task, a `oneshot`
 //!    reply per job. Pipelines: `.enqueued()`. Both await every result and check it.
+//!    Books: the same worker, fed (ident, argument, `oneshot`), counting each job waiting,
+//!    then running, then performed with its result. Checked: every result, idents in
+//!    arrival order, N performed, nothing waiting or running.
 //! 4. `enqueued (yield job)`: the same with the yielding job.
 //! 5. `keep_latest`: the first runs, the last runs after it, the ones in between never
 //!    run. By hand: a `watch` channel into one long-lived worker that, after each job, runs
 //!    the latest value; a second `watch` tells which value it finished last (the caller
 //!    yields once after the first arrival so the worker starts it). Pipelines:
-//!    `.keep_latest()`; the first and the last succeed, the others are cancelled.
+//!    `.keep_latest()`; the first and the last succeed, the others are cancelled. Books:
+//!    one waiting place beside a running flag; an arrival while one runs takes the place,
+//!    and the one it replaces counts as cancelled and its `oneshot` is told `Cancelled`;
+//!    the task that ran a job runs the waiting one next. Checked: the first and the last
+//!    `Ok`, the others `Cancelled`, 2 performed, N-2 cancelled, last result N.
 //! 6. `unrestricted`: N jobs at once. By hand: a `JoinSet`, spawn N, join all. Pipelines:
-//!    the default, await every handle.
+//!    the default, await every handle. Books: a task per invocation counted running, then
+//!    performed with its result. Checked: every result, N performed.
 //! 7. `use_existing (16 keys)`: the argument is `i % 16`; callers with the same argument
 //!    share the run in flight. By hand: a `HashMap<u64, Shared<BoxFuture>>` behind a
-//!    mutex (the job removes its entry when done). Pipelines: `.use_existing()`.
+//!    mutex (the job removes its entry when done). Pipelines: `.use_existing()`. No
+//!    bookkeeping twin.
 //!
 //! Then, in their own tables:
 //!
 //! - `sync 3-step invoke`: `handle.invoke(v).unwrap().try_result()` through a typed
 //!   handle (`runtime.handle::<u64>("inc-3")`), and `invoke("inc-3", v)` by name, of a
 //!   pipeline of three synchronous steps (no executor involved) vs three
-//!   `#[inline(never)]` calls.
+//!   `#[inline(never)]` calls. The typed-handle case has a bookkeeping twin: an ident, a
+//!   slot taken from a gauge (compare-and-swap below an unreachable limit, as the
+//!   pipeline is unrestricted), the three calls under `catch_unwind`, the result recorded
+//!   (performed, last result), the slot given back, and a handle holding the ident and
+//!   the outcome that the caller reads (`try_outcome()`); the counts are checked after.
 //! - `one await`: invoke and await a pipeline whose one step is `yield_now().await`, vs
 //!   `tokio::spawn(async { yield_now().await }).await`. Like every current-thread runtime
 //!   here, it has the I/O and time drivers enabled (as `#[tokio::main]` does), so each
@@ -73,7 +110,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
@@ -81,6 +119,7 @@ use futures::future::FutureExt;
 use pipewright::{pipeline, Invocation, Pipeline, Runtime};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 mod support;
 use support::{current_thread, job, runtime_with, yield_job, SharedJob};
@@ -261,32 +300,41 @@ struct Line {
     row: &'static str,
     n: u64,
     tokio: Stats,
+    /// The bookkeeping twin, if the row has one.
+    books: Option<Stats>,
     pipelines: Stats,
 }
 
+/// A burst of one side: runs (and checks) one burst of the given size.
+type Burst<'a> = &'a mut dyn FnMut(u64);
+
 /// Runs a row at every size: a warm-up burst per side, then `repeats` measured bursts per
-/// side, alternating which side goes first. Each closure runs (and checks) one burst of
-/// the given size.
+/// side, the order of the sides rotating from one repeat to the next (tokio, pipelines,
+/// bookkeeping twin; then pipelines, bookkeeping twin, tokio; ...). Each closure runs (and
+/// checks) one burst of the given size.
 fn run_row(
     config: &Config,
     row: &'static str,
     mut tokio_burst: impl FnMut(u64),
+    books_burst: Option<Burst<'_>>,
     mut pipelines_burst: impl FnMut(u64),
 ) -> Vec<Line> {
+    let mut sides: Vec<&mut dyn FnMut(u64)> = vec![&mut tokio_burst, &mut pipelines_burst];
+    if let Some(books_burst) = books_burst {
+        sides.push(books_burst);
+    }
     let mut lines = Vec::new();
     for &n in &config.sizes {
         let started = Instant::now();
-        tokio_burst(n);
-        pipelines_burst(n);
-        let mut tokio = Vec::new();
-        let mut pipelines = Vec::new();
+        for side in sides.iter_mut() {
+            side(n);
+        }
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); sides.len()];
         for repeat in 0..config.repeats {
-            if repeat % 2 == 0 {
-                tokio.push(sample(n, || tokio_burst(n)));
-                pipelines.push(sample(n, || pipelines_burst(n)));
-            } else {
-                pipelines.push(sample(n, || pipelines_burst(n)));
-                tokio.push(sample(n, || tokio_burst(n)));
+            for turn in 0..sides.len() {
+                let side = (repeat + turn) % sides.len();
+                let burst = &mut sides[side];
+                samples[side].push(sample(n, || burst(n)));
             }
         }
         eprintln!(
@@ -297,8 +345,9 @@ fn run_row(
         lines.push(Line {
             row,
             n,
-            tokio: Stats::of(&tokio),
-            pipelines: Stats::of(&pipelines),
+            tokio: Stats::of(&samples[0]),
+            books: samples.get(2).map(|samples| Stats::of(samples)),
+            pipelines: Stats::of(&samples[1]),
         });
     }
     lines
@@ -338,11 +387,470 @@ fn invoke(runtime: &Runtime<()>, value: u64) -> Invocation<u64> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The bookkeeping twins: hand-written tokio code that keeps the books the library keeps.
+
+/// How an invocation of a bookkeeping twin ended, as its caller is told.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Ok(u64),
+    /// Cancelled or replaced before it finished (its clean-up ran).
+    Cancelled,
+    /// Refused at once: the caller gets its argument back.
+    Refused(u64),
+    /// The job panicked (the panic was contained).
+    Panicked,
+}
+
+/// A queue's books: counts and the last result, updated where the library updates its
+/// own.
+#[derive(Debug, Default)]
+struct Books {
+    /// Started and not ended (the twins with a slot gauge count these in the gauge).
+    running: usize,
+    /// Admitted, not started yet.
+    waiting: usize,
+    /// Started and ended, however they ended.
+    performed: u64,
+    cancelled: u64,
+    panicked: u64,
+    last_result: Option<u64>,
+    last_cancelled: Option<u64>,
+}
+
+impl Books {
+    /// Running, waiting, performed, cancelled, panicked.
+    fn counts(&self) -> (usize, usize, u64, u64, u64) {
+        (
+            self.running,
+            self.waiting,
+            self.performed,
+            self.cancelled,
+            self.panicked,
+        )
+    }
+
+    /// Records how a started instance ended, and that it no longer runs.
+    fn end(&mut self, ident: u64, outcome: Outcome) {
+        self.running -= 1;
+        self.record(ident, outcome);
+    }
+
+    /// Records how a started instance ended.
+    fn record(&mut self, ident: u64, outcome: Outcome) {
+        self.performed += 1;
+        match outcome {
+            Outcome::Ok(value) => self.last_result = Some(value),
+            Outcome::Cancelled => self.cancel(ident),
+            Outcome::Panicked => self.panicked += 1,
+            Outcome::Refused(_) => unreachable!("a started instance is not refused"),
+        }
+    }
+
+    /// The clean-up of a cancelled instance, started or not: it counts once.
+    fn cancel(&mut self, ident: u64) {
+        self.cancelled += 1;
+        self.last_cancelled = Some(ident);
+    }
+}
+
+/// What a bookkeeping twin keeps under its one lock: the books and its own state.
+#[derive(Default)]
+struct Locked<S> {
+    books: Books,
+    own: S,
+}
+
+/// What every bookkeeping twin keeps: an ident per invocation (a refused one too), the
+/// refusals, and the books with the twin's own state `S` behind one lock.
+#[derive(Default)]
+struct Ledger<S> {
+    next_ident: AtomicU64,
+    dropped: AtomicU64,
+    state: Mutex<Locked<S>>,
+}
+
+impl<S> Ledger<S> {
+    fn ident(&self) -> u64 {
+        self.next_ident.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn refuse(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Locked<S>> {
+        self.state.lock().unwrap()
+    }
+
+    /// The books and the refusals since the last call, reset (between bursts).
+    fn take(&self) -> (Books, u64) {
+        let books = std::mem::take(&mut self.lock().books);
+        (books, self.dropped.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Runs the job with its panics contained.
+async fn contained(value: u64) -> Outcome {
+    match AssertUnwindSafe(job(value)).catch_unwind().await {
+        Ok(result) => Outcome::Ok(result),
+        Err(_) => Outcome::Panicked,
+    }
+}
+
+/// Where a caller's outcome comes from.
+enum Pending {
+    Done(Outcome),
+    Reply(oneshot::Receiver<Outcome>),
+    Task(tokio::task::JoinHandle<Outcome>),
+}
+
+/// A caller's handle: the invocation's ident and its outcome.
+struct Handle {
+    ident: u64,
+    pending: Pending,
+}
+
+impl Handle {
+    fn done(ident: u64, outcome: Outcome) -> Self {
+        Handle {
+            ident,
+            pending: Pending::Done(outcome),
+        }
+    }
+
+    /// The outcome if it is known already.
+    fn try_outcome(&mut self) -> Option<Outcome> {
+        let outcome = match &mut self.pending {
+            Pending::Done(outcome) => return Some(*outcome),
+            Pending::Reply(reply) => reply.try_recv().ok()?,
+            Pending::Task(task) if task.is_finished() => Self::joined(task.now_or_never()?),
+            Pending::Task(_) => return None,
+        };
+        self.pending = Pending::Done(outcome);
+        Some(outcome)
+    }
+
+    async fn outcome(self) -> Outcome {
+        match self.pending {
+            Pending::Done(outcome) => outcome,
+            // The other end went away without an answer: the work was dropped.
+            Pending::Reply(reply) => reply.await.unwrap_or(Outcome::Cancelled),
+            Pending::Task(task) => Self::joined(task.await),
+        }
+    }
+
+    fn joined(joined: Result<Outcome, tokio::task::JoinError>) -> Outcome {
+        match joined {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_cancelled() => Outcome::Cancelled,
+            Err(_) => Outcome::Panicked,
+        }
+    }
+}
+
+/// A queue's slots held, taken by compare-and-swap below its limit.
+struct Gauge {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl Gauge {
+    fn new(limit: usize) -> Self {
+        Gauge {
+            held: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.limit).then_some(held + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.held.fetch_sub(1, Ordering::Release);
+    }
+
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+/// The restartable twin: the live instances by ident, each with the token that cancels
+/// it; a new invocation cancels the live one before it starts.
+#[derive(Default)]
+struct RestartableTwin {
+    ledger: Ledger<HashMap<u64, CancellationToken>>,
+}
+
+impl RestartableTwin {
+    fn invoke(self: &Arc<Self>, value: u64) -> Handle {
+        let ident = self.ledger.ident();
+        let token = CancellationToken::new();
+        {
+            let mut state = self.ledger.lock();
+            let Locked { books, own: live } = &mut *state;
+            for (_, previous) in live.drain() {
+                previous.cancel();
+            }
+            live.insert(ident, token.clone());
+            books.running += 1;
+        }
+        let twin = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let outcome = tokio::select! {
+                biased;
+                () = token.cancelled() => Outcome::Cancelled,
+                outcome = contained(value) => outcome,
+            };
+            let mut state = twin.ledger.lock();
+            state.own.remove(&ident);
+            state.books.end(ident, outcome);
+            outcome
+        });
+        Handle {
+            ident,
+            pending: Pending::Task(task),
+        }
+    }
+
+    /// The idents of the live instances (not cancelled, not ended).
+    fn live(&self) -> Vec<u64> {
+        self.ledger.lock().own.keys().copied().collect()
+    }
+
+    /// Cancels a live instance; false if it is not live.
+    fn cancel(&self, ident: u64) -> bool {
+        let token = self.ledger.lock().own.remove(&ident);
+        token.map(|token| token.cancel()).is_some()
+    }
+}
+
+/// The dropping twin: one slot; an invocation that does not get it is refused at once.
+struct DroppingTwin {
+    ledger: Ledger<()>,
+    slots: Gauge,
+}
+
+impl DroppingTwin {
+    fn invoke(self: &Arc<Self>, value: u64) -> Handle {
+        let ident = self.ledger.ident();
+        if !self.slots.try_take() {
+            self.ledger.refuse();
+            return Handle::done(ident, Outcome::Refused(value));
+        }
+        let twin = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let outcome = contained(value).await;
+            twin.ledger.lock().books.record(ident, outcome);
+            twin.slots.give_back();
+            outcome
+        });
+        Handle {
+            ident,
+            pending: Pending::Task(task),
+        }
+    }
+}
+
+/// What the enqueued twin's worker receives: the ident, the argument, the reply.
+type Enqueued = (u64, u64, oneshot::Sender<Outcome>);
+
+/// The enqueued twin: a channel into one long-lived worker that runs one job at a time,
+/// in arrival order.
+struct EnqueuedTwin {
+    ledger: Arc<Ledger<()>>,
+    jobs: mpsc::UnboundedSender<Enqueued>,
+}
+
+impl EnqueuedTwin {
+    /// Spawns the worker on `rt`; `ready`: the job is `value + 1`, with no await.
+    fn start(rt: &tokio::runtime::Runtime, ready: bool) -> Self {
+        let ledger: Arc<Ledger<()>> = Arc::default();
+        let (jobs, mut inbox) = mpsc::unbounded_channel::<Enqueued>();
+        let books = Arc::clone(&ledger);
+        rt.spawn(async move {
+            while let Some((ident, value, reply)) = inbox.recv().await {
+                {
+                    let mut state = books.lock();
+                    state.books.waiting -= 1;
+                    state.books.running += 1;
+                }
+                let outcome = if ready {
+                    match std::panic::catch_unwind(|| value + 1) {
+                        Ok(result) => Outcome::Ok(result),
+                        Err(_) => Outcome::Panicked,
+                    }
+                } else {
+                    contained(value).await
+                };
+                books.lock().books.end(ident, outcome);
+                let _ = reply.send(outcome);
+            }
+        });
+        EnqueuedTwin { ledger, jobs }
+    }
+
+    fn invoke(&self, value: u64) -> Handle {
+        let ident = self.ledger.ident();
+        let (reply, outcome) = oneshot::channel();
+        self.ledger.lock().books.waiting += 1;
+        if let Err(mpsc::error::SendError((_, value, _))) = self.jobs.send((ident, value, reply)) {
+            // The worker is gone.
+            self.ledger.lock().books.waiting -= 1;
+            self.ledger.refuse();
+            return Handle::done(ident, Outcome::Refused(value));
+        }
+        Handle {
+            ident,
+            pending: Pending::Reply(outcome),
+        }
+    }
+}
+
+/// An invocation of the keep-latest twin that waits for the one running.
+struct Waiting {
+    ident: u64,
+    value: u64,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The keep-latest twin's state: whether one runs, and the one waiting place.
+#[derive(Default)]
+struct KeepLatest {
+    running: bool,
+    waiting: Option<Waiting>,
+}
+
+/// The keep-latest twin: an arrival while one runs takes the waiting place, and the one it
+/// replaces is told it was cancelled; when the running one ends, the waiting one runs.
+#[derive(Default)]
+struct KeepLatestTwin {
+    ledger: Ledger<KeepLatest>,
+}
+
+impl KeepLatestTwin {
+    fn invoke(self: &Arc<Self>, value: u64) -> Handle {
+        let ident = self.ledger.ident();
+        let (reply, outcome) = oneshot::channel();
+        let arrival = Waiting {
+            ident,
+            value,
+            reply,
+        };
+        let (start, replaced) = {
+            let mut state = self.ledger.lock();
+            let Locked { books, own: queue } = &mut *state;
+            if queue.running {
+                let replaced = queue.waiting.replace(arrival);
+                match &replaced {
+                    Some(replaced) => books.cancel(replaced.ident),
+                    None => books.waiting += 1,
+                }
+                (None, replaced)
+            } else {
+                queue.running = true;
+                books.running += 1;
+                (Some(arrival), None)
+            }
+        };
+        if let Some(replaced) = replaced {
+            let _ = replaced.reply.send(Outcome::Cancelled);
+        }
+        if let Some(first) = start {
+            tokio::spawn(Arc::clone(self).run(first));
+        }
+        Handle {
+            ident,
+            pending: Pending::Reply(outcome),
+        }
+    }
+
+    /// Runs `first`, then whatever waits when it ends, until nothing does.
+    async fn run(self: Arc<Self>, first: Waiting) {
+        let mut next = Some(first);
+        while let Some(Waiting {
+            ident,
+            value,
+            reply,
+        }) = next
+        {
+            let outcome = contained(value).await;
+            next = {
+                let mut state = self.ledger.lock();
+                let Locked { books, own: queue } = &mut *state;
+                books.end(ident, outcome);
+                let next = queue.waiting.take();
+                if next.is_some() {
+                    books.waiting -= 1;
+                    books.running += 1;
+                } else {
+                    queue.running = false;
+                }
+                next
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// The unrestricted twin: every invocation runs at once, in a task of its own.
+#[derive(Default)]
+struct UnrestrictedTwin {
+    ledger: Ledger<()>,
+}
+
+impl UnrestrictedTwin {
+    fn invoke(self: &Arc<Self>, value: u64) -> Handle {
+        let ident = self.ledger.ident();
+        self.ledger.lock().books.running += 1;
+        let twin = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let outcome = contained(value).await;
+            twin.ledger.lock().books.end(ident, outcome);
+            outcome
+        });
+        Handle {
+            ident,
+            pending: Pending::Task(task),
+        }
+    }
+}
+
+/// The twin of a synchronous 3-step invoke: a slot taken and given back around the three
+/// calls, in the caller's thread.
+struct SyncTwin {
+    ledger: Ledger<()>,
+    slots: Gauge,
+}
+
+impl SyncTwin {
+    fn invoke(&self, value: u64) -> Handle {
+        let ident = self.ledger.ident();
+        if !self.slots.try_take() {
+            self.ledger.refuse();
+            return Handle::done(ident, Outcome::Refused(value));
+        }
+        let outcome = match std::panic::catch_unwind(|| inc(inc(inc(value)))) {
+            Ok(result) => Outcome::Ok(result),
+            Err(_) => Outcome::Panicked,
+        };
+        self.ledger.lock().books.record(ident, outcome);
+        self.slots.give_back();
+        Handle::done(ident, outcome)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The burst rows.
 
 fn restartable(config: &Config) -> Vec<Line> {
     let rt = current_thread();
     let runtime = runtime_in(&rt, yield_job().restartable());
+    let twin: Arc<RestartableTwin> = Arc::default();
     run_row(
         config,
         "restartable",
@@ -367,6 +875,31 @@ fn restartable(config: &Config) -> Vec<Line> {
                 assert!(first.unwrap().await.unwrap_err().is_cancelled());
             })
         },
+        Some(&mut |n| {
+            block_on_settled(&rt, async {
+                let mut first = None;
+                let mut last = None;
+                for value in 0..n {
+                    let handle = twin.invoke(black_box(value));
+                    if value == 0 {
+                        first = Some(handle);
+                    } else {
+                        last = Some(handle);
+                    }
+                }
+                let (first, last) = (first.unwrap(), last.unwrap());
+                assert_eq!(last.ident - first.ident, n - 1);
+                assert_eq!(twin.live(), [last.ident]);
+                assert!(!twin.cancel(first.ident), "the first is not live any more");
+                assert_eq!(last.outcome().await, Outcome::Ok(n));
+                assert_eq!(first.outcome().await, Outcome::Cancelled);
+            });
+            assert!(twin.live().is_empty());
+            let (books, dropped) = twin.ledger.take();
+            assert_eq!(books.counts(), (0, 0, n, n - 1, 0));
+            assert_eq!((books.last_result, dropped), (Some(n), 0));
+            assert!(books.last_cancelled.is_some());
+        }),
         |n| {
             block_on_settled(&rt, async {
                 let mut first = None;
@@ -391,6 +924,10 @@ fn dropping(config: &Config) -> Vec<Line> {
     let rt = current_thread();
     let runtime = runtime_in(&rt, yield_job().dropping());
     let permits = Arc::new(Semaphore::new(1));
+    let twin = Arc::new(DroppingTwin {
+        ledger: Ledger::default(),
+        slots: Gauge::new(1),
+    });
     run_row(
         config,
         "dropping",
@@ -414,6 +951,29 @@ fn dropping(config: &Config) -> Vec<Line> {
                 assert_eq!((result, refused), (1, n - 1));
             })
         },
+        Some(&mut |n| {
+            block_on_settled(&rt, async {
+                let mut running = Vec::new();
+                let mut refused = 0;
+                let mut idents = (u64::MAX, 0);
+                for value in 0..n {
+                    let mut handle = twin.invoke(black_box(value));
+                    idents = (idents.0.min(handle.ident), idents.1.max(handle.ident));
+                    match handle.try_outcome() {
+                        None => running.push(handle),
+                        Some(Outcome::Refused(argument)) if argument == value => refused += 1,
+                        Some(other) => panic!("unexpected outcome {other:?}"),
+                    }
+                }
+                assert_eq!(idents.1 - idents.0, n - 1);
+                assert_eq!((running.len() as u64, refused), (1, n - 1));
+                assert_eq!(running.pop().unwrap().outcome().await, Outcome::Ok(1));
+            });
+            assert_eq!(twin.slots.held(), 0);
+            let (books, dropped) = twin.ledger.take();
+            assert_eq!(books.counts(), (0, 0, 1, 0, 0));
+            assert_eq!((books.last_result, dropped), (Some(1), n - 1));
+        }),
         |n| {
             block_on_settled(&rt, async {
                 let mut running = Vec::new();
@@ -452,6 +1012,7 @@ fn enqueued(config: &Config, ready: bool) -> Vec<Line> {
             let _ = reply.send(result);
         }
     });
+    let twin = EnqueuedTwin::start(&rt, ready);
     let row = if ready {
         "enqueued (ready job)"
     } else {
@@ -474,6 +1035,20 @@ fn enqueued(config: &Config, ready: bool) -> Vec<Line> {
                 }
             })
         },
+        Some(&mut |n| {
+            block_on_settled(&rt, async {
+                let handles: Vec<Handle> =
+                    (0..n).map(|value| twin.invoke(black_box(value))).collect();
+                let first = handles[0].ident;
+                for (value, handle) in (0..n).zip(handles) {
+                    assert_eq!(handle.ident, first + value);
+                    assert_eq!(handle.outcome().await, Outcome::Ok(value + 1));
+                }
+            });
+            let (books, dropped) = twin.ledger.take();
+            assert_eq!(books.counts(), (0, 0, n, 0, 0));
+            assert_eq!((books.last_result, dropped), (Some(n), 0));
+        }),
         |n| {
             block_on_settled(&rt, async {
                 let handles: Vec<_> = (0..n).map(|value| invoke(&runtime, value)).collect();
@@ -505,6 +1080,7 @@ fn keep_latest(config: &Config) -> Vec<Line> {
             finished_tx.send_replace(value);
         }
     });
+    let twin: Arc<KeepLatestTwin> = Arc::default();
     let mut base = 0_u64;
     run_row(
         config,
@@ -527,6 +1103,30 @@ fn keep_latest(config: &Config) -> Vec<Line> {
             });
             assert_eq!(runs.load(Ordering::Relaxed) - runs_before, 2);
         },
+        Some(&mut |n| {
+            let first = block_on_settled(&rt, async {
+                let handles: Vec<Handle> =
+                    (0..n).map(|value| twin.invoke(black_box(value))).collect();
+                let first = handles[0].ident;
+                for (value, handle) in (0..n).zip(handles) {
+                    assert_eq!(handle.ident, first + value);
+                    let outcome = handle.outcome().await;
+                    if value == 0 || value + 1 == n {
+                        assert_eq!(outcome, Outcome::Ok(value + 1));
+                    } else {
+                        assert_eq!(outcome, Outcome::Cancelled);
+                    }
+                }
+                first
+            });
+            let (books, dropped) = twin.ledger.take();
+            assert_eq!(books.counts(), (0, 0, 2, n - 2, 0));
+            assert_eq!((books.last_result, dropped), (Some(n), 0));
+            // The last one replaced is the one before the last.
+            assert_eq!(books.last_cancelled, Some(first + n - 2));
+            let state = twin.ledger.lock();
+            assert!(!state.own.running && state.own.waiting.is_none());
+        }),
         |n| {
             block_on_settled(&rt, async {
                 let handles: Vec<_> = (0..n).map(|value| invoke(&runtime, value)).collect();
@@ -547,6 +1147,7 @@ fn keep_latest(config: &Config) -> Vec<Line> {
 fn unrestricted(config: &Config) -> Vec<Line> {
     let rt = current_thread();
     let runtime = runtime_in(&rt, yield_job());
+    let twin: Arc<UnrestrictedTwin> = Arc::default();
     run_row(
         config,
         "unrestricted",
@@ -563,6 +1164,21 @@ fn unrestricted(config: &Config) -> Vec<Line> {
                 assert_eq!(sum, n * (n + 1) / 2);
             })
         },
+        Some(&mut |n| {
+            block_on_settled(&rt, async {
+                let handles: Vec<Handle> =
+                    (0..n).map(|value| twin.invoke(black_box(value))).collect();
+                let first = handles[0].ident;
+                for (value, handle) in (0..n).zip(handles) {
+                    assert_eq!(handle.ident, first + value);
+                    assert_eq!(handle.outcome().await, Outcome::Ok(value + 1));
+                }
+            });
+            let (books, dropped) = twin.ledger.take();
+            assert_eq!((books.counts(), dropped), ((0, 0, n, 0, 0), 0));
+            let last = books.last_result.unwrap();
+            assert!((1..=n).contains(&last), "last result {last}");
+        }),
         |n| {
             block_on_settled(&rt, async {
                 let handles: Vec<_> = (0..n).map(|value| invoke(&runtime, value)).collect();
@@ -611,6 +1227,7 @@ fn use_existing(config: &Config) -> Vec<Line> {
             });
             assert!(in_flight.lock().unwrap().is_empty());
         },
+        None,
         |n| {
             block_on_settled(&rt, async {
                 let handles: Vec<_> = (0..n).map(|value| invoke(&runtime, value % KEYS)).collect();
@@ -631,19 +1248,27 @@ fn print_burst_table(lines: &[Line], config: &Config) {
         config.repeats
     );
     println!(
-        "| row | N | tokio ns (min-max) | pipelines ns (min-max) | ratio | tokio allocs/inv \
+        "| row | N | tokio ns (min-max) | books ns (min-max) | pipelines ns (min-max) \
+         | pipelines / tokio | pipelines / books | tokio allocs/inv | books allocs/inv \
          | pipelines allocs/inv |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for line in lines {
+        let books = line.books.as_ref();
         println!(
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} |",
             line.row,
             fmt_count(line.n),
             line.tokio.nanos(),
+            books.map_or("-".to_owned(), Stats::nanos),
             line.pipelines.nanos(),
             line.pipelines.median / line.tokio.median,
+            books.map_or("-".to_owned(), |books| format!(
+                "{:.2}",
+                line.pipelines.median / books.median
+            )),
             line.tokio.allocations,
+            books.map_or("-".to_owned(), |books| format!("{:.2}", books.allocations)),
             line.pipelines.allocations,
         );
     }
@@ -673,21 +1298,34 @@ fn per_call(calls: u64, repeats: usize, mut call: impl FnMut(u64)) -> Stats {
     Stats::of(&samples)
 }
 
-fn print_pair_table(title: &str, rows: &[(&str, u64, Stats, Stats)], repeats: usize) {
+/// One line of the pair table: the case, the calls per run, the hand-written side, its
+/// bookkeeping twin (if the case has one) and the pipelines side.
+type PairLine<'a> = (&'a str, u64, Stats, Option<Stats>, Stats);
+
+fn print_pair_table(title: &str, rows: &[PairLine<'_>], repeats: usize) {
     println!("### {title} (median of {repeats} runs, ns per call)\n");
     println!(
-        "| case | calls per run | hand-written ns (min-max) | pipelines ns (min-max) | ratio \
-         | hand-written allocs/call | pipelines allocs/call |"
+        "| case | calls per run | hand-written ns (min-max) | books ns (min-max) \
+         | pipelines ns (min-max) | pipelines / hand-written | pipelines / books \
+         | hand-written allocs/call | books allocs/call | pipelines allocs/call |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (case, calls, hand, pipelines) in rows {
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (case, calls, hand, books, pipelines) in rows {
         println!(
-            "| {case} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            "| {case} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} |",
             fmt_count(*calls),
             hand.nanos(),
+            books.as_ref().map_or("-".to_owned(), Stats::nanos),
             pipelines.nanos(),
             pipelines.median / hand.median,
+            books.as_ref().map_or("-".to_owned(), |books| format!(
+                "{:.2}",
+                pipelines.median / books.median
+            )),
             hand.allocations,
+            books
+                .as_ref()
+                .map_or("-".to_owned(), |books| format!("{:.2}", books.allocations)),
             pipelines.allocations,
         );
     }
@@ -711,6 +1349,22 @@ fn sync_and_one_await(config: &Config) {
         let result = inc(inc(inc(black_box(i))));
         assert_eq!(result, i + 3);
     });
+    // Unrestricted, as the pipeline: a slot below a limit no count reaches.
+    let twin = SyncTwin {
+        ledger: Ledger::default(),
+        slots: Gauge::new(usize::MAX),
+    };
+    let books = per_call(calls, config.repeats, |i| {
+        let mut handle = twin.invoke(black_box(i));
+        black_box(handle.ident);
+        assert_eq!(handle.try_outcome(), Some(Outcome::Ok(i + 3)));
+    });
+    let (twin_books, dropped) = twin.ledger.take();
+    // `per_call` makes one unmeasured call before the measured runs.
+    let performed = calls * config.repeats as u64 + 1;
+    assert_eq!(twin_books.counts(), (0, 0, performed, 0, 0));
+    assert_eq!((twin_books.last_result, dropped), (Some(calls - 1 + 3), 0));
+    assert_eq!(twin.slots.held(), 0);
     let by_name = per_call(calls, config.repeats, |i| {
         let result = runtime
             .invoke("inc-3", black_box(i))
@@ -738,12 +1392,14 @@ fn sync_and_one_await(config: &Config) {
         "sync 3-step invoke (typed handle) vs 3 calls",
         calls,
         hand.clone(),
+        Some(books),
         by_handle,
     );
     let sync_name = (
         "sync 3-step invoke (by name) vs 3 calls",
         calls,
         hand,
+        None,
         by_name,
     );
 
@@ -799,6 +1455,7 @@ fn sync_and_one_await(config: &Config) {
         "one await: invoke + await vs tokio::spawn + await",
         ops,
         Stats::of(&hand),
+        None,
         Stats::of(&pipelines),
     );
     print_pair_table(
@@ -1159,8 +1816,9 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
     println!(
         "## bursts: pipelines vs hand-written tokio\n\nsizes {}, {} measured run(s) per side, \
-         {cores} core(s), release build; ratio = pipelines / hand-written (above 1: pipelines \
-         is slower)\n",
+         {cores} core(s), release build; ratios = pipelines / hand-written (bare tokio) and \
+         pipelines / books (the hand-written bookkeeping twin); above 1: pipelines is \
+         slower\n",
         config
             .sizes
             .iter()
