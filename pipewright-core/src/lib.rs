@@ -74,7 +74,7 @@ pub mod supervision;
 #[cfg(feature = "timeline")]
 mod timeline;
 
-pub use behaviour::{Behaviour, Concurrency};
+pub use behaviour::{Behaviour, Concurrency, WhenFull};
 pub use cancel_on_drop::CancelOnDrop;
 pub use cancel_reason::CancelReason;
 pub use continuation::{Continuation, Frame, Step};

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 #[cfg(feature = "tower")]
-use crate::behaviour::Behaviour;
 #[cfg(feature = "tower")]
 use crate::error::InvokeError;
 use crate::error::Refused;
@@ -138,8 +137,7 @@ where
             return Poll::Ready(Err(InvokeError::Stopped));
         }
         let Some(gauge) = self.queue.as_ref().filter(|gauge| {
-            gauge.concurrency.behaviour() == Behaviour::Dropping
-                && !gauge.concurrency.use_existing()
+            gauge.concurrency.behaviour().refuses_when_full() && !gauge.concurrency.use_existing()
         }) else {
             return Poll::Ready(Ok(()));
         };

@@ -130,49 +130,7 @@ impl Queue {
         self.concurrency
     }
 
-    /// Makes the queue restartable (see [`Behaviour::Restartable`]).
-    ///
-    /// ```
-    /// # use pipewright::{Behaviour, Queue};
-    /// assert_eq!(Queue::new("q").restartable().concurrency().behaviour(), Behaviour::Restartable);
-    /// ```
-    #[must_use]
-    pub fn restartable(self) -> Self {
-        self.behaviour(Behaviour::Restartable)
-    }
-
-    /// Makes the queue dropping (see [`Behaviour::Dropping`]).
-    ///
-    /// ```
-    /// # use pipewright::{Behaviour, Queue};
-    /// assert_eq!(Queue::new("q").dropping().concurrency().behaviour(), Behaviour::Dropping);
-    /// ```
-    #[must_use]
-    pub fn dropping(self) -> Self {
-        self.behaviour(Behaviour::Dropping)
-    }
-
-    /// Makes the queue enqueued (see [`Behaviour::Enqueued`]).
-    ///
-    /// ```
-    /// # use pipewright::{Behaviour, Queue};
-    /// assert_eq!(Queue::new("q").enqueued().concurrency().behaviour(), Behaviour::Enqueued);
-    /// ```
-    #[must_use]
-    pub fn enqueued(self) -> Self {
-        self.behaviour(Behaviour::Enqueued)
-    }
-
-    /// Makes the queue keep-latest (see [`Behaviour::KeepLatest`]).
-    ///
-    /// ```
-    /// # use pipewright::{Behaviour, Queue};
-    /// assert_eq!(Queue::new("q").keep_latest().concurrency().behaviour(), Behaviour::KeepLatest);
-    /// ```
-    #[must_use]
-    pub fn keep_latest(self) -> Self {
-        self.behaviour(Behaviour::KeepLatest)
-    }
+    crate::__behaviour_shortcuts!(behaviour, "crate::Behaviour");
 
     /// Sets the maximum number of live instances (default 1).
     ///

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::shard::{shrink_map, KEPT_INDEX};
 use super::view::View;
 use super::{Admission, Effects, Ending, Entry, Gauge, Join, Parked, Place, QueueId, Siblings};
-use crate::behaviour::{Behaviour, Concurrency};
+use crate::behaviour::{Concurrency, WhenFull};
 use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::ErasedControl;
 use crate::error::InvokeError;
@@ -30,7 +30,7 @@ impl View<'_> {
         };
         let id = state.gauge.id;
         let refuses = state.concurrency == concurrency
-            && concurrency.behaviour() == Behaviour::Dropping
+            && concurrency.behaviour().refuses_when_full()
             && !state.gauge.has_free_slot();
         if refuses {
             self.emit(ident, id, EventKind::Dropped);
@@ -62,27 +62,28 @@ impl View<'_> {
         // Nobody overtakes a waiting instance (a slot a quick run just gave back is
         // theirs, see `gauge.rs`).
         let nobody_waits = state.waiting.head.is_none();
-        let behaviour = join.concurrency.behaviour();
-        let admission = match behaviour {
-            Behaviour::Restartable => {
+        // The behaviour's meaning, `Behaviour::when_full`, decides what a full queue does.
+        let when_full = join.concurrency.behaviour().when_full();
+        let admission = match when_full {
+            WhenFull::CancelOldest => {
                 self.make_room(queue, &gauge, fx);
                 Admission::Start
             }
             _ if nobody_waits && gauge.try_take() => Admission::Start,
             // Unreachable (no limit); starting is what the behaviour asks for.
-            Behaviour::Unrestricted => {
+            WhenFull::Start => {
                 gauge.take_over_limit();
                 Admission::Start
             }
-            Behaviour::Dropping => Admission::Drop,
-            Behaviour::Enqueued | Behaviour::KeepLatest => Admission::Wait,
+            WhenFull::Refuse => Admission::Drop,
+            WhenFull::Wait | WhenFull::ReplaceWaiting => Admission::Wait,
         };
         if admission == Admission::Drop {
             self.emit(join.ident, queue, EventKind::Dropped);
             self.forget_queue_if_empty(queue, fx);
             return Ok(admission);
         }
-        if behaviour == Behaviour::KeepLatest && admission == Admission::Wait {
+        if when_full == WhenFull::ReplaceWaiting && admission == Admission::Wait {
             while let Some(waiting) = self.queue(queue).and_then(|state| state.waiting.head) {
                 self.cancel_tree(waiting, CancelReason::Replaced, fx);
             }

@@ -118,7 +118,7 @@ use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(pipelines_loom))]
 use std::sync::{Mutex, MutexGuard};
 
-use crate::behaviour::{Behaviour, Concurrency};
+use crate::behaviour::Concurrency;
 use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
@@ -586,13 +586,12 @@ impl Registry {
 
 impl Shard {
     /// `true` if a root joining `queue` cancels no `indexed` entry, so the join needs
-    /// this shard only: restartable and keep-latest joins cancel entries of the queue.
+    /// this shard only (`Behaviour::joins_touch_other_entries`: the join may cancel
+    /// entries of the queue, live or waiting).
     fn joins_alone(&self, queue: &Name, concurrency: Concurrency) -> bool {
-        match concurrency.behaviour() {
-            Behaviour::Restartable | Behaviour::KeepLatest => self
+        !concurrency.behaviour().joins_touch_other_entries()
+            || self
                 .queue_named(queue)
-                .map_or(true, |state| state.indexed_members == 0),
-            _ => true,
-        }
+                .map_or(true, |state| state.indexed_members == 0)
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::view::View;
 use super::{Admission, Effects, EntryRef, Gauge, Join, QueueId, Registry};
-use crate::behaviour::{Behaviour, Concurrency};
+use crate::behaviour::Concurrency;
 use crate::cancellation::ErasedControl;
 use crate::error::{Error, InvokeError};
 use crate::ident::{Ident, Name};
@@ -44,12 +44,12 @@ pub(crate) enum Replaced<V> {
 }
 
 impl Gauge {
-    /// Holds a free slot for a quick run. Restartable queues and `use_existing` never get
-    /// here: others act on their live instances, which a quick run is not.
+    /// Holds a free slot for a quick run. Queues whose behaviour may not run quick
+    /// (`Behaviour::may_run_quick`) and `use_existing` never get here.
     pub(crate) fn reserve(&self) -> Reservation {
         if self.try_take_quick() {
             Reservation::Held
-        } else if self.concurrency.behaviour() == Behaviour::Dropping && !self.has_free_slot() {
+        } else if self.concurrency.behaviour().refuses_when_full() && !self.has_free_slot() {
             Reservation::Refused
         } else {
             Reservation::Full

@@ -15,7 +15,6 @@ use super::builder::Registered;
 use super::quick::Quick;
 use super::task::Task;
 use super::Canceller;
-use crate::behaviour::Behaviour;
 use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, InvokeError, Refused};
@@ -303,7 +302,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             id,
             shard: resolved.map_or_else(|| self.registry.shard_of(queue), |queue| queue.shard),
         };
-        if identity.is_none() && concurrency.behaviour() == Behaviour::Dropping {
+        if identity.is_none() && concurrency.behaviour().refuses_when_full() {
             // A full dropping queue refuses before anything is built or cloned.
             let refused = self
                 .registry

@@ -14,7 +14,6 @@ use super::core::contained;
 use super::parked::root_join;
 use super::task::Task;
 use super::{Canceller, Core};
-use crate::behaviour::Behaviour;
 use crate::cancel_reason::REQUESTED;
 use crate::cancellation::Control;
 use crate::error::{BoxError, Error, InvokeError, Refused};
@@ -72,7 +71,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             id: ident.id,
             shard: self.registry.shard_of(queue),
         };
-        if concurrency.behaviour() == Behaviour::Dropping
+        if concurrency.behaviour().refuses_when_full()
             && self
                 .registry
                 .refuses_at_once(queue, at.shard, concurrency, &ident)

@@ -32,7 +32,6 @@ use std::sync::Arc;
 use super::core::contained;
 use super::parked::root_join;
 use super::Core;
-use crate::behaviour::Behaviour;
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, Refused};
 use crate::hooks::InstanceSpan;
@@ -155,7 +154,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             // Its steps see their instance: it needs one from the start.
             || pipeline.layout().current
             || concurrency.use_existing()
-            || concurrency.behaviour() == Behaviour::Restartable
+            || !concurrency.behaviour().may_run_quick()
             || InstanceSpan::observed()
         {
             return Quick::Declined(argument);

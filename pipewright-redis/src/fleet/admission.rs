@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipewright::{Behaviour, CancelReason, Concurrency, Current, Error, Outcome};
+use pipewright::{Behaviour, CancelReason, Concurrency, Current, Error, Outcome, WhenFull};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -95,24 +95,26 @@ impl Drop for Pending {
     }
 }
 
+/// The behaviour's meaning ([`Behaviour::when_full`]) as the scripts know it.
 pub(crate) fn behaviour_code(behaviour: Behaviour) -> &'static str {
-    match behaviour {
-        Behaviour::Restartable => "r",
-        Behaviour::Dropping => "d",
-        Behaviour::Enqueued => "e",
-        Behaviour::KeepLatest => "k",
+    match behaviour.when_full() {
+        WhenFull::CancelOldest => "r",
+        WhenFull::Refuse => "d",
+        WhenFull::Wait => "e",
+        WhenFull::ReplaceWaiting => "k",
+        // Never full; a meaning added to the core later needs its own code here.
         _ => "u",
     }
 }
 
 /// What the calls for the fleet queue `queue` need to know of it.
 pub(crate) fn queue_keys(queue: String, audit: bool, concurrency: Concurrency) -> Arc<Keys> {
-    let max = match concurrency.behaviour() {
-        // No limit.
-        Behaviour::Unrestricted => i32::MAX as usize,
-        _ => concurrency.max(),
+    let max = if concurrency.behaviour().is_limited() {
+        concurrency.max()
+    } else {
+        i32::MAX as usize
     };
-    let restartable = concurrency.behaviour() == Behaviour::Restartable;
+    let restartable = concurrency.behaviour().cancels_live();
     Arc::new(Keys::new(queue, audit, max, restartable))
 }
 

@@ -80,36 +80,7 @@ impl FleetQueue {
         self.concurrency
     }
 
-    /// When full, cancel the oldest holders wherever they run.
-    #[must_use]
-    pub fn restartable(self) -> Self {
-        self.behaviour(Behaviour::Restartable)
-    }
-
-    /// When full, refuse the new instance ([`pipewright::Error::Dropped`]).
-    #[must_use]
-    pub fn dropping(self) -> Self {
-        self.behaviour(Behaviour::Dropping)
-    }
-
-    /// When full, wait; waiting instances start in the fleet's arrival order.
-    #[must_use]
-    pub fn enqueued(self) -> Self {
-        self.behaviour(Behaviour::Enqueued)
-    }
-
-    /// When full, cancel whoever waits and wait in their place (one waiting place).
-    #[must_use]
-    pub fn keep_latest(self) -> Self {
-        self.behaviour(Behaviour::KeepLatest)
-    }
-
-    /// Never full (only useful with [`wrap_use_existing`](FleetQueue::wrap_use_existing):
-    /// equal arguments share one run, with no limit on distinct ones).
-    #[must_use]
-    pub fn unrestricted(self) -> Self {
-        self.behaviour(Behaviour::Unrestricted)
-    }
+    pipewright::__behaviour_shortcuts!(behaviour, "pipewright::Behaviour");
 
     fn behaviour(mut self, behaviour: Behaviour) -> Self {
         self.concurrency = self.concurrency.with_behaviour(behaviour);
