@@ -57,7 +57,7 @@ pub enum EventKind {
     /// The instance was cancelled (its `finally!` has run if it had started), for this
     /// reason (the one its caller and its `finally!` are told).
     Cancelled {
-        /// Why (see [`Error::Cancelled`](crate::Error::Cancelled)).
+        /// Why (see [`Error::Cancelled`]).
         reason: CancelReason,
         /// The cancellation reached it through its parent.
         by_parent: bool,
@@ -69,7 +69,7 @@ pub enum EventKind {
     /// the slots held at each moment. Its end says the same reason, unless another
     /// cancellation reached the instance's own driver first (two racing cancellations).
     Cancelling {
-        /// Why (see [`Error::Cancelled`](crate::Error::Cancelled)).
+        /// Why (see [`Error::Cancelled`]).
         reason: CancelReason,
         /// The cancellation reached it through its parent.
         by_parent: bool,
@@ -243,6 +243,14 @@ impl InstanceSpan {
                 queue = queue.as_str()
             ),
         }
+    }
+
+    /// The span of an instance that joined `queue`, in the state it starts in: started if
+    /// `admitted`, else waiting for a slot.
+    pub(crate) fn joined(ident: &Ident, queue: &Name, admitted: bool) -> Self {
+        let span = InstanceSpan::new(ident, queue);
+        span.state(if admitted { "started" } else { "waiting" });
+        span
     }
 
     /// `true` if a `tracing` subscriber would record an instance's span (always `false`

@@ -166,7 +166,7 @@ impl<V> Invocation<V> {
         self.cancel_because(CancelReason::Requested)
     }
 
-    /// Cancels the instance, giving `reason` (see [`Runtime::cancel_with`]).
+    /// Cancels the instance, giving `reason` (see [`Runtime::cancel_with`](crate::Runtime::cancel_with)).
     pub(crate) fn cancel_because(&self, reason: CancelReason) -> bool {
         self.canceller
             .as_ref()

@@ -32,7 +32,7 @@ use crate::cancellation::Control;
 use crate::continuation::Frame;
 use crate::error::Error;
 use crate::hooks::InstanceSpan;
-use crate::ident::Ident;
+use crate::ident::{Ident, Name};
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, Section};
 use crate::policy::Intensity;
@@ -178,8 +178,24 @@ where
     V: Clone + Send + Sync + 'static,
     C: Send + Sync + 'static,
 {
-    /// An instance the registry has recorded; `admitted` tells whether it holds a slot.
+    /// An instance the registry has recorded in `queue`; `admitted` tells whether it
+    /// holds a slot. Every route builds its instance here (a root invoked with a future,
+    /// whose span began before it, with [`with_span`](Instance::with_span)).
     pub(crate) fn new(
+        pipeline: Pipeline<V, C>,
+        id: EntryRef,
+        ident: Ident,
+        control: Arc<Control<V>>,
+        value: V,
+        queue: &Name,
+        admitted: bool,
+    ) -> Self {
+        let span = InstanceSpan::joined(&ident, queue, admitted);
+        Instance::with_span(pipeline, id, ident, control, value, admitted, span)
+    }
+
+    /// [`new`](Instance::new), with the span it began with.
+    pub(crate) fn with_span(
         pipeline: Pipeline<V, C>,
         id: EntryRef,
         ident: Ident,

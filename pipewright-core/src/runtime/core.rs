@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::Registered;
-use super::quick::Quick;
+use super::route::Route;
 use super::task::Task;
 use super::Canceller;
 use crate::cancel_reason::{CancelReason, Cancellation};
@@ -370,19 +370,16 @@ impl<C: Send + Sync + 'static> Core<C> {
             Admission::Drop => Joined::Dropped(ident, control),
             Admission::ParentEnded => Joined::ParentEnded,
             Admission::Start | Admission::Wait => {
-                let span = InstanceSpan::new(&ident, queue);
-                if admission == Admission::Start {
-                    span.state("started");
-                } else {
-                    span.state("waiting");
-                }
-                let instance = Instance::new(
+                let admitted = admission == Admission::Start;
+                // The span first: `queue` may borrow from `pipeline`, which moves in.
+                let span = InstanceSpan::joined(&ident, queue, admitted);
+                let instance = Instance::with_span(
                     pipeline,
                     at,
                     ident,
                     Arc::clone(&control),
                     argument,
-                    admission == Admission::Start,
+                    admitted,
                     span,
                 );
                 Joined::Run(instance, control)
@@ -442,8 +439,8 @@ impl<C: Send + Sync + 'static> Core<C> {
         })
     }
 
-    /// A root invocation: joins the queue, runs the first stretch inline if admitted, and
-    /// moves the instance to a task if it has to wait.
+    /// A root invocation, on the route [`route`](Core::route) chooses (`route.rs` says
+    /// what each route does and where it first polls the instance).
     pub(crate) fn start_root<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
@@ -460,10 +457,15 @@ impl<C: Send + Sync + 'static> Core<C> {
         // A queue resolved at registration serves only while the pipeline's configuration
         // is the one it was resolved with.
         let queue = queue.filter(|gauge| gauge.concurrency == pipeline.config().concurrency);
-        let argument = match self.start_quick(pipeline, &name, argument, queue) {
-            Quick::Done(invocation) => return invocation,
-            Quick::Declined(argument) => argument,
-        };
+        match self.route(pipeline, &name, queue) {
+            Err(error) => return Err(Refused::new(error, argument)),
+            Ok(Route::Quick(at)) => return self.start_quick(pipeline, &name, &at, argument),
+            Ok(Route::Refused) => return Ok(Invocation::refused(self.ident(&name), argument)),
+            Ok(Route::Parked(at)) => {
+                return self.start_parked(pipeline, name, &at.name, at.gauge.id, argument)
+            }
+            Ok(Route::Ordinary) => {}
+        }
         let canceller = || Arc::clone(self) as Arc<dyn Canceller>;
         let resolved = queue.map(|gauge| gauge.id);
         let joined = self.join(pipeline.clone(), name, argument, None, resolved)?;

@@ -7,10 +7,22 @@
 //! an instance that waits on something is moved into a tokio task, which polls it from
 //! then on; one that waits for a slot is parked in the registry until admitted.
 //!
+//! Each root invocation takes one route, chosen once by `Core::route` (`route.rs`):
+//!
+//! | route | taken when | what it builds | the instance's first poll |
+//! |---|---|---|---|
+//! | `Quick` | the queue is fixed, quick runs are on (no watcher, event stream or transactor), no `tracing` subscriber, the steps do not take `current`, no `use_existing`, the behaviour may run quick, and the gauge gave a slot | nothing: the steps run on the bare value (`quick.rs`); an instance only if a step must wait, nests, fails or asks about the runtime | in `invoke`, on the caller's thread |
+//! | `Refused` | as `Quick`, but a full dropping queue | an ident | none |
+//! | `Parked` | as `Quick`, but the queue is full and an executor is there | the instance and its task, joined and parked in one critical section (`parked.rs`) | on the executor once admitted; in `invoke` if the queue had room after all |
+//! | `Ordinary` | anything else: per key, `use_existing`, restartable, observed, steps that take `current`, or a full queue without an executor | `Core::join`, then `carry_on` | in `invoke` when admitted; else on the executor once admitted |
+//! | `invoke_future` (`pending.rs`) | the argument is a future | a control block and the task that waits for the argument | on the executor |
+//!
 //! - `mod.rs`: [`Runtime`], [`WeakRuntime`], [`in_pipeline`] and [`Canceller`]
 //! - `builder.rs`: [`RuntimeBuilder`] and the registered pipelines it collects
 //! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
 //! - `current.rs`: [`Current`], a step's view of its instance
+//! - `route.rs`: the route a root invocation takes, chosen once (a table of the routes
+//!   and where each first polls the instance)
 //! - `quick.rs`: the quick path of a root invocation, and its adoption as an instance
 //! - `pending.rs`: a root invoked with a future for its argument
 //! - `task.rs`: the tokio task that drives an instance once it waits (and its parked form)
@@ -21,6 +33,7 @@ mod current;
 mod parked;
 mod pending;
 mod quick;
+mod route;
 mod shutdown;
 mod task;
 

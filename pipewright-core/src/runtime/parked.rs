@@ -3,7 +3,6 @@
 //! lock, so that it joins and is parked in one critical section (the ordinary path takes
 //! its shard's lock twice: to join, then to park).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::core::contained;
@@ -11,7 +10,6 @@ use super::task::Task;
 use super::{Canceller, Core};
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, Refused};
-use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::instance::Instance;
 use crate::invocation::Invocation;
@@ -60,15 +58,13 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ident = Ident { name, id };
+        let ident = self.ident(&name);
+        let id = ident.id;
         let kept = match contained("clone", || argument.clone()) {
             Ok(kept) => kept,
             Err(error) => return Err(Refused::new(error, argument)),
         };
         let control = Arc::new(Control::new(kept, false));
-        let span = InstanceSpan::new(&ident, queue);
-        span.state("waiting");
         let at = EntryRef {
             id,
             shard: queue_id.shard,
@@ -79,8 +75,8 @@ impl<C: Send + Sync + 'static> Core<C> {
             ident.clone(),
             Arc::clone(&control),
             argument,
+            queue,
             false,
-            span,
         );
         // Allocated before the lock; the instance moves in only if it is parked.
         let mut task = Box::new(Task {

@@ -102,8 +102,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             // A root has no parent.
             Admission::ParentEnded => unreachable!("a root joined as an orphaned child"),
         };
-        let span = InstanceSpan::new(&ident, queue);
-        span.state(if admitted { "started" } else { "waiting" });
+        let span = InstanceSpan::joined(&ident, queue, admitted);
         span.state("suspended");
         // Waiting for the argument is its first suspension.
         control.set_suspended(true);
@@ -206,7 +205,7 @@ where
         else {
             return Poll::Ready(());
         };
-        let instance = Instance::new(
+        let instance = Instance::with_span(
             pipeline,
             this.at,
             this.ident.clone(),

@@ -31,16 +31,15 @@ use std::sync::Arc;
 
 use super::core::contained;
 use super::parked::root_join;
+use super::route::QueueAt;
 use super::Core;
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, Refused};
-use crate::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::instance::{run_quick, Instance, QuickRun, QuickStop};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::queue::QueueOf;
-use crate::registry::{Asked, Effects, EntryRef, Gauge, QueueId, Replaced, Reservation};
+use crate::registry::{Asked, Effects, EntryRef, Gauge, QueueId, Replaced};
 
 thread_local! {
     /// The quick runs whose steps run on this thread, one inside another's step: the
@@ -123,74 +122,28 @@ fn adoptions() -> u64 {
     ADOPTIONS.with(Cell::get)
 }
 
-/// What the quick path made of an invocation.
-pub(super) enum Quick<V> {
-    /// It was handled (ran, was refused, or failed to join).
-    Done(Result<Invocation<V>, Refused<V>>),
-    /// It must take the ordinary path; the argument is handed back.
-    Declined(V),
-}
-
 impl<C: Send + Sync + 'static> Core<C> {
-    /// Tries the quick path for a root invocation of `pipeline` named `name` (`hint`: its
-    /// queue's gauge, if resolved at registration with this configuration).
+    /// Runs a root invocation of `pipeline` named `name` as a quick run in the queue
+    /// `at`: the route chose it, and `at`'s gauge holds its slot.
     pub(super) fn start_quick<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
         name: &Name,
+        at: &QueueAt<'_>,
         argument: V,
-        hint: Option<&Arc<Gauge>>,
-    ) -> Quick<V>
+    ) -> Result<Invocation<V>, Refused<V>>
     where
         V: Clone + Send + Sync + 'static,
     {
+        let (queue, gauge): (&Name, &Arc<Gauge>) = (&at.name, &at.gauge);
         let config = pipeline.config();
-        let concurrency = config.concurrency;
-        let QueueOf::Fixed(queue) = pipeline.queue_of() else {
-            return Quick::Declined(argument);
-        };
-        let queue: &Name = &queue;
-        if !self.quick_runs
-            // Its steps see their instance: it needs one from the start.
-            || pipeline.layout().current
-            || concurrency.use_existing()
-            || !concurrency.behaviour().may_run_quick()
-            || InstanceSpan::observed()
-        {
-            return Quick::Declined(argument);
-        }
-        // A queue resolved at registration keeps its gauge: no lock, no name lookup.
-        let resolved;
-        let gauge = match hint {
-            Some(gauge) => gauge,
-            None => match self.registry.gauge_for(queue, concurrency, name) {
-                Ok(gauge) => {
-                    resolved = gauge;
-                    &resolved
-                }
-                Err(error) => return Quick::Done(Err(Refused::new(error, argument))),
-            },
-        };
-        match gauge.reserve() {
-            Reservation::Held => {}
-            Reservation::Refused => {
-                let ident = self.ident(name);
-                return Quick::Done(Ok(Invocation::refused(ident, argument)));
-            }
-            // It will most likely wait: joined and parked in one critical section.
-            Reservation::Full if self.has_executor() => {
-                let parked = self.start_parked(pipeline, name.clone(), queue, gauge.id, argument);
-                return Quick::Done(parked);
-            }
-            Reservation::Full => return Quick::Declined(argument),
-        }
         let ident = self.ident(name);
         // The caller's handle keeps the argument; the steps consume the original.
         let kept_argument = match contained("clone", || argument.clone()) {
             Ok(kept) => kept,
             Err(error) => {
                 self.give_back(gauge);
-                return Quick::Done(Err(Refused::new(error, argument)));
+                return Err(Refused::new(error, argument));
             }
         };
         let depth = QUICK_DEPTH.get();
@@ -220,7 +173,7 @@ impl<C: Send + Sync + 'static> Core<C> {
                 .map(ManuallyDrop::into_inner)
         };
         if adopted.is_none() && stop.is_none() {
-            return Quick::Done(Ok(self.end_quick(gauge, ident, kept_argument, value)));
+            return Ok(self.end_quick(gauge, ident, kept_argument, value));
         }
         let run = Adopted {
             queue,
@@ -238,7 +191,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             // Ended just above.
             (None, None) => unreachable!("a quick run that ended went on"),
         };
-        Quick::Done(Ok(invocation))
+        Ok(invocation)
     }
 
     /// A quick run reached its end: its result is kept for the queue's statistics, and
@@ -397,16 +350,14 @@ impl<C: Send + Sync + 'static> Core<C> {
             index,
             ..
         } = adopted;
-        let span = InstanceSpan::new(&ident, queue);
-        span.state("started");
         let mut instance = Instance::new(
             pipeline.clone(),
             at,
             ident,
             Arc::clone(&control),
             value,
+            queue,
             true,
-            span,
         );
         // A pending future has had its first poll: the instance waits on it.
         let runs_now = !matches!(stop, QuickStop::Pending(_));
