@@ -1,11 +1,11 @@
 //! Driving an instance: running its steps inline and polling what it waits on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Future;
 
+use super::port::{ChildStart, Port};
 use super::{Completion, Ending, InStep, Instance, SharedResult, Waiting};
 use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
 use crate::continuation::{Continuation, Frame};
@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::introspection::InstanceState;
 use crate::outcome::Outcome;
 use crate::pipeline::{Pipeline, Section, StepCall};
-use crate::runtime::{ChildStart, Core, Current, FrameView};
+use crate::runtime::FrameView;
 
 /// Where an instance stands, for a step it runs or a child it drives: its fields are
 /// borrowed one by one (a macro, not a method), so a child it holds in `waiting` can be
@@ -60,7 +60,7 @@ where
     /// drives: a root, a detached child, a fork), lent to steps that see their instance.
     pub(crate) fn drive(
         &mut self,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
     ) -> Poll<()> {
@@ -71,13 +71,13 @@ where
     /// code: `Pending` means a [`drive`](Instance::drive) now would run no step either.
     /// The runtime uses it to open a transaction only for stretches that run steps. It
     /// is the same walk as `drive`, stopped where `drive` would go on.
-    pub(crate) fn probe(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn probe(&mut self, core: &impl Port<C>, cx: &mut Context<'_>) -> Poll<()> {
         self.walk(core, cx, None, Walk::Probe)
     }
 
     fn walk(
         &mut self,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
         walk: Walk,
@@ -112,7 +112,7 @@ where
     /// `Walk::Run` would change the instance's course or run user code.
     fn run(
         &mut self,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
         walk: Walk,
@@ -189,7 +189,7 @@ where
                     }
                     waiting => {
                         if matches!(waiting, Waiting::Future(_)) {
-                            core.hooks().cancelled_while_waiting(&self.ident);
+                            core.cancelled_while_waiting(&self.ident);
                         }
                         // Dropping the future stops the work behind it.
                         self.waiting = Waiting::Children;
@@ -302,7 +302,7 @@ where
 
     /// Before returning `Pending`: a cancellation must wake whoever polls (the control
     /// block's waker). `false` if one arrived meanwhile, so the walk goes on instead.
-    fn suspend(&mut self, core: &Arc<Core<C>>, cx: &mut Context<'_>) -> bool {
+    fn suspend(&mut self, core: &impl Port<C>, cx: &mut Context<'_>) -> bool {
         self.control.register(cx.waker());
         if self.cancel.is_none() && self.control.is_cancelled() {
             return false;
@@ -311,7 +311,7 @@ where
         true
     }
 
-    pub(super) fn mark_suspended(&mut self, core: &Arc<Core<C>>) {
+    pub(super) fn mark_suspended(&mut self, core: &impl Port<C>) {
         if !self.suspended {
             self.suspended = true;
             self.span.state("suspended");
@@ -320,7 +320,7 @@ where
         }
     }
 
-    fn mark_resumed(&mut self, core: &Arc<Core<C>>) {
+    fn mark_resumed(&mut self, core: &impl Port<C>) {
         if self.suspended {
             self.suspended = false;
             self.span.state("resumed");
@@ -331,7 +331,7 @@ where
 
     fn run_next_step(
         &mut self,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
     ) {
@@ -344,7 +344,11 @@ where
         let value = &self.value;
         let ctx = core.context();
         let here = here!(self, outer);
-        let current = layout.current.then(|| Current::lent(core, self.id, &here));
+        let current = if layout.current {
+            core.current(self.id, &here)
+        } else {
+            None
+        };
         let current = current.as_ref();
         let call = match self.section {
             Section::Main => StepCall::Main {
@@ -385,7 +389,7 @@ where
     fn apply(
         &mut self,
         outcome: Outcome<V, C>,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
         cx: &mut Context<'_>,
         outer: Option<&FrameView<'_, V, C>>,
     ) {
@@ -449,7 +453,7 @@ where
                 self.request_cancel(Cancellation::direct(reason));
                 // Through the registry, so the whole tree (detached children included)
                 // is cancelled, as `cancel(ident)` would.
-                core.cancel_id(self.id, reason);
+                core.cancel(self.id, reason);
             }
             // `finally!` runs once per started instance: going back from it would run
             // it again.
@@ -503,7 +507,7 @@ where
     /// A nested child it waited for has ended. If the child resumed a continuation that
     /// holds this instance's frame, this instance adopts it (with the child's result as
     /// its value, unless the child ran muted) and passes the frames further out on.
-    fn child_ended(&mut self, mut child: Instance<V, C>, muted: bool, core: &Arc<Core<C>>) {
+    fn child_ended(&mut self, mut child: Instance<V, C>, muted: bool, core: &impl Port<C>) {
         let frames = child.outer_frames.take();
         match (frames, child.into_completion()) {
             // A child nested in `finally!` resumed this level's frame: as if a step of
@@ -531,7 +535,7 @@ where
         }
     }
 
-    fn apply_shared(&mut self, result: SharedResult<V>, muted: bool, core: &Arc<Core<C>>) {
+    fn apply_shared(&mut self, result: SharedResult<V>, muted: bool, core: &impl Port<C>) {
         let completion = match result {
             Ok(value) => Completion::Finished(value),
             Err(Error::Cancelled { reason, by_parent }) => {
@@ -547,7 +551,7 @@ where
         &mut self,
         completion: Completion<V>,
         muted: bool,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
     ) {
         match completion {
             Completion::Finished(value) => {
@@ -572,14 +576,14 @@ where
             // The path it climbs keeps the child's reason (`cancel_reason.rs`).
             Completion::Cancelled(cause) => {
                 self.request_cancel(Cancellation::direct(cause.reason));
-                core.cancel_id(self.id, cause.reason);
+                core.cancel(self.id, cause.reason);
             }
             // So does a child its queue dropped: this instance cannot go on without it.
             Completion::Dropped => {
                 if self.section != Section::Finally {
                     self.cancel = Some(Ending::Dropped);
                 }
-                core.cancel_id(self.id, CancelReason::ChildDropped);
+                core.cancel(self.id, CancelReason::ChildDropped);
             }
         }
     }

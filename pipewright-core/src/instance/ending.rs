@@ -10,13 +10,13 @@ use std::task::Context;
 
 use futures::Future;
 
+use super::port::Port;
 use super::{Completion, Ending, Instance, Waiting};
 use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
 use crate::error::Error;
 use crate::pipeline::Section;
 use crate::policy::Intensity;
 use crate::registry::Ending as Recorded;
-use crate::runtime::Core;
 use crate::sharing::SharedEnd;
 
 impl<V, C> Instance<V, C>
@@ -27,7 +27,7 @@ where
     /// The instance will never be driven again (its parent failed from outside, see
     /// [`fail_from_outside`](Instance::fail_from_outside)): it ends as cancelled for the
     /// registry, children first, and callers sharing its result are told it was cancelled.
-    fn abandon(&mut self, core: &Arc<Core<C>>) {
+    fn abandon(&mut self, core: &impl Port<C>) {
         if let Waiting::Child { child, .. } = &mut self.waiting {
             child.abandon(core);
         }
@@ -57,7 +57,7 @@ where
     /// Fails the instance with an error from outside its steps (a panicking transactor):
     /// what it waits on is dropped (a waiting child is abandoned), and its error path runs
     /// at the next drive. `false` if it had already completed.
-    pub(crate) fn fail_from_outside(&mut self, error: Error, core: &Arc<Core<C>>) -> bool {
+    pub(crate) fn fail_from_outside(&mut self, error: Error, core: &impl Port<C>) -> bool {
         if self.completed {
             return false;
         }
@@ -75,7 +75,7 @@ where
 
     /// An instance still waiting for a slot fails: it leaves its queue without starting
     /// (no step, no `finally!`).
-    fn fail_unstarted(&mut self, error: Error, core: &Arc<Core<C>>) {
+    fn fail_unstarted(&mut self, error: Error, core: &impl Port<C>) {
         core.withdraw(self.id);
         self.error = Some(error);
         self.ending = Ending::WithError;
@@ -84,7 +84,7 @@ where
 
     /// Replaces what the instance waits on with `error`, as if the awaited future had
     /// failed. Used when a future cannot be waited for at all (no executor).
-    pub(crate) fn fail_waiting(&mut self, error: Error, core: &Arc<Core<C>>) {
+    pub(crate) fn fail_waiting(&mut self, error: Error, core: &impl Port<C>) {
         // Nothing will wake it again: it does not wait for its children either.
         self.no_executor = true;
         if !self.admitted {
@@ -133,7 +133,7 @@ where
     /// path runs with `Error::TimedOut`. The child's tree is cancelled through the
     /// registry without climbing (this instance fails, it is not cancelled), so it gives
     /// up its slot at once and the watcher is told, as for any cancellation.
-    pub(super) fn time_out(&mut self, core: &Arc<Core<C>>) {
+    pub(super) fn time_out(&mut self, core: &impl Port<C>) {
         self.timed_out = true;
         self.deadline = None;
         match &mut self.waiting {
@@ -262,7 +262,7 @@ where
     /// The clone made here (the value kept for the queue's statistics and the sharers)
     /// runs user code: a panicking `Clone` is the instance's error, as a panicking step
     /// would be, and the registry still hears of the end, so the slot is freed.
-    pub(super) fn record_end(&mut self, core: &Arc<Core<C>>) {
+    pub(super) fn record_end(&mut self, core: &impl Port<C>) {
         if self.recorded {
             return;
         }

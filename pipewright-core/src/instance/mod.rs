@@ -16,9 +16,12 @@
 //! - `drive.rs`: running steps and polling what the instance waits on
 //! - `ending.rs`: how it stops: the error path, cancellation, the `timeout` and `retry`
 //!   modifiers, and recording its end
+//! - `port.rs`: [`Port`], all the interpreter asks of the runtime that drives it
+//! - `quick.rs`: a quick run's steps on the bare value, and resuming one as an instance
 
 mod drive;
 mod ending;
+mod port;
 mod quick;
 #[cfg(test)]
 mod tests;
@@ -39,6 +42,7 @@ use crate::policy::Intensity;
 use crate::registry::EntryRef;
 use crate::sharing::Sharing;
 
+pub(crate) use self::port::{ChildStart, Port};
 pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};
 
 /// How an instance ended, as seen by its parent (or, for a root, by the runtime).

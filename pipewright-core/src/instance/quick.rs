@@ -9,11 +9,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::port::Port;
 use super::{InStep, Instance, Waiting};
 use crate::error::Error;
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, StepCall};
-use crate::runtime::Core;
 
 /// Where a quick run stopped before the end of its main steps (or at it).
 pub(crate) enum QuickStop<V, C> {
@@ -109,7 +109,7 @@ where
         &mut self,
         index: usize,
         stop: QuickStop<V, C>,
-        core: &Arc<Core<C>>,
+        core: &impl Port<C>,
     ) {
         self.index = index;
         match stop {

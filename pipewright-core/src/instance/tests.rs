@@ -250,3 +250,217 @@ fn a_panicking_step_is_an_error() {
     let (_runtime, mut handle) = run(&p, 0);
     assert_eq!(finished(&mut handle), -1);
 }
+
+// ---- the interpreter on a fake port: no runtime at all ---------------------------------
+
+mod on_a_fake_port {
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use super::{layout, pipeline, Calls, PendingOnce};
+    use crate::cancel_reason::{CancelReason, Cancellation};
+    use crate::cancellation::{Control, ErasedControl};
+    use crate::error::Error;
+    use crate::ident::{Ident, Name};
+    use crate::instance::{ChildStart, Completion, Instance, Port};
+    use crate::introspection::InstanceState;
+    use crate::outcome::Outcome;
+    use crate::pipeline::Pipeline;
+    use crate::registry::{Ending, EntryRef};
+    use crate::runtime::{Current, FrameView};
+
+    /// A port that records what the interpreter asks of it, and answers as a runtime with
+    /// nothing else live would.
+    #[derive(Default)]
+    struct FakePort {
+        context: Arc<Calls>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl FakePort {
+        fn note(&self, what: String) {
+            self.asked.lock().unwrap().push(what);
+        }
+
+        fn asked(&self) -> Vec<String> {
+            std::mem::take(&mut self.asked.lock().unwrap())
+        }
+    }
+
+    impl Port<Calls> for FakePort {
+        fn context(&self) -> &Arc<Calls> {
+            &self.context
+        }
+
+        fn current<'a, V>(
+            &'a self,
+            _at: EntryRef,
+            _view: &'a FrameView<'a, V, Calls>,
+        ) -> Option<Current<'a, V, Calls>> {
+            None
+        }
+
+        fn start_child<V>(
+            &self,
+            _parent: EntryRef,
+            _pipeline: Pipeline<V, Calls>,
+            _value: V,
+        ) -> ChildStart<V, Calls>
+        where
+            V: Clone + Send + Sync + 'static,
+        {
+            self.note("start child".into());
+            ChildStart::Refused(Error::new("no children on the fake port"))
+        }
+
+        fn set_state(&self, at: EntryRef, state: InstanceState) {
+            self.note(format!("state {} {state:?}", at.id));
+        }
+
+        fn cancel(&self, at: EntryRef, reason: CancelReason) -> bool {
+            self.note(format!("cancel {} {reason:?}", at.id));
+            true
+        }
+
+        fn cancel_below(&self, at: EntryRef, cause: Cancellation) {
+            self.note(format!("cancel below {} {cause:?}", at.id));
+        }
+
+        fn withdraw(&self, at: EntryRef) {
+            self.note(format!("withdraw {}", at.id));
+        }
+
+        fn finish(
+            &self,
+            at: EntryRef,
+            ending: Ending,
+            _result: Option<Arc<dyn ErasedControl>>,
+        ) -> bool {
+            let ending = match ending {
+                Ending::Finished => "finished".to_owned(),
+                Ending::Failed(error) => format!("failed: {error:#}"),
+                Ending::Cancelled(cause) => format!("cancelled: {cause:?}"),
+            };
+            self.note(format!("finish {} {ending}", at.id));
+            false
+        }
+
+        fn await_children(&self, _at: EntryRef) -> bool {
+            false
+        }
+
+        fn cancelled_while_waiting(&self, ident: &Ident) {
+            self.note(format!("on_cancel {}", ident.id()));
+        }
+    }
+
+    /// An admitted instance of `pipeline` with id 7, as the runtime would build it.
+    fn instance(pipeline: Pipeline<i32, Calls>, value: i32) -> Instance<i32, Calls> {
+        let ident = Ident {
+            name: Name::Static("fake"),
+            id: 7,
+        };
+        let at = EntryRef { id: 7, shard: 0 };
+        let control = Arc::new(Control::new(value, true));
+        Instance::new(
+            pipeline,
+            at,
+            ident,
+            control,
+            value,
+            &Name::Static("q"),
+            true,
+        )
+    }
+
+    fn drive(instance: &mut Instance<i32, Calls>, port: &FakePort) -> Poll<()> {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        instance.drive(port, &mut cx, None)
+    }
+
+    fn value_of(instance: Instance<i32, Calls>) -> i32 {
+        match instance.into_completion() {
+            Completion::Finished(value) => value,
+            other => panic!("expected a value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_synchronous_run_asks_the_port_only_to_record_its_end() {
+        let port = FakePort::default();
+        let p = pipeline(
+            layout(2, None, Some(1)),
+            |section, _, value, _| match section {
+                0 => Outcome::Value(value + 1),
+                _ => Outcome::Keep,
+            },
+        );
+        let mut instance = instance(p, 1);
+        assert!(drive(&mut instance, &port).is_ready());
+        assert_eq!(port.asked(), ["finish 7 finished"]);
+        assert_eq!(port.context.take(), [(0, 0, 1), (0, 1, 2), (2, 0, 3)]);
+        assert_eq!(value_of(instance), 3);
+    }
+
+    #[test]
+    fn a_waiting_step_is_told_as_a_suspension_then_a_resumption() {
+        let port = FakePort::default();
+        let p = pipeline(layout(2, None, None), |_, index, value, _| match index {
+            0 => Outcome::from_future(PendingOnce(Some(Outcome::Value(value * 5)), false)),
+            _ => Outcome::Value(value + 1),
+        });
+        let mut instance = instance(p, 2);
+        assert!(drive(&mut instance, &port).is_pending());
+        assert_eq!(port.asked(), ["state 7 Suspended"]);
+        assert!(drive(&mut instance, &port).is_ready());
+        assert_eq!(port.asked(), ["state 7 Running", "finish 7 finished"]);
+        assert_eq!(value_of(instance), 11);
+    }
+
+    #[test]
+    fn the_cancel_marker_asks_the_port_to_cancel_the_tree_and_finally_sees_why() {
+        let port = FakePort::default();
+        let seen = Arc::new(Mutex::new(None));
+        let kept = Arc::clone(&seen);
+        let p = pipeline(
+            layout(2, None, Some(1)),
+            move |section, _, _, error| match section {
+                0 => Outcome::Cancel(CancelReason::Step),
+                _ => {
+                    *kept.lock().unwrap() = error.map(ToString::to_string);
+                    Outcome::Keep
+                }
+            },
+        );
+        let mut instance = instance(p, 0);
+        assert!(drive(&mut instance, &port).is_ready());
+        assert_eq!(
+            port.asked(),
+            [
+                "cancel 7 Step",
+                "finish 7 cancelled: Cancellation { reason: Step, by_parent: false }"
+            ]
+        );
+        // One main step ran; the second never did.
+        assert_eq!(port.context.take(), [(0, 0, 0), (2, 0, 0)]);
+        assert_eq!(
+            seen.lock().unwrap().as_deref(),
+            Some("instance cancelled: a step cancelled it")
+        );
+        assert!(matches!(
+            instance.into_completion(),
+            Completion::Cancelled(cause) if cause == Cancellation::direct(CancelReason::Step)
+        ));
+    }
+
+    #[test]
+    fn a_failed_step_without_rescue_is_recorded_as_failed() {
+        let port = FakePort::default();
+        let p = pipeline(layout(1, None, None), |_, _, _, _| {
+            Outcome::Error(Error::new("no disk"))
+        });
+        let mut instance = instance(p, 0);
+        assert!(drive(&mut instance, &port).is_ready());
+        assert_eq!(port.asked(), ["finish 7 failed: step failed: no disk"]);
+    }
+}

@@ -12,16 +12,17 @@ use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::Registered;
+use super::current::FrameView;
 use super::route::Route;
 use super::task::Task;
-use super::Canceller;
+use super::{Canceller, Current};
 use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::cancellation::{Control, ErasedControl};
 use crate::error::{Error, InvokeError, Refused};
 use crate::events::EventLog;
 use crate::hooks::{Hooks, InstanceSpan};
 use crate::ident::{Ident, Name};
-use crate::instance::{Completion, Instance};
+use crate::instance::{ChildStart, Completion, Instance, Port};
 use crate::introspection::InstanceState;
 use crate::invocation::Invocation;
 use crate::pipeline::{ArgsIdentity, Pipeline};
@@ -30,20 +31,6 @@ use crate::registry::{
     Admission, Effects, Ending, EntryRef, Garbage, Gauge, Join, QueueId, Registry,
 };
 use crate::sharing::Sharing;
-
-/// What a nested pipeline step turned into.
-pub(crate) enum ChildStart<V, C> {
-    /// Run it (it may still have to wait for a slot).
-    Run(Instance<V, C>),
-    /// It runs on its own; the parent carries on.
-    Detached,
-    /// `use_existing`: the result of a live instance.
-    Shared(Sharing<V>),
-    /// Its queue refused it.
-    Dropped,
-    /// Its queue configuration is wrong: the step fails with this error.
-    Refused(Error),
-}
 
 /// The outcome of joining a queue.
 enum Joined<V, C> {
@@ -111,6 +98,61 @@ pub(crate) struct Core<C> {
     pub(super) quick_runs: bool,
     /// Told of registry changes once the runtime is stopped, for `shutdown`.
     pub(super) drained: tokio::sync::Notify,
+}
+
+/// The interpreter's port (`instance/port.rs`), as the runtime answers it.
+impl<C: Send + Sync + 'static> Port<C> for Arc<Core<C>> {
+    fn context(&self) -> &Arc<C> {
+        Core::context(self)
+    }
+
+    fn current<'a, V>(
+        &'a self,
+        at: EntryRef,
+        view: &'a FrameView<'a, V, C>,
+    ) -> Option<Current<'a, V, C>> {
+        Some(Current::lent(self, at, view))
+    }
+
+    fn start_child<V>(
+        &self,
+        parent: EntryRef,
+        pipeline: Pipeline<V, C>,
+        value: V,
+    ) -> ChildStart<V, C>
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        Core::start_child(self, parent, pipeline, value)
+    }
+
+    fn set_state(&self, at: EntryRef, state: InstanceState) {
+        Core::set_state(self, at, state);
+    }
+
+    fn cancel(&self, at: EntryRef, reason: CancelReason) -> bool {
+        self.cancel_id(at, reason)
+    }
+
+    fn cancel_below(&self, at: EntryRef, cause: Cancellation) {
+        Core::cancel_below(self, at, cause);
+    }
+
+    fn withdraw(&self, at: EntryRef) {
+        Core::withdraw(self, at);
+    }
+
+    fn finish(&self, at: EntryRef, ending: Ending, result: Option<Arc<dyn ErasedControl>>) -> bool {
+        Core::finish(self, at, ending, result)
+    }
+
+    fn await_children(&self, at: EntryRef) -> bool {
+        Core::await_children(self, at)
+    }
+
+    fn cancelled_while_waiting(&self, ident: &Ident) {
+        self.hooks().cancelled_while_waiting(ident);
+    }
 }
 
 impl<C: Send + Sync + 'static> Canceller for Core<C> {

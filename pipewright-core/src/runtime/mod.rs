@@ -56,7 +56,7 @@ use crate::pipeline_handle::PipelineHandle;
 use crate::registry::{Effects, Gauge};
 
 pub use self::builder::RuntimeBuilder;
-pub(crate) use self::core::{ChildStart, Core};
+pub(crate) use self::core::Core;
 pub use self::current::Current;
 pub(crate) use self::current::FrameView;
 pub use self::shutdown::Shutdown;
