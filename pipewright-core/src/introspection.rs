@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::behaviour::Concurrency;
-use crate::cancellation::ErasedControl;
+use crate::control::ErasedControl;
 use crate::error::Error;
 use crate::ident::Ident;
 

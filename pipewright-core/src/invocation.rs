@@ -6,14 +6,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::sharing::Sharing;
+use crate::control::sharing::Sharing;
 
 use crate::cancel_on_drop::CancelOnDrop;
 use crate::cancel_reason::CancelReason;
-use crate::cancellation::Control;
+use crate::control::Control;
 use crate::error::Error;
 use crate::ident::Ident;
-use crate::runtime::Canceller;
+
+/// Cancels instances by ident without knowing the context type: what an [`Invocation`]
+/// holds to cancel its instance (the runtime implements it).
+pub(crate) trait Canceller: Send + Sync {
+    fn cancel(&self, ident: &Ident, reason: CancelReason) -> bool;
+}
 
 /// The handle of one pipeline instance, returned by
 /// [`Runtime::invoke`](crate::Runtime::invoke).

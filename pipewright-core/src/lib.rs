@@ -41,19 +41,16 @@
 mod behaviour;
 mod cancel_on_drop;
 mod cancel_reason;
-mod cancellation;
 mod continuation;
+mod control;
 pub mod error;
-mod event_stream;
 mod events;
-mod hooks;
 mod ident;
 mod instance;
 pub mod introspection;
 mod invocation;
 pub mod outcome;
 mod pipeline;
-mod pipeline_handle;
 mod policy;
 mod producer;
 mod queue;
@@ -68,8 +65,6 @@ pub mod semantics {}
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod service;
-mod sharing;
-mod signals;
 pub mod supervision;
 #[cfg(feature = "timeline")]
 mod timeline;
@@ -81,18 +76,18 @@ pub use continuation::{Continuation, Frame, Step};
 pub use error::{
     BoxError, CancelError, Error, InvalidPolicy, InvokeError, Refused, StartError, SubscribeError,
 };
-pub use event_stream::EventStream;
+pub use events::hooks::{Event, EventKind};
+pub use events::stream::EventStream;
 /// The boxed future [`Child::run`](supervision::Child::run) returns (re-exported from
 /// `futures`).
 pub use futures::future::BoxFuture;
-pub use hooks::{Event, EventKind};
 pub use ident::Ident;
 pub use invocation::Invocation;
 pub use outcome::{Break, BreakAll, Cancel, IntoOutcome, Outcome};
 pub use pipeline::Pipeline;
-pub use pipeline_handle::PipelineHandle;
 pub use policy::{Backoff, RestartPolicy};
 pub use queue::Queue;
+pub use runtime::PipelineHandle;
 pub use runtime::{in_pipeline, Current, Runtime, RuntimeBuilder, Shutdown, WeakRuntime};
 #[cfg(feature = "timeline")]
 pub use timeline::Timeline;

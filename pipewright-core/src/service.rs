@@ -25,8 +25,8 @@ use std::task::{Context, Poll};
 use crate::error::{Error, InvokeError};
 use crate::ident::Ident;
 use crate::invocation::Invocation;
-use crate::pipeline_handle::PipelineHandle;
 use crate::registry::RoomPlace;
+use crate::runtime::PipelineHandle;
 
 /// A registered pipeline as a [`tower::Service`](tower_service::Service): `call(value)`
 /// invokes it with `value`, and its future is the invocation, which yields the pipeline's
@@ -96,6 +96,36 @@ pub struct PipelineService<V, C> {
     /// waited: one waker (the latest), given back when the service is dropped, so a
     /// request shed while the queue is full leaves nothing behind.
     room: RoomPlace,
+}
+
+/// The tower side of a handle: written here, so the runtime's handle does not depend on
+/// the tower module.
+impl<V, C> PipelineHandle<V, C>
+where
+    V: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// The pipeline as a [`tower` service](PipelineService): calling it
+    /// invokes the pipeline through this handle.
+    ///
+    /// ```
+    /// use pipewright::{pipeline, Runtime};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let runtime = Runtime::builder(())
+    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value = value + 1; }))
+    ///     .start()
+    ///     .unwrap();
+    /// let inc = runtime.handle::<u8>("inc").unwrap().into_service();
+    /// assert_eq!(inc.oneshot(41).await.unwrap(), 42);
+    /// # }
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+    pub fn into_service(self) -> PipelineService<V, C> {
+        PipelineService::new(self)
+    }
 }
 
 impl<V, C> PipelineService<V, C>

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::hooks::{Event, EventKind};
+use crate::events::hooks::{Event, EventKind};
 
 /// What an instance was doing during a stretch of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

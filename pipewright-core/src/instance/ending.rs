@@ -13,11 +13,11 @@ use futures::Future;
 use super::port::Port;
 use super::{Completion, Ending, Instance, Waiting};
 use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
+use crate::control::sharing::SharedEnd;
 use crate::error::Error;
 use crate::pipeline::Section;
 use crate::policy::Intensity;
-use crate::registry::Ending as Recorded;
-use crate::sharing::SharedEnd;
+use crate::registry::Recorded;
 
 impl<V, C> Instance<V, C>
 where
@@ -286,7 +286,7 @@ where
             }
         };
         let result = matches!(recorded, Recorded::Finished)
-            .then(|| Arc::clone(&self.control) as Arc<dyn crate::cancellation::ErasedControl>);
+            .then(|| Arc::clone(&self.control) as Arc<dyn crate::control::ErasedControl>);
         if core.finish(self.id, recorded, result) {
             // A cancellation was accepted before the value arrived: it wins.
             self.cancel = Some(Ending::Cancelled(self.control.cancelled_because(REQUESTED)));

@@ -31,16 +31,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::cancel_reason::Cancellation;
-use crate::cancellation::Control;
 use crate::continuation::Frame;
+use crate::control::sharing::Sharing;
+use crate::control::Control;
 use crate::error::Error;
-use crate::hooks::InstanceSpan;
+use crate::events::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::outcome::{Outcome, StepFuture};
 use crate::pipeline::{Pipeline, Section};
 use crate::policy::Intensity;
 use crate::registry::EntryRef;
-use crate::sharing::Sharing;
 
 pub(crate) use self::port::{ChildStart, Port};
 pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use super::Instance;
 use crate::cancel_reason::{CancelReason, Cancellation};
-use crate::cancellation::ErasedControl;
+use crate::control::sharing::Sharing;
+use crate::control::ErasedControl;
 use crate::error::Error;
 use crate::ident::Ident;
 use crate::introspection::InstanceState;
 use crate::pipeline::Pipeline;
-use crate::registry::{Ending, EntryRef};
+use crate::registry::{EntryRef, Recorded};
 use crate::runtime::{Current, FrameView};
-use crate::sharing::Sharing;
 
 /// What a nested pipeline step turned into.
 pub(crate) enum ChildStart<V, C> {
@@ -67,7 +67,12 @@ pub(crate) trait Port<C>: Send + Sync {
 
     /// Records how `at`'s own steps ended; `true` if a cancellation was accepted before
     /// its value arrived (the value must then be reported as cancelled).
-    fn finish(&self, at: EntryRef, ending: Ending, result: Option<Arc<dyn ErasedControl>>) -> bool;
+    fn finish(
+        &self,
+        at: EntryRef,
+        ending: Recorded,
+        result: Option<Arc<dyn ErasedControl>>,
+    ) -> bool;
 
     /// `true` if `at` must wait for children still live before its `finally!` (it is
     /// told when they are done).

@@ -259,14 +259,14 @@ mod on_a_fake_port {
 
     use super::{layout, pipeline, Calls, PendingOnce};
     use crate::cancel_reason::{CancelReason, Cancellation};
-    use crate::cancellation::{Control, ErasedControl};
+    use crate::control::{Control, ErasedControl};
     use crate::error::Error;
     use crate::ident::{Ident, Name};
     use crate::instance::{ChildStart, Completion, Instance, Port};
     use crate::introspection::InstanceState;
     use crate::outcome::Outcome;
     use crate::pipeline::Pipeline;
-    use crate::registry::{Ending, EntryRef};
+    use crate::registry::{EntryRef, Recorded};
     use crate::runtime::{Current, FrameView};
 
     /// A port that records what the interpreter asks of it, and answers as a runtime with
@@ -333,13 +333,13 @@ mod on_a_fake_port {
         fn finish(
             &self,
             at: EntryRef,
-            ending: Ending,
+            ending: Recorded,
             _result: Option<Arc<dyn ErasedControl>>,
         ) -> bool {
             let ending = match ending {
-                Ending::Finished => "finished".to_owned(),
-                Ending::Failed(error) => format!("failed: {error:#}"),
-                Ending::Cancelled(cause) => format!("cancelled: {cause:?}"),
+                Recorded::Finished => "finished".to_owned(),
+                Recorded::Failed(error) => format!("failed: {error:#}"),
+                Recorded::Cancelled(cause) => format!("cancelled: {cause:?}"),
             };
             self.note(format!("finish {} {ending}", at.id));
             false

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::shard::{shrink_map, KEPT_INDEX};
 use super::view::View;
-use super::{Admission, Effects, Ending, Entry, Gauge, Join, Parked, Place, QueueId, Siblings};
+use super::{Admission, Effects, Entry, Gauge, Join, Parked, Place, QueueId, Recorded, Siblings};
 use crate::behaviour::{Concurrency, WhenFull};
 use crate::cancel_reason::{CancelReason, Cancellation};
-use crate::cancellation::ErasedControl;
+use crate::control::ErasedControl;
 use crate::error::InvokeError;
-use crate::hooks::{Event, EventKind};
+use crate::events::hooks::{Event, EventKind};
 use crate::ident::{Ident, Name};
 use crate::introspection::{InstanceState, KeptResult};
 
@@ -269,7 +269,7 @@ impl View<'_> {
     pub(super) fn finish(
         &mut self,
         id: u64,
-        mut ending: Ending,
+        mut ending: Recorded,
         mut result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
     ) -> bool {
@@ -278,9 +278,9 @@ impl View<'_> {
             return false;
         };
         let cancelled_first =
-            matches!(ending, Ending::Finished) && entry.state == InstanceState::Cancelling;
+            matches!(ending, Recorded::Finished) && entry.state == InstanceState::Cancelling;
         if cancelled_first {
-            ending = Ending::Cancelled(
+            ending = Recorded::Cancelled(
                 entry
                     .control
                     .cancel_reason()
@@ -294,7 +294,7 @@ impl View<'_> {
         let started = entry.started;
         let queue = entry.queue;
         let ident =
-            (logging || matches!(ending, Ending::Cancelled(_))).then(|| entry.ident.clone());
+            (logging || matches!(ending, Recorded::Cancelled(_))).then(|| entry.ident.clone());
         let waits_for_children = !entry.children.is_empty();
         self.leave_existing(id);
         if let Some(state) = self.queue(queue) {
@@ -303,23 +303,23 @@ impl View<'_> {
                 stats.performed += 1;
             }
             match &ending {
-                Ending::Finished => {
+                Recorded::Finished => {
                     let kept = result.map(KeptResult::InControl);
                     if let Some(old) = std::mem::replace(&mut stats.last_result, kept) {
                         fx.discard_result(old);
                     }
                 }
-                Ending::Failed(error) => stats.last_error = Some(error.clone()),
-                Ending::Cancelled(_) => stats.last_cancelled.clone_from(&ident),
+                Recorded::Failed(error) => stats.last_error = Some(error.clone()),
+                Recorded::Cancelled(_) => stats.last_cancelled.clone_from(&ident),
             }
         }
         if !fx.garbage.is_empty() && fx.garbage.on_behalf_of.is_none() {
             fx.garbage.on_behalf_of = self.ident_of(id);
         }
         let kind = match ending {
-            Ending::Finished => EventKind::Finished,
-            Ending::Failed(error) => EventKind::Failed(error),
-            Ending::Cancelled(cause) => EventKind::Cancelled {
+            Recorded::Finished => EventKind::Finished,
+            Recorded::Failed(error) => EventKind::Failed(error),
+            Recorded::Cancelled(cause) => EventKind::Cancelled {
                 reason: cause.reason,
                 by_parent: cause.by_parent,
             },

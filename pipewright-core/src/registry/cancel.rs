@@ -9,7 +9,7 @@ use super::shard::CancelScratch;
 use super::view::View;
 use super::{Effects, Entry, Place, QueueId};
 use crate::cancel_reason::{CancelReason, Cancellation};
-use crate::hooks::EventKind;
+use crate::events::hooks::EventKind;
 use crate::introspection::InstanceState;
 use crate::queue::FastSet;
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Gauge;
-use crate::cancellation::ErasedControl;
+use crate::control::ErasedControl;
 use crate::ident::Ident;
 use crate::introspection::{ErasedKept, KeptResult};
 

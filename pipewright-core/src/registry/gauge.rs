@@ -49,7 +49,7 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
-use super::queue_state::Stats;
+use super::stats::Stats;
 use super::QueueId;
 use crate::behaviour::Concurrency;
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use loom::thread;
 
-use super::{Admission, Effects, Ending, EntryRef, Join, Registry};
+use super::{Admission, Effects, EntryRef, Join, Recorded, Registry};
 use crate::behaviour::{Behaviour, Concurrency};
-use crate::cancellation::{Control, ErasedControl};
+use crate::cancel_reason::{CancelReason, REQUESTED};
+use crate::control::{Control, ErasedControl};
 use crate::ident::{Ident, Name};
 use crate::introspection::InstanceState;
 
@@ -91,10 +92,14 @@ fn loom_model_a_child_joins_while_its_tree_is_cancelled_and_its_queue_frees_a_sl
         let ender = {
             let registry = Arc::clone(&registry);
             thread::spawn(move || {
-                registry.finish(holder, Ending::Finished, None, &mut Effects::default());
+                registry.finish(holder, Recorded::Finished, None, &mut Effects::default());
             })
         };
-        assert!(registry.cancel_ident(&parent_ident, &mut Effects::default()));
+        assert!(registry.cancel_ident(
+            &parent_ident,
+            CancelReason::Requested,
+            &mut Effects::default()
+        ));
         let (child, _, child_admission) = child.join().unwrap();
         ender.join().unwrap();
 
@@ -116,12 +121,12 @@ fn loom_model_a_child_joins_while_its_tree_is_cancelled_and_its_queue_frees_a_sl
 
         // Everything ends: the registry empties, queue by queue and tree by tree.
         let mut fx = Effects::default();
-        registry.finish(waiter, Ending::Finished, None, &mut fx);
+        registry.finish(waiter, Recorded::Finished, None, &mut fx);
         if child_state == Some(InstanceState::Waiting) {
             registry.withdraw(child, &mut fx);
         }
-        registry.finish(child, Ending::Cancelled, None, &mut fx);
-        registry.finish(parent, Ending::Cancelled, None, &mut fx);
+        registry.finish(child, Recorded::Cancelled(REQUESTED), None, &mut fx);
+        registry.finish(parent, Recorded::Cancelled(REQUESTED), None, &mut fx);
         assert_eq!(registry.counts(), (0, 2));
     });
 }
@@ -170,7 +175,7 @@ fn loom_model_wide_operations_and_restartable_joins_do_not_deadlock() {
 
         let mut fx = Effects::default();
         for done in [root, second_child, first_child, parent] {
-            registry.finish(done, Ending::Cancelled, None, &mut fx);
+            registry.finish(done, Recorded::Cancelled(REQUESTED), None, &mut fx);
         }
         assert_eq!(registry.counts(), (0, 2));
     });

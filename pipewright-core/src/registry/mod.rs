@@ -89,7 +89,8 @@
 //! - `lists.rs`: the intrusive live and waiting lists of a queue
 //! - `effects.rs`: [`Effects`] and [`Garbage`], what is carried out after the locks
 //! - `queue_state.rs`: a queue as the registry keeps it
-//! - `gauge.rs`: a queue's slot counts and statistics, shared without the locks
+//! - `gauge.rs`: a queue's slot counts, shared without the locks, and its statistics
+//! - `stats.rs`: a queue's statistics (under its gauge's lock)
 //! - `quick.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
 //!
@@ -107,6 +108,7 @@ mod loom_model;
 mod queue_state;
 mod quick;
 mod shard;
+mod stats;
 mod tree;
 mod view;
 
@@ -120,10 +122,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::behaviour::Concurrency;
 use crate::cancel_reason::{CancelReason, Cancellation};
-use crate::cancellation::ErasedControl;
+use crate::control::ErasedControl;
 use crate::error::{Error, InvokeError};
+use crate::events::hooks::{Event, EventKind};
 use crate::events::EventLog;
-use crate::hooks::{Event, EventKind};
 use crate::ident::{Ident, Name};
 use crate::introspection::{ActiveQueue, InstanceInfo, InstanceState, QueueInfo};
 use crate::queue::KeyedState;
@@ -240,7 +242,7 @@ pub(crate) enum Admission {
 }
 
 /// How an instance ended, for statistics and events.
-pub(crate) enum Ending {
+pub(crate) enum Recorded {
     Finished,
     Failed(Error),
     Cancelled(Cancellation),
@@ -471,7 +473,7 @@ impl Registry {
     pub(crate) fn finish(
         &self,
         at: EntryRef,
-        ending: Ending,
+        ending: Recorded,
         result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
     ) -> bool {

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use super::gauge::Gauge;
 use crate::behaviour::Concurrency;
-use crate::error::Error;
-use crate::ident::{Ident, Name};
+use crate::ident::Name;
 use crate::queue::FastMap;
 
 /// One end-to-end list of instance ids, linked through the registry's entries.
@@ -15,15 +14,6 @@ pub(crate) struct List {
     pub(crate) head: Option<u64>,
     pub(crate) tail: Option<u64>,
     pub(crate) len: usize,
-}
-
-/// Per-queue statistics for introspection.
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub(crate) performed: u64,
-    pub(crate) last_result: Option<crate::introspection::KeptResult>,
-    pub(crate) last_error: Option<Error>,
-    pub(crate) last_cancelled: Option<Ident>,
 }
 
 /// A queue as the registry keeps it.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::view::View;
 use super::{Admission, Effects, EntryRef, Gauge, Join, QueueId, Registry};
 use crate::behaviour::Concurrency;
-use crate::cancellation::ErasedControl;
+use crate::control::ErasedControl;
 use crate::error::{Error, InvokeError};
 use crate::ident::{Ident, Name};
 use crate::introspection::{Kept, KeptResult};

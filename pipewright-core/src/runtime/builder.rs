@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Core, Runtime};
 use crate::error::{Error, StartError};
+use crate::events::hooks::{Event, Hooks};
 use crate::events::{EventLog, EVENT_BACKLOG};
-use crate::hooks::{Event, Hooks};
 use crate::ident::{Ident, Name};
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, QueueSpec};

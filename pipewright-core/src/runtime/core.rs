@@ -15,22 +15,23 @@ use super::builder::Registered;
 use super::current::FrameView;
 use super::route::Route;
 use super::task::Task;
-use super::{Canceller, Current};
+use super::Current;
 use crate::cancel_reason::{CancelReason, Cancellation};
-use crate::cancellation::{Control, ErasedControl};
+use crate::control::sharing::Sharing;
+use crate::control::{Control, ErasedControl};
 use crate::error::{Error, InvokeError, Refused};
+use crate::events::hooks::{Hooks, InstanceSpan};
 use crate::events::EventLog;
-use crate::hooks::{Hooks, InstanceSpan};
 use crate::ident::{Ident, Name};
 use crate::instance::{ChildStart, Completion, Instance, Port};
 use crate::introspection::InstanceState;
+use crate::invocation::Canceller;
 use crate::invocation::Invocation;
 use crate::pipeline::{ArgsIdentity, Pipeline};
 use crate::queue::{FastMap, QueueOf};
 use crate::registry::{
-    Admission, Effects, Ending, EntryRef, Garbage, Gauge, Join, QueueId, Registry,
+    Admission, Effects, EntryRef, Garbage, Gauge, Join, QueueId, Recorded, Registry,
 };
-use crate::sharing::Sharing;
 
 /// The outcome of joining a queue.
 enum Joined<V, C> {
@@ -142,7 +143,12 @@ impl<C: Send + Sync + 'static> Port<C> for Arc<Core<C>> {
         Core::withdraw(self, at);
     }
 
-    fn finish(&self, at: EntryRef, ending: Ending, result: Option<Arc<dyn ErasedControl>>) -> bool {
+    fn finish(
+        &self,
+        at: EntryRef,
+        ending: Recorded,
+        result: Option<Arc<dyn ErasedControl>>,
+    ) -> bool {
         Core::finish(self, at, ending, result)
     }
 
@@ -222,7 +228,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 
     /// Tells the watcher about something outside the queues (supervision).
-    pub(crate) fn emit(&self, ident: &Ident, queue: &Name, kind: crate::hooks::EventKind) {
+    pub(crate) fn emit(&self, ident: &Ident, queue: &Name, kind: crate::events::hooks::EventKind) {
         self.registry.emit_named(ident, queue, kind);
         self.deliver_events();
     }
@@ -282,7 +288,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(crate) fn finish(
         &self,
         at: EntryRef,
-        ending: Ending,
+        ending: Recorded,
         result: Option<Arc<dyn ErasedControl>>,
     ) -> bool {
         let mut fx = Effects::default();

@@ -17,7 +17,8 @@
 //! | `Ordinary` | anything else: per key, `use_existing`, restartable, observed, steps that take `current`, or a full queue without an executor | `Core::join`, then `carry_on` | in `invoke` when admitted; else on the executor once admitted |
 //! | `invoke_future` (`pending.rs`) | the argument is a future | a control block and the task that waits for the argument | on the executor |
 //!
-//! - `mod.rs`: [`Runtime`], [`WeakRuntime`], [`in_pipeline`] and [`Canceller`]
+//! - `mod.rs`: [`Runtime`], [`WeakRuntime`] and [`in_pipeline`]
+//! - `pipeline_handle.rs`: [`PipelineHandle`], a registered pipeline resolved once
 //! - `builder.rs`: [`RuntimeBuilder`] and the registered pipelines it collects
 //! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
 //! - `current.rs`: [`Current`], a step's view of its instance
@@ -32,6 +33,7 @@ mod core;
 mod current;
 mod parked;
 mod pending;
+mod pipeline_handle;
 mod quick;
 mod route;
 mod shutdown;
@@ -45,20 +47,20 @@ use std::sync::{Arc, Weak};
 
 use crate::cancel_reason::CancelReason;
 use crate::error::{BoxError, CancelError, InvokeError, Refused, SubscribeError};
-use crate::event_stream::EventStream;
-use crate::hooks::Hooks;
+use crate::events::hooks::Hooks;
+use crate::events::stream::EventStream;
 use crate::ident::{Ident, Name};
 use crate::instance::in_step;
 use crate::introspection::{ActiveQueue, InstanceInfo, QueueInfo};
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
-use crate::pipeline_handle::PipelineHandle;
 use crate::registry::{Effects, Gauge};
 
 pub use self::builder::RuntimeBuilder;
 pub(crate) use self::core::Core;
 pub use self::current::Current;
 pub(crate) use self::current::FrameView;
+pub use self::pipeline_handle::PipelineHandle;
 pub use self::shutdown::Shutdown;
 
 /// Runs pipelines: by registered name or by value, with a shared context.
@@ -690,10 +692,4 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.core.adopt_asking();
         self.core.registry.counts()
     }
-}
-
-/// Cancels instances by id without knowing the context type: what an [`Invocation`]
-/// holds to cancel its instance.
-pub(crate) trait Canceller: Send + Sync {
-    fn cancel(&self, ident: &Ident, reason: CancelReason) -> bool;
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use super::core::contained;
 use super::task::Task;
-use super::{Canceller, Core};
-use crate::cancellation::{Control, ErasedControl};
+use super::Core;
+use crate::control::{Control, ErasedControl};
 use crate::error::{Error, Refused};
 use crate::ident::{Ident, Name};
 use crate::instance::Instance;
+use crate::invocation::Canceller;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::registry::{Admission, Effects, EntryRef, Join, QueueId};

@@ -13,17 +13,18 @@ use std::task::{Context, Poll};
 use super::core::contained;
 use super::parked::root_join;
 use super::task::Task;
-use super::{Canceller, Core};
+use super::Core;
 use crate::cancel_reason::REQUESTED;
-use crate::cancellation::Control;
+use crate::control::Control;
 use crate::error::{BoxError, Error, InvokeError, Refused};
-use crate::hooks::InstanceSpan;
+use crate::events::hooks::InstanceSpan;
 use crate::ident::{Ident, Name};
 use crate::instance::Instance;
+use crate::invocation::Canceller;
 use crate::invocation::Invocation;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueOf;
-use crate::registry::{Admission, Effects, Ending, EntryRef};
+use crate::registry::{Admission, Effects, EntryRef, Recorded};
 
 type Argument<V> = Pin<Box<dyn Future<Output = Result<V, BoxError>> + Send>>;
 
@@ -172,7 +173,7 @@ where
         if this.control.is_cancelled() {
             this.core.hooks().cancelled_while_waiting(&this.ident);
             let cause = this.control.cancelled_because(REQUESTED);
-            this.end(Ending::Cancelled(cause), cause.error());
+            this.end(Recorded::Cancelled(cause), cause.error());
             return Poll::Ready(());
         }
         let polled = catch_unwind(AssertUnwindSafe(|| argument.as_mut().poll(cx)));
@@ -234,17 +235,17 @@ where
     /// `rescue!` or `finally!` with, the invocation fails, reported like a step's error.
     fn fail(&mut self, error: Error) {
         self.core.hooks().report(&self.ident, &error);
-        self.end(Ending::Failed(error.clone()), error);
+        self.end(Recorded::Failed(error.clone()), error);
     }
 
     /// Ends the invocation before it had a value: no step ran, so no `finally!` either.
-    fn end(&mut self, ending: Ending, error: Error) {
+    fn end(&mut self, ending: Recorded, error: Error) {
         let admitted = match std::mem::replace(&mut self.state, State::Done) {
             State::Argument { admitted, .. } => admitted || self.control.is_admitted(),
             _ => return,
         };
         let id = self.at;
-        if !admitted && !matches!(ending, Ending::Cancelled(_)) {
+        if !admitted && !matches!(ending, Recorded::Cancelled(_)) {
             self.core.withdraw(id);
         }
         self.core.finish(id, ending, None);
@@ -261,7 +262,7 @@ where
         // The executor dropped the task while the argument was pending (it shut down):
         // nothing can wait for it any more.
         if matches!(self.state, State::Argument { .. }) {
-            self.end(Ending::Failed(Error::NoExecutor), Error::NoExecutor);
+            self.end(Recorded::Failed(Error::NoExecutor), Error::NoExecutor);
         }
     }
 }

@@ -33,7 +33,7 @@ use super::core::contained;
 use super::parked::root_join;
 use super::route::QueueAt;
 use super::Core;
-use crate::cancellation::{Control, ErasedControl};
+use crate::control::{Control, ErasedControl};
 use crate::error::{Error, Refused};
 use crate::ident::{Ident, Name};
 use crate::instance::{run_quick, Instance, QuickRun, QuickStop};

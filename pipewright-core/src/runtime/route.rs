@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::Core;
 use crate::error::InvokeError;
-use crate::hooks::InstanceSpan;
+use crate::events::hooks::InstanceSpan;
 use crate::ident::Name;
 use crate::pipeline::Pipeline;
 use crate::queue::QueueOf;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Child, Failure, Restart, Strategy, SuperviseError, Supervisor, SupervisorError};
 use crate::error::Error;
-use crate::hooks::EventKind;
+use crate::events::hooks::EventKind;
 use crate::ident::Ident;
 use crate::policy::Intensity;
 use crate::runtime::{Core, Runtime};

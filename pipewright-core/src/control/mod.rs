@@ -11,6 +11,13 @@
 //! the last successful result (for queue statistics and for the callers that share the
 //! instance's result through `use_existing`), and how those callers are told it ended
 //! (`sharing.rs`).
+//!
+//! - `mod.rs`: [`Control`] and its erased form, [`ErasedControl`]
+//! - `signals.rs`: its flags, cancellation reason and waker (with their loom model)
+//! - `sharing.rs`: the callers that share the instance's result
+
+pub(crate) mod sharing;
+pub(crate) mod signals;
 
 use std::any::{type_name, Any};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -20,8 +27,8 @@ use futures::task::AtomicWaker;
 
 use crate::cancel_reason::Cancellation;
 use crate::error::Error;
-use crate::sharing::{SharedEnd, Sharers};
-use crate::signals::Signals;
+use sharing::{SharedEnd, Sharers};
+use signals::Signals;
 
 /// An instance's argument: known when it was invoked, or set once when the future it
 /// was invoked with resolves (`invoke_future`). Two variants, so that the common case

@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 use slab::Slab;
 
 use crate::cancel_reason::Cancellation;
-use crate::cancellation::Control;
+use crate::control::Control;
 use crate::error::Error;
 
 /// How a shared instance ended, as its sharers see it.

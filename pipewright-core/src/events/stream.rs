@@ -1,7 +1,7 @@
 //! [`EventStream`]: the runtime's events as a `futures::Stream`, one per subscriber.
 //!
 //! The runtime sends each event it delivers, with its sequence number, into a tokio
-//! broadcast channel (`events.rs`); a subscriber reads it through a `broadcast::Receiver`
+//! broadcast channel (`mod.rs`); a subscriber reads it through a `broadcast::Receiver`
 //! wrapped here. Sequence numbers count every event that happened, kept in the runtime's
 //! backlog or not, and do two things: events from before the subscription (still on
 //! their way when it was made) are skipped, and a gap between what the subscriber read
@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::events::Sequenced;
-use crate::hooks::{Event, EventKind};
+use super::Sequenced;
+use crate::events::hooks::{Event, EventKind};
 
 /// The runtime's events, from the moment of subscribing on, as a [`Stream`]: what the
 /// [watcher](crate::RuntimeBuilder::watcher) is told, in the same order (the order the

@@ -27,6 +27,14 @@
 //! number the log had reached when it subscribed: it skips events from before, and
 //! counts the ones it lost (in the runtime's backlog or in its own buffer) from the gaps,
 //! so its accounting is as exact as the watcher's.
+//!
+//! - `mod.rs`: the event log and its delivery
+//! - `hooks.rs`: the hooks (error reporter, watcher, transactor, `on_cancel`), the events
+//!   ([`Event`], [`EventKind`]) and the instance's `tracing` span
+//! - `stream.rs`: [`EventStream`](crate::EventStream), a subscriber's stream of events
+
+pub(crate) mod hooks;
+pub(crate) mod stream;
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,8 +43,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::broadcast;
 
 use crate::error::Error;
-use crate::hooks::{Event, EventKind, Hooks};
 use crate::ident::{Ident, Name};
+use hooks::{Event, EventKind, Hooks};
 
 /// Undelivered events kept at most; see [`EventKind::Lagged`].
 pub(crate) const EVENT_BACKLOG: usize = 1 << 16;
@@ -289,9 +297,9 @@ mod tests {
 
     use futures::{FutureExt, StreamExt};
 
+    use super::hooks::{Event, EventKind, Hooks};
     use super::EventLog;
-    use crate::event_stream::EventStream;
-    use crate::hooks::{Event, EventKind, Hooks};
+    use crate::events::stream::EventStream;
     use crate::ident::Ident;
     use crate::ident::Name;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 #[cfg(feature = "tower")]
 use std::task::{Context, Poll};
 
+use super::Core;
 #[cfg(feature = "tower")]
 #[cfg(feature = "tower")]
 use crate::error::InvokeError;
@@ -16,7 +17,6 @@ use crate::pipeline::Pipeline;
 use crate::registry::Gauge;
 #[cfg(feature = "tower")]
 use crate::registry::RoomPlace;
-use crate::runtime::Core;
 
 /// A typed handle to a pipeline registered in a [`Runtime`](crate::Runtime), made by
 /// [`Runtime::handle`](crate::Runtime::handle).
@@ -94,29 +94,6 @@ where
     /// The name the pipeline is registered under.
     pub fn name(&self) -> &str {
         self.name.as_str()
-    }
-
-    /// The pipeline as a [`tower` service](crate::service::PipelineService): calling it
-    /// invokes the pipeline through this handle.
-    ///
-    /// ```
-    /// use pipewright::{pipeline, Runtime};
-    /// use tower::ServiceExt;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let runtime = Runtime::builder(())
-    ///     .register("inc", pipeline!(|value: u8, _ctx: &()| { value = value + 1; }))
-    ///     .start()
-    ///     .unwrap();
-    /// let inc = runtime.handle::<u8>("inc").unwrap().into_service();
-    /// assert_eq!(inc.oneshot(41).await.unwrap(), 42);
-    /// # }
-    /// ```
-    #[cfg(feature = "tower")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-    pub fn into_service(self) -> crate::service::PipelineService<V, C> {
-        crate::service::PipelineService::new(self)
     }
 
     /// Whether the pipeline's queue would take one more invocation: `Pending` only for a
