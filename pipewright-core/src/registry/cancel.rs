@@ -170,8 +170,8 @@ impl View<'_> {
     pub(super) fn stop(&mut self, everything: bool, fx: &mut Effects) -> usize {
         let mut tops = Vec::new();
         // (id, whether it is a tree's top); below the roots, only detached children are.
-        // Roots in arrival order (popped from the end: newest pushed first), whatever
-        // shards they are in.
+        // Roots by id, whatever shards they are in (popped from the end: newest pushed
+        // first): arrival order among one thread's invocations (`runtime/ids.rs`).
         let mut stack: Vec<(u64, bool)> = self
             .entries()
             .into_iter()

@@ -35,8 +35,8 @@ impl View<'_> {
             .unwrap_or_default()
     }
 
-    /// Active instances grouped by queue (queues by name; in each, slot holders in
-    /// arrival order, then waiting ones in arrival order). A cancelled instance has
+    /// Active instances grouped by queue (queues by name; in each, slot holders, then
+    /// waiting ones, by id: arrival order among one thread's invocations). A cancelled instance has
     /// given its slot back and is not listed, though it is live (and [`instance`] finds
     /// it) until its `finally!` is done.
     ///

@@ -3,11 +3,12 @@
 
 use std::any::{type_name, Any};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::ids::Ids;
 use super::{Core, Runtime};
 use crate::error::{Error, StartError};
 use crate::events::hooks::{Event, Hooks};
@@ -343,7 +344,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
                 executor,
                 stopped: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
-                next_id: AtomicU64::new(1),
+                ids: Ids::new(),
                 registry,
                 quick_runs,
                 events,

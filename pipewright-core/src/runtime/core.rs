@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::builder::Registered;
 use super::current::FrameView;
+use super::ids::Ids;
 use super::route::Route;
 use super::task::Task;
 use super::Current;
@@ -88,7 +89,8 @@ pub(crate) struct Core<C> {
     pub(super) stopped: AtomicBool,
     /// Cancelled when the runtime stops; each supervisor's stop signal is a child of it.
     pub(super) shutdown: CancellationToken,
-    pub(super) next_id: AtomicU64,
+    /// Instance ids, from per-thread blocks (`ids.rs`).
+    pub(super) ids: Ids,
     /// Internally locked: a shard per group of queues, and the tree lock.
     pub(super) registry: Registry,
     /// The events (also recorded into by the registry), when a watcher or event streams
@@ -237,7 +239,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(crate) fn ident(&self, name: &Name) -> Ident {
         Ident {
             name: name.clone(),
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: self.ids.next(),
         }
     }
 
@@ -342,7 +344,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             Some(identity) => Some(or_refuse!(contained("hash", || (identity.hash)(&argument)))),
             None => None,
         };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.ids.next();
         let ident = Ident { name, id };
         // A queue resolved at registration: no name to hash for its shard and slot.
         let resolved = resolved.filter(|_| !keyed);

@@ -22,6 +22,7 @@
 //! - `builder.rs`: [`RuntimeBuilder`] and the registered pipelines it collects
 //! - `core.rs`: [`Core`], the shared state: glue between the registry and the instances
 //! - `current.rs`: [`Current`], a step's view of its instance
+//! - `ids.rs`: instance ids, from per-thread blocks
 //! - `route.rs`: the route a root invocation takes, chosen once (a table of the routes
 //!   and where each first polls the instance)
 //! - `quick.rs`: the quick path of a root invocation, and its adoption as an instance
@@ -31,6 +32,7 @@
 mod builder;
 mod core;
 mod current;
+mod ids;
 mod parked;
 mod pending;
 mod pipeline_handle;
@@ -600,8 +602,9 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     }
 
     /// The active instances, grouped by queue (queues sorted by name; in each, those that
-    /// hold a slot, then those that wait for one, in arrival order): each with its ident,
-    /// state, parent and argument.
+    /// hold a slot, then those that wait for one, each by ident: the order they arrived
+    /// in, among the invocations of one thread): each with its ident, state, parent and
+    /// argument.
     ///
     /// An instance leaves this list the moment it stops holding (or waiting for) a slot:
     /// once cancelled, it is not listed, so the list agrees with
