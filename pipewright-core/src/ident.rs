@@ -2,9 +2,10 @@
 //! so that the registry, the interpreter and the runtime all use it without depending on
 //! each other.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// A name that is either static (a pipeline's site) or shared (registration names, explicit
 /// and per-key queue names). Equality and hashing look at the text only.
@@ -46,6 +47,27 @@ impl fmt::Debug for Name {
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The text of a registration name, kept for the life of the process: every instance's
+/// ident names its pipeline, and a `&'static str` is copied with no reference count to
+/// write (an `Arc<str>` shared by every invocation of a pipeline, from every thread, is
+/// one more write they share). Each distinct name is kept once, however many runtimes
+/// register it.
+pub(crate) fn interned(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match names.get(name) {
+        Some(kept) => kept,
+        None => {
+            let kept: &'static str = Box::leak(name.into());
+            names.insert(kept);
+            kept
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::{Core, Runtime};
 use crate::error::{Error, StartError};
 use crate::events::hooks::{Event, Hooks};
 use crate::events::{EventLog, EVENT_BACKLOG};
-use crate::ident::{Ident, Name};
+use crate::ident::{interned, Ident, Name};
 use crate::pipeline::Pipeline;
 use crate::queue::{FastMap, QueueSpec};
 use crate::registry::Registry;
@@ -23,6 +23,9 @@ use crate::registry::Registry;
 /// argument type is caught.
 pub(super) struct Registered {
     pub(super) name: Arc<str>,
+    /// `name` as its instances' idents name it (interned: copying it writes nothing
+    /// shared), lent to every invocation.
+    pub(super) ident_name: Name,
     pub(super) pipeline: Box<dyn Any + Send + Sync>,
     pub(super) value_type: &'static str,
     /// The fixed queue it runs in and its configuration, checked at `start`.
@@ -79,7 +82,9 @@ impl<C> fmt::Debug for RuntimeBuilder<C> {
 
 impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
     /// Registers `pipeline` under `name`, so it can be invoked by name. Its implicit queue
-    /// takes the name (an explicit or per-key queue is kept).
+    /// takes the name (an explicit or per-key queue is kept). The name's text is kept for
+    /// the life of the process (once per distinct name, whatever the number of runtimes):
+    /// register a bounded set of names, not one per request.
     ///
     /// ```
     /// # use pipewright::{pipeline, Runtime};
@@ -104,6 +109,7 @@ impl<C: Send + Sync + 'static> RuntimeBuilder<C> {
             QueueSpec::Implicit | QueueSpec::Keyed(_) => None,
         };
         self.pipelines.push(Registered {
+            ident_name: Name::Static(interned(&name)),
             name,
             pipeline: Box::new(pipeline),
             value_type: type_name::<V>(),

@@ -494,7 +494,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(crate) fn start_root<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
-        name: Name,
+        name: &Name,
         argument: V,
         queue: Option<&Arc<Gauge>>,
     ) -> Result<Invocation<V>, Refused<V>>
@@ -507,10 +507,10 @@ impl<C: Send + Sync + 'static> Core<C> {
         // A queue resolved at registration serves only while the pipeline's configuration
         // is the one it was resolved with.
         let queue = queue.filter(|gauge| gauge.concurrency == pipeline.config().concurrency);
-        match self.route(pipeline, &name, queue) {
+        match self.route(pipeline, name, queue) {
             Err(error) => return Err(Refused::new(error, argument)),
-            Ok(Route::Quick(at)) => return self.start_quick(pipeline, &name, &at, argument),
-            Ok(Route::Refused) => return Ok(Invocation::refused(self.ident(&name), argument)),
+            Ok(Route::Quick(at)) => return self.start_quick(pipeline, name, &at, argument),
+            Ok(Route::Refused) => return Ok(Invocation::refused(self.ident(name), argument)),
             Ok(Route::Parked(at)) => {
                 return self.start_parked(pipeline, name, &at.name, at.gauge.id, argument)
             }
@@ -518,7 +518,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
         let canceller = || Arc::clone(self) as Arc<dyn Canceller>;
         let resolved = queue.map(|gauge| gauge.id);
-        let joined = self.join(pipeline.clone(), name, argument, None, resolved)?;
+        let joined = self.join(pipeline.clone(), name.clone(), argument, None, resolved)?;
         let (instance, control) = match joined {
             Joined::Run(instance, control) => (instance, control),
             Joined::Shared { ident, sharing } => {

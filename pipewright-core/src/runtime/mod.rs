@@ -313,7 +313,10 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         E: Into<BoxError>,
     {
         match self.resolve::<V>(name) {
-            Ok((pipeline, name, _)) => self.core.start_root_future(pipeline, name, argument),
+            Ok((pipeline, name, _)) => {
+                self.core
+                    .start_root_future(pipeline, name.clone(), argument)
+            }
             Err(error) => Err(Refused::new(error, argument)),
         }
     }
@@ -377,7 +380,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         Ok(PipelineHandle::new(
             Arc::clone(&self.core),
             pipeline.clone(),
-            name,
+            name.clone(),
             queue.cloned(),
         ))
     }
@@ -387,7 +390,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     fn resolve<V>(
         &self,
         name: &str,
-    ) -> Result<(&Pipeline<V, C>, Name, Option<&Arc<Gauge>>), InvokeError>
+    ) -> Result<(&Pipeline<V, C>, &Name, Option<&Arc<Gauge>>), InvokeError>
     where
         V: Clone + Send + Sync + 'static,
     {
@@ -404,11 +407,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
                 found: type_name::<V>(),
             });
         };
-        Ok((
-            pipeline,
-            Name::Shared(Arc::clone(&registered.name)),
-            registered.gauge.as_ref(),
-        ))
+        Ok((pipeline, &registered.ident_name, registered.gauge.as_ref()))
     }
 
     /// Invokes a pipeline value, registered or not, with `argument`. An unregistered
@@ -431,7 +430,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         V: Clone + Send + Sync + 'static,
     {
         let name = Name::Static(pipeline.site_name());
-        self.core.start_root(pipeline, name, argument, None)
+        self.core.start_root(pipeline, &name, argument, None)
     }
 
     /// Cancels the instance `ident` as [SEMANTICS 4] says: climbs through its non-detached

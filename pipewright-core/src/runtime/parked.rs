@@ -51,7 +51,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     pub(super) fn start_parked<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
-        name: Name,
+        name: &Name,
         queue: &Name,
         queue_id: QueueId,
         argument: V,
@@ -59,7 +59,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     where
         V: Clone + Send + Sync + 'static,
     {
-        let ident = self.ident(&name);
+        let ident = self.ident(name);
         let id = ident.id;
         let kept = match contained("clone", || argument.clone()) {
             Ok(kept) => kept,

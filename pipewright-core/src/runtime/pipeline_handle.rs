@@ -83,12 +83,8 @@ where
     /// assert_eq!(inc.invoke(41).unwrap().try_result().unwrap().unwrap(), 42);
     /// ```
     pub fn invoke(&self, argument: V) -> Result<Invocation<V>, Refused<V>> {
-        self.core.start_root(
-            &self.pipeline,
-            self.name.clone(),
-            argument,
-            self.queue.as_ref(),
-        )
+        self.core
+            .start_root(&self.pipeline, &self.name, argument, self.queue.as_ref())
     }
 
     /// The name the pipeline is registered under.

@@ -71,7 +71,8 @@ struct Asking {
     /// The runtime's `Core`, by address: only its own calls adopt it.
     core: usize,
     id: u64,
-    name: IdentName,
+    /// Its ident's name (static for every root; `None` would make it unadoptable).
+    name: Option<&'static str>,
     queue_id: QueueId,
     cancel_on_shutdown: bool,
     pipeline_key: usize,
@@ -79,32 +80,12 @@ struct Asking {
     new_control: fn() -> Arc<dyn ErasedControl>,
 }
 
-/// The name of a quick run's ident, without a reference count: a site's name, or a
-/// registered pipeline's, by the address of the registration's `Arc` (its ident's name
-/// is a share of it), found again among the registered pipelines if a step asks.
-#[derive(Clone, Copy)]
-enum IdentName {
-    Site(&'static str),
-    Registered(usize),
-}
-
-impl IdentName {
-    fn of(name: &Name) -> Self {
-        match name {
-            Name::Static(site) => IdentName::Site(site),
-            Name::Shared(shared) => {
-                IdentName::Registered(Arc::as_ptr(shared).cast::<u8>() as usize)
-            }
-        }
-    }
-}
-
 impl Asking {
     /// An empty place (no runtime has the address 0).
     const NONE: Asking = Asking {
         core: 0,
         id: 0,
-        name: IdentName::Site(""),
+        name: None,
         queue_id: QueueId { shard: 0, slot: 0 },
         cancel_on_shutdown: false,
         pipeline_key: 0,
@@ -150,7 +131,10 @@ impl<C: Send + Sync + 'static> Core<C> {
         let asking = Asking {
             core: self.address(),
             id: ident.id,
-            name: IdentName::of(&ident.name),
+            name: match ident.name {
+                Name::Static(name) => Some(name),
+                Name::Shared(_) => None,
+            },
             queue_id: gauge.id,
             cancel_on_shutdown: config.cancel_on_shutdown,
             pipeline_key: pipeline.key(),
@@ -252,20 +236,14 @@ impl<C: Send + Sync + 'static> Core<C> {
         if run.core != self.address() {
             return;
         }
-        let name = match run.name {
-            IdentName::Site(site) => Name::Static(site),
-            IdentName::Registered(address) => {
-                let registered = self.pipelines.values().find(|registered| {
-                    Arc::as_ptr(&registered.name).cast::<u8>() as usize == address
-                });
-                match registered {
-                    Some(registered) => Name::Shared(Arc::clone(&registered.name)),
-                    // Every shared ident name is a registration's.
-                    None => return,
-                }
-            }
+        // Every root's ident name is static (a site's, or an interned registration name).
+        let Some(name) = run.name else {
+            return;
         };
-        let ident = Ident { name, id: run.id };
+        let ident = Ident {
+            name: Name::Static(name),
+            id: run.id,
+        };
         let control = (run.new_control)();
         let asked = Asked {
             ident: &ident,
