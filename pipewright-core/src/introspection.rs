@@ -122,7 +122,7 @@ impl fmt::Debug for Value {
 
 /// A queue's last result, as the registry keeps it: in the control block of the instance
 /// that returned it, or on its own when that instance had none (it ran to its end inside
-/// `invoke`, see `runtime/quick.rs`).
+/// `invoke`, see `runtime/quick_run.rs`).
 pub(crate) enum KeptResult {
     InControl(Arc<dyn ErasedControl>),
     Alone(Arc<dyn ErasedKept>),

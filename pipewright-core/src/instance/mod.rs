@@ -6,7 +6,7 @@
 //! waits on something that is not ready, or until the instance completes. Nothing is
 //! spawned, and no future or child is boxed, for steps that do not wait (an instance,
 //! a synchronous child included, still has its control block: `tests/allocations.rs`).
-//! A root's first synchronous steps may run before it is an instance at all (`quick.rs`).
+//! A root's first synchronous steps may run before it is an instance at all (`quick_steps.rs`).
 //!
 //! Keeping the state explicit (rather than lowering the body to an `async` block) is what
 //! lets the runtime run the synchronous stretch in the caller's stack, stop between steps
@@ -17,12 +17,12 @@
 //! - `ending.rs`: how it stops: the error path, cancellation, the `timeout` and `retry`
 //!   modifiers, and recording its end
 //! - `port.rs`: [`Port`], all the interpreter asks of the runtime that drives it
-//! - `quick.rs`: a quick run's steps on the bare value, and resuming one as an instance
+//! - `quick_steps.rs`: a quick run's steps on the bare value, and resuming one as an instance
 
 mod drive;
 mod ending;
 mod port;
-mod quick;
+mod quick_steps;
 #[cfg(test)]
 mod tests;
 
@@ -43,7 +43,7 @@ use crate::policy::Intensity;
 use crate::registry::EntryRef;
 
 pub(crate) use self::port::{ChildStart, Port};
-pub(crate) use self::quick::{run_quick, QuickRun, QuickStop};
+pub(crate) use self::quick_steps::{run_quick, QuickRun, QuickStop};
 
 /// How an instance ended, as seen by its parent (or, for a root, by the runtime).
 #[derive(Debug)]

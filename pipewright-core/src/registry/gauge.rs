@@ -1,5 +1,5 @@
 //! A queue's slot counts and statistics, readable and changeable without the registry's
-//! lock: quick runs (`quick.rs`) take and give back slots here, and a full dropping queue
+//! lock: quick runs (`quick_slots.rs`) take and give back slots here, and a full dropping queue
 //! refuses here, so an invocation that never becomes an entry takes no registry lock.
 //!
 //! The protocol between the lock-free side and the registry (modelled with loom below):

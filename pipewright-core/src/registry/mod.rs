@@ -46,7 +46,7 @@
 //!   which introspection reads.
 //! - A queue's gauge counts the slots held (its `live` entries and its quick runs) and
 //!   its `waiting` entries; the count never passes the queue's limit. A quick run
-//!   (`quick.rs`) holds a slot in the gauge only, never as an entry; it gives it back when
+//!   (`quick_slots.rs`) holds a slot in the gauge only, never as an entry; it gives it back when
 //!   it ends, or keeps it as the entry it becomes (adoption). Quick runs never happen in
 //!   per-key queues, so `members` counts entries only.
 //! - `Cancelling` is final: neither a state change nor another cancellation undoes it,
@@ -91,7 +91,7 @@
 //! - `queue_state.rs`: a queue as the registry keeps it
 //! - `gauge.rs`: a queue's slot counts, shared without the locks, and its statistics
 //! - `stats.rs`: a queue's statistics (under its gauge's lock)
-//! - `quick.rs`: slots for instances that run inside `invoke` without an entry
+//! - `quick_slots.rs`: slots for instances that run inside `invoke` without an entry
 //! - `introspect.rs`: snapshots of the live instances and the queues
 //!
 //! [SEMANTICS 3.2]: crate::semantics#32-behaviours
@@ -106,7 +106,7 @@ mod lists;
 #[cfg(all(test, pipelines_loom))]
 mod loom_model;
 mod queue_state;
-mod quick;
+mod quick_slots;
 mod shard;
 mod stats;
 mod tree;
@@ -137,7 +137,7 @@ pub(crate) use self::effects::{Effects, Few, Garbage, Parked};
 pub(crate) use self::gauge::Gauge;
 #[cfg(feature = "tower")]
 pub(crate) use self::gauge::RoomPlace;
-pub(crate) use self::quick::{Asked, Replaced, Reservation};
+pub(crate) use self::quick_slots::{Asked, Replaced, Reservation};
 
 /// The most shards a registry has (a [`Wide`] view keeps a place for each).
 const MAX_SHARDS: usize = 64;

@@ -97,7 +97,7 @@ pub(crate) struct Core<C> {
     /// read them.
     pub(super) events: Option<Arc<EventLog>>,
     /// Root invocations may run without an entry when nothing could see them (no
-    /// watcher, no event stream, no transactor): see `quick.rs`.
+    /// watcher, no event stream, no transactor): see `quick_run.rs`.
     pub(super) quick_runs: bool,
     /// Told of registry changes once the runtime is stopped, for `shutdown`.
     pub(super) drained: tokio::sync::Notify,

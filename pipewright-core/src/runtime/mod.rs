@@ -3,7 +3,7 @@
 //! `invoke` runs the first synchronous stretch of an instance right in the caller's stack
 //! (inside the transactor, if any). If the instance completes there, its result goes
 //! straight into the returned handle: no task, no channel. When nothing observes it, it
-//! runs as a quick run (`quick.rs`): no registry entry and no control block either. Only
+//! runs as a quick run (`quick_run.rs`): no registry entry and no control block either. Only
 //! an instance that waits on something is moved into a tokio task, which polls it from
 //! then on; one that waits for a slot is parked in the registry until admitted.
 //!
@@ -11,7 +11,7 @@
 //!
 //! | route | taken when | what it builds | the instance's first poll |
 //! |---|---|---|---|
-//! | `Quick` | the queue is fixed, quick runs are on (no watcher, event stream or transactor), no `tracing` subscriber, the steps do not take `current`, no `use_existing`, the behaviour may run quick, and the gauge gave a slot | nothing: the steps run on the bare value (`quick.rs`); an instance only if a step must wait, nests, fails or asks about the runtime | in `invoke`, on the caller's thread |
+//! | `Quick` | the queue is fixed, quick runs are on (no watcher, event stream or transactor), no `tracing` subscriber, the steps do not take `current`, no `use_existing`, the behaviour may run quick, and the gauge gave a slot | nothing: the steps run on the bare value (`quick_run.rs`, `instance/quick_steps.rs`); an instance only if a step must wait, nests, fails or asks about the runtime | in `invoke`, on the caller's thread |
 //! | `Refused` | as `Quick`, but a full dropping queue | an ident | none |
 //! | `Parked` | as `Quick`, but the queue is full and an executor is there | the instance and its task, joined and parked in one critical section (`parked.rs`) | on the executor once admitted; in `invoke` if the queue had room after all |
 //! | `Ordinary` | anything else: per key, `use_existing`, restartable, observed, steps that take `current`, or a full queue without an executor | `Core::join`, then `carry_on` | in `invoke` when admitted; else on the executor once admitted |
@@ -25,7 +25,7 @@
 //! - `ids.rs`: instance ids, from per-thread blocks
 //! - `route.rs`: the route a root invocation takes, chosen once (a table of the routes
 //!   and where each first polls the instance)
-//! - `quick.rs`: the quick path of a root invocation, and its adoption as an instance
+//! - `quick_run.rs`: the quick route of a root invocation, and its adoption as an instance
 //! - `pending.rs`: a root invoked with a future for its argument
 //! - `task.rs`: the tokio task that drives an instance once it waits (and its parked form)
 
@@ -36,7 +36,7 @@ mod ids;
 mod parked;
 mod pending;
 mod pipeline_handle;
-mod quick;
+mod quick_run;
 mod route;
 mod shutdown;
 mod task;

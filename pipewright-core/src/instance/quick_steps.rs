@@ -1,4 +1,4 @@
-//! Running a root's steps before it is an instance (a quick run, see `runtime/quick.rs`):
+//! Running a root's steps before it is an instance (a quick run, see `runtime/quick_run.rs`):
 //! main steps that return a value, and futures ready at their first poll, run here with
 //! nothing but the value; at the first thing that needs the instance (a future that
 //! waits, a nested pipeline, an error, a break, a cancellation, a `finally!` to run), the
@@ -23,7 +23,7 @@ pub(crate) enum QuickStop<V, C> {
     Pending(StepFuture<V, C>),
     /// The main steps are done and `finally!` is left to run.
     MainDone,
-    /// A step asked the runtime about its instance (`runtime/quick.rs`): the run stopped
+    /// A step asked the runtime about its instance (`runtime/quick_run.rs`): the run stopped
     /// after it, to go on as the instance it became.
     Asked,
 }

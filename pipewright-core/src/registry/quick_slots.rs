@@ -1,5 +1,5 @@
 //! Slots for quick runs: instances that run inside `invoke` without an entry (see
-//! `runtime/quick.rs`). A quick run takes its slot from its queue's [`Gauge`], without the
+//! `runtime/quick_run.rs`). A quick run takes its slot from its queue's [`Gauge`], without the
 //! registry's lock, and ends by recording its result there and giving the slot back; the
 //! lock is taken only if an entry waits for that slot, or when the run becomes an
 //! ordinary entry (adoption) because it has to be seen.
@@ -121,7 +121,7 @@ impl Registry {
     }
 
     /// Adopts a quick run as [`adopt`](Registry::adopt) does, from inside one of its own
-    /// steps that asked about the runtime (`runtime/quick.rs`, "a step that asks"): the
+    /// steps that asked about the runtime (`runtime/quick_run.rs`, "a step that asks"): the
     /// run holds its slot in `queue`, whose name and configuration are read here.
     pub(crate) fn adopt_asked(&self, queue: QueueId, asked: Asked<'_>) {
         let mut shard = self.shard(queue.shard);
