@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use super::shard::{shrink_map, KEPT_INDEX};
 use super::view::View;
-use super::{Admission, Effects, Entry, Gauge, Join, Parked, Place, QueueId, Recorded, Siblings};
+use super::{
+    Admission, Effects, Entry, Gauge, Join, Link, Parked, Place, QueueId, Recorded, Siblings,
+};
 use crate::behaviour::{Concurrency, WhenFull};
 use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::control::ErasedControl;
@@ -129,16 +131,16 @@ impl View<'_> {
             ident: join.ident.clone(),
             queue,
             control: join.control,
-            parent,
+            parent: parent.into(),
             detached: join.detached,
             indexed: false,
             children: Siblings::default(),
-            prev_sibling: None,
-            next_sibling: None,
+            prev_sibling: Link::NONE,
+            next_sibling: Link::NONE,
             state: InstanceState::Waiting,
             place: Place::None,
-            prev: None,
-            next: None,
+            prev: Link::NONE,
+            next: Link::NONE,
             done: false,
             started: false,
             cancel_on_shutdown: join.cancel_on_shutdown,

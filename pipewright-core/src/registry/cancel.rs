@@ -203,6 +203,6 @@ impl View<'_> {
 
     /// The entry's parent, if that is still live.
     pub(super) fn live_parent(&self, entry: &Entry) -> Option<u64> {
-        entry.parent.filter(|parent| self.contains(*parent))
+        entry.parent.get().filter(|parent| self.contains(*parent))
     }
 }

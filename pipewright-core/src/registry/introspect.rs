@@ -22,6 +22,7 @@ impl View<'_> {
             },
             parent: entry
                 .parent
+                .get()
                 .and_then(|parent| self.entry(parent))
                 .map(|parent| parent.ident.clone()),
             detached: entry.detached,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::queue_state::List;
 use super::view::View;
-use super::{Effects, Place};
+use super::{Effects, Link, Place};
 
 impl View<'_> {
     pub(super) fn link(&mut self, id: u64, place: Place) {
@@ -34,12 +34,12 @@ impl View<'_> {
         }
         list.len += 1;
         if let Some(tail) = old_tail.and_then(|tail| self.entry_mut(tail)) {
-            tail.next = Some(id);
+            tail.next = id.into();
         }
         if let Some(entry) = self.entry_mut(id) {
             entry.place = place;
-            entry.prev = old_tail;
-            entry.next = None;
+            entry.prev = old_tail.into();
+            entry.next = Link::NONE;
         }
     }
 
@@ -47,10 +47,10 @@ impl View<'_> {
         let Some(entry) = self.entry_mut(id) else {
             return;
         };
-        let (place, prev, next) = (entry.place, entry.prev, entry.next);
+        let (place, prev, next) = (entry.place, entry.prev.get(), entry.next.get());
         entry.place = Place::None;
-        entry.prev = None;
-        entry.next = None;
+        entry.prev = Link::NONE;
+        entry.next = Link::NONE;
         let queue = entry.queue;
         let Some(state) = self.queue_mut(queue) else {
             return;
@@ -77,10 +77,10 @@ impl View<'_> {
             list.tail = prev;
         }
         if let Some(prev) = prev.and_then(|prev| self.entry_mut(prev)) {
-            prev.next = next;
+            prev.next = next.into();
         }
         if let Some(next) = next.and_then(|next| self.entry_mut(next)) {
-            next.prev = prev;
+            next.prev = prev.into();
         }
     }
 }

@@ -170,7 +170,7 @@ struct Entry {
     ident: Ident,
     queue: QueueId,
     control: Arc<dyn ErasedControl>,
-    parent: Option<u64>,
+    parent: Link,
     detached: bool,
     /// It has a parent or has had a child: it is in the tree's index, and what ends or
     /// cancels it takes the tree lock.
@@ -178,12 +178,12 @@ struct Entry {
     /// Its live children, in joining order: an intrusive list through the children's
     /// sibling links, so a child leaves in O(1) however many siblings it has.
     children: Siblings,
-    prev_sibling: Option<u64>,
-    next_sibling: Option<u64>,
+    prev_sibling: Link,
+    next_sibling: Link,
     state: InstanceState,
     place: Place,
-    prev: Option<u64>,
-    next: Option<u64>,
+    prev: Link,
+    next: Link,
     /// Its own steps are over (it may still wait for children).
     done: bool,
     started: bool,
@@ -198,16 +198,41 @@ struct Entry {
     parked: Option<Box<dyn Parked>>,
 }
 
+/// A link from an entry to another, by id, in 8 bytes: ids start at 1, so 0 is "none"
+/// (an `Option<u64>` takes 16). An entry has seven.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Link(u64);
+
+impl Link {
+    const NONE: Link = Link(0);
+
+    fn get(self) -> Option<u64> {
+        (self.0 != 0).then_some(self.0)
+    }
+}
+
+impl From<Option<u64>> for Link {
+    fn from(id: Option<u64>) -> Self {
+        Link(id.unwrap_or(0))
+    }
+}
+
+impl From<u64> for Link {
+    fn from(id: u64) -> Self {
+        Link(id)
+    }
+}
+
 /// The ends of an entry's list of children.
 #[derive(Debug, Default, Clone, Copy)]
 struct Siblings {
-    first: Option<u64>,
-    last: Option<u64>,
+    first: Link,
+    last: Link,
 }
 
 impl Siblings {
     fn is_empty(&self) -> bool {
-        self.first.is_none()
+        self.first.get().is_none()
     }
 }
 

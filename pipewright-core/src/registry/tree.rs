@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::view::View;
-use super::{Effects, Place};
+use super::{Effects, Link, Place};
 use crate::ident::Ident;
 
 impl<'a> View<'a> {
@@ -28,10 +28,14 @@ impl<'a> View<'a> {
             }
             self.forget_queue_if_empty(entry.queue, fx);
             fx.discard(entry.control);
-            let Some(parent_id) = entry.parent else {
+            let Some(parent_id) = entry.parent.get() else {
                 return;
             };
-            self.remove_child(parent_id, entry.prev_sibling, entry.next_sibling);
+            self.remove_child(
+                parent_id,
+                entry.prev_sibling.get(),
+                entry.next_sibling.get(),
+            );
             let Some(parent) = self.entry_mut(parent_id) else {
                 return;
             };
@@ -49,36 +53,38 @@ impl<'a> View<'a> {
     /// Appends `child` to `parent`'s children.
     pub(super) fn add_child(&mut self, parent: u64, child: u64) {
         let Some(last) = self.entry_mut(parent).map(|parent| {
-            let last = parent.children.last.replace(child);
-            parent.children.first.get_or_insert(child);
+            let last = std::mem::replace(&mut parent.children.last, child.into()).get();
+            if parent.children.first.get().is_none() {
+                parent.children.first = child.into();
+            }
             last
         }) else {
             return;
         };
         if let Some(last) = last.and_then(|last| self.entry_mut(last)) {
-            last.next_sibling = Some(child);
+            last.next_sibling = child.into();
         }
         if let Some(child) = self.entry_mut(child) {
-            child.prev_sibling = last;
-            child.next_sibling = None;
+            child.prev_sibling = last.into();
+            child.next_sibling = Link::NONE;
         }
     }
 
     /// Unlinks a removed child, whose siblings were `prev` and `next`, from `parent`.
     pub(super) fn remove_child(&mut self, parent: u64, prev: Option<u64>, next: Option<u64>) {
         match prev.and_then(|prev| self.entry_mut(prev)) {
-            Some(prev) => prev.next_sibling = next,
+            Some(prev) => prev.next_sibling = next.into(),
             None => {
                 if let Some(parent) = self.entry_mut(parent) {
-                    parent.children.first = next;
+                    parent.children.first = next.into();
                 }
             }
         }
         match next.and_then(|next| self.entry_mut(next)) {
-            Some(next) => next.prev_sibling = prev,
+            Some(next) => next.prev_sibling = prev.into(),
             None => {
                 if let Some(parent) = self.entry_mut(parent) {
-                    parent.children.last = prev;
+                    parent.children.last = prev.into();
                 }
             }
         }
@@ -88,13 +94,13 @@ impl<'a> View<'a> {
     pub(super) fn children_last_first<'s>(&'s self, id: u64) -> ChildrenLastFirst<'s, 'a> {
         ChildrenLastFirst {
             view: self,
-            next: self.entry(id).and_then(|entry| entry.children.last),
+            next: self.entry(id).and_then(|entry| entry.children.last.get()),
         }
     }
 
     /// The ident of `id`'s parent, if it has one (and both are live).
     pub(super) fn parent_of(&self, id: u64) -> Option<Ident> {
-        let parent = self.entry(id)?.parent?;
+        let parent = self.entry(id)?.parent.get()?;
         self.ident_of(parent)
     }
 }
@@ -110,7 +116,10 @@ impl Iterator for ChildrenLastFirst<'_, '_> {
 
     fn next(&mut self) -> Option<u64> {
         let child = self.next?;
-        self.next = self.view.entry(child).and_then(|entry| entry.prev_sibling);
+        self.next = self
+            .view
+            .entry(child)
+            .and_then(|entry| entry.prev_sibling.get());
         Some(child)
     }
 }
