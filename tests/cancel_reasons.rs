@@ -77,6 +77,16 @@ impl Probe {
             .unwrap_or_else(|| panic!("finally! of {name} did not run"))
     }
 
+    /// `finally!` of `name` and the watcher were both told `told`.
+    fn assert_saw(&self, name: &str, told: Option<Told>) {
+        assert_eq!(self.finally_of(name), told, "finally! of {name}");
+        assert_eq!(
+            self.told(&self.ident(name)),
+            told_for(told),
+            "events of {name}"
+        );
+    }
+
     fn ran_finally(&self, name: &str) -> bool {
         self.finally.lock().unwrap().contains_key(name)
     }
@@ -167,11 +177,7 @@ async fn a_restartable_queue_tells_the_instance_it_replaced() {
         error.to_string(),
         "instance cancelled: replaced by a newer instance"
     );
-    assert_eq!(probe.finally_of("first"), direct(CancelReason::Replaced));
-    assert_eq!(
-        probe.told(&probe.ident("first")),
-        told_for(direct(CancelReason::Replaced))
-    );
+    probe.assert_saw("first", direct(CancelReason::Replaced));
     assert_eq!(newer.await.unwrap(), 2);
     assert_eq!(probe.finally_of("second"), None);
 }
@@ -249,14 +255,7 @@ async fn a_child_of_a_cancelled_instance_gets_its_reason_by_its_parent() {
         Some(CancelReason::Requested)
     );
     assert_eq!(probe.finally_of("root"), direct(CancelReason::Requested));
-    assert_eq!(
-        probe.finally_of("child"),
-        by_parent(CancelReason::Requested)
-    );
-    assert_eq!(
-        probe.told(&probe.ident("child")),
-        told_for(by_parent(CancelReason::Requested))
-    );
+    probe.assert_saw("child", by_parent(CancelReason::Requested));
     assert_eq!(
         probe.told(&probe.ident("root")),
         told_for(direct(CancelReason::Requested))
@@ -300,14 +299,7 @@ async fn the_path_a_cancellation_climbs_keeps_its_reason_and_the_rest_of_the_tre
             "{name}"
         );
     }
-    assert_eq!(
-        probe.finally_of("detached"),
-        by_parent(CancelReason::Requested)
-    );
-    assert_eq!(
-        probe.told(&probe.ident("detached")),
-        told_for(by_parent(CancelReason::Requested))
-    );
+    probe.assert_saw("detached", by_parent(CancelReason::Requested));
 }
 
 #[tokio::test(start_paused = true)]
@@ -349,14 +341,7 @@ async fn a_shutdown_stops_first_then_its_deadline_tells_what_it_cancels() {
         Some(CancelReason::ShutdownDeadline)
     );
     assert_eq!(probe.finally_of("stopped"), direct(CancelReason::Stopped));
-    assert_eq!(
-        probe.finally_of("spared"),
-        direct(CancelReason::ShutdownDeadline)
-    );
-    assert_eq!(
-        probe.told(&probe.ident("spared")),
-        told_for(direct(CancelReason::ShutdownDeadline))
-    );
+    probe.assert_saw("spared", direct(CancelReason::ShutdownDeadline));
 }
 
 #[tokio::test(start_paused = true)]
@@ -367,11 +352,7 @@ async fn a_timeout_fails_its_instance_and_tells_the_child_it_cancelled() {
     let handle = runtime.invoke_pipeline(&root, 1).unwrap();
     let error = handle.await.unwrap_err();
     assert!(error.is_timeout(), "{error:?}");
-    assert_eq!(probe.finally_of("child"), by_parent(CancelReason::TimedOut));
-    assert_eq!(
-        probe.told(&probe.ident("child")),
-        told_for(by_parent(CancelReason::TimedOut))
-    );
+    probe.assert_saw("child", by_parent(CancelReason::TimedOut));
     // The timed-out instance itself was not cancelled: its `finally!` sees the timeout.
     assert_eq!(probe.finally_of("root"), None);
     assert_eq!(probe.told(&probe.ident("root")), Vec::<String>::new());
@@ -388,14 +369,7 @@ async fn a_dropped_cancel_on_drop_handle_tells_handle_dropped() {
     settle().await;
     drop(handle);
     settle().await;
-    assert_eq!(
-        probe.finally_of("request"),
-        direct(CancelReason::HandleDropped)
-    );
-    assert_eq!(
-        probe.told(&probe.ident("request")),
-        told_for(direct(CancelReason::HandleDropped))
-    );
+    probe.assert_saw("request", direct(CancelReason::HandleDropped));
 }
 
 #[tokio::test(start_paused = true)]
@@ -416,11 +390,7 @@ async fn the_cancel_marker_tells_step() {
     assert_eq!(error.cancel_reason(), Some(CancelReason::Step));
     assert_eq!(probe.finally_of("gives_up"), direct(CancelReason::Step));
     // The parent it climbed through keeps the reason.
-    assert_eq!(probe.finally_of("root"), direct(CancelReason::Step));
-    assert_eq!(
-        probe.told(&probe.ident("root")),
-        told_for(direct(CancelReason::Step))
-    );
+    probe.assert_saw("root", direct(CancelReason::Step));
 }
 
 #[tokio::test(start_paused = true)]

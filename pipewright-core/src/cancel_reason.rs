@@ -138,12 +138,10 @@ impl CancelReason {
             .find(|reason| reason.as_str() == name)
     }
 
-    /// The reason as one byte, for an atomic (never 0: 0 is "no reason yet").
+    /// The reason as one byte, for an atomic (never 0: 0 is "no reason yet"): its place
+    /// in [`ALL`](CancelReason::ALL), which lists the variants in declaration order.
     pub(crate) fn to_byte(self) -> u8 {
-        CancelReason::ALL
-            .iter()
-            .position(|reason| *reason == self)
-            .map_or(0, |index| index as u8 + 1)
+        self as u8 + 1
     }
 
     /// The reason a byte from [`to_byte`](CancelReason::to_byte) stands for.

@@ -8,14 +8,15 @@
 //! `waits_until_killed`, which do nothing unless `PIPELINES_REDIS_CHILD_URL` or
 //! `PIPELINES_REDIS_WAITER_URL` is set).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipewright::{pipeline, Runtime};
 use pipewright_redis::testing::RedisServer;
 use pipewright_redis::{AuditEntry, Fleet};
+
+#[path = "support/child.rs"]
+mod child;
 
 const CHILD_URL: &str = "PIPELINES_REDIS_CHILD_URL";
 const WAITER_URL: &str = "PIPELINES_REDIS_WAITER_URL";
@@ -51,29 +52,12 @@ async fn a_member_killed_mid_step_frees_its_slot_within_the_lease_ttl() {
     let Some(server) = RedisServer::start_or_skip().unwrap() else {
         return;
     };
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "holds_a_slot_until_killed",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_URL, server.url())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (ready, said) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if line.is_ok_and(|line| line.trim_end().ends_with("holding")) {
-                let _ = ready.send(());
-            }
-        }
-    });
-    said.recv_timeout(Duration::from_secs(60))
-        .expect("the child took the slot");
+    let mut child = child::spawn_until(
+        "holds_a_slot_until_killed",
+        CHILD_URL,
+        &server.url(),
+        "holding",
+    );
 
     // Three instances of this process wait behind the child's.
     let fleet = Fleet::connect(&server.url()).await.unwrap();
@@ -173,29 +157,7 @@ async fn a_killed_members_waiting_instances_go_with_its_places() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "waits_until_killed",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(WAITER_URL, server.url())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (ready, said) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if line.is_ok_and(|line| line.trim_end().ends_with("waiting")) {
-                let _ = ready.send(());
-            }
-        }
-    });
-    said.recv_timeout(Duration::from_secs(60))
-        .expect("the child waits");
+    let mut child = child::spawn_until("waits_until_killed", WAITER_URL, &server.url(), "waiting");
     child.kill().unwrap(); // SIGKILL: its renewals stop
     child.wait().unwrap();
 

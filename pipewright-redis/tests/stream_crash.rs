@@ -11,8 +11,6 @@
 //! its `finally!` once the record is stored.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +20,9 @@ use pipewright_redis::testing::RedisServer;
 use pipewright_redis::{RedisStreamSource, StreamAcks, StreamEntry};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoGroupsReply, StreamPendingCountReply};
+
+#[path = "support/child.rs"]
+mod child;
 
 const CHILD_URL: &str = "PIPELINES_STREAM_CHILD_URL";
 const STREAM: &str = "orders";
@@ -214,29 +215,12 @@ async fn a_consumer_process_killed_mid_stream_loses_nothing() {
         ids.push(id);
     }
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "consumes_until_killed",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_URL, server.url())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (ready, said) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if line.is_ok_and(|line| line.trim_end().ends_with("consuming")) {
-                let _ = ready.send(());
-            }
-        }
-    });
-    said.recv_timeout(Duration::from_secs(60))
-        .expect("the child consumes");
+    let mut child = child::spawn_until(
+        "consumes_until_killed",
+        CHILD_URL,
+        &server.url(),
+        "consuming",
+    );
     // Kill it once it has processed some, with its channel full behind them (the
     // receipt of the last one had freed a slot).
     let started = Instant::now();

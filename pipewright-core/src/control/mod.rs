@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::task::AtomicWaker;
 
-use crate::cancel_reason::Cancellation;
+use crate::cancel_reason::{Cancellation, REQUESTED};
 use crate::error::Error;
 use sharing::{SharedEnd, Sharers};
 use signals::Signals;
@@ -105,6 +105,12 @@ impl<V> Control<V> {
     /// else `fallback` (a cancellation its own driver decided).
     pub(crate) fn cancelled_because(&self, fallback: Cancellation) -> Cancellation {
         self.signals.cancel_reason().unwrap_or(fallback)
+    }
+
+    /// Why a flagged instance was cancelled: the registry keeps a reason whenever it
+    /// raises the flag, so the fallback (a request by ident) is never told in practice.
+    pub(crate) fn cancellation(&self) -> Cancellation {
+        self.cancelled_because(REQUESTED)
     }
 
     pub(crate) fn is_admitted(&self) -> bool {
@@ -197,8 +203,8 @@ pub(crate) trait ErasedControl: Send + Sync + 'static {
     /// Keeps why it is cancelled (the first reason wins). Called under the registry's
     /// lock when it marks the instance, before [`cancel`](ErasedControl::cancel).
     fn set_cancel_reason(&self, reason: Cancellation);
-    /// The reason kept, if any.
-    fn cancel_reason(&self) -> Option<Cancellation>;
+    /// Why it was cancelled (see [`Control::cancellation`]).
+    fn cancellation(&self) -> Cancellation;
     /// Gives the instance its slot, without waking its driver. Called under the
     /// registry's lock, so that any later cancellation's flag is seen with it: an
     /// instance that sees "cancelled" also sees "admitted" if it was started.
@@ -224,8 +230,8 @@ impl<V: Send + Sync + 'static> ErasedControl for Control<V> {
         self.signals.set_cancel_reason(reason);
     }
 
-    fn cancel_reason(&self) -> Option<Cancellation> {
-        self.signals.cancel_reason()
+    fn cancellation(&self) -> Cancellation {
+        Control::cancellation(self)
     }
 
     fn set_admitted(&self) {

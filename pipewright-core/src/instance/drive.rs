@@ -7,7 +7,7 @@ use futures::Future;
 
 use super::port::{ChildStart, Port};
 use super::{Completion, Ending, InStep, Instance, SharedResult, Waiting};
-use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
+use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::continuation::{Continuation, Frame};
 use crate::error::Error;
 use crate::introspection::InstanceState;
@@ -142,9 +142,9 @@ where
                 }
                 if signalled {
                     // Cancelled while it waited for a slot: no step and no `finally!`.
-                    self.ending = self.cancel.unwrap_or_else(|| {
-                        Ending::Cancelled(self.control.cancelled_because(REQUESTED))
-                    });
+                    self.ending = self
+                        .cancel
+                        .unwrap_or_else(|| Ending::Cancelled(self.control.cancellation()));
                     self.completed = true;
                     continue;
                 }
@@ -155,7 +155,7 @@ where
                 return Poll::Pending;
             }
             if self.cancel.is_none() && self.control.is_cancelled() {
-                self.cancel = Some(Ending::Cancelled(self.control.cancelled_because(REQUESTED)));
+                self.cancel = Some(Ending::Cancelled(self.control.cancellation()));
             }
             if !self.deadline_armed {
                 self.arm_deadline();

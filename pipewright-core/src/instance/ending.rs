@@ -12,7 +12,7 @@ use futures::Future;
 
 use super::port::Port;
 use super::{Completion, Ending, Instance, Waiting};
-use crate::cancel_reason::{CancelReason, Cancellation, REQUESTED};
+use crate::cancel_reason::{CancelReason, Cancellation};
 use crate::control::sharing::SharedEnd;
 use crate::error::Error;
 use crate::pipeline::Section;
@@ -217,7 +217,7 @@ where
             }
             // Not asked to stop: as a request by ident would.
             _ => {
-                let cause = self.control.cancelled_because(REQUESTED);
+                let cause = self.control.cancellation();
                 self.enter_finally(Some(cause.error()), Ending::Cancelled(cause))
             }
         }
@@ -287,9 +287,9 @@ where
         };
         let result = matches!(recorded, Recorded::Finished)
             .then(|| Arc::clone(&self.control) as Arc<dyn crate::control::ErasedControl>);
-        if core.finish(self.id, recorded, result) {
+        if let Some(cause) = core.finish(self.id, recorded, result) {
             // A cancellation was accepted before the value arrived: it wins.
-            self.cancel = Some(Ending::Cancelled(self.control.cancelled_because(REQUESTED)));
+            self.cancel = Some(Ending::Cancelled(cause));
         }
         let ending = self.final_ending();
         self.span.state(match ending {

@@ -65,14 +65,14 @@ pub(crate) trait Port<C>: Send + Sync {
     /// Takes `at` out of its queue without cancelling its tree.
     fn withdraw(&self, at: EntryRef);
 
-    /// Records how `at`'s own steps ended; `true` if a cancellation was accepted before
-    /// its value arrived (the value must then be reported as cancelled).
+    /// Records how `at`'s own steps ended; the cancellation, if one was accepted before
+    /// its value arrived (the value must then be reported as that cancellation).
     fn finish(
         &self,
         at: EntryRef,
         ending: Recorded,
         result: Option<Arc<dyn ErasedControl>>,
-    ) -> bool;
+    ) -> Option<Cancellation>;
 
     /// `true` if `at` must wait for children still live before its `finally!` (it is
     /// told when they are done).

@@ -335,14 +335,14 @@ mod on_a_fake_port {
             at: EntryRef,
             ending: Recorded,
             _result: Option<Arc<dyn ErasedControl>>,
-        ) -> bool {
+        ) -> Option<Cancellation> {
             let ending = match ending {
                 Recorded::Finished => "finished".to_owned(),
                 Recorded::Failed(error) => format!("failed: {error:#}"),
                 Recorded::Cancelled(cause) => format!("cancelled: {cause:?}"),
             };
             self.note(format!("finish {} {ending}", at.id));
-            false
+            None
         }
 
         fn await_children(&self, _at: EntryRef) -> bool {

@@ -265,8 +265,9 @@ impl View<'_> {
     /// Records the end of an instance's own steps. `result` is its control block when it
     /// finished with a value (it holds the value for the queue's statistics).
     ///
-    /// Returns `true` if a value arrived after a cancellation was accepted (the instance
-    /// was already `Cancelling`): it is recorded, and must be reported, as cancelled, so that [`cancel`](View::cancel) answering "yes" is never followed
+    /// Returns the cancellation if a value arrived after one was accepted (the instance
+    /// was already `Cancelling`): it is recorded, and must be reported, as that
+    /// cancellation, so that [`cancel`](View::cancel) answering "yes" is never followed
     /// by the caller receiving the value.
     pub(super) fn finish(
         &mut self,
@@ -274,20 +275,14 @@ impl View<'_> {
         mut ending: Recorded,
         mut result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
-    ) -> bool {
+    ) -> Option<Cancellation> {
         let logging = self.log().is_some();
-        let Some(entry) = self.entry_mut(id) else {
-            return false;
-        };
-        let cancelled_first =
-            matches!(ending, Recorded::Finished) && entry.state == InstanceState::Cancelling;
-        if cancelled_first {
-            ending = Recorded::Cancelled(
-                entry
-                    .control
-                    .cancel_reason()
-                    .unwrap_or(Cancellation::direct(CancelReason::Requested)),
-            );
+        let entry = self.entry_mut(id)?;
+        let cancelled_first = (matches!(ending, Recorded::Finished)
+            && entry.state == InstanceState::Cancelling)
+            .then(|| entry.control.cancellation());
+        if let Some(cause) = cancelled_first {
+            ending = Recorded::Cancelled(cause);
             if let Some(result) = result.take() {
                 fx.discard(result);
             }

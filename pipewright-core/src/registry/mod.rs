@@ -501,7 +501,7 @@ impl Registry {
         ending: Recorded,
         result: Option<Arc<dyn ErasedControl>>,
         fx: &mut Effects,
-    ) -> bool {
+    ) -> Option<Cancellation> {
         self.on_entry(at, |view| view.finish(at.id, ending, result, fx))
     }
 

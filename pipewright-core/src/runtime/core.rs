@@ -129,16 +129,27 @@ impl<C: Send + Sync + 'static> Port<C> for Arc<Core<C>> {
         Core::start_child(self, parent, pipeline, value)
     }
 
+    /// The control block's flag (set by the driver) is what introspection reads; the
+    /// registry hears of it only when events are recorded (a watcher or event streams),
+    /// in order with everything else it decides.
     fn set_state(&self, at: EntryRef, state: InstanceState) {
-        Core::set_state(self, at, state);
+        if self.events.is_some() {
+            self.registry.set_state(at, state);
+            self.deliver_events();
+        }
     }
 
     fn cancel(&self, at: EntryRef, reason: CancelReason) -> bool {
-        self.cancel_id(at, reason)
+        let mut fx = Effects::default();
+        let cancelled = self.registry.cancel(at, reason, &mut fx);
+        self.after(&mut fx);
+        cancelled
     }
 
     fn cancel_below(&self, at: EntryRef, cause: Cancellation) {
-        Core::cancel_below(self, at, cause);
+        let mut fx = Effects::default();
+        self.registry.cancel_below(at, cause, &mut fx);
+        self.after(&mut fx);
     }
 
     fn withdraw(&self, at: EntryRef) {
@@ -150,12 +161,12 @@ impl<C: Send + Sync + 'static> Port<C> for Arc<Core<C>> {
         at: EntryRef,
         ending: Recorded,
         result: Option<Arc<dyn ErasedControl>>,
-    ) -> bool {
+    ) -> Option<Cancellation> {
         Core::finish(self, at, ending, result)
     }
 
     fn await_children(&self, at: EntryRef) -> bool {
-        Core::await_children(self, at)
+        self.registry.await_children(at)
     }
 
     fn cancelled_while_waiting(&self, ident: &Ident) {
@@ -187,14 +198,9 @@ impl<C: Send + Sync + 'static> Core<C> {
     /// Taken by reference: `Effects` is a few hundred bytes, moved into a call it would
     /// be copied on every invocation, though it is almost always empty.
     pub(super) fn after(&self, fx: &mut Effects) {
-        if fx.is_empty() {
-            self.deliver_events();
-            self.wake_shutdown();
-            return;
-        }
-        let garbage = std::mem::take(fx).apply();
+        let garbage = (!fx.is_empty()).then(|| std::mem::take(fx).apply());
         self.deliver_events();
-        if !garbage.is_empty() {
+        if let Some(garbage) = garbage.filter(|garbage| !garbage.is_empty()) {
             self.drop_garbage(garbage);
         }
         self.wake_shutdown();
@@ -243,34 +249,6 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
-    /// Records a suspension or a resumption. The control block's flag (set by the
-    /// driver) is what introspection reads; the registry hears of it only when events
-    /// are recorded (a watcher or event streams), in order with everything else it decides.
-    pub(crate) fn set_state(&self, at: EntryRef, state: InstanceState) {
-        if self.events.is_some() {
-            self.registry.set_state(at, state);
-            self.deliver_events();
-        }
-    }
-
-    pub(crate) fn await_children(&self, at: EntryRef) -> bool {
-        self.registry.await_children(at)
-    }
-
-    pub(crate) fn cancel_id(&self, at: EntryRef, reason: CancelReason) -> bool {
-        let mut fx = Effects::default();
-        let cancelled = self.registry.cancel(at, reason, &mut fx);
-        self.after(&mut fx);
-        cancelled
-    }
-
-    /// Cancels the tree whose top is `at`, without climbing to its parents.
-    pub(crate) fn cancel_below(&self, at: EntryRef, cause: Cancellation) {
-        let mut fx = Effects::default();
-        self.registry.cancel_below(at, cause, &mut fx);
-        self.after(&mut fx);
-    }
-
     pub(super) fn cancel_ident(&self, ident: &Ident, reason: CancelReason) -> bool {
         let mut fx = Effects::default();
         let cancelled = self.registry.cancel_ident(ident, reason, &mut fx);
@@ -285,14 +263,14 @@ impl<C: Send + Sync + 'static> Core<C> {
         self.after(&mut fx);
     }
 
-    /// Records how `id` ended; `true` if a cancellation was accepted before its value
-    /// arrived (the value must then be reported as cancelled).
+    /// Records how `id` ended; the cancellation, if one was accepted before its value
+    /// arrived (the value must then be reported as that cancellation).
     pub(crate) fn finish(
         &self,
         at: EntryRef,
         ending: Recorded,
         result: Option<Arc<dyn ErasedControl>>,
-    ) -> bool {
+    ) -> Option<Cancellation> {
         let mut fx = Effects::default();
         let cancelled_first = self.registry.finish(at, ending, result, &mut fx);
         self.after(&mut fx);

@@ -55,6 +55,11 @@ impl Ids {
         }
     }
 
+    /// The runtime's serial number: never 0, never reused in the process.
+    pub(crate) fn runtime(&self) -> u64 {
+        self.runtime
+    }
+
     /// A fresh id, never handed out before by this runtime.
     pub(crate) fn next(&self) -> u64 {
         BLOCKS

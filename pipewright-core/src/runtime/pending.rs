@@ -14,7 +14,6 @@ use super::core::contained;
 use super::parked::root_join;
 use super::task::Task;
 use super::Core;
-use crate::cancel_reason::REQUESTED;
 use crate::control::Control;
 use crate::error::{BoxError, Error, InvokeError, Refused};
 use crate::events::hooks::InstanceSpan;
@@ -172,7 +171,7 @@ where
         this.control.register(cx.waker());
         if this.control.is_cancelled() {
             this.core.hooks().cancelled_while_waiting(&this.ident);
-            let cause = this.control.cancelled_because(REQUESTED);
+            let cause = this.control.cancellation();
             this.end(Recorded::Cancelled(cause), cause.error());
             return Poll::Ready(());
         }

@@ -68,8 +68,9 @@ const TRACKED: usize = 8;
 /// A quick run as a step that asks finds it: what its entry needs.
 #[derive(Clone, Copy)]
 struct Asking {
-    /// The runtime's `Core`, by address: only its own calls adopt it.
-    core: usize,
+    /// The runtime, by its serial number (`ids.rs`; 0 is none): only its own calls
+    /// adopt it.
+    runtime: u64,
     id: u64,
     /// Its ident's name (static for every root; `None` would make it unadoptable).
     name: Option<&'static str>,
@@ -81,9 +82,9 @@ struct Asking {
 }
 
 impl Asking {
-    /// An empty place (no runtime has the address 0).
+    /// An empty place (no runtime has the serial number 0).
     const NONE: Asking = Asking {
-        core: 0,
+        runtime: 0,
         id: 0,
         name: None,
         queue_id: QueueId { shard: 0, slot: 0 },
@@ -129,7 +130,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         };
         let depth = QUICK_DEPTH.get();
         let asking = Asking {
-            core: self.address(),
+            runtime: self.ids.runtime(),
             id: ident.id,
             name: match ident.name {
                 Name::Static(name) => Some(name),
@@ -163,15 +164,18 @@ impl<C: Send + Sync + 'static> Core<C> {
             queue,
             queue_id: gauge.id,
             ident,
-            argument: kept_argument,
             value,
             index,
         };
         let invocation = match (adopted, stop) {
-            (Some(control), stop) => {
-                self.go_on_adopted(pipeline, run, control, stop.unwrap_or(QuickStop::Asked))
-            }
-            (None, Some(stop)) => self.adopt(pipeline, run, stop),
+            (Some(control), stop) => self.go_on_adopted(
+                pipeline,
+                run,
+                kept_argument,
+                control,
+                stop.unwrap_or(QuickStop::Asked),
+            ),
+            (None, Some(stop)) => self.adopt(pipeline, run, kept_argument, stop),
             // Ended just above.
             (None, None) => unreachable!("a quick run that ended went on"),
         };
@@ -219,11 +223,6 @@ impl<C: Send + Sync + 'static> Core<C> {
         }
     }
 
-    /// The runtime's identity for the quick runs on a thread's list.
-    fn address(&self) -> usize {
-        std::ptr::from_ref(self) as usize
-    }
-
     /// A step of a quick run asked about the runtime (introspection, cancellation, stop):
     /// this thread's quick run, if it is of this runtime, becomes an entry now, so the
     /// answer includes it.
@@ -233,7 +232,7 @@ impl<C: Send + Sync + 'static> Core<C> {
             return;
         }
         let mut run = QUICK_RUNS.with(|runs| runs[depth - 1].get());
-        if run.core != self.address() {
+        if run.runtime != self.ids.runtime() {
             return;
         }
         // Every root's ident name is static (a site's, or an interned registration name).
@@ -253,7 +252,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         };
         self.registry.adopt_asked(run.queue_id, asked);
         // Adopted once: a second ask finds the entry.
-        run.core = 0;
+        run.runtime = 0;
         QUICK_RUNS.with(|runs| runs[depth - 1].set(run));
         ADOPTED.with(|adopted| adopted[depth - 1].set(Some(ManuallyDrop::new(control))));
         ADOPTIONS.with(|count| count.set(count.get() + 1));
@@ -266,6 +265,7 @@ impl<C: Send + Sync + 'static> Core<C> {
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
         adopted: Adopted<'_, V>,
+        argument: V,
         control: Arc<dyn ErasedControl>,
         stop: QuickStop<V, C>,
     ) -> Invocation<V>
@@ -277,7 +277,6 @@ impl<C: Send + Sync + 'static> Core<C> {
             // Made by `pending_control::<V>` for this very run.
             Err(_) => unreachable!("a quick run's control block of another type"),
         };
-        let (adopted, argument) = adopted.without_argument();
         control.set_argument(argument);
         self.go_on_as_instance(pipeline, adopted, control, stop)
     }
@@ -288,12 +287,12 @@ impl<C: Send + Sync + 'static> Core<C> {
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
         adopted: Adopted<'_, V>,
+        argument: V,
         stop: QuickStop<V, C>,
     ) -> Invocation<V>
     where
         V: Clone + Send + Sync + 'static,
     {
-        let (adopted, argument) = adopted.without_argument();
         let control = Arc::new(Control::new(argument, true));
         let at = adopted.entry();
         let join = root_join(
@@ -313,7 +312,7 @@ impl<C: Send + Sync + 'static> Core<C> {
     fn go_on_as_instance<V>(
         self: &Arc<Self>,
         pipeline: &Pipeline<V, C>,
-        adopted: Adopted<'_, V, ()>,
+        adopted: Adopted<'_, V>,
         control: Arc<Control<V>>,
         stop: QuickStop<V, C>,
     ) -> Invocation<V>
@@ -344,39 +343,16 @@ impl<C: Send + Sync + 'static> Core<C> {
     }
 }
 
-/// A quick run on its way to becoming an instance (`A`: its argument, until the control
-/// block holds it).
-struct Adopted<'a, V, A = V> {
+/// A quick run on its way to becoming an instance: where it runs and how far it got.
+struct Adopted<'a, V> {
     queue: &'a Name,
     queue_id: QueueId,
     ident: Ident,
-    argument: A,
     value: V,
     index: usize,
 }
 
-impl<'a, V, A> Adopted<'a, V, A> {
-    /// Its argument taken out (for its control block).
-    fn without_argument(self) -> (Adopted<'a, V, ()>, A) {
-        let Adopted {
-            queue,
-            queue_id,
-            ident,
-            argument,
-            value,
-            index,
-        } = self;
-        let adopted = Adopted {
-            queue,
-            queue_id,
-            ident,
-            argument: (),
-            value,
-            index,
-        };
-        (adopted, argument)
-    }
-
+impl<V> Adopted<'_, V> {
     /// Its entry: its ident's id, in its queue's shard.
     fn entry(&self) -> EntryRef {
         EntryRef {
